@@ -1,0 +1,67 @@
+//! Command-line interface: subcommands and the flags that say how this process behaves.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+
+/// Website-availability monitor: checks sites on precise schedules, ships every result as Avro
+/// through Apache Kafka, and keeps the latest status and full history in PostgreSQL.
+#[derive(Debug, Parser)]
+#[command(name = "sitemon", version, propagate_version = true)]
+pub struct Cli {
+    /// Log format on stderr (filter with RUST_LOG).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "plain",
+        global = true,
+        env = "SITEMON_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check every site on its interval and publish the results to Kafka.
+    Producer(ProducerArgs),
+    /// Read results from Kafka and store them in PostgreSQL.
+    Consumer(ConsumerArgs),
+    /// Apply the embedded database migrations (safe to run again).
+    Migrate(ConfigArg),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The YAML config file.
+    #[arg(short, long, env = "SITEMON_CONFIG")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ProducerArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Check every site once, wait for the broker's acknowledgements, and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Most checks in flight at once.
+    #[arg(long, default_value_t = 512)]
+    pub max_concurrency: usize,
+    /// Time allowed to finish in-flight checks and deliveries after SIGINT/SIGTERM.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumerArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Exit once the topic is drained: assigned and nothing new for this long (e.g. `5s`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub exit_when_idle: Option<Duration>,
+}

@@ -1,0 +1,13 @@
+//! Configuration: the YAML model, its pure validation, and the error that lists every problem.
+
+mod interpolate;
+mod load;
+mod model;
+mod problem;
+mod reader;
+mod secret;
+
+pub use load::{load_file, parse};
+pub use model::{Config, ConsumerConfig, KafkaConfig, PostgresConfig};
+pub use problem::{ConfigError, Problem};
+pub use secret::Secret;

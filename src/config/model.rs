@@ -1,0 +1,49 @@
+//! The validated configuration: what to check and where results go.
+
+use std::time::Duration;
+
+use super::Secret;
+use crate::domain::Site;
+
+/// A fully validated config file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Producer location label stored with every result (default: the host name).
+    pub region: String,
+    pub sites: Vec<Site>,
+    pub kafka: Option<KafkaConfig>,
+    pub postgres: Option<PostgresConfig>,
+    pub consumer: ConsumerConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    pub topic: String,
+    pub group_id: String,
+    /// librdkafka properties passed through as they are (SSL, SASL, tuning).
+    pub properties: Vec<(String, Secret)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    pub url: Secret,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Most records stored in one transaction.
+    pub batch_size: usize,
+    /// Longest time a batch waits to fill up.
+    pub batch_wait: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            batch_size: 1000,
+            batch_wait: Duration::from_millis(500),
+        }
+    }
+}

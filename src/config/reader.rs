@@ -1,0 +1,185 @@
+//! Reads a parsed YAML tree field by field, recording every problem with its path instead of
+//! stopping at the first one.
+
+use std::time::Duration;
+
+use serde_yaml_ng::Value;
+
+use super::Problem;
+use super::interpolate::interpolate;
+
+/// Collects problems while the config is read.
+pub struct Reader<'e> {
+    pub problems: Vec<Problem>,
+    env: &'e dyn Fn(&str) -> Option<String>,
+}
+
+/// The keys of one YAML mapping, already checked against the allowed names.
+pub struct Fields<'v> {
+    path: String,
+    entries: Vec<(&'v str, &'v Value)>,
+}
+
+impl<'v> Fields<'v> {
+    /// The value of `key` and its path, if present and not null.
+    pub fn get(&self, key: &str) -> Option<(&'v Value, String)> {
+        self.entries
+            .iter()
+            .find(|(k, v)| *k == key && !v.is_null())
+            .map(|(_, v)| (*v, join(&self.path, key)))
+    }
+}
+
+pub fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+impl<'e> Reader<'e> {
+    pub fn new(env: &'e dyn Fn(&str) -> Option<String>) -> Self {
+        Reader {
+            problems: Vec::new(),
+            env,
+        }
+    }
+
+    pub fn problem(&mut self, path: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// A mapping whose keys must all be in `allowed`; unknown keys are reported.
+    pub fn fields<'v>(&mut self, v: &'v Value, path: &str, allowed: &[&str]) -> Option<Fields<'v>> {
+        let Value::Mapping(map) = v else {
+            self.problem(path, format!("expected a mapping, found {}", kind(v)));
+            return None;
+        };
+        let mut entries = Vec::with_capacity(map.len());
+        for (k, val) in map {
+            let Some(k) = k.as_str() else {
+                self.problem(path, format!("keys must be strings, found {}", kind(k)));
+                continue;
+            };
+            if allowed.contains(&k) {
+                entries.push((k, val));
+            } else {
+                self.problem(
+                    &join(path, k),
+                    format!("unknown field, expected one of: {}", allowed.join(", ")),
+                );
+            }
+        }
+        Some(Fields {
+            path: path.to_owned(),
+            entries,
+        })
+    }
+
+    pub fn list<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v [Value]> {
+        match v {
+            Value::Sequence(items) => Some(items),
+            other => {
+                self.problem(path, format!("expected a list, found {}", kind(other)));
+                None
+            }
+        }
+    }
+
+    /// A string scalar with `${VAR}` references resolved. Numbers and booleans are accepted as
+    /// their text so that `port: 9092`-style values work.
+    pub fn string(&mut self, v: &Value, path: &str) -> Option<String> {
+        let raw = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => {
+                self.problem(path, format!("expected a string, found {}", kind(other)));
+                return None;
+            }
+        };
+        match interpolate(&raw, self.env) {
+            Ok(s) => Some(s),
+            Err(missing) => {
+                for name in missing {
+                    self.problem(
+                        path,
+                        format!("environment variable `{name}` is not set (use ${{{name}:-default}} for a fallback)"),
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    pub fn nonempty_string(&mut self, v: &Value, path: &str) -> Option<String> {
+        let s = self.string(v, path)?;
+        if s.trim().is_empty() {
+            self.problem(path, "must not be empty");
+            return None;
+        }
+        Some(s)
+    }
+
+    pub fn uint(&mut self, v: &Value, path: &str, min: u64, max: u64) -> Option<u64> {
+        let n = match v {
+            Value::Number(n) => n.as_u64(),
+            Value::String(_) => self.string(v, path)?.trim().parse().ok(),
+            _ => None,
+        };
+        match n {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            Some(n) => {
+                self.problem(path, format!("{n} is out of range {min}..={max}"));
+                None
+            }
+            None => {
+                self.problem(path, format!("expected a whole number from {min} to {max}"));
+                None
+            }
+        }
+    }
+
+    /// A positive human-readable duration such as `30s`, `5m`, `1h 30m`, `250ms`.
+    pub fn duration(&mut self, v: &Value, path: &str) -> Option<Duration> {
+        let text = match v {
+            Value::Number(_) => {
+                self.problem(path, "a duration needs a unit, e.g. `30s`, `5m`, `250ms`");
+                return None;
+            }
+            _ => self.string(v, path)?,
+        };
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) if d.is_zero() => {
+                self.problem(path, "must be greater than zero");
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                let hint = if text.trim_start().starts_with('-') {
+                    "must be positive".to_owned()
+                } else {
+                    format!("`{text}` is not a duration ({e}); use e.g. `30s`, `5m`, `250ms`")
+                };
+                self.problem(path, hint);
+                None
+            }
+        }
+    }
+}

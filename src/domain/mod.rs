@@ -1,0 +1,9 @@
+//! Domain types: what a site is and what one check of it produced. No I/O, no adapter types.
+
+mod check;
+mod check_id;
+mod site;
+
+pub use check::{CheckResult, CheckStatus, FailureKind};
+pub use check_id::check_id;
+pub use site::{ExpectedStatus, Site};

@@ -1,0 +1,57 @@
+//! A monitored site as the scheduler and the probe see it, after config validation.
+
+use std::time::Duration;
+
+use regex::bytes::Regex;
+use url::Url;
+
+/// One site to check, fully validated.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// Stable identifier from the config; the Kafka key and the primary key in storage.
+    pub id: String,
+    pub url: Url,
+    pub interval: Duration,
+    /// Covers the whole check: DNS, connect, TLS, request, and reading the body.
+    pub timeout: Duration,
+    /// Optional regex searched in the response body (bytes, so non-UTF-8 bodies work too).
+    pub pattern: Option<Regex>,
+    pub expected_status: ExpectedStatus,
+}
+
+/// Which HTTP status codes count as "up".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpectedStatus {
+    /// 200–399: any success or redirect (the default).
+    SuccessOrRedirect,
+    /// Exactly these codes.
+    Codes(Vec<u16>),
+}
+
+impl ExpectedStatus {
+    pub fn accepts(&self, code: u16) -> bool {
+        match self {
+            ExpectedStatus::SuccessOrRedirect => (200..400).contains(&code),
+            ExpectedStatus::Codes(codes) => codes.contains(&code),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_accepts_2xx_and_3xx_only() {
+        let e = ExpectedStatus::SuccessOrRedirect;
+        assert!(e.accepts(200) && e.accepts(204) && e.accepts(301) && e.accepts(399));
+        assert!(!e.accepts(199) && !e.accepts(400) && !e.accepts(500));
+    }
+
+    #[test]
+    fn explicit_codes_accept_only_those() {
+        let e = ExpectedStatus::Codes(vec![200, 418]);
+        assert!(e.accepts(418) && e.accepts(200));
+        assert!(!e.accepts(201));
+    }
+}

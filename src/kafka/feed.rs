@@ -1,0 +1,111 @@
+//! [`KafkaFeed`]: a consumer-group member that hands out decoded batches and stores offsets
+//! only when the batch is acknowledged (after the database commit).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use super::client::client_config;
+use crate::config::KafkaConfig;
+use crate::ports::{DeadLetter, FeedBatch, FeedError, FeedPosition, StatusFeed};
+use crate::wire;
+
+pub struct KafkaFeed {
+    consumer: StreamConsumer,
+}
+
+impl KafkaFeed {
+    pub fn new(k: &KafkaConfig) -> Result<Self, rdkafka::error::KafkaError> {
+        let consumer: StreamConsumer = client_config(
+            k,
+            &[
+                ("group.id", &k.group_id),
+                ("enable.auto.commit", "true"),
+                ("auto.commit.interval.ms", "1000"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", "earliest"),
+                ("enable.partition.eof", "false"),
+            ],
+        )
+        .create()?;
+        consumer.subscribe(&[&k.topic])?;
+        Ok(KafkaFeed { consumer })
+    }
+}
+
+impl StatusFeed for KafkaFeed {
+    async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<FeedBatch, FeedError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut batch = FeedBatch::default();
+        while batch.len() < max {
+            let msg = match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Err(_) => break,
+                Ok(Ok(m)) => m,
+                Ok(Err(e)) => {
+                    if batch.is_empty() {
+                        return Err(FeedError::Receive(e.to_string()));
+                    }
+                    tracing::warn!(error = %e, "kafka receive error; delivering the partial batch");
+                    break;
+                }
+            };
+            let position = FeedPosition {
+                topic: msg.topic().to_owned(),
+                partition: msg.partition(),
+                offset: msg.offset(),
+            };
+            let payload = msg.payload();
+            match payload.map(wire::decode) {
+                Some(Ok(result)) => {
+                    batch.results.push(result);
+                    batch.result_positions.push(position.clone());
+                }
+                Some(Err(e)) => batch.dead_letters.push(DeadLetter {
+                    position: position.clone(),
+                    key: msg.key().map(<[u8]>::to_vec),
+                    payload: payload.map(<[u8]>::to_vec),
+                    error: e.to_string(),
+                }),
+                None => batch.dead_letters.push(DeadLetter {
+                    position: position.clone(),
+                    key: msg.key().map(<[u8]>::to_vec),
+                    payload: None,
+                    error: "record has no payload".to_owned(),
+                }),
+            }
+            batch.positions.push(position);
+        }
+        Ok(batch)
+    }
+
+    async fn ack(&mut self, batch: &FeedBatch) -> Result<(), FeedError> {
+        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        for p in &batch.positions {
+            let e = next
+                .entry((p.topic.as_str(), p.partition))
+                .or_insert(p.offset + 1);
+            *e = (*e).max(p.offset + 1);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in next {
+            tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+                .map_err(|e| FeedError::Ack(e.to_string()))?;
+        }
+        self.consumer
+            .store_offsets(&tpl)
+            .map_err(|e| FeedError::Ack(e.to_string()))?;
+        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
+            tracing::debug!(error = %e, "async offset commit not started; the auto-commit will retry");
+        }
+        Ok(())
+    }
+
+    fn is_attached(&self) -> bool {
+        self.consumer
+            .assignment()
+            .map(|a| a.count() > 0)
+            .unwrap_or(false)
+    }
+}

@@ -1,0 +1,27 @@
+//! sitemon: website-availability checks on precise schedules, shipped as Avro through Kafka and
+//! stored in PostgreSQL. See ARCHITECTURE.md for the map.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod consumer;
+pub mod domain;
+pub mod kafka;
+pub mod ports;
+pub mod probe;
+pub mod producer;
+pub mod schedule;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+pub mod wire;
+
+/// Documented exit codes.
+pub mod exit {
+    /// Clean stop.
+    pub const OK: i32 = 0;
+    /// Runtime failure.
+    pub const FAILURE: i32 = 1;
+    /// Usage or config error, reported before any connection.
+    pub const USAGE: i32 = 64;
+}

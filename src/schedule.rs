@@ -1,0 +1,104 @@
+//! Slot arithmetic: slot k of a site starts at phase + k × interval (wall clock, µs since the
+//! epoch). The phase comes from the site id, so sites spread evenly and keep their slots across
+//! restarts, and slots never drift.
+
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX).max(1)
+}
+
+/// A site's place within its interval, stable for a given id and interval.
+pub fn phase(site_id: &str, interval: Duration) -> i64 {
+    // FNV-1a: stable across builds and platforms (std's SipHash keys are not promised to be).
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    site_id.hash(&mut h);
+    (h.0 % micros(interval) as u64) as i64
+}
+
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// The first slot strictly after `now`.
+pub fn next_slot_after(now: DateTime<Utc>, interval: Duration, phase: i64) -> DateTime<Utc> {
+    let i = micros(interval);
+    let t = now.timestamp_micros();
+    let k = (t - phase).div_euclid(i) + 1;
+    DateTime::from_timestamp_micros(k * i + phase).expect("slot within chrono's range")
+}
+
+/// Slots in `(after, before)`, both exclusive, that `after` is itself a slot of.
+pub fn slots_between(
+    after: DateTime<Utc>,
+    before: DateTime<Utc>,
+    interval: Duration,
+) -> Vec<DateTime<Utc>> {
+    let step = chrono::Duration::microseconds(micros(interval));
+    let mut out = Vec::new();
+    let mut t = after + step;
+    while t < before {
+        out.push(t);
+        t += step;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn slots_are_aligned_to_the_phase_and_do_not_drift() {
+        let interval = Duration::from_secs(30);
+        let p = phase("site-a", interval);
+        assert!((0..30_000_000).contains(&p));
+        let mut now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        for _ in 0..10_000 {
+            let slot = next_slot_after(now, interval, p);
+            assert!(slot > now);
+            assert_eq!((slot.timestamp_micros() - p).rem_euclid(30_000_000), 0);
+            // A late wake-up (e.g. 7 ms) still lands on the next exact slot.
+            now = slot + chrono::Duration::milliseconds(7);
+        }
+    }
+
+    #[test]
+    fn phases_spread_over_the_interval() {
+        let interval = Duration::from_secs(60);
+        let mut buckets = [0u32; 6];
+        for i in 0..6000 {
+            let p = phase(&format!("site-{i}"), interval);
+            buckets[(p / 10_000_000) as usize] += 1;
+        }
+        assert!(
+            buckets.iter().all(|&b| (800..1200).contains(&b)),
+            "{buckets:?}"
+        );
+    }
+
+    #[test]
+    fn slots_between_lists_the_skipped_ones() {
+        let t = Utc.timestamp_opt(100, 0).unwrap();
+        let iv = Duration::from_secs(10);
+        let got = slots_between(t, t + chrono::Duration::seconds(35), iv);
+        assert_eq!(
+            got.iter().map(|s| s.timestamp()).collect::<Vec<_>>(),
+            [110, 120, 130]
+        );
+        assert!(slots_between(t, t + chrono::Duration::seconds(10), iv).is_empty());
+    }
+}

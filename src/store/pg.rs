@@ -1,0 +1,248 @@
+//! [`PgStore`]: PostgreSQL storage with sqlx. One transaction per batch, multi-row statements
+//! over UNNEST arrays, history inserts that ignore duplicates, and an upsert of the latest status
+//! that never moves backwards. Daily history partitions are created ahead of the rows.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use chrono::{Days, NaiveDate};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+
+use super::latest_per_site;
+use crate::config::PostgresConfig;
+use crate::domain::CheckResult;
+use crate::ports::{DeadLetter, StatusStore, StoreError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+pub struct PgStore {
+    pool: PgPool,
+    partitions: Mutex<HashSet<NaiveDate>>,
+}
+
+fn classify(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Database(db) => {
+            // Class 08 (connection), 53 (resources), 57 (operator intervention: shutdown),
+            // 40 (transaction rollback: serialization, deadlock) are passing conditions.
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            if ["08", "53", "57", "40"].iter().any(|c| code.starts_with(c)) {
+                StoreError::Unavailable(db.to_string())
+            } else {
+                StoreError::Rejected(db.to_string())
+            }
+        }
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+impl PgStore {
+    /// Connects lazily: the first query opens the first connection.
+    pub fn connect(cfg: &PostgresConfig) -> Result<Self, sqlx::Error> {
+        let opts: PgConnectOptions = cfg.url.expose().parse()?;
+        let opts = opts
+            .application_name("sitemon")
+            .log_statements(tracing::log::LevelFilter::Trace);
+        let pool = PgPoolOptions::new()
+            .max_connections(cfg.max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect_lazy_with(opts);
+        Ok(PgStore {
+            pool,
+            partitions: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Applies the embedded migrations; a no-op when they are all applied.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        MIGRATOR.run(&self.pool).await
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Creates the daily history partitions these results fall into (and the next day's).
+    async fn ensure_partitions(&self, results: &[CheckResult]) -> Result<(), StoreError> {
+        let wanted: Vec<NaiveDate> = {
+            let known = self.partitions.lock().expect("partition cache lock");
+            let mut days: Vec<NaiveDate> = results
+                .iter()
+                .flat_map(|r| {
+                    let d = r.scheduled_at.date_naive();
+                    [Some(d), d.checked_add_days(Days::new(1))]
+                })
+                .flatten()
+                .filter(|d| !known.contains(d))
+                .collect();
+            days.sort();
+            days.dedup();
+            days
+        };
+        for day in wanted {
+            create_partition(&self.pool, day).await?;
+            self.partitions
+                .lock()
+                .expect("partition cache lock")
+                .insert(day);
+        }
+        Ok(())
+    }
+}
+
+/// `check_results_pYYYYMMDD` for one UTC day. DDL cannot take bind parameters; the name and
+/// bounds come from a date, never from input text.
+async fn create_partition(pool: &PgPool, day: NaiveDate) -> Result<(), StoreError> {
+    let next = day.checked_add_days(Days::new(1)).expect("date in range");
+    let sql = format!(
+        "CREATE TABLE IF NOT EXISTS check_results_p{} PARTITION OF check_results \
+         FOR VALUES FROM ('{} 00:00:00+00') TO ('{} 00:00:00+00')",
+        day.format("%Y%m%d"),
+        day.format("%Y-%m-%d"),
+        next.format("%Y-%m-%d"),
+    );
+    match sqlx::query(&sql).execute(pool).await {
+        Ok(_) => Ok(()),
+        // Another consumer created it at the same moment.
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P07") => Ok(()),
+        Err(e) => Err(classify(e)),
+    }
+}
+
+const INSERT_HISTORY: &str = r#"
+INSERT INTO check_results (
+    check_id, site_id, url, region, scheduled_at, started_at, status, failure_kind, error,
+    status_code, http_version, remote_addr, dns_us, connect_us, tls_us, ttfb_us, total_us,
+    body_bytes, pattern, pattern_matched, tls_not_after)
+SELECT * FROM UNNEST(
+    $1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
+    $7::text[], $8::text[], $9::text[], $10::int[], $11::text[], $12::text[], $13::bigint[],
+    $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::text[],
+    $20::bool[], $21::timestamptz[])
+ON CONFLICT (check_id, scheduled_at) DO NOTHING
+"#;
+
+/// Latest status: only a newer `scheduled_at` replaces the stored row. A run that spans the
+/// whole batch continues the stored state (failure count grows, `status_since` stays).
+const UPSERT_STATUS: &str = r#"
+WITH incoming AS (
+    SELECT * FROM UNNEST(
+        $1::text[], $2::text[], $3::uuid[], $4::text[], $5::timestamptz[], $6::timestamptz[],
+        $7::text[], $8::text[], $9::text[], $10::int[], $11::bigint[], $12::int[],
+        $13::timestamptz[], $14::bool[])
+    AS t(site_id, region, check_id, url, scheduled_at, started_at, status, failure_kind, error,
+         status_code, total_us, run_len, run_start, whole)
+)
+INSERT INTO site_status AS s (
+    site_id, region, check_id, url, scheduled_at, started_at, status, failure_kind, error,
+    status_code, total_us, consecutive_failures, status_since, updated_at)
+SELECT site_id, region, check_id, url, scheduled_at, started_at, status, failure_kind, error,
+       status_code, total_us, CASE WHEN status = 'SUCCESS' THEN 0 ELSE run_len END, run_start, now()
+FROM incoming
+ON CONFLICT (site_id, region) DO UPDATE SET
+    check_id = EXCLUDED.check_id,
+    url = EXCLUDED.url,
+    scheduled_at = EXCLUDED.scheduled_at,
+    started_at = EXCLUDED.started_at,
+    status = EXCLUDED.status,
+    failure_kind = EXCLUDED.failure_kind,
+    error = EXCLUDED.error,
+    status_code = EXCLUDED.status_code,
+    total_us = EXCLUDED.total_us,
+    consecutive_failures = CASE
+        WHEN EXCLUDED.status = 'SUCCESS' THEN 0
+        WHEN s.status <> 'SUCCESS' AND (SELECT i.whole FROM incoming i
+              WHERE i.site_id = EXCLUDED.site_id AND i.region = EXCLUDED.region)
+            THEN s.consecutive_failures + EXCLUDED.consecutive_failures
+        ELSE EXCLUDED.consecutive_failures END,
+    status_since = CASE
+        WHEN (s.status = 'SUCCESS') = (EXCLUDED.status = 'SUCCESS')
+             AND (SELECT i.whole FROM incoming i
+                  WHERE i.site_id = EXCLUDED.site_id AND i.region = EXCLUDED.region)
+            THEN s.status_since
+        ELSE EXCLUDED.status_since END,
+    updated_at = now()
+WHERE s.scheduled_at < EXCLUDED.scheduled_at
+"#;
+
+const INSERT_DEAD: &str = r#"
+INSERT INTO dead_letters (topic, kafka_partition, kafka_offset, record_key, payload, error)
+SELECT * FROM UNNEST($1::text[], $2::int[], $3::bigint[], $4::bytea[], $5::bytea[], $6::text[])
+ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING
+"#;
+
+/// One array parameter: a field of every item.
+fn col<'a, T, U>(items: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
+    items.iter().map(f).collect()
+}
+
+impl StatusStore for PgStore {
+    async fn store(&self, results: &[CheckResult], dead: &[DeadLetter]) -> Result<(), StoreError> {
+        self.ensure_partitions(results).await?;
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        if !results.is_empty() {
+            let rs = results;
+            sqlx::query(INSERT_HISTORY)
+                .bind(col(rs, |r| r.check_id))
+                .bind(col(rs, |r| r.site_id.as_str()))
+                .bind(col(rs, |r| r.url.as_str()))
+                .bind(col(rs, |r| r.region.as_str()))
+                .bind(col(rs, |r| r.scheduled_at))
+                .bind(col(rs, |r| r.started_at))
+                .bind(col(rs, |r| r.status.as_str()))
+                .bind(col(rs, |r| r.failure_kind.map(|k| k.as_str())))
+                .bind(col(rs, |r| r.error.as_deref()))
+                .bind(col(rs, |r| r.status_code.map(i32::from)))
+                .bind(col(rs, |r| r.http_version.as_deref()))
+                .bind(col(rs, |r| r.remote_addr.as_deref()))
+                .bind(col(rs, |r| r.dns_us))
+                .bind(col(rs, |r| r.connect_us))
+                .bind(col(rs, |r| r.tls_us))
+                .bind(col(rs, |r| r.ttfb_us))
+                .bind(col(rs, |r| r.total_us))
+                .bind(col(rs, |r| r.body_bytes))
+                .bind(col(rs, |r| r.pattern.as_deref()))
+                .bind(col(rs, |r| r.pattern_matched))
+                .bind(col(rs, |r| r.tls_not_after))
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            let latest = latest_per_site(results);
+            if !latest.is_empty() {
+                let l = latest.as_slice();
+                sqlx::query(UPSERT_STATUS)
+                    .bind(col(l, |x| x.result.site_id.as_str()))
+                    .bind(col(l, |x| x.result.region.as_str()))
+                    .bind(col(l, |x| x.result.check_id))
+                    .bind(col(l, |x| x.result.url.as_str()))
+                    .bind(col(l, |x| x.result.scheduled_at))
+                    .bind(col(l, |x| x.result.started_at))
+                    .bind(col(l, |x| x.result.status.as_str()))
+                    .bind(col(l, |x| x.result.failure_kind.map(|k| k.as_str())))
+                    .bind(col(l, |x| x.result.error.as_deref()))
+                    .bind(col(l, |x| x.result.status_code.map(i32::from)))
+                    .bind(col(l, |x| x.result.total_us))
+                    .bind(col(l, |x| x.run_len))
+                    .bind(col(l, |x| x.run_start))
+                    .bind(col(l, |x| x.whole))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+            }
+        }
+        if !dead.is_empty() {
+            sqlx::query(INSERT_DEAD)
+                .bind(col(dead, |d| d.position.topic.as_str()))
+                .bind(col(dead, |d| d.position.partition))
+                .bind(col(dead, |d| d.position.offset))
+                .bind(col(dead, |d| d.key.as_deref()))
+                .bind(col(dead, |d| d.payload.as_deref()))
+                .bind(col(dead, |d| d.error.as_str()))
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)
+    }
+}

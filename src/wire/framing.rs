@@ -1,0 +1,145 @@
+//! Avro single-object encoding (`C3 01`, 8-byte CRC-64-AVRO fingerprint, datum) for check
+//! results, and decoding of any built-in schema version into the current one.
+
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::writer::datum::GenericDatumWriter;
+
+use super::schema::{CURRENT, by_fingerprint};
+use super::value::{from_value, to_value};
+use crate::domain::CheckResult;
+
+const MAGIC: [u8; 2] = [0xC3, 0x01];
+const HEADER_LEN: usize = 10;
+
+/// Why bytes from the feed are not a check result. The message goes into `dead_letters`.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("empty payload")]
+    Empty,
+    #[error("confluent schema-registry framing (schema id {0}) needs schema_registry configured")]
+    RegistryFraming(u32),
+    #[error("unknown framing: first bytes {0:02x?} are neither Avro single-object nor Confluent")]
+    UnknownFraming(Vec<u8>),
+    #[error("unknown writer schema fingerprint {0:02x?}")]
+    UnknownSchema(Vec<u8>),
+    #[error("invalid avro datum: {0}")]
+    Datum(String),
+    #[error("{0} trailing bytes after the datum")]
+    Trailing(usize),
+}
+
+/// Encodes a result with the current schema.
+pub fn encode(result: &CheckResult) -> Result<Vec<u8>, String> {
+    let datum = GenericDatumWriter::builder(&CURRENT.schema)
+        .build()
+        .and_then(|w| w.write_value_to_vec(to_value(result)))
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(HEADER_LEN + datum.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&CURRENT.fingerprint);
+    out.extend_from_slice(&datum);
+    Ok(out)
+}
+
+/// Decodes a single-object-encoded record written with any built-in schema version.
+pub fn decode(bytes: &[u8]) -> Result<CheckResult, DecodeError> {
+    match bytes {
+        [] => Err(DecodeError::Empty),
+        [0, a, b, c, d, ..] => Err(DecodeError::RegistryFraming(u32::from_be_bytes([
+            *a, *b, *c, *d,
+        ]))),
+        _ if bytes.len() >= HEADER_LEN && bytes[..2] == MAGIC => {
+            let fp = &bytes[2..HEADER_LEN];
+            let writer =
+                by_fingerprint(fp).ok_or_else(|| DecodeError::UnknownSchema(fp.to_vec()))?;
+            let mut datum = &bytes[HEADER_LEN..];
+            let value = GenericDatumReader::builder(writer)
+                .reader_schema(&CURRENT.schema)
+                .build()
+                .and_then(|r| r.read_value(&mut datum))
+                .map_err(|e| DecodeError::Datum(e.to_string()))?;
+            if !datum.is_empty() {
+                return Err(DecodeError::Trailing(datum.len()));
+            }
+            from_value(value).map_err(DecodeError::Datum)
+        }
+        _ => Err(DecodeError::UnknownFraming(
+            bytes[..bytes.len().min(4)].to_vec(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{CheckStatus, FailureKind};
+    use chrono::{TimeZone, Utc};
+
+    fn sample() -> CheckResult {
+        let t = Utc.timestamp_micros(1_763_800_000_000_001).unwrap();
+        let mut r = CheckResult::new(
+            "site-a",
+            "https://a.test/",
+            "eu",
+            t,
+            t,
+            CheckStatus::Success,
+        );
+        r.status_code = Some(200);
+        r.http_version = Some("HTTP/1.1".into());
+        r.remote_addr = Some("127.0.0.1:443".into());
+        r.dns_us = Some(1);
+        r.connect_us = Some(2);
+        r.tls_us = Some(3);
+        r.ttfb_us = Some(4);
+        r.total_us = Some(5);
+        r.body_bytes = Some(6);
+        r.pattern = Some("ok".into());
+        r.pattern_matched = Some(true);
+        r.tls_not_after = Some(t);
+        r
+    }
+
+    #[test]
+    fn round_trips_every_field() {
+        let r = sample();
+        let bytes = encode(&r).unwrap();
+        assert_eq!(&bytes[..2], &MAGIC);
+        assert_eq!(decode(&bytes).unwrap(), r);
+    }
+
+    #[test]
+    fn round_trips_a_failure_with_nulls() {
+        let t = Utc.timestamp_micros(1).unwrap();
+        let mut r = CheckResult::new("s", "http://x/", "r", t, t, CheckStatus::Success);
+        r.fail(FailureKind::Timeout, "timed out after 5s");
+        assert_eq!(decode(&encode(&r).unwrap()).unwrap(), r);
+    }
+
+    #[test]
+    fn rejects_poison_with_a_reason() {
+        let good = encode(&sample()).unwrap();
+        assert_eq!(decode(&[]), Err(DecodeError::Empty));
+        assert_eq!(
+            decode(&[0, 0, 0, 0, 7, 1]),
+            Err(DecodeError::RegistryFraming(7))
+        );
+        assert!(matches!(
+            decode(b"{\"json\":1}"),
+            Err(DecodeError::UnknownFraming(_))
+        ));
+        let mut other_fp = good.clone();
+        other_fp[5] ^= 0xff;
+        assert!(matches!(
+            decode(&other_fp),
+            Err(DecodeError::UnknownSchema(_))
+        ));
+        assert!(matches!(
+            decode(&good[..good.len() - 3]),
+            Err(DecodeError::Datum(_))
+        ));
+        let mut long = good.clone();
+        long.push(0);
+        assert_eq!(decode(&long), Err(DecodeError::Trailing(1)));
+    }
+}

@@ -1,0 +1,9 @@
+//! The wire contract: check results as Avro (schemas/check_result.avsc), framed as Avro
+//! single-object encoding so that every record names the schema it was written with.
+
+mod framing;
+mod schema;
+mod value;
+
+pub use framing::{DecodeError, decode, encode};
+pub use schema::{CURRENT_SCHEMA_JSON, KNOWN_SCHEMAS_JSON};

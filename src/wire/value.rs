@@ -1,0 +1,199 @@
+//! Mapping between the domain [`CheckResult`] and Avro values of schemas/check_result.avsc.
+
+use apache_avro::types::Value;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{CheckResult, CheckStatus, FailureKind};
+
+fn opt(v: Option<Value>) -> Value {
+    match v {
+        None => Value::Union(0, Box::new(Value::Null)),
+        Some(v) => Value::Union(1, Box::new(v)),
+    }
+}
+
+fn opt_str(s: &Option<String>) -> Value {
+    opt(s.clone().map(Value::String))
+}
+
+fn opt_long(n: Option<i64>) -> Value {
+    opt(n.map(Value::Long))
+}
+
+fn enum_value<T: Copy + PartialEq>(all: &[T], v: T, name: fn(T) -> &'static str) -> Value {
+    let i = all
+        .iter()
+        .position(|x| *x == v)
+        .expect("variant listed in ALL");
+    Value::Enum(i as u32, name(v).to_owned())
+}
+
+/// The Avro record for a result (field order as in the schema).
+pub fn to_value(r: &CheckResult) -> Value {
+    Value::Record(vec![
+        ("check_id".into(), Value::Uuid(r.check_id)),
+        ("site_id".into(), Value::String(r.site_id.clone())),
+        ("url".into(), Value::String(r.url.clone())),
+        ("region".into(), Value::String(r.region.clone())),
+        (
+            "scheduled_at".into(),
+            Value::TimestampMicros(r.scheduled_at.timestamp_micros()),
+        ),
+        (
+            "started_at".into(),
+            Value::TimestampMicros(r.started_at.timestamp_micros()),
+        ),
+        (
+            "status".into(),
+            enum_value(&CheckStatus::ALL, r.status, CheckStatus::as_str),
+        ),
+        (
+            "failure_kind".into(),
+            opt(r
+                .failure_kind
+                .map(|k| enum_value(&FailureKind::ALL, k, FailureKind::as_str))),
+        ),
+        ("error".into(), opt_str(&r.error)),
+        (
+            "status_code".into(),
+            opt(r.status_code.map(|c| Value::Int(i32::from(c)))),
+        ),
+        ("http_version".into(), opt_str(&r.http_version)),
+        ("remote_addr".into(), opt_str(&r.remote_addr)),
+        ("dns_us".into(), opt_long(r.dns_us)),
+        ("connect_us".into(), opt_long(r.connect_us)),
+        ("tls_us".into(), opt_long(r.tls_us)),
+        ("ttfb_us".into(), opt_long(r.ttfb_us)),
+        ("total_us".into(), opt_long(r.total_us)),
+        ("body_bytes".into(), opt_long(r.body_bytes)),
+        ("pattern".into(), opt_str(&r.pattern)),
+        (
+            "pattern_matched".into(),
+            opt(r.pattern_matched.map(Value::Boolean)),
+        ),
+        (
+            "tls_not_after".into(),
+            opt(r
+                .tls_not_after
+                .map(|t| Value::TimestampMicros(t.timestamp_micros()))),
+        ),
+    ])
+}
+
+/// Reads fields out of a decoded record, naming the first field that does not fit.
+struct Fields(Vec<(String, Value)>);
+
+impl Fields {
+    fn take(&mut self, name: &str) -> Result<Value, String> {
+        let i = self
+            .0
+            .iter()
+            .position(|(n, _)| n == name)
+            .ok_or_else(|| format!("field `{name}` is missing"))?;
+        Ok(match self.0.swap_remove(i).1 {
+            Value::Union(_, inner) => *inner,
+            v => v,
+        })
+    }
+
+    fn string(&mut self, name: &str) -> Result<String, String> {
+        match self.take(name)? {
+            Value::String(s) => Ok(s),
+            Value::Uuid(u) => Ok(u.to_string()),
+            other => Err(format!(
+                "field `{name}`: expected a string, found {other:?}"
+            )),
+        }
+    }
+
+    fn opt_string(&mut self, name: &str) -> Result<Option<String>, String> {
+        match self.take(name)? {
+            Value::Null => Ok(None),
+            Value::String(s) => Ok(Some(s)),
+            other => Err(format!(
+                "field `{name}`: expected a string, found {other:?}"
+            )),
+        }
+    }
+
+    fn opt_long(&mut self, name: &str) -> Result<Option<i64>, String> {
+        match self.take(name)? {
+            Value::Null => Ok(None),
+            Value::Long(n) | Value::TimestampMicros(n) => Ok(Some(n)),
+            Value::Int(n) => Ok(Some(i64::from(n))),
+            other => Err(format!("field `{name}`: expected a long, found {other:?}")),
+        }
+    }
+
+    fn time(&mut self, name: &str) -> Result<DateTime<Utc>, String> {
+        self.opt_time(name)?
+            .ok_or_else(|| format!("field `{name}` is null"))
+    }
+
+    fn opt_time(&mut self, name: &str) -> Result<Option<DateTime<Utc>>, String> {
+        self.opt_long(name)?
+            .map(|us| {
+                DateTime::from_timestamp_micros(us)
+                    .ok_or_else(|| format!("field `{name}`: {us} µs is out of range"))
+            })
+            .transpose()
+    }
+
+    fn symbol(&mut self, name: &str) -> Result<Option<String>, String> {
+        match self.take(name)? {
+            Value::Null => Ok(None),
+            Value::Enum(_, s) | Value::String(s) => Ok(Some(s)),
+            other => Err(format!("field `{name}`: expected an enum, found {other:?}")),
+        }
+    }
+}
+
+/// The domain result for a record already resolved to the current schema.
+pub fn from_value(v: Value) -> Result<CheckResult, String> {
+    let Value::Record(fields) = v else {
+        return Err("expected a record".into());
+    };
+    let mut f = Fields(fields);
+    let check_id = f.string("check_id")?;
+    let status = f.symbol("status")?.unwrap_or_default();
+    let status_code = f.opt_long("status_code")?;
+    Ok(CheckResult {
+        check_id: check_id
+            .parse()
+            .map_err(|e| format!("field `check_id`: {e}"))?,
+        site_id: f.string("site_id")?,
+        url: f.string("url")?,
+        region: f.string("region")?,
+        scheduled_at: f.time("scheduled_at")?,
+        started_at: f.time("started_at")?,
+        status: CheckStatus::parse(&status).ok_or_else(|| format!("unknown status `{status}`"))?,
+        failure_kind: f
+            .symbol("failure_kind")?
+            .map(|s| FailureKind::parse(&s).unwrap_or(FailureKind::Other)),
+        error: f.opt_string("error")?,
+        status_code: status_code
+            .map(|c| {
+                u16::try_from(c).map_err(|_| format!("field `status_code`: {c} is out of range"))
+            })
+            .transpose()?,
+        http_version: f.opt_string("http_version")?,
+        remote_addr: f.opt_string("remote_addr")?,
+        dns_us: f.opt_long("dns_us")?,
+        connect_us: f.opt_long("connect_us")?,
+        tls_us: f.opt_long("tls_us")?,
+        ttfb_us: f.opt_long("ttfb_us")?,
+        total_us: f.opt_long("total_us")?,
+        body_bytes: f.opt_long("body_bytes")?,
+        pattern: f.opt_string("pattern")?,
+        pattern_matched: match f.take("pattern_matched")? {
+            Value::Null => None,
+            Value::Boolean(b) => Some(b),
+            other => {
+                return Err(format!(
+                    "field `pattern_matched`: expected a boolean, found {other:?}"
+                ));
+            }
+        },
+        tls_not_after: f.opt_time("tls_not_after")?,
+    })
+}
