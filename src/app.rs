@@ -34,14 +34,7 @@ fn load(path: &Path, needs: &[&str], command: &str) -> Result<Config, ConfigErro
             });
         }
     }
-    if problems.is_empty() {
-        Ok(cfg)
-    } else {
-        Err(ConfigError {
-            file: path.to_owned(),
-            problems,
-        })
-    }
+    if problems.is_empty() { Ok(cfg) } else { Err(ConfigError { file: path.to_owned(), problems }) }
 }
 
 /// Runs one subcommand to completion. Config problems come back as [`ConfigError`].
@@ -72,16 +65,8 @@ async fn run_producer(args: ProducerArgs) -> anyhow::Result<()> {
         region: cfg.region.clone(),
     };
     let report = producer::run(cfg.sites, probe, publisher, opts, shutdown::on_signals()).await;
-    tracing::info!(
-        published = report.published,
-        failed = report.failed,
-        "producer stopped"
-    );
-    anyhow::ensure!(
-        report.failed == 0,
-        "{} results could not be published",
-        report.failed
-    );
+    tracing::info!(published = report.published, failed = report.failed, "producer stopped");
+    anyhow::ensure!(report.failed == 0, "{} results could not be published", report.failed);
     Ok(())
 }
 
@@ -98,10 +83,6 @@ async fn run_consumer(args: ConsumerArgs) -> anyhow::Result<()> {
         exit_when_idle: args.exit_when_idle,
     };
     let report = consumer::run(&mut feed, &store, &opts, shutdown::on_signals()).await?;
-    tracing::info!(
-        stored = report.stored,
-        dead_letters = report.dead_letters,
-        "consumer stopped"
-    );
+    tracing::info!(stored = report.stored, dead_letters = report.dead_letters, "consumer stopped");
     Ok(())
 }

@@ -13,13 +13,7 @@ use crate::telemetry::LogFormat;
 #[command(name = "sitemon", version, propagate_version = true)]
 pub struct Cli {
     /// Log format on stderr (filter with RUST_LOG).
-    #[arg(
-        long,
-        value_enum,
-        default_value = "plain",
-        global = true,
-        env = "SITEMON_LOG_FORMAT"
-    )]
+    #[arg(long, value_enum, default_value = "plain", global = true, env = "SITEMON_LOG_FORMAT")]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,

@@ -107,10 +107,7 @@ fn backoff() -> impl Iterator<Item = Duration> {
         .build()
 }
 
-async fn isolate_rejected<S: StatusStore>(
-    store: &S,
-    batch: &FeedBatch,
-) -> Result<usize, StoreError> {
+async fn isolate_rejected<S: StatusStore>(store: &S, batch: &FeedBatch) -> Result<usize, StoreError> {
     let mut dead: Vec<DeadLetter> = batch.dead_letters.clone();
     for (result, position) in batch.results.iter().zip(&batch.result_positions) {
         match store.store(std::slice::from_ref(result), &[]).await {

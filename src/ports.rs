@@ -10,11 +10,7 @@ use crate::domain::{CheckResult, Site};
 
 /// Performs one check. Infallible by design: every way a site can fail is data in the result.
 pub trait SiteProbe: Send + Sync + 'static {
-    fn check(
-        &self,
-        site: &Site,
-        scheduled_at: DateTime<Utc>,
-    ) -> impl Future<Output = CheckResult> + Send;
+    fn check(&self, site: &Site, scheduled_at: DateTime<Utc>) -> impl Future<Output = CheckResult> + Send;
 }
 
 /// Why a publish did not complete.
@@ -30,10 +26,7 @@ pub enum PublishError {
 
 /// Ships results. `publish` returns only once the result is acknowledged (or failed for good).
 pub trait StatusPublisher: Send + Sync + 'static {
-    fn publish(
-        &self,
-        result: &CheckResult,
-    ) -> impl Future<Output = Result<(), PublishError>> + Send;
+    fn publish(&self, result: &CheckResult) -> impl Future<Output = Result<(), PublishError>> + Send;
     fn flush(&self, deadline: Duration) -> impl Future<Output = Result<(), PublishError>> + Send;
 }
 

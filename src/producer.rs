@@ -56,10 +56,7 @@ pub async fn run<P: SiteProbe, S: StatusPublisher>(
     opts: ProducerOptions,
     shutdown: CancellationToken,
 ) -> ProducerReport {
-    let counters = Arc::new(Counters {
-        published: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-    });
+    let counters = Arc::new(Counters { published: AtomicU64::new(0), failed: AtomicU64::new(0) });
     let limit = Arc::new(Semaphore::new(opts.max_concurrency.max(1)));
     let tracker = TaskTracker::new();
     for site in sites {
@@ -78,10 +75,7 @@ pub async fn run<P: SiteProbe, S: StatusPublisher>(
                 let result = probe.check(&site, Utc::now()).await;
                 publish(&*publisher, &counters, result).await;
             } else {
-                site_loop(
-                    site, probe, publisher, counters, limit, tracker2, shutdown, opts,
-                )
-                .await;
+                site_loop(site, probe, publisher, counters, limit, tracker2, shutdown, opts).await;
             }
         });
     }
@@ -89,10 +83,7 @@ pub async fn run<P: SiteProbe, S: StatusPublisher>(
     if !opts.once {
         shutdown.cancelled().await;
     }
-    if tokio::time::timeout(opts.grace, tracker.wait())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(opts.grace, tracker.wait()).await.is_err() {
         tracing::warn!(grace = ?opts.grace, "in-flight checks did not finish within the grace period");
     }
     if let Err(e) = publisher.flush(opts.grace).await {
@@ -135,14 +126,8 @@ async fn site_loop<P: SiteProbe, S: StatusPublisher>(
         let next = next_slot_after(Utc::now(), site.interval, phase);
         for missed in slots_between(slot, next, site.interval) {
             let now = Utc::now();
-            let mut r = CheckResult::new(
-                &site.id,
-                site.url.as_str(),
-                &opts.region,
-                missed,
-                now,
-                CheckStatus::Missed,
-            );
+            let mut r =
+                CheckResult::new(&site.id, site.url.as_str(), &opts.region, missed, now, CheckStatus::Missed);
             r.error = Some("the slot could not start before the next one was due".to_owned());
             tracing::warn!(site = %site.id, slot = %missed, "missed slot");
             let (p, c) = (publisher.clone(), counters.clone());

@@ -41,11 +41,7 @@ pub fn next_slot_after(now: DateTime<Utc>, interval: Duration, phase: i64) -> Da
 }
 
 /// Slots in `(after, before)`, both exclusive, that `after` is itself a slot of.
-pub fn slots_between(
-    after: DateTime<Utc>,
-    before: DateTime<Utc>,
-    interval: Duration,
-) -> Vec<DateTime<Utc>> {
+pub fn slots_between(after: DateTime<Utc>, before: DateTime<Utc>, interval: Duration) -> Vec<DateTime<Utc>> {
     let step = chrono::Duration::microseconds(micros(interval));
     let mut out = Vec::new();
     let mut t = after + step;
@@ -84,10 +80,7 @@ mod tests {
             let p = phase(&format!("site-{i}"), interval);
             buckets[(p / 10_000_000) as usize] += 1;
         }
-        assert!(
-            buckets.iter().all(|&b| (800..1200).contains(&b)),
-            "{buckets:?}"
-        );
+        assert!(buckets.iter().all(|&b| (800..1200).contains(&b)), "{buckets:?}");
     }
 
     #[test]
@@ -95,10 +88,7 @@ mod tests {
         let t = Utc.timestamp_opt(100, 0).unwrap();
         let iv = Duration::from_secs(10);
         let got = slots_between(t, t + chrono::Duration::seconds(35), iv);
-        assert_eq!(
-            got.iter().map(|s| s.timestamp()).collect::<Vec<_>>(),
-            [110, 120, 130]
-        );
+        assert_eq!(got.iter().map(|s| s.timestamp()).collect::<Vec<_>>(), [110, 120, 130]);
         assert!(slots_between(t, t + chrono::Duration::seconds(10), iv).is_empty());
     }
 }

@@ -2,10 +2,7 @@
 
 /// Replaces references with values from `env`. Returns the names that were missing (no value
 /// and no default) as the error.
-pub fn interpolate(
-    input: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, Vec<String>> {
+pub fn interpolate(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Vec<String>> {
     let mut out = String::with_capacity(input.len());
     let mut missing = Vec::new();
     let mut rest = input;
@@ -26,10 +23,7 @@ pub fn interpolate(
                 Some((n, d)) => (n, Some(d)),
                 None => (expr, None),
             };
-            match (
-                env(name).filter(|v| !v.is_empty() || default.is_none()),
-                default,
-            ) {
+            match (env(name).filter(|v| !v.is_empty() || default.is_none()), default) {
                 (Some(v), _) => out.push_str(&v),
                 (None, Some(d)) => out.push_str(d),
                 (None, None) => missing.push(name.to_owned()),
@@ -41,11 +35,7 @@ pub fn interpolate(
         }
     }
     out.push_str(rest);
-    if missing.is_empty() {
-        Ok(out)
-    } else {
-        Err(missing)
-    }
+    if missing.is_empty() { Ok(out) } else { Err(missing) }
 }
 
 #[cfg(test)]
@@ -62,25 +52,16 @@ mod tests {
 
     #[test]
     fn substitutes_defaults_and_escapes() {
-        assert_eq!(
-            interpolate("pg://${HOST}/x", &env).unwrap(),
-            "pg://db.local/x"
-        );
+        assert_eq!(interpolate("pg://${HOST}/x", &env).unwrap(), "pg://db.local/x");
         assert_eq!(interpolate("${NOPE:-fallback}", &env).unwrap(), "fallback");
         assert_eq!(interpolate("${EMPTY:-fallback}", &env).unwrap(), "fallback");
         assert_eq!(interpolate("${EMPTY}", &env).unwrap(), "");
-        assert_eq!(
-            interpolate("cost $$5 and $x", &env).unwrap(),
-            "cost $5 and $x"
-        );
+        assert_eq!(interpolate("cost $$5 and $x", &env).unwrap(), "cost $5 and $x");
         assert_eq!(interpolate("no refs", &env).unwrap(), "no refs");
     }
 
     #[test]
     fn reports_every_missing_variable() {
-        assert_eq!(
-            interpolate("${A}-${HOST}-${B}", &env).unwrap_err(),
-            vec!["A".to_owned(), "B".to_owned()]
-        );
+        assert_eq!(interpolate("${A}-${HOST}-${B}", &env).unwrap_err(), vec!["A".to_owned(), "B".to_owned()]);
     }
 }

@@ -13,18 +13,9 @@ use super::reader::{Fields, Reader, join};
 use super::{Config, ConfigError, ConsumerConfig, KafkaConfig, PostgresConfig, Problem, Secret};
 use crate::domain::{ExpectedStatus, Site};
 
-const TOP: &[&str] = &[
-    "region", "defaults", "sites", "kafka", "postgres", "consumer",
-];
+const TOP: &[&str] = &["region", "defaults", "sites", "kafka", "postgres", "consumer"];
 const DEFAULTS: &[&str] = &["interval", "timeout", "expected_status"];
-const SITE: &[&str] = &[
-    "name",
-    "url",
-    "interval",
-    "timeout",
-    "pattern",
-    "expected_status",
-];
+const SITE: &[&str] = &["name", "url", "interval", "timeout", "pattern", "expected_status"];
 const KAFKA: &[&str] = &["bootstrap_servers", "topic", "group_id", "properties"];
 const POSTGRES: &[&str] = &["url", "max_connections"];
 const CONSUMER: &[&str] = &["batch_size", "batch_wait"];
@@ -38,32 +29,17 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.to_owned(),
-        problems: vec![Problem {
-            path: String::new(),
-            message: format!("cannot read file: {e}"),
-        }],
+        problems: vec![Problem { path: String::new(), message: format!("cannot read file: {e}") }],
     })?;
     parse(&text, path, &|name| std::env::var(name).ok())
 }
 
 /// Validates config text. `env` resolves `${VAR}` references.
-pub fn parse(
-    text: &str,
-    file: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, ConfigError> {
-    let fail = |problems| ConfigError {
-        file: file.to_owned(),
-        problems,
-    };
+pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    let fail = |problems| ConfigError { file: file.to_owned(), problems };
     let root: Value = serde_yaml_ng::from_str(text).map_err(|e| {
-        let at = e
-            .location()
-            .map(|l| format!("line {}, column {}", l.line(), l.column()));
-        fail(vec![Problem {
-            path: at.unwrap_or_default(),
-            message: format!("not valid YAML: {e}"),
-        }])
+        let at = e.location().map(|l| format!("line {}, column {}", l.line(), l.column()));
+        fail(vec![Problem { path: at.unwrap_or_default(), message: format!("not valid YAML: {e}") }])
     })?;
     let mut r = Reader::new(env);
     let config = read_config(&mut r, &root);
@@ -127,10 +103,7 @@ fn read_defaults(r: &mut Reader, top: &Fields) -> SiteDefaults {
     if let Some(t) = f.get("timeout").and_then(|(v, p)| r.duration(v, &p)) {
         d.timeout = t;
     }
-    if let Some(e) = f
-        .get("expected_status")
-        .and_then(|(v, p)| read_expected(r, v, &p))
-    {
+    if let Some(e) = f.get("expected_status").and_then(|(v, p)| read_expected(r, v, &p)) {
         d.expected_status = e;
     }
     d
@@ -150,10 +123,7 @@ fn read_sites(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> Option
         match read_site(r, item, &p, d) {
             Some(site) => {
                 if !seen.insert(site.id.clone()) {
-                    r.problem(
-                        &join(&p, "name"),
-                        format!("duplicate site name `{}`", site.id),
-                    );
+                    r.problem(&join(&p, "name"), format!("duplicate site name `{}`", site.id));
                     ok = false;
                 }
                 sites.push(site);
@@ -169,10 +139,7 @@ fn read_site(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> Option<
     let name = match f.get("name") {
         Some((v, p)) => r.nonempty_string(v, &p).and_then(|n| site_name(r, n, &p)),
         None => {
-            r.problem(
-                &join(path, "name"),
-                "missing: every site needs a unique name",
-            );
+            r.problem(&join(path, "name"), "missing: every site needs a unique name");
             None
         }
     };
@@ -183,12 +150,8 @@ fn read_site(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> Option<
             None
         }
     };
-    let interval = f
-        .get("interval")
-        .map_or(Some(d.interval), |(v, p)| r.duration(v, &p));
-    let timeout = f
-        .get("timeout")
-        .map_or(Some(d.timeout), |(v, p)| r.duration(v, &p));
+    let interval = f.get("interval").map_or(Some(d.interval), |(v, p)| r.duration(v, &p));
+    let timeout = f.get("timeout").map_or(Some(d.timeout), |(v, p)| r.duration(v, &p));
     if let (Some(i), Some(t)) = (interval, timeout)
         && t > i
     {
@@ -231,16 +194,11 @@ fn read_site(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> Option<
 
 fn site_name(r: &mut Reader, name: String, path: &str) -> Option<String> {
     let ok = name.len() <= 200
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/'));
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/'));
     if ok {
         Some(name)
     } else {
-        r.problem(
-            path,
-            format!("`{name}` is not a valid site name: use up to 200 of A-Z a-z 0-9 . _ - : /"),
-        );
+        r.problem(path, format!("`{name}` is not a valid site name: use up to 200 of A-Z a-z 0-9 . _ - : /"));
         None
     }
 }
@@ -248,13 +206,7 @@ fn site_name(r: &mut Reader, name: String, path: &str) -> Option<String> {
 fn site_url(r: &mut Reader, text: &str, path: &str) -> Option<Url> {
     match Url::parse(text.trim()) {
         Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-            r.problem(
-                path,
-                format!(
-                    "scheme `{}` is not supported; use http or https",
-                    u.scheme()
-                ),
-            );
+            r.problem(path, format!("scheme `{}` is not supported; use http or https", u.scheme()));
             None
         }
         Ok(u) if u.host_str().is_none_or(str::is_empty) => {
@@ -272,24 +224,15 @@ fn site_url(r: &mut Reader, text: &str, path: &str) -> Option<Url> {
 fn read_expected(r: &mut Reader, v: &Value, path: &str) -> Option<ExpectedStatus> {
     let items = r.list(v, path)?;
     if items.is_empty() {
-        r.problem(
-            path,
-            "list at least one status code, or leave the field out for 200-399",
-        );
+        r.problem(path, "list at least one status code, or leave the field out for 200-399");
         return None;
     }
     let codes: Vec<Option<u16>> = items
         .iter()
         .enumerate()
-        .map(|(i, v)| {
-            r.uint(v, &format!("{path}[{i}]"), 100, 599)
-                .map(|c| c as u16)
-        })
+        .map(|(i, v)| r.uint(v, &format!("{path}[{i}]"), 100, 599).map(|c| c as u16))
         .collect();
-    codes
-        .into_iter()
-        .collect::<Option<Vec<_>>>()
-        .map(ExpectedStatus::Codes)
+    codes.into_iter().collect::<Option<Vec<_>>>().map(ExpectedStatus::Codes)
 }
 
 fn read_kafka(r: &mut Reader, v: &Value, path: &str) -> Option<KafkaConfig> {
@@ -297,10 +240,7 @@ fn read_kafka(r: &mut Reader, v: &Value, path: &str) -> Option<KafkaConfig> {
     let bootstrap = match f.get("bootstrap_servers") {
         Some((v, p)) => r.nonempty_string(v, &p),
         None => {
-            r.problem(
-                &join(path, "bootstrap_servers"),
-                "missing: e.g. `localhost:9092`",
-            );
+            r.problem(&join(path, "bootstrap_servers"), "missing: e.g. `localhost:9092`");
             None
         }
     };
@@ -328,25 +268,18 @@ fn topic_name(r: &mut Reader, t: String, path: &str) -> Option<String> {
     let ok = t.len() <= 249
         && t != "."
         && t != ".."
-        && t.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Some(t)
     } else {
-        r.problem(
-            path,
-            format!("`{t}` is not a valid Kafka topic name (A-Z a-z 0-9 . _ -, at most 249)"),
-        );
+        r.problem(path, format!("`{t}` is not a valid Kafka topic name (A-Z a-z 0-9 . _ -, at most 249)"));
         None
     }
 }
 
 fn read_properties(r: &mut Reader, v: &Value, path: &str) -> Option<Vec<(String, Secret)>> {
     let Value::Mapping(map) = v else {
-        r.problem(
-            path,
-            "expected a mapping of librdkafka property names to values",
-        );
+        r.problem(path, "expected a mapping of librdkafka property names to values");
         return None;
     };
     let mut out = Vec::with_capacity(map.len());
@@ -385,27 +318,15 @@ fn read_postgres(r: &mut Reader, v: &Value, path: &str) -> Option<PostgresConfig
         Some((v, p)) => r.uint(v, &p, 1, 1000).map(|n| n as u32),
         None => Some(4),
     };
-    Some(PostgresConfig {
-        url: url?,
-        max_connections: max?,
-    })
+    Some(PostgresConfig { url: url?, max_connections: max? })
 }
 
 fn read_consumer(r: &mut Reader, v: &Value, path: &str) -> Option<ConsumerConfig> {
     let f = r.fields(v, path, CONSUMER)?;
     let d = ConsumerConfig::default();
-    let size = f
-        .get("batch_size")
-        .map_or(Some(d.batch_size as u64), |(v, p)| {
-            r.uint(v, &p, 1, 100_000)
-        });
-    let wait = f
-        .get("batch_wait")
-        .map_or(Some(d.batch_wait), |(v, p)| r.duration(v, &p));
-    Some(ConsumerConfig {
-        batch_size: size? as usize,
-        batch_wait: wait?,
-    })
+    let size = f.get("batch_size").map_or(Some(d.batch_size as u64), |(v, p)| r.uint(v, &p, 1, 100_000));
+    let wait = f.get("batch_wait").map_or(Some(d.batch_wait), |(v, p)| r.duration(v, &p));
+    Some(ConsumerConfig { batch_size: size? as usize, batch_wait: wait? })
 }
 
 #[cfg(test)]
@@ -446,12 +367,7 @@ mod tests {
         let paths: Vec<_> = err.problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(
             paths,
-            [
-                "sites[0].url",
-                "sites[1].colour",
-                "sites[1].interval",
-                "kafka.bootstrap_servers"
-            ],
+            ["sites[0].url", "sites[1].colour", "sites[1].interval", "kafka.bootstrap_servers"],
             "{err}"
         );
     }
@@ -465,8 +381,7 @@ mod tests {
         let paths: Vec<_> = err.problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["sites[1].timeout"], "{err}");
         let err =
-            check("sites:\n  - {name: a, url: 'http://x/'}\n  - {name: a, url: 'http://y/'}\n")
-                .unwrap_err();
+            check("sites:\n  - {name: a, url: 'http://x/'}\n  - {name: a, url: 'http://y/'}\n").unwrap_err();
         assert_eq!(err.problems[0].path, "sites[1].name");
     }
 

@@ -41,9 +41,6 @@ pub struct ConsumerConfig {
 
 impl Default for ConsumerConfig {
     fn default() -> Self {
-        ConsumerConfig {
-            batch_size: 1000,
-            batch_wait: Duration::from_millis(500),
-        }
+        ConsumerConfig { batch_size: 1000, batch_wait: Duration::from_millis(500) }
     }
 }

@@ -23,19 +23,12 @@ pub struct Fields<'v> {
 impl<'v> Fields<'v> {
     /// The value of `key` and its path, if present and not null.
     pub fn get(&self, key: &str) -> Option<(&'v Value, String)> {
-        self.entries
-            .iter()
-            .find(|(k, v)| *k == key && !v.is_null())
-            .map(|(_, v)| (*v, join(&self.path, key)))
+        self.entries.iter().find(|(k, v)| *k == key && !v.is_null()).map(|(_, v)| (*v, join(&self.path, key)))
     }
 }
 
 pub fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
+    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -52,17 +45,11 @@ fn kind(v: &Value) -> &'static str {
 
 impl<'e> Reader<'e> {
     pub fn new(env: &'e dyn Fn(&str) -> Option<String>) -> Self {
-        Reader {
-            problems: Vec::new(),
-            env,
-        }
+        Reader { problems: Vec::new(), env }
     }
 
     pub fn problem(&mut self, path: &str, message: impl Into<String>) {
-        self.problems.push(Problem {
-            path: path.to_owned(),
-            message: message.into(),
-        });
+        self.problems.push(Problem { path: path.to_owned(), message: message.into() });
     }
 
     /// A mapping whose keys must all be in `allowed`; unknown keys are reported.
@@ -86,10 +73,7 @@ impl<'e> Reader<'e> {
                 );
             }
         }
-        Some(Fields {
-            path: path.to_owned(),
-            entries,
-        })
+        Some(Fields { path: path.to_owned(), entries })
     }
 
     pub fn list<'v>(&mut self, v: &'v Value, path: &str) -> Option<&'v [Value]> {

@@ -14,11 +14,7 @@ pub enum CheckStatus {
 }
 
 impl CheckStatus {
-    pub const ALL: [CheckStatus; 3] = [
-        CheckStatus::Success,
-        CheckStatus::Failure,
-        CheckStatus::Missed,
-    ];
+    pub const ALL: [CheckStatus; 3] = [CheckStatus::Success, CheckStatus::Failure, CheckStatus::Missed];
 
     /// The symbol used on the wire and in SQL.
     pub fn as_str(self) -> &'static str {

@@ -25,10 +25,7 @@ mod tests {
         assert_eq!(a, check_id("site", "eu", t));
         assert_ne!(a, check_id("site", "us", t));
         assert_ne!(a, check_id("site2", "eu", t));
-        assert_ne!(
-            a,
-            check_id("site", "eu", t + chrono::Duration::microseconds(1))
-        );
+        assert_ne!(a, check_id("site", "eu", t + chrono::Duration::microseconds(1)));
         assert_eq!(a.get_version_num(), 5);
     }
 }

@@ -11,10 +11,7 @@ const PINNED: &[&str] = &["enable.auto.offset.store", "enable.idempotence"];
 pub fn client_config(k: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.bootstrap_servers);
-    c.set(
-        "client.id",
-        format!("sitemon-{}", env!("CARGO_PKG_VERSION")),
-    );
+    c.set("client.id", format!("sitemon-{}", env!("CARGO_PKG_VERSION")));
     for (key, value) in defaults {
         c.set(*key, *value);
     }

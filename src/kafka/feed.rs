@@ -83,9 +83,7 @@ impl StatusFeed for KafkaFeed {
     async fn ack(&mut self, batch: &FeedBatch) -> Result<(), FeedError> {
         let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
         for p in &batch.positions {
-            let e = next
-                .entry((p.topic.as_str(), p.partition))
-                .or_insert(p.offset + 1);
+            let e = next.entry((p.topic.as_str(), p.partition)).or_insert(p.offset + 1);
             *e = (*e).max(p.offset + 1);
         }
         let mut tpl = TopicPartitionList::new();
@@ -93,9 +91,7 @@ impl StatusFeed for KafkaFeed {
             tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
                 .map_err(|e| FeedError::Ack(e.to_string()))?;
         }
-        self.consumer
-            .store_offsets(&tpl)
-            .map_err(|e| FeedError::Ack(e.to_string()))?;
+        self.consumer.store_offsets(&tpl).map_err(|e| FeedError::Ack(e.to_string()))?;
         if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
             tracing::debug!(error = %e, "async offset commit not started; the auto-commit will retry");
         }
@@ -103,9 +99,6 @@ impl StatusFeed for KafkaFeed {
     }
 
     fn is_attached(&self) -> bool {
-        self.consumer
-            .assignment()
-            .map(|a| a.count() > 0)
-            .unwrap_or(false)
+        self.consumer.assignment().map(|a| a.count() > 0).unwrap_or(false)
     }
 }

@@ -29,19 +29,14 @@ impl KafkaPublisher {
             ],
         )
         .create()?;
-        Ok(KafkaPublisher {
-            producer,
-            topic: k.topic.clone(),
-        })
+        Ok(KafkaPublisher { producer, topic: k.topic.clone() })
     }
 }
 
 impl StatusPublisher for KafkaPublisher {
     async fn publish(&self, result: &CheckResult) -> Result<(), PublishError> {
         let payload = wire::encode(result).map_err(PublishError::Encode)?;
-        let record = FutureRecord::to(&self.topic)
-            .key(result.site_id.as_bytes())
-            .payload(&payload);
+        let record = FutureRecord::to(&self.topic).key(result.site_id.as_bytes()).payload(&payload);
         self.producer
             .send(record, Timeout::Never)
             .await

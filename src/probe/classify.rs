@@ -14,10 +14,7 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
-        Failure {
-            kind,
-            message: message.into(),
-        }
+        Failure { kind, message: message.into() }
     }
 }
 
@@ -37,24 +34,15 @@ pub fn root_message(err: &(dyn StdError + 'static)) -> String {
 }
 
 pub fn dns(err: &io::Error) -> Failure {
-    Failure::new(
-        FailureKind::Dns,
-        format!("cannot resolve host: {}", root_message(err)),
-    )
+    Failure::new(FailureKind::Dns, format!("cannot resolve host: {}", root_message(err)))
 }
 
 pub fn connect(err: &io::Error) -> Failure {
-    Failure::new(
-        FailureKind::Connect,
-        format!("cannot connect: {}", root_message(err)),
-    )
+    Failure::new(FailureKind::Connect, format!("cannot connect: {}", root_message(err)))
 }
 
 pub fn tls(err: &(dyn StdError + 'static)) -> Failure {
-    Failure::new(
-        FailureKind::Tls,
-        format!("tls handshake failed: {}", root_message(err)),
-    )
+    Failure::new(FailureKind::Tls, format!("tls handshake failed: {}", root_message(err)))
 }
 
 /// Errors after the connection is up: the peer broke HTTP or the connection.
@@ -75,10 +63,7 @@ mod tests {
 
     #[test]
     fn messages_are_short_and_lowercase() {
-        let e = io::Error::new(
-            io::ErrorKind::ConnectionRefused,
-            "Connection refused (os error 111)",
-        );
+        let e = io::Error::new(io::ErrorKind::ConnectionRefused, "Connection refused (os error 111)");
         let f = connect(&e);
         assert_eq!(f.kind, FailureKind::Connect);
         assert_eq!(f.message, "cannot connect: connection refused");

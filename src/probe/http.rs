@@ -59,10 +59,7 @@ impl SiteProbe for HyperProbe {
             Ok(Err(f)) => r.fail(f.kind, f.message),
             Err(_) => r.fail(
                 FailureKind::Timeout,
-                format!(
-                    "no complete response within {}",
-                    humantime::format_duration(site.timeout)
-                ),
+                format!("no complete response within {}", humantime::format_duration(site.timeout)),
             ),
         }
         r.total_us = Some(micros(t0.elapsed()));
@@ -81,9 +78,7 @@ impl HyperProbe {
             vec![SocketAddr::new(ip, port)]
         } else {
             let t = Instant::now();
-            let found = tokio::net::lookup_host((bare_host, port))
-                .await
-                .map_err(|e| classify::dns(&e))?;
+            let found = tokio::net::lookup_host((bare_host, port)).await.map_err(|e| classify::dns(&e))?;
             r.dns_us = Some(micros(t.elapsed()));
             found.collect()
         };
@@ -111,11 +106,7 @@ impl HyperProbe {
 
         if url.scheme() == "https" {
             let t = Instant::now();
-            let tls = self
-                .tls
-                .connect(bare_host, tcp)
-                .await
-                .map_err(|e| classify::tls(&e))?;
+            let tls = self.tls.connect(bare_host, tcp).await.map_err(|e| classify::tls(&e))?;
             r.tls_us = Some(micros(t.elapsed()));
             self.exchange(tls, site, r, t0).await
         } else {
@@ -165,13 +156,8 @@ impl HyperProbe {
             .header(http::header::ACCEPT, "*/*")
             .header(http::header::CONNECTION, "close")
             .body(Empty::new())
-            .map_err(|e| {
-                Failure::new(FailureKind::Protocol, format!("cannot build request: {e}"))
-            })?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| classify::protocol(&e))?;
+            .map_err(|e| Failure::new(FailureKind::Protocol, format!("cannot build request: {e}")))?;
+        let resp = sender.send_request(req).await.map_err(|e| classify::protocol(&e))?;
         r.ttfb_us = Some(micros(t0.elapsed()));
         let code = resp.status().as_u16();
         r.status_code = Some(code);
@@ -183,16 +169,10 @@ impl HyperProbe {
             r.pattern_matched = Some(re.is_match(&body));
         }
         if !site.expected_status.accepts(code) {
-            return Err(Failure::new(
-                FailureKind::UnexpectedStatus,
-                format!("unexpected status {code}"),
-            ));
+            return Err(Failure::new(FailureKind::UnexpectedStatus, format!("unexpected status {code}")));
         }
         if r.pattern_matched == Some(false) {
-            return Err(Failure::new(
-                FailureKind::PatternNotFound,
-                "pattern not found in the body",
-            ));
+            return Err(Failure::new(FailureKind::PatternNotFound, "pattern not found in the body"));
         }
         Ok(())
     }

@@ -31,11 +31,7 @@ pub fn latest_per_site(results: &[CheckResult]) -> Vec<LatestRow<'_>> {
             rs.sort_by_key(|r| r.scheduled_at);
             rs.dedup_by_key(|r| r.scheduled_at);
             let newest = *rs.last().expect("groups are never empty");
-            let run: Vec<_> = rs
-                .iter()
-                .rev()
-                .take_while(|r| r.is_up() == newest.is_up())
-                .collect();
+            let run: Vec<_> = rs.iter().rev().take_while(|r| r.is_up() == newest.is_up()).collect();
             LatestRow {
                 result: newest,
                 run_len: run.len() as i32,
@@ -44,9 +40,7 @@ pub fn latest_per_site(results: &[CheckResult]) -> Vec<LatestRow<'_>> {
             }
         })
         .collect();
-    rows.sort_by(|a, b| {
-        (&a.result.site_id, &a.result.region).cmp(&(&b.result.site_id, &b.result.region))
-    });
+    rows.sort_by(|a, b| (&a.result.site_id, &a.result.region).cmp(&(&b.result.site_id, &b.result.region)));
     rows
 }
 
@@ -67,23 +61,11 @@ mod tests {
 
     #[test]
     fn newest_wins_regardless_of_arrival_order() {
-        let batch = vec![
-            at("a", 30, false),
-            at("a", 10, true),
-            at("a", 20, false),
-            at("b", 5, true),
-        ];
+        let batch = vec![at("a", 30, false), at("a", 10, true), at("a", 20, false), at("b", 5, true)];
         let rows = latest_per_site(&batch);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].result.scheduled_at.timestamp(), 30);
-        assert_eq!(
-            (
-                rows[0].run_len,
-                rows[0].run_start.timestamp(),
-                rows[0].whole
-            ),
-            (2, 20, false)
-        );
+        assert_eq!((rows[0].run_len, rows[0].run_start.timestamp(), rows[0].whole), (2, 20, false));
         assert_eq!((rows[1].run_len, rows[1].whole), (1, true));
     }
 

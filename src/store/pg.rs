@@ -41,17 +41,12 @@ impl PgStore {
     /// Connects lazily: the first query opens the first connection.
     pub fn connect(cfg: &PostgresConfig) -> Result<Self, sqlx::Error> {
         let opts: PgConnectOptions = cfg.url.expose().parse()?;
-        let opts = opts
-            .application_name("sitemon")
-            .log_statements(tracing::log::LevelFilter::Trace);
+        let opts = opts.application_name("sitemon").log_statements(tracing::log::LevelFilter::Trace);
         let pool = PgPoolOptions::new()
             .max_connections(cfg.max_connections)
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect_lazy_with(opts);
-        Ok(PgStore {
-            pool,
-            partitions: Mutex::new(HashSet::new()),
-        })
+        Ok(PgStore { pool, partitions: Mutex::new(HashSet::new()) })
     }
 
     /// Applies the embedded migrations; a no-op when they are all applied.
@@ -82,10 +77,7 @@ impl PgStore {
         };
         for day in wanted {
             create_partition(&self.pool, day).await?;
-            self.partitions
-                .lock()
-                .expect("partition cache lock")
-                .insert(day);
+            self.partitions.lock().expect("partition cache lock").insert(day);
         }
         Ok(())
     }

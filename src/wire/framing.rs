@@ -45,13 +45,10 @@ pub fn encode(result: &CheckResult) -> Result<Vec<u8>, String> {
 pub fn decode(bytes: &[u8]) -> Result<CheckResult, DecodeError> {
     match bytes {
         [] => Err(DecodeError::Empty),
-        [0, a, b, c, d, ..] => Err(DecodeError::RegistryFraming(u32::from_be_bytes([
-            *a, *b, *c, *d,
-        ]))),
+        [0, a, b, c, d, ..] => Err(DecodeError::RegistryFraming(u32::from_be_bytes([*a, *b, *c, *d]))),
         _ if bytes.len() >= HEADER_LEN && bytes[..2] == MAGIC => {
             let fp = &bytes[2..HEADER_LEN];
-            let writer =
-                by_fingerprint(fp).ok_or_else(|| DecodeError::UnknownSchema(fp.to_vec()))?;
+            let writer = by_fingerprint(fp).ok_or_else(|| DecodeError::UnknownSchema(fp.to_vec()))?;
             let mut datum = &bytes[HEADER_LEN..];
             let value = GenericDatumReader::builder(writer)
                 .reader_schema(&CURRENT.schema)
@@ -63,9 +60,7 @@ pub fn decode(bytes: &[u8]) -> Result<CheckResult, DecodeError> {
             }
             from_value(value).map_err(DecodeError::Datum)
         }
-        _ => Err(DecodeError::UnknownFraming(
-            bytes[..bytes.len().min(4)].to_vec(),
-        )),
+        _ => Err(DecodeError::UnknownFraming(bytes[..bytes.len().min(4)].to_vec())),
     }
 }
 
@@ -77,14 +72,7 @@ mod tests {
 
     fn sample() -> CheckResult {
         let t = Utc.timestamp_micros(1_763_800_000_000_001).unwrap();
-        let mut r = CheckResult::new(
-            "site-a",
-            "https://a.test/",
-            "eu",
-            t,
-            t,
-            CheckStatus::Success,
-        );
+        let mut r = CheckResult::new("site-a", "https://a.test/", "eu", t, t, CheckStatus::Success);
         r.status_code = Some(200);
         r.http_version = Some("HTTP/1.1".into());
         r.remote_addr = Some("127.0.0.1:443".into());
@@ -120,24 +108,12 @@ mod tests {
     fn rejects_poison_with_a_reason() {
         let good = encode(&sample()).unwrap();
         assert_eq!(decode(&[]), Err(DecodeError::Empty));
-        assert_eq!(
-            decode(&[0, 0, 0, 0, 7, 1]),
-            Err(DecodeError::RegistryFraming(7))
-        );
-        assert!(matches!(
-            decode(b"{\"json\":1}"),
-            Err(DecodeError::UnknownFraming(_))
-        ));
+        assert_eq!(decode(&[0, 0, 0, 0, 7, 1]), Err(DecodeError::RegistryFraming(7)));
+        assert!(matches!(decode(b"{\"json\":1}"), Err(DecodeError::UnknownFraming(_))));
         let mut other_fp = good.clone();
         other_fp[5] ^= 0xff;
-        assert!(matches!(
-            decode(&other_fp),
-            Err(DecodeError::UnknownSchema(_))
-        ));
-        assert!(matches!(
-            decode(&good[..good.len() - 3]),
-            Err(DecodeError::Datum(_))
-        ));
+        assert!(matches!(decode(&other_fp), Err(DecodeError::UnknownSchema(_))));
+        assert!(matches!(decode(&good[..good.len() - 3]), Err(DecodeError::Datum(_))));
         let mut long = good.clone();
         long.push(0);
         assert_eq!(decode(&long), Err(DecodeError::Trailing(1)));

@@ -21,10 +21,7 @@ fn known(json: &str) -> KnownSchema {
     let schema = Schema::parse_str(json).expect("built-in schema parses (checked by tests)");
     let bytes = schema.fingerprint::<Rabin>().bytes;
     let fingerprint = bytes.try_into().expect("rabin fingerprints are 8 bytes");
-    KnownSchema {
-        schema,
-        fingerprint,
-    }
+    KnownSchema { schema, fingerprint }
 }
 
 pub static CURRENT: LazyLock<KnownSchema> = LazyLock::new(|| known(CURRENT_SCHEMA_JSON));
@@ -37,10 +34,7 @@ pub fn by_fingerprint(fp: &[u8]) -> Option<&'static Schema> {
     if CURRENT.fingerprint == fp {
         return Some(&CURRENT.schema);
     }
-    KNOWN
-        .iter()
-        .find(|k| k.fingerprint == fp)
-        .map(|k| &k.schema)
+    KNOWN.iter().find(|k| k.fingerprint == fp).map(|k| &k.schema)
 }
 
 #[cfg(test)]

@@ -21,10 +21,7 @@ fn opt_long(n: Option<i64>) -> Value {
 }
 
 fn enum_value<T: Copy + PartialEq>(all: &[T], v: T, name: fn(T) -> &'static str) -> Value {
-    let i = all
-        .iter()
-        .position(|x| *x == v)
-        .expect("variant listed in ALL");
+    let i = all.iter().position(|x| *x == v).expect("variant listed in ALL");
     Value::Enum(i as u32, name(v).to_owned())
 }
 
@@ -35,29 +32,15 @@ pub fn to_value(r: &CheckResult) -> Value {
         ("site_id".into(), Value::String(r.site_id.clone())),
         ("url".into(), Value::String(r.url.clone())),
         ("region".into(), Value::String(r.region.clone())),
-        (
-            "scheduled_at".into(),
-            Value::TimestampMicros(r.scheduled_at.timestamp_micros()),
-        ),
-        (
-            "started_at".into(),
-            Value::TimestampMicros(r.started_at.timestamp_micros()),
-        ),
-        (
-            "status".into(),
-            enum_value(&CheckStatus::ALL, r.status, CheckStatus::as_str),
-        ),
+        ("scheduled_at".into(), Value::TimestampMicros(r.scheduled_at.timestamp_micros())),
+        ("started_at".into(), Value::TimestampMicros(r.started_at.timestamp_micros())),
+        ("status".into(), enum_value(&CheckStatus::ALL, r.status, CheckStatus::as_str)),
         (
             "failure_kind".into(),
-            opt(r
-                .failure_kind
-                .map(|k| enum_value(&FailureKind::ALL, k, FailureKind::as_str))),
+            opt(r.failure_kind.map(|k| enum_value(&FailureKind::ALL, k, FailureKind::as_str))),
         ),
         ("error".into(), opt_str(&r.error)),
-        (
-            "status_code".into(),
-            opt(r.status_code.map(|c| Value::Int(i32::from(c)))),
-        ),
+        ("status_code".into(), opt(r.status_code.map(|c| Value::Int(i32::from(c))))),
         ("http_version".into(), opt_str(&r.http_version)),
         ("remote_addr".into(), opt_str(&r.remote_addr)),
         ("dns_us".into(), opt_long(r.dns_us)),
@@ -67,16 +50,8 @@ pub fn to_value(r: &CheckResult) -> Value {
         ("total_us".into(), opt_long(r.total_us)),
         ("body_bytes".into(), opt_long(r.body_bytes)),
         ("pattern".into(), opt_str(&r.pattern)),
-        (
-            "pattern_matched".into(),
-            opt(r.pattern_matched.map(Value::Boolean)),
-        ),
-        (
-            "tls_not_after".into(),
-            opt(r
-                .tls_not_after
-                .map(|t| Value::TimestampMicros(t.timestamp_micros()))),
-        ),
+        ("pattern_matched".into(), opt(r.pattern_matched.map(Value::Boolean))),
+        ("tls_not_after".into(), opt(r.tls_not_after.map(|t| Value::TimestampMicros(t.timestamp_micros())))),
     ])
 }
 
@@ -85,11 +60,8 @@ struct Fields(Vec<(String, Value)>);
 
 impl Fields {
     fn take(&mut self, name: &str) -> Result<Value, String> {
-        let i = self
-            .0
-            .iter()
-            .position(|(n, _)| n == name)
-            .ok_or_else(|| format!("field `{name}` is missing"))?;
+        let i =
+            self.0.iter().position(|(n, _)| n == name).ok_or_else(|| format!("field `{name}` is missing"))?;
         Ok(match self.0.swap_remove(i).1 {
             Value::Union(_, inner) => *inner,
             v => v,
@@ -100,9 +72,7 @@ impl Fields {
         match self.take(name)? {
             Value::String(s) => Ok(s),
             Value::Uuid(u) => Ok(u.to_string()),
-            other => Err(format!(
-                "field `{name}`: expected a string, found {other:?}"
-            )),
+            other => Err(format!("field `{name}`: expected a string, found {other:?}")),
         }
     }
 
@@ -110,9 +80,7 @@ impl Fields {
         match self.take(name)? {
             Value::Null => Ok(None),
             Value::String(s) => Ok(Some(s)),
-            other => Err(format!(
-                "field `{name}`: expected a string, found {other:?}"
-            )),
+            other => Err(format!("field `{name}`: expected a string, found {other:?}")),
         }
     }
 
@@ -126,8 +94,7 @@ impl Fields {
     }
 
     fn time(&mut self, name: &str) -> Result<DateTime<Utc>, String> {
-        self.opt_time(name)?
-            .ok_or_else(|| format!("field `{name}` is null"))
+        self.opt_time(name)?.ok_or_else(|| format!("field `{name}` is null"))
     }
 
     fn opt_time(&mut self, name: &str) -> Result<Option<DateTime<Utc>>, String> {
@@ -158,23 +125,17 @@ pub fn from_value(v: Value) -> Result<CheckResult, String> {
     let status = f.symbol("status")?.unwrap_or_default();
     let status_code = f.opt_long("status_code")?;
     Ok(CheckResult {
-        check_id: check_id
-            .parse()
-            .map_err(|e| format!("field `check_id`: {e}"))?,
+        check_id: check_id.parse().map_err(|e| format!("field `check_id`: {e}"))?,
         site_id: f.string("site_id")?,
         url: f.string("url")?,
         region: f.string("region")?,
         scheduled_at: f.time("scheduled_at")?,
         started_at: f.time("started_at")?,
         status: CheckStatus::parse(&status).ok_or_else(|| format!("unknown status `{status}`"))?,
-        failure_kind: f
-            .symbol("failure_kind")?
-            .map(|s| FailureKind::parse(&s).unwrap_or(FailureKind::Other)),
+        failure_kind: f.symbol("failure_kind")?.map(|s| FailureKind::parse(&s).unwrap_or(FailureKind::Other)),
         error: f.opt_string("error")?,
         status_code: status_code
-            .map(|c| {
-                u16::try_from(c).map_err(|_| format!("field `status_code`: {c} is out of range"))
-            })
+            .map(|c| u16::try_from(c).map_err(|_| format!("field `status_code`: {c} is out of range")))
             .transpose()?,
         http_version: f.opt_string("http_version")?,
         remote_addr: f.opt_string("remote_addr")?,
@@ -189,9 +150,7 @@ pub fn from_value(v: Value) -> Result<CheckResult, String> {
             Value::Null => None,
             Value::Boolean(b) => Some(b),
             other => {
-                return Err(format!(
-                    "field `pattern_matched`: expected a boolean, found {other:?}"
-                ));
+                return Err(format!("field `pattern_matched`: expected a boolean, found {other:?}"));
             }
         },
         tls_not_after: f.opt_time("tls_not_after")?,

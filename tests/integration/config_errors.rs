@@ -1,0 +1,49 @@
+//! Bad configs: every problem reported at once with its location, exit 64, nothing started.
+
+use std::time::Duration;
+
+use crate::support::{describe, sitemon, write};
+
+#[tokio::test]
+async fn three_mistakes_are_all_reported_and_exit_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "bad.yaml",
+        "sites:\n  - name: a\n    url: http://127.0.0.1:1/\n    interval: soon\n  - name: b\n    url: gopher://x/\nkafka:\n  bootstrap_servers: 127.0.0.1:1\n  topik: x\n",
+    );
+    for command in ["producer", "consumer", "migrate"] {
+        let out = sitemon(&[command, "-c", &cfg], &[], Duration::from_secs(10)).await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+        for location in ["sites[0].interval", "sites[1].url", "kafka.topik"] {
+            assert!(err.contains(location), "`{location}` not reported by {command}:\n{err}");
+        }
+        assert!(err.contains("3 problems"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn missing_section_and_usage_errors_exit_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "nokafka.yaml", "sites:\n  - {name: a, url: 'http://127.0.0.1:1/'}\n");
+    let out = sitemon(&["producer", "-c", &cfg], &[], Duration::from_secs(10)).await;
+    assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kafka: missing"), "{}", describe(&out));
+
+    let out = sitemon(&["producer", "--no-such-flag"], &[], Duration::from_secs(10)).await;
+    assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+
+    let out = sitemon(&["migrate", "-c", "/nonexistent/sitemon.yaml"], &[], Duration::from_secs(10)).await;
+    assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read file"), "{}", describe(&out));
+}
+
+#[test]
+fn example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/example_config/sitemon.yaml");
+    let cfg = sitemon::config::parse(&std::fs::read_to_string(path).unwrap(), path.as_ref(), &|_| None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!cfg.sites.is_empty());
+    assert!(cfg.kafka.is_some() && cfg.postgres.is_some());
+}

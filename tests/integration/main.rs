@@ -1,0 +1,7 @@
+//! sitemon's integration tests: one binary, real services, local test sites.
+//! Services come from `scripts/services up` (see `make test`).
+
+mod support;
+
+mod config_errors;
+mod pipeline;

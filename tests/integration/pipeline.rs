@@ -1,0 +1,144 @@
+//! End to end: local sites → `sitemon producer --once` → real Kafka → `sitemon consumer` → real
+//! PostgreSQL, then a second consumer group over the same topic stores no duplicate.
+
+use std::time::Duration;
+
+use sqlx::Row;
+
+use crate::support::{self, describe, sitemon, sites, write};
+
+/// site, status, status code, failure kind, consecutive failures
+type StatusRow = (String, String, Option<i32>, Option<String>, i32);
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn config(addr: std::net::SocketAddr, closed: u16, topic: &str, group: &str) -> String {
+    format!(
+        r#"region: test
+sites:
+  - {{name: ok, url: "http://{addr}/ok"}}
+  - {{name: error, url: "http://{addr}/error"}}
+  - {{name: slow, url: "http://{addr}/slow", timeout: 1s}}
+  - {{name: match, url: "http://{addr}/ok", pattern: "systems? operational"}}
+  - {{name: nomatch, url: "http://{addr}/ok", pattern: "^maintenance"}}
+  - {{name: closed, url: "http://127.0.0.1:{closed}/"}}
+kafka:
+  bootstrap_servers: ${{KAFKA_BOOTSTRAP_SERVERS}}
+  topic: {topic}
+  group_id: {group}
+postgres:
+  url: ${{SITEMON_TEST_DATABASE_URL}}
+consumer:
+  batch_size: 4
+  batch_wait: 200ms
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checks_flow_from_sites_through_kafka_into_postgres_exactly_once() {
+    let addr = sites::start().await;
+    let closed = sites::closed_port().await;
+    let db = support::fresh_database().await;
+    let topic = support::unique("sitemon-e2e");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "sitemon.yaml", &config(addr, closed, &topic, "group-a"));
+    let cfg_b = write(dir.path(), "sitemon-b.yaml", &config(addr, closed, &topic, "group-b"));
+    let bootstrap = support::kafka_bootstrap();
+    let env = [("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()), ("SITEMON_TEST_DATABASE_URL", db.as_str())];
+
+    for _ in 0..2 {
+        let out = sitemon(&["migrate", "-c", &cfg], &env, LIMIT).await;
+        assert!(out.status.success(), "migrate: {}", describe(&out));
+    }
+
+    let out = sitemon(&["producer", "--once", "-c", &cfg], &env, LIMIT).await;
+    assert!(out.status.success(), "producer: {}", describe(&out));
+
+    let out = sitemon(&["consumer", "-c", &cfg, "--exit-when-idle", "3s"], &env, LIMIT).await;
+    assert!(out.status.success(), "consumer: {}", describe(&out));
+
+    let mut conn = support::connect(&db).await;
+    let history: Vec<(String, i64)> =
+        sqlx::query_as("SELECT site_id, count(*) FROM check_results GROUP BY site_id ORDER BY site_id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    let expected_sites = ["closed", "error", "match", "nomatch", "ok", "slow"];
+    assert_eq!(
+        history,
+        expected_sites.iter().map(|s| (s.to_string(), 1)).collect::<Vec<_>>(),
+        "one history row per check"
+    );
+
+    let rows = sqlx::query(
+        "SELECT site_id, status, status_code, failure_kind, consecutive_failures, region
+         FROM site_status ORDER BY site_id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let got: Vec<StatusRow> = rows
+        .iter()
+        .map(|r| {
+            assert_eq!(r.get::<String, _>("region"), "test");
+            (
+                r.get("site_id"),
+                r.get("status"),
+                r.get("status_code"),
+                r.get("failure_kind"),
+                r.get("consecutive_failures"),
+            )
+        })
+        .collect();
+    let want = vec![
+        ("closed", "FAILURE", None, Some("CONNECT"), 1),
+        ("error", "FAILURE", Some(500), Some("UNEXPECTED_STATUS"), 1),
+        ("match", "SUCCESS", Some(200), None, 0),
+        ("nomatch", "FAILURE", Some(200), Some("PATTERN_NOT_FOUND"), 1),
+        ("ok", "SUCCESS", Some(200), None, 0),
+        ("slow", "FAILURE", None, Some("TIMEOUT"), 1),
+    ];
+    let want: Vec<_> = want
+        .into_iter()
+        .map(|(s, st, c, k, n)| (s.to_owned(), st.to_owned(), c, k.map(str::to_owned), n))
+        .collect();
+    assert_eq!(got, want);
+
+    // Timings and identity arrive intact: the closed port never got past connect, the others did.
+    let timing = sqlx::query(
+        "SELECT site_id, connect_us, ttfb_us, total_us, body_bytes, pattern_matched,
+                started_at >= scheduled_at AS ordered
+         FROM check_results ORDER BY site_id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    for r in &timing {
+        let site: String = r.get("site_id");
+        assert!(r.get::<bool, _>("ordered"), "{site}: started before scheduled");
+        assert!(r.get::<Option<i64>, _>("total_us").is_some_and(|t| t > 0), "{site}: total time");
+        let ttfb: Option<i64> = r.get("ttfb_us");
+        match site.as_str() {
+            "closed" | "slow" => assert!(ttfb.is_none(), "{site}: no response, no ttfb"),
+            _ => assert!(ttfb.is_some_and(|t| t > 0), "{site}: ttfb"),
+        }
+        if site == "match" {
+            assert_eq!(r.get::<Option<bool>, _>("pattern_matched"), Some(true));
+            assert_eq!(r.get::<Option<i64>, _>("body_bytes"), Some(sites::OK_BODY.len() as i64));
+        }
+    }
+
+    // A second consumer group re-reads the whole topic: nothing new may be stored.
+    let out = sitemon(&["consumer", "-c", &cfg_b, "--exit-when-idle", "3s"], &env, LIMIT).await;
+    assert!(out.status.success(), "second consumer: {}", describe(&out));
+    let total: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM check_results").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(total, 6, "re-consuming the topic must not duplicate history");
+    let dead: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM dead_letters").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(dead, 0);
+    let latest: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM site_status").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(latest, 6);
+}

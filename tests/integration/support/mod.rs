@@ -1,0 +1,68 @@
+//! Test support: the services' addresses, fresh databases and topics, the built binary, local
+//! test sites, and polling with a deadline.
+
+pub mod sites;
+
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use sqlx::{Connection, PgConnection};
+
+/// Address of the test broker; the tests fail loudly without it.
+pub fn kafka_bootstrap() -> String {
+    std::env::var("KAFKA_BOOTSTRAP_SERVERS").expect(
+        "KAFKA_BOOTSTRAP_SERVERS is not set: run `make test`, or `eval \"$(scripts/services up)\"` first",
+    )
+}
+
+fn admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL is not set: run `make test`, or `eval \"$(scripts/services up)\"` first")
+}
+
+/// A new, empty database on the test server; returns its URL.
+pub async fn fresh_database() -> String {
+    let admin = admin_url();
+    let name = format!("sitemon_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+    let base = admin.rsplit_once('/').expect("database url has a path").0;
+    format!("{base}/{name}")
+}
+
+pub async fn connect(url: &str) -> PgConnection {
+    PgConnection::connect(url).await.expect("connect to the test database")
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Runs the built `sitemon` binary to completion, killing it after `limit`.
+pub async fn sitemon(args: &[&str], envs: &[(&str, &str)], limit: Duration) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sitemon"));
+    cmd.args(args).kill_on_drop(true);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    match tokio::time::timeout(limit, cmd.output()).await {
+        Ok(out) => out.expect("run sitemon"),
+        Err(_) => panic!("`sitemon {}` did not finish within {limit:?}", args.join(" ")),
+    }
+}
+
+pub fn describe(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write test file");
+    path.to_string_lossy().into_owned()
+}
