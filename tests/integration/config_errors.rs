@@ -40,10 +40,23 @@ async fn missing_section_and_usage_errors_exit_64() {
 }
 
 #[test]
-fn example_config_is_valid() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/example_config/sitemon.yaml");
-    let cfg = sitemon::config::parse(&std::fs::read_to_string(path).unwrap(), path.as_ref(), &|_| None)
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(!cfg.sites.is_empty());
-    assert!(cfg.kafka.is_some() && cfg.postgres.is_some());
+fn example_configs_are_valid() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/example_config");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let env = |name: &str| {
+            (name == "KAFKA_BOOTSTRAP_SERVERS" || name == "DATABASE_URL").then(|| {
+                if name == "DATABASE_URL" { "postgres://u@h/db".to_owned() } else { "h:9092".to_owned() }
+            })
+        };
+        let cfg = sitemon::config::parse(&std::fs::read_to_string(&path).unwrap(), &path, &env)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!cfg.sites.is_empty(), "{}", path.display());
+        seen += 1;
+    }
+    assert!(seen >= 2, "expected the example configs in {dir}");
 }
