@@ -1,19 +1,30 @@
 //! The composition root: the only place that names concrete adapters and wires them into the
 //! producer and consumer runners.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use clap::CommandFactory;
+use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Command, ConsumerArgs, ProducerArgs};
+use crate::cli::{CheckArgs, Cli, Command, ConfigCommand, ConsumerArgs, ProducerArgs, RunArgs, StatusArgs};
 use crate::config::{self, Config, ConfigError, Problem};
 use crate::consumer::{self, ConsumerOptions};
+use crate::exit;
 use crate::kafka::{KafkaFeed, KafkaPublisher};
+use crate::memory;
+use crate::ports::{SiteProbe, StatusStore};
 use crate::probe::HyperProbe;
 use crate::producer::{self, ProducerOptions};
 use crate::shutdown;
-use crate::store::PgStore;
+use crate::store::{PgStore, SqliteStore};
+use crate::ui;
+
+/// Exit code of `sitemon check` when the site is down.
+pub const CHECK_DOWN: i32 = 2;
 
 /// Loads the config and checks that it has what `command` needs. Pure apart from reading the
 /// file: nothing is contacted before this has passed.
@@ -28,17 +39,15 @@ fn load(path: &Path, needs: &[&str], command: &str) -> Result<Config, ConfigErro
             _ => false,
         };
         if missing {
-            problems.push(Problem {
-                path: (*section).to_owned(),
-                message: format!("missing: `sitemon {command}` needs this section"),
-            });
+            problems.push(Problem::new(*section, format!("missing: `sitemon {command}` needs this section")));
         }
     }
     if problems.is_empty() { Ok(cfg) } else { Err(ConfigError { file: path.to_owned(), problems }) }
 }
 
-/// Runs one subcommand to completion. Config problems come back as [`ConfigError`].
-pub async fn run(command: Command) -> anyhow::Result<()> {
+/// Runs one subcommand to completion and returns its exit code. Config problems come back as
+/// [`ConfigError`].
+pub async fn run(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Producer(args) => run_producer(args).await,
         Command::Consumer(args) => run_consumer(args).await,
@@ -47,12 +56,30 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             let store = PgStore::connect(cfg.postgres.as_ref().expect("checked by load"))?;
             store.migrate().await.context("applying migrations")?;
             tracing::info!("migrations applied");
-            Ok(())
+            Ok(exit::OK)
+        }
+        Command::Run(args) => run_embedded(args).await,
+        Command::Check(args) => run_check(args).await,
+        Command::Status(args) => run_status(args).await,
+        Command::Config(ConfigCommand::Check(args)) => {
+            let cfg = load(&args.config, &[], "config check")?;
+            println!(
+                "{}: ok ({} sites; kafka {}; postgres {})",
+                args.config.display(),
+                cfg.sites.len(),
+                if cfg.kafka.is_some() { "configured" } else { "not configured" },
+                if cfg.postgres.is_some() { "configured" } else { "not configured" },
+            );
+            Ok(exit::OK)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "sitemon", &mut std::io::stdout());
+            Ok(exit::OK)
         }
     }
 }
 
-async fn run_producer(args: ProducerArgs) -> anyhow::Result<()> {
+async fn run_producer(args: ProducerArgs) -> anyhow::Result<i32> {
     let cfg = load(&args.config.config, &["sites", "kafka"], "producer")?;
     let kafka = cfg.kafka.as_ref().expect("checked by load");
     let probe = Arc::new(HyperProbe::new(&cfg.region).context("setting up TLS")?);
@@ -63,14 +90,15 @@ async fn run_producer(args: ProducerArgs) -> anyhow::Result<()> {
         max_concurrency: args.max_concurrency,
         grace: args.grace,
         region: cfg.region.clone(),
+        log_results: false,
     };
     let report = producer::run(cfg.sites, probe, publisher, opts, shutdown::on_signals()).await;
     tracing::info!(published = report.published, failed = report.failed, "producer stopped");
     anyhow::ensure!(report.failed == 0, "{} results could not be published", report.failed);
-    Ok(())
+    Ok(exit::OK)
 }
 
-async fn run_consumer(args: ConsumerArgs) -> anyhow::Result<()> {
+async fn run_consumer(args: ConsumerArgs) -> anyhow::Result<i32> {
     let cfg = load(&args.config.config, &["kafka", "postgres"], "consumer")?;
     let kafka = cfg.kafka.as_ref().expect("checked by load");
     let store = PgStore::connect(cfg.postgres.as_ref().expect("checked by load"))?;
@@ -81,8 +109,121 @@ async fn run_consumer(args: ConsumerArgs) -> anyhow::Result<()> {
         batch_size: cfg.consumer.batch_size,
         batch_wait: cfg.consumer.batch_wait,
         exit_when_idle: args.exit_when_idle,
+        retention: cfg.retention,
     };
     let report = consumer::run(&mut feed, &store, &opts, shutdown::on_signals()).await?;
     tracing::info!(stored = report.stored, dead_letters = report.dead_letters, "consumer stopped");
-    Ok(())
+    Ok(exit::OK)
+}
+
+/// Producer and consumer in one process, joined by a bounded channel, storing in SQLite.
+async fn run_embedded(args: RunArgs) -> anyhow::Result<i32> {
+    let cfg = load(&args.config.config, &["sites"], "run")?;
+    let store = Arc::new(
+        SqliteStore::open(&cfg.sqlite.path)
+            .await
+            .with_context(|| format!("opening {}", cfg.sqlite.path.display()))?,
+    );
+    let probe = Arc::new(HyperProbe::new(&cfg.region).context("setting up TLS")?);
+    let (publisher, mut feed) = memory::channel(10_000);
+    let interactive = std::io::stdout().is_terminal() && !args.no_table;
+    tracing::info!(sites = cfg.sites.len(), db = %cfg.sqlite.path.display(), "sitemon run starting");
+
+    let opts = ConsumerOptions {
+        batch_size: cfg.consumer.batch_size,
+        batch_wait: cfg.consumer.batch_wait,
+        exit_when_idle: None,
+        retention: cfg.retention,
+    };
+    // The consumer ends when the producer is gone and the channel is drained.
+    let consumer_store = store.clone();
+    let consumer = tokio::spawn(async move {
+        consumer::run(&mut feed, &*consumer_store, &opts, CancellationToken::new()).await
+    });
+    let shutdown = shutdown::on_signals();
+    let table = interactive.then(|| {
+        let (store, stop) = (store.clone(), shutdown.clone());
+        let title = format!("sitemon: {} sites, storing in {}", cfg.sites.len(), cfg.sqlite.path.display());
+        tokio::spawn(async move { ui::live_table(&*store, Duration::from_secs(1), &title, stop).await })
+    });
+    let popts = ProducerOptions {
+        once: false,
+        max_concurrency: args.max_concurrency,
+        grace: args.grace,
+        region: cfg.region.clone(),
+        log_results: !interactive,
+    };
+    let report = producer::run(cfg.sites, probe, Arc::new(publisher), popts, shutdown).await;
+    let stored = tokio::time::timeout(args.grace, consumer)
+        .await
+        .context("storing the last results took longer than the grace period")?
+        .context("the consumer task failed")??;
+    if let Some(t) = table {
+        let _ = t.await;
+    }
+    tracing::info!(checked = report.published, stored = stored.stored, "sitemon run stopped");
+    Ok(exit::OK)
+}
+
+/// Builds the one-site config of `sitemon check` so that it is validated like any other site.
+fn check_site(args: &CheckArgs) -> Result<crate::domain::Site, ConfigError> {
+    let mut site = serde_yaml_ng::Mapping::new();
+    site.insert("name".into(), "check".into());
+    site.insert("url".into(), args.url.clone().into());
+    site.insert("method".into(), args.method.clone().into());
+    site.insert("timeout".into(), args.timeout.clone().into());
+    site.insert("interval".into(), args.timeout.clone().into());
+    if let Some(p) = &args.pattern {
+        site.insert("pattern".into(), p.clone().into());
+    }
+    let mut root = serde_yaml_ng::Mapping::new();
+    root.insert("sites".into(), serde_yaml_ng::Value::Sequence(vec![site.into()]));
+    let text = serde_yaml_ng::to_string(&root).expect("a mapping serializes");
+    let from_args = Path::new("command line");
+    config::parse(&text, from_args, &|_| None).map(|mut c| c.sites.remove(0)).map_err(|mut e| {
+        for p in &mut e.problems {
+            p.path = match p.path.strip_prefix("sites[0].") {
+                Some("url") => "URL".to_owned(),
+                Some(flag) => format!("--{flag}"),
+                None => p.path.clone(),
+            };
+        }
+        e
+    })
+}
+
+async fn run_check(args: CheckArgs) -> anyhow::Result<i32> {
+    let site = check_site(&args)?;
+    let region = gethostname::gethostname().to_string_lossy().into_owned();
+    let probe = HyperProbe::new(region).context("setting up TLS")?;
+    let result = probe.check(&site, chrono::Utc::now()).await;
+    if args.json {
+        println!("{}", ui::check_json(&result));
+    } else {
+        print!("{}", ui::check_text(&result));
+    }
+    Ok(if result.is_up() { exit::OK } else { CHECK_DOWN })
+}
+
+async fn run_status(args: StatusArgs) -> anyhow::Result<i32> {
+    let cfg = load(&args.config.config, &[], "status")?;
+    let rows = match &cfg.postgres {
+        Some(pg) => PgStore::connect(pg)?.latest().await.context("reading site_status from PostgreSQL")?,
+        None => {
+            let path = &cfg.sqlite.path;
+            anyhow::ensure!(
+                path.exists(),
+                "no database at {}: run `sitemon run -c {}` first",
+                path.display(),
+                args.config.config.display()
+            );
+            SqliteStore::open(path).await?.latest().await.context("reading site_status from SQLite")?
+        }
+    };
+    if args.json {
+        println!("{}", ui::status_json(&rows));
+    } else {
+        print!("{}", ui::status_table(&rows, chrono::Utc::now()));
+    }
+    Ok(exit::OK)
 }

@@ -27,6 +27,68 @@ pub enum Command {
     Consumer(ConsumerArgs),
     /// Apply the embedded database migrations (safe to run again).
     Migrate(ConfigArg),
+    /// Producer and consumer in one process on an embedded SQLite store: no Kafka, no PostgreSQL.
+    Run(RunArgs),
+    /// Check one URL now and print what the check saw; exit 0 when up, 2 when down.
+    Check(CheckArgs),
+    /// Show the latest status of every site (from PostgreSQL if configured, else SQLite).
+    Status(StatusArgs),
+    /// Work with config files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config file and report every problem; connects to nothing.
+    Check(ConfigArg),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Most checks in flight at once.
+    #[arg(long, default_value_t = 512)]
+    pub max_concurrency: usize,
+    /// Time allowed to finish in-flight checks and store their results after SIGINT/SIGTERM.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
+    /// Print log lines instead of the refreshing table, even on a terminal.
+    #[arg(long)]
+    pub no_table: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The URL to check (http or https).
+    pub url: String,
+    /// Regex that must occur in the body.
+    #[arg(long)]
+    pub pattern: Option<String>,
+    /// HTTP method.
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// Limit for the whole check.
+    #[arg(long, default_value = "10s")]
+    pub timeout: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,19 @@ pub struct ConsumerOptions {
     pub batch_wait: Duration,
     /// Return once the feed is attached and nothing arrived for this long (tests, backfills).
     pub exit_when_idle: Option<Duration>,
+    /// Delete history older than this, checked at start and then hourly.
+    pub retention: Option<Duration>,
+}
+
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+async fn prune<S: StatusStore>(store: &S, retention: Duration) {
+    let Ok(age) = chrono::Duration::from_std(retention) else { return };
+    match store.prune(chrono::Utc::now() - age).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "history past retention removed"),
+        Err(e) => tracing::warn!(error = %e, "removing history past retention failed; will retry"),
+    }
 }
 
 #[derive(Debug, Default)]
@@ -37,10 +50,22 @@ pub async fn run<F: StatusFeed, S: StatusStore>(
 ) -> Result<ConsumerReport, ConsumerError> {
     let mut report = ConsumerReport::default();
     let mut idle_since: Option<Instant> = None;
+    let mut next_prune = Instant::now();
     loop {
+        if let Some(retention) = opts.retention
+            && Instant::now() >= next_prune
+        {
+            prune(store, retention).await;
+            next_prune = Instant::now() + PRUNE_EVERY;
+        }
         let batch = tokio::select! {
-            b = feed.next_batch(opts.batch_size, opts.batch_wait) => b?,
+            b = feed.next_batch(opts.batch_size, opts.batch_wait) => b,
             _ = shutdown.cancelled() => break,
+        };
+        let batch = match batch {
+            Ok(b) => b,
+            Err(crate::ports::FeedError::Closed) => break,
+            Err(e) => return Err(e.into()),
         };
         if batch.is_empty() {
             if let Some(limit) = opts.exit_when_idle {

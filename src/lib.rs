@@ -7,6 +7,7 @@ pub mod config;
 pub mod consumer;
 pub mod domain;
 pub mod kafka;
+pub mod memory;
 pub mod ports;
 pub mod probe;
 pub mod producer;
@@ -14,6 +15,7 @@ pub mod schedule;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod ui;
 pub mod wire;
 
 /// Documented exit codes.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{CheckResult, Site};
+use crate::domain::{CheckResult, Site, SiteStatus};
 
 /// Performs one check. Infallible by design: every way a site can fail is data in the result.
 pub trait SiteProbe: Send + Sync + 'static {
@@ -74,6 +74,9 @@ pub enum FeedError {
     Receive(String),
     #[error("acknowledging the batch failed: {0}")]
     Ack(String),
+    /// The feed has ended for good (an in-memory feed whose producer stopped).
+    #[error("the feed has ended")]
+    Closed,
 }
 
 /// The consumer's source of results. `ack` only after the store committed the batch.
@@ -107,4 +110,10 @@ pub trait StatusStore: Send + Sync + 'static {
         results: &[CheckResult],
         dead_letters: &[DeadLetter],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The latest status of every site, ordered by site and region.
+    fn latest(&self) -> impl Future<Output = Result<Vec<SiteStatus>, StoreError>> + Send;
+
+    /// Deletes history scheduled before `cutoff`; returns how many rows (or partitions) went.
+    fn prune(&self, cutoff: DateTime<Utc>) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }

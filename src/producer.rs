@@ -23,6 +23,8 @@ pub struct ProducerOptions {
     /// How long to wait for in-flight checks and deliveries after shutdown is requested.
     pub grace: Duration,
     pub region: String,
+    /// Log one line per result (for `sitemon run` without a terminal).
+    pub log_results: bool,
 }
 
 /// What the producer did, for the exit status and the last log line.
@@ -37,7 +39,18 @@ struct Counters {
     failed: AtomicU64,
 }
 
-async fn publish<P: StatusPublisher>(publisher: &P, counters: &Counters, result: CheckResult) {
+async fn publish<P: StatusPublisher>(publisher: &P, counters: &Counters, result: CheckResult, log: bool) {
+    if log {
+        tracing::info!(
+            site = %result.site_id,
+            status = result.status.as_str(),
+            code = result.status_code,
+            total_ms = result.total_us.map(|us| us / 1000),
+            failure = result.failure_kind.map(|k| k.as_str()),
+            error = result.error.as_deref(),
+            "check"
+        );
+    }
     match publisher.publish(&result).await {
         Ok(()) => {
             counters.published.fetch_add(1, Ordering::Relaxed);
@@ -73,7 +86,7 @@ pub async fn run<P: SiteProbe, S: StatusPublisher>(
             if opts.once {
                 let _permit = limit.acquire().await.expect("semaphore open");
                 let result = probe.check(&site, Utc::now()).await;
-                publish(&*publisher, &counters, result).await;
+                publish(&*publisher, &counters, result, opts.log_results).await;
             } else {
                 site_loop(site, probe, publisher, counters, limit, tracker2, shutdown, opts).await;
             }
@@ -120,8 +133,8 @@ async fn site_loop<P: SiteProbe, S: StatusPublisher>(
         };
         let result = probe.check(&site, slot).await;
         drop(permit);
-        let (p, c) = (publisher.clone(), counters.clone());
-        tracker.spawn(async move { publish(&*p, &c, result).await });
+        let (p, c, log) = (publisher.clone(), counters.clone(), opts.log_results);
+        tracker.spawn(async move { publish(&*p, &c, result, log).await });
 
         let next = next_slot_after(Utc::now(), site.interval, phase);
         for missed in slots_between(slot, next, site.interval) {
@@ -130,8 +143,8 @@ async fn site_loop<P: SiteProbe, S: StatusPublisher>(
                 CheckResult::new(&site.id, site.url.as_str(), &opts.region, missed, now, CheckStatus::Missed);
             r.error = Some("the slot could not start before the next one was due".to_owned());
             tracing::warn!(site = %site.id, slot = %missed, "missed slot");
-            let (p, c) = (publisher.clone(), counters.clone());
-            tracker.spawn(async move { publish(&*p, &c, r).await });
+            let (p, c, log) = (publisher.clone(), counters.clone(), opts.log_results);
+            tracker.spawn(async move { publish(&*p, &c, r, log).await });
         }
         slot = next;
     }

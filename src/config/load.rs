@@ -9,13 +9,18 @@ use regex::bytes::RegexBuilder;
 use serde_yaml_ng::Value;
 use url::Url;
 
+use super::locate::Locations;
 use super::reader::{Fields, Reader, join};
-use super::{Config, ConfigError, ConsumerConfig, KafkaConfig, PostgresConfig, Problem, Secret};
+use super::{
+    Config, ConfigError, ConsumerConfig, KafkaConfig, PostgresConfig, Problem, Secret, SqliteConfig,
+};
 use crate::domain::{ExpectedStatus, Site};
 
-const TOP: &[&str] = &["region", "defaults", "sites", "kafka", "postgres", "consumer"];
+const TOP: &[&str] = &["region", "defaults", "sites", "kafka", "postgres", "sqlite", "consumer", "retention"];
+const SQLITE: &[&str] = &["path"];
 const DEFAULTS: &[&str] = &["interval", "timeout", "expected_status"];
-const SITE: &[&str] = &["name", "url", "interval", "timeout", "pattern", "expected_status"];
+const SITE: &[&str] = &["name", "url", "method", "interval", "timeout", "pattern", "expected_status"];
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 const KAFKA: &[&str] = &["bootstrap_servers", "topic", "group_id", "properties"];
 const POSTGRES: &[&str] = &["url", "max_connections"];
 const CONSUMER: &[&str] = &["batch_size", "batch_wait"];
@@ -29,7 +34,7 @@ const REGEX_SIZE_LIMIT: usize = 1 << 20;
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.to_owned(),
-        problems: vec![Problem { path: String::new(), message: format!("cannot read file: {e}") }],
+        problems: vec![Problem::new("", format!("cannot read file: {e}"))],
     })?;
     parse(&text, path, &|name| std::env::var(name).ok())
 }
@@ -38,14 +43,22 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
 pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let fail = |problems| ConfigError { file: file.to_owned(), problems };
     let root: Value = serde_yaml_ng::from_str(text).map_err(|e| {
-        let at = e.location().map(|l| format!("line {}, column {}", l.line(), l.column()));
-        fail(vec![Problem { path: at.unwrap_or_default(), message: format!("not valid YAML: {e}") }])
+        let mut p = Problem::new("", format!("not valid YAML: {e}"));
+        p.at = e.location().map(|l| (l.line(), l.column()));
+        fail(vec![p])
     })?;
     let mut r = Reader::new(env);
     let config = read_config(&mut r, &root);
     match config {
         Some(c) if r.problems.is_empty() => Ok(c),
-        _ => Err(fail(r.problems)),
+        _ => {
+            let places = Locations::of(text);
+            let mut problems = r.problems;
+            for p in &mut problems {
+                p.at = places.find(&p.path);
+            }
+            Err(fail(problems))
+        }
     }
 }
 
@@ -76,13 +89,28 @@ fn read_config(r: &mut Reader, root: &Value) -> Option<Config> {
         Some((v, p)) => read_consumer(r, v, &p),
         None => Some(ConsumerConfig::default()),
     };
+    let sqlite = match top.get("sqlite") {
+        Some((v, p)) => read_sqlite(r, v, &p),
+        None => Some(SqliteConfig::default()),
+    };
+    let retention = top.get("retention").map(|(v, p)| r.duration(v, &p));
     Some(Config {
         region: region?,
         sites: sites?,
         kafka: kafka.map_or(Some(None), |k| k.map(Some))?,
         postgres: postgres.map_or(Some(None), |p| p.map(Some))?,
+        sqlite: sqlite?,
         consumer: consumer?,
+        retention: retention.map_or(Some(None), |d| d.map(Some))?,
     })
+}
+
+fn read_sqlite(r: &mut Reader, v: &Value, path: &str) -> Option<SqliteConfig> {
+    let f = r.fields(v, path, SQLITE)?;
+    match f.get("path") {
+        Some((v, p)) => r.nonempty_string(v, &p).map(|s| SqliteConfig { path: s.into() }),
+        None => Some(SqliteConfig::default()),
+    }
 }
 
 fn read_defaults(r: &mut Reader, top: &Fields) -> SiteDefaults {
@@ -150,6 +178,18 @@ fn read_site(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> Option<
             None
         }
     };
+    let method = match f.get("method") {
+        Some((v, p)) => r.string(v, &p).and_then(|m| {
+            let m = m.trim().to_ascii_uppercase();
+            if METHODS.contains(&m.as_str()) {
+                Some(m)
+            } else {
+                r.problem(&p, format!("`{m}` is not a supported method: use one of {}", METHODS.join(", ")));
+                None
+            }
+        }),
+        None => Some("GET".to_owned()),
+    };
     let interval = f.get("interval").map_or(Some(d.interval), |(v, p)| r.duration(v, &p));
     let timeout = f.get("timeout").map_or(Some(d.timeout), |(v, p)| r.duration(v, &p));
     if let (Some(i), Some(t)) = (interval, timeout)
@@ -185,6 +225,7 @@ fn read_site(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> Option<
     Some(Site {
         id: name?,
         url: url?,
+        method: method?,
         interval: interval?,
         timeout: timeout.filter(|t| interval.is_none_or(|i| *t <= i))?,
         pattern: pattern?,
@@ -387,7 +428,16 @@ mod tests {
 
     #[test]
     fn invalid_yaml_names_the_line() {
-        let err = check("sites: [\n").unwrap_err();
-        assert!(err.problems[0].path.starts_with("line "), "{err}");
+        let err = check("region: a\nsites: [\n").unwrap_err();
+        assert!(err.problems[0].at.is_some_and(|(line, _)| line >= 2), "{err}");
+    }
+
+    #[test]
+    fn problems_carry_line_and_column() {
+        let err = check("sites:\n  - name: a\n    url: http://x/\n    timout: 5s\n").unwrap_err();
+        assert_eq!(err.problems[0].path, "sites[0].timout");
+        assert_eq!(err.problems[0].at, Some((4, 5)));
+        assert!(err.problems[0].message.contains("did you mean `timeout`?"), "{err}");
+        assert!(err.to_string().contains("t.yaml:4:5: sites[0].timout: unknown field"), "{err}");
     }
 }

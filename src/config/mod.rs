@@ -2,12 +2,13 @@
 
 mod interpolate;
 mod load;
+mod locate;
 mod model;
 mod problem;
 mod reader;
 mod secret;
 
 pub use load::{load_file, parse};
-pub use model::{Config, ConsumerConfig, KafkaConfig, PostgresConfig};
+pub use model::{Config, ConsumerConfig, KafkaConfig, PostgresConfig, SqliteConfig};
 pub use problem::{ConfigError, Problem};
 pub use secret::Secret;

@@ -1,5 +1,6 @@
 //! The validated configuration: what to check and where results go.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Secret;
@@ -13,7 +14,22 @@ pub struct Config {
     pub sites: Vec<Site>,
     pub kafka: Option<KafkaConfig>,
     pub postgres: Option<PostgresConfig>,
+    /// The embedded store of `sitemon run` (and `sitemon status` without `postgres`).
+    pub sqlite: SqliteConfig,
     pub consumer: ConsumerConfig,
+    /// History older than this is deleted; `None` keeps everything.
+    pub retention: Option<Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    pub path: PathBuf,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        SqliteConfig { path: PathBuf::from("sitemon.db") }
+    }
 }
 
 #[derive(Debug, Clone)]

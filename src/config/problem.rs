@@ -8,6 +8,14 @@ use std::path::PathBuf;
 pub struct Problem {
     pub path: String,
     pub message: String,
+    /// Line and column (1-based) in the file, when the path stands in it.
+    pub at: Option<(usize, usize)>,
+}
+
+impl Problem {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem { path: path.into(), message: message.into(), at: None }
+    }
 }
 
 /// Every problem found in one config file. Maps to exit code 64.
@@ -22,11 +30,14 @@ impl fmt::Display for ConfigError {
         let n = self.problems.len();
         write!(f, "{}: {n} problem{} in config", self.file.display(), if n == 1 { "" } else { "s" })?;
         for p in &self.problems {
-            if p.path.is_empty() {
-                write!(f, "\n  {}: {}", self.file.display(), p.message)?;
-            } else {
-                write!(f, "\n  {}: {}: {}", self.file.display(), p.path, p.message)?;
+            write!(f, "\n  {}", self.file.display())?;
+            if let Some((line, col)) = p.at {
+                write!(f, ":{line}:{col}")?;
             }
+            if !p.path.is_empty() {
+                write!(f, ": {}", p.path)?;
+            }
+            write!(f, ": {}", p.message)?;
         }
         Ok(())
     }

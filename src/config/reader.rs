@@ -49,7 +49,7 @@ impl<'e> Reader<'e> {
     }
 
     pub fn problem(&mut self, path: &str, message: impl Into<String>) {
-        self.problems.push(Problem { path: path.to_owned(), message: message.into() });
+        self.problems.push(Problem::new(path, message));
     }
 
     /// A mapping whose keys must all be in `allowed`; unknown keys are reported.
@@ -67,9 +67,16 @@ impl<'e> Reader<'e> {
             if allowed.contains(&k) {
                 entries.push((k, val));
             } else {
+                let hint = allowed
+                    .iter()
+                    .map(|a| (strsim::jaro_winkler(a, k), a))
+                    .filter(|(score, _)| *score > 0.8)
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .map(|(_, a)| format!("did you mean `{a}`? "))
+                    .unwrap_or_default();
                 self.problem(
                     &join(path, k),
-                    format!("unknown field, expected one of: {}", allowed.join(", ")),
+                    format!("unknown field; {hint}expected one of: {}", allowed.join(", ")),
                 );
             }
         }

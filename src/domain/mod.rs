@@ -3,7 +3,9 @@
 mod check;
 mod check_id;
 mod site;
+mod status;
 
 pub use check::{CheckResult, CheckStatus, FailureKind};
 pub use check_id::check_id;
 pub use site::{ExpectedStatus, Site};
+pub use status::SiteStatus;

@@ -11,6 +11,8 @@ pub struct Site {
     /// Stable identifier from the config; the Kafka key and the primary key in storage.
     pub id: String,
     pub url: Url,
+    /// HTTP method, upper case (`GET` by default).
+    pub method: String,
     pub interval: Duration,
     /// Covers the whole check: DNS, connect, TLS, request, and reading the body.
     pub timeout: Duration,

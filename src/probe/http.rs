@@ -150,7 +150,9 @@ impl HyperProbe {
             Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
             None => url.host_str().unwrap_or_default().to_owned(),
         };
-        let req = http::Request::get(path)
+        let req = http::Request::builder()
+            .method(site.method.as_str())
+            .uri(path)
             .header(http::header::HOST, host_header)
             .header(http::header::USER_AGENT, &self.user_agent)
             .header(http::header::ACCEPT, "*/*")

@@ -1,8 +1,11 @@
-//! Storage adapters: PostgreSQL (sqlx) for the Kafka pipeline, and the batch reduction that
+//! Storage adapters: PostgreSQL (sqlx) for the Kafka pipeline, SQLite for `sitemon run`, and the batch reduction that
 //! turns many results into one latest-status row per site.
 
 mod latest;
 mod pg;
+mod sqlite;
+mod status_row;
 
 pub use latest::{LatestRow, latest_per_site};
 pub use pg::PgStore;
+pub use sqlite::SqliteStore;

@@ -5,13 +5,14 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use chrono::{Days, NaiveDate};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 
 use super::latest_per_site;
+use super::status_row::StatusRow;
 use crate::config::PostgresConfig;
-use crate::domain::CheckResult;
+use crate::domain::{CheckResult, SiteStatus};
 use crate::ports::{DeadLetter, StatusStore, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -237,4 +238,41 @@ impl StatusStore for PgStore {
         }
         tx.commit().await.map_err(classify)
     }
+
+    async fn latest(&self) -> Result<Vec<SiteStatus>, StoreError> {
+        let rows: Vec<StatusRow> = sqlx::query_as(LATEST).fetch_all(&self.pool).await.map_err(classify)?;
+        Ok(rows.into_iter().map(SiteStatus::from).collect())
+    }
+
+    /// Drops whole daily partitions that end at or before the cutoff's day.
+    async fn prune(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let names: Vec<String> =
+            sqlx::query_scalar(PARTITIONS).fetch_all(&self.pool).await.map_err(classify)?;
+        let mut dropped = 0;
+        for name in names {
+            let Some(day) = name
+                .strip_prefix("check_results_p")
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y%m%d").ok())
+            else {
+                continue;
+            };
+            if day < cutoff.date_naive() {
+                // The name comes from the catalog and matched check_results_pYYYYMMDD above.
+                let sql = format!("DROP TABLE IF EXISTS check_results_p{}", day.format("%Y%m%d"));
+                sqlx::query(&sql).execute(&self.pool).await.map_err(classify)?;
+                self.partitions.lock().expect("partition cache lock").remove(&day);
+                dropped += 1;
+            }
+        }
+        Ok(dropped)
+    }
 }
+
+const LATEST: &str = "SELECT site_id, region, url, status, failure_kind, error, status_code, total_us, \
+     consecutive_failures, (extract(epoch FROM status_since) * 1000000)::bigint AS status_since, \
+     (extract(epoch FROM scheduled_at) * 1000000)::bigint AS scheduled_at \
+     FROM site_status ORDER BY site_id, region";
+
+const PARTITIONS: &str = "SELECT c.relname::text FROM pg_inherits i \
+     JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent \
+     WHERE p.relname = 'check_results' ORDER BY 1";

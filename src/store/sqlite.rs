@@ -1,0 +1,164 @@
+//! [`SqliteStore`]: the embedded store behind `sitemon run`. Same tables and the same
+//! idempotence rules as PostgreSQL, without partitions; times are integer microseconds.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::latest_per_site;
+use super::status_row::StatusRow;
+use crate::domain::{CheckResult, SiteStatus};
+use crate::ports::{DeadLetter, StatusStore, StoreError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn classify(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Database(db) if !db.message().contains("locked") && !db.message().contains("busy") => {
+            StoreError::Rejected(db.to_string())
+        }
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+fn us(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies the embedded migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let url = format!("sqlite://{}", path.display());
+        let opts = SqliteConnectOptions::from_str(&url)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.map_err(classify)?;
+        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+const INSERT_HISTORY: &str = "INSERT INTO check_results (check_id, site_id, url, region, scheduled_at, \
+    started_at, status, failure_kind, error, status_code, http_version, remote_addr, dns_us, connect_us, \
+    tls_us, ttfb_us, total_us, body_bytes, pattern, pattern_matched, tls_not_after) \
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+    ON CONFLICT (check_id, scheduled_at) DO NOTHING";
+
+/// Parameters: the row, then `whole` (does the batch's run continue the stored state?).
+const UPSERT_STATUS: &str = "INSERT INTO site_status AS s (site_id, region, check_id, url, scheduled_at, \
+    started_at, status, failure_kind, error, status_code, total_us, consecutive_failures, status_since) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+    ON CONFLICT (site_id, region) DO UPDATE SET \
+      check_id = excluded.check_id, url = excluded.url, scheduled_at = excluded.scheduled_at, \
+      started_at = excluded.started_at, status = excluded.status, failure_kind = excluded.failure_kind, \
+      error = excluded.error, status_code = excluded.status_code, total_us = excluded.total_us, \
+      consecutive_failures = CASE WHEN excluded.status = 'SUCCESS' THEN 0 \
+        WHEN s.status <> 'SUCCESS' AND ?14 THEN s.consecutive_failures + excluded.consecutive_failures \
+        ELSE excluded.consecutive_failures END, \
+      status_since = CASE WHEN (s.status = 'SUCCESS') = (excluded.status = 'SUCCESS') AND ?14 \
+        THEN s.status_since ELSE excluded.status_since END \
+    WHERE s.scheduled_at < excluded.scheduled_at";
+
+const INSERT_DEAD: &str = "INSERT INTO dead_letters (topic, kafka_partition, kafka_offset, record_key, \
+    payload, error, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
+    ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING";
+
+impl StatusStore for SqliteStore {
+    async fn store(&self, results: &[CheckResult], dead: &[DeadLetter]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        for r in results {
+            sqlx::query(INSERT_HISTORY)
+                .bind(r.check_id.to_string())
+                .bind(&r.site_id)
+                .bind(&r.url)
+                .bind(&r.region)
+                .bind(us(r.scheduled_at))
+                .bind(us(r.started_at))
+                .bind(r.status.as_str())
+                .bind(r.failure_kind.map(|k| k.as_str()))
+                .bind(&r.error)
+                .bind(r.status_code.map(i32::from))
+                .bind(&r.http_version)
+                .bind(&r.remote_addr)
+                .bind(r.dns_us)
+                .bind(r.connect_us)
+                .bind(r.tls_us)
+                .bind(r.ttfb_us)
+                .bind(r.total_us)
+                .bind(r.body_bytes)
+                .bind(&r.pattern)
+                .bind(r.pattern_matched)
+                .bind(r.tls_not_after.map(us))
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        for l in latest_per_site(results) {
+            let r = l.result;
+            sqlx::query(UPSERT_STATUS)
+                .bind(&r.site_id)
+                .bind(&r.region)
+                .bind(r.check_id.to_string())
+                .bind(&r.url)
+                .bind(us(r.scheduled_at))
+                .bind(us(r.started_at))
+                .bind(r.status.as_str())
+                .bind(r.failure_kind.map(|k| k.as_str()))
+                .bind(&r.error)
+                .bind(r.status_code.map(i32::from))
+                .bind(r.total_us)
+                .bind(if r.is_up() { 0 } else { l.run_len })
+                .bind(us(l.run_start))
+                .bind(l.whole)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        let now = us(Utc::now());
+        for d in dead {
+            sqlx::query(INSERT_DEAD)
+                .bind(&d.position.topic)
+                .bind(d.position.partition)
+                .bind(d.position.offset)
+                .bind(&d.key)
+                .bind(&d.payload)
+                .bind(&d.error)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+        }
+        tx.commit().await.map_err(classify)
+    }
+
+    async fn latest(&self) -> Result<Vec<SiteStatus>, StoreError> {
+        let rows: Vec<StatusRow> = sqlx::query_as(
+            "SELECT site_id, region, url, status, failure_kind, error, status_code, total_us, \
+             consecutive_failures, status_since, scheduled_at FROM site_status ORDER BY site_id, region",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(rows.into_iter().map(SiteStatus::from).collect())
+    }
+
+    async fn prune(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM check_results WHERE scheduled_at < ?")
+            .bind(us(cutoff))
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected())
+    }
+}
