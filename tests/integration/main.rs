@@ -4,4 +4,6 @@
 mod support;
 
 mod config_errors;
+mod config_table;
+mod embedded;
 mod pipeline;

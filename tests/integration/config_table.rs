@@ -1,0 +1,194 @@
+//! Table of malformed configs: each is reported with its location, exits 64, and starts nothing
+//! (`sitemon run` would create its SQLite file first thing after validation).
+
+use std::time::Duration;
+
+use crate::support::describe;
+
+const SITE: &str = "sites:\n  - name: a\n    url: http://127.0.0.1:1/\n";
+
+/// (what is wrong, config text, text the error must contain)
+const CASES: &[(&str, &str, &str)] = &[
+    (
+        "unknown top-level key",
+        "sitez:\n  - {name: a, url: 'http://x/'}\n",
+        "bad.yaml:4:1: sitez: unknown field; did you mean `sites`?",
+    ),
+    (
+        "unknown site key",
+        "sites:\n  - name: a\n    url: http://x/\n    timout: 5s\n",
+        "bad.yaml:4:5: sites[0].timout: unknown field; did you mean `timeout`?",
+    ),
+    (
+        "site is not a mapping",
+        "sites:\n  - just-a-string\n",
+        "bad.yaml:2:5: sites[0]: expected a mapping, found a string",
+    ),
+    ("sites is not a list", "sites:\n  a: 1\n", "sites: expected a list, found a mapping"),
+    ("empty site list", "sites: []\n", "sites: the site list is empty"),
+    ("missing name", "sites:\n  - url: http://x/\n", "sites[0].name: missing"),
+    ("missing url", "sites:\n  - name: a\n", "sites[0].url: missing"),
+    (
+        "url that is not a url",
+        "sites:\n  - {name: a, url: 'not a url'}\n",
+        "sites[0].url: `not a url` is not a valid url",
+    ),
+    (
+        "unsupported scheme",
+        "sites:\n  - {name: a, url: 'ftp://x/'}\n",
+        "sites[0].url: scheme `ftp` is not supported",
+    ),
+    ("url without host", "sites:\n  - {name: a, url: 'http://'}\n", "sites[0].url:"),
+    (
+        "zero interval",
+        "sites:\n  - {name: a, url: 'http://x/', interval: 0s}\n",
+        "sites[0].interval: must be greater than zero",
+    ),
+    (
+        "negative interval",
+        "sites:\n  - {name: a, url: 'http://x/', interval: -5s}\n",
+        "sites[0].interval: must be positive",
+    ),
+    (
+        "duration without unit",
+        "sites:\n  - {name: a, url: 'http://x/', interval: 30}\n",
+        "sites[0].interval: a duration needs a unit",
+    ),
+    (
+        "duration gibberish",
+        "sites:\n  - {name: a, url: 'http://x/', timeout: soon}\n",
+        "sites[0].timeout: `soon` is not a duration",
+    ),
+    (
+        "timeout over interval",
+        "sites:\n  - {name: a, url: 'http://x/', interval: 5s, timeout: 10s}\n",
+        "sites[0].timeout: timeout 10s is longer than the interval 5s",
+    ),
+    (
+        "bad regex",
+        "sites:\n  - {name: a, url: 'http://x/', pattern: '('}\n",
+        "sites[0].pattern: invalid regex",
+    ),
+    (
+        "duplicate site names",
+        "sites:\n  - {name: a, url: 'http://x/'}\n  - {name: a, url: 'http://y/'}\n",
+        "bad.yaml:3:6: sites[1].name: duplicate site name `a`",
+    ),
+    (
+        "bad site name",
+        "sites:\n  - {name: 'my site!', url: 'http://x/'}\n",
+        "sites[0].name: `my site!` is not a valid site name",
+    ),
+    (
+        "empty expected_status",
+        "sites:\n  - {name: a, url: 'http://x/', expected_status: []}\n",
+        "sites[0].expected_status: list at least one status code",
+    ),
+    (
+        "status code out of range",
+        "sites:\n  - {name: a, url: 'http://x/', expected_status: [200, 700]}\n",
+        "sites[0].expected_status[1]: 700 is out of range 100..=599",
+    ),
+    (
+        "expected_status not a list",
+        "sites:\n  - {name: a, url: 'http://x/', expected_status: 200}\n",
+        "sites[0].expected_status: expected a list, found a number",
+    ),
+    (
+        "unsupported method",
+        "sites:\n  - {name: a, url: 'http://x/', method: FETCH}\n",
+        "sites[0].method: `FETCH` is not a supported method",
+    ),
+    (
+        "missing env var",
+        "postgres:\n  url: ${SITEMON_TEST_SURELY_UNSET}\n",
+        "postgres.url: environment variable `SITEMON_TEST_SURELY_UNSET` is not set",
+    ),
+    (
+        "postgres url scheme",
+        "postgres:\n  url: mysql://db/x\n",
+        "postgres.url: expected a postgres:// or postgresql:// url",
+    ),
+    (
+        "zero pool size",
+        "postgres:\n  url: postgres://db/x\n  max_connections: 0\n",
+        "postgres.max_connections: 0 is out of range 1..=1000",
+    ),
+    ("kafka without brokers", "kafka:\n  topic: t\n", "kafka.bootstrap_servers: missing"),
+    (
+        "bad topic name",
+        "kafka:\n  bootstrap_servers: h:9092\n  topic: 'bad topic!'\n",
+        "kafka.topic: `bad topic!` is not a valid Kafka topic name",
+    ),
+    (
+        "kafka properties not a mapping",
+        "kafka:\n  bootstrap_servers: h:9092\n  properties: [a]\n",
+        "kafka.properties: expected a mapping",
+    ),
+    ("zero batch size", "consumer:\n  batch_size: 0\n", "consumer.batch_size: 0 is out of range 1..=100000"),
+    (
+        "batch wait gibberish",
+        "consumer:\n  batch_wait: fast\n",
+        "consumer.batch_wait: `fast` is not a duration",
+    ),
+    ("empty region", "region: ''\n", "region: must not be empty"),
+    ("zero retention", "retention: 0s\n", "retention: must be greater than zero"),
+    ("defaults of the wrong type", "defaults: 5\n", "defaults: expected a mapping, found a number"),
+    ("unknown sqlite key", "sqlite:\n  file: x.db\n", "sqlite.file: unknown field; expected one of: path"),
+    ("invalid YAML", "sites: [\n", "not valid YAML"),
+    ("empty file", "", "the file is empty"),
+    ("top level is a list", "- a\n- b\n", "expected a mapping, found a list"),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_malformed_config_is_located_and_exits_64_with_nothing_started() {
+    assert!(CASES.len() >= 30);
+    let mut failures = Vec::new();
+    for (what, text, expected) in CASES {
+        let dir = tempfile::tempdir().unwrap();
+        // Each case keeps one valid site where it has none of its own, so the only problem is its own.
+        let text = if text.contains("sites") || text.is_empty() || text.starts_with('-') {
+            text.to_string()
+        } else {
+            format!("{SITE}{text}")
+        };
+        std::fs::write(dir.path().join("bad.yaml"), &text).unwrap();
+        let out = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_sitemon"))
+                .args(["run", "-c", "bad.yaml"])
+                .current_dir(dir.path())
+                .output(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{what}: still running after 10 s"))
+        .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(64) || !err.contains(expected) {
+            failures.push(format!("{what}: wanted exit 64 and `{expected}`; got {}", describe(&out)));
+        }
+        if dir.path().join("sitemon.db").exists() {
+            failures.push(format!("{what}: the SQLite store was created before validation failed"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n\n")
+    );
+}
+
+#[tokio::test]
+async fn unreadable_file_exits_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sitemon"))
+        .args(["config", "check", "-c"])
+        .arg(dir.path()) // a directory: exists but cannot be read as a file
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read file"), "{}", describe(&out));
+}
