@@ -129,6 +129,28 @@ async fn checks_flow_from_sites_through_kafka_into_postgres_exactly_once() {
         }
     }
 
+    // `sitemon status` reads the same rows back from PostgreSQL.
+    let out = sitemon(&["status", "-c", &cfg, "--json"], &env, LIMIT).await;
+    assert!(out.status.success(), "status: {}", describe(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let states: Vec<(&str, &str)> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["site_id"].as_str().unwrap(), v["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("closed", "DOWN"),
+            ("error", "DOWN"),
+            ("match", "UP"),
+            ("nomatch", "DOWN"),
+            ("ok", "UP"),
+            ("slow", "DOWN")
+        ]
+    );
+
     // A second consumer group re-reads the whole topic: nothing new may be stored.
     let out = sitemon(&["consumer", "-c", &cfg_b, "--exit-when-idle", "3s"], &env, LIMIT).await;
     assert!(out.status.success(), "second consumer: {}", describe(&out));
