@@ -13,11 +13,12 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{CheckArgs, Cli, Command, ConfigCommand, ConsumerArgs, ProducerArgs, RunArgs, StatusArgs};
 use crate::config::{self, Config, ConfigError, Problem};
 use crate::consumer::{self, ConsumerOptions};
+use crate::domain::Site;
 use crate::exit;
 use crate::kafka::{KafkaFeed, KafkaPublisher};
 use crate::memory;
 use crate::ports::{SiteProbe, StatusStore};
-use crate::probe::HyperProbe;
+use crate::probe::{HyperProbe, ProbeSetupError};
 use crate::producer::{self, ProducerOptions};
 use crate::shutdown;
 use crate::store::{PgStore, SqliteStore};
@@ -79,21 +80,64 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
     }
 }
 
+/// The probe for these sites. A CA file that cannot be used is a config problem (exit 64),
+/// found before anything is contacted.
+fn probe(file: &Path, region: &str, sites: &[Site]) -> anyhow::Result<HyperProbe> {
+    match HyperProbe::new(region, sites) {
+        Ok(p) => Ok(p),
+        Err(ProbeSetupError::Tls(e)) => Err(ConfigError {
+            file: file.to_owned(),
+            problems: vec![Problem::new(format!("sites[{}].tls_ca_file", e.site), e.message)],
+        }
+        .into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The sites this producer checks: all of them, or its shard's share.
+fn my_sites(cfg: &Config) -> Vec<Site> {
+    match cfg.shard {
+        Some(shard) => {
+            let mine: Vec<Site> = cfg.sites.iter().filter(|s| shard.owns(&s.id)).cloned().collect();
+            tracing::info!(
+                shard = shard.index,
+                of = shard.count,
+                sites = mine.len(),
+                total = cfg.sites.len(),
+                "checking this shard's sites"
+            );
+            mine
+        }
+        None => cfg.sites.clone(),
+    }
+}
+
+fn producer_options(cfg: &Config, once: bool, grace: Duration, log_results: bool) -> ProducerOptions {
+    ProducerOptions {
+        once,
+        max_concurrency: cfg.producer.max_concurrency,
+        per_host_concurrency: cfg.producer.per_host_concurrency,
+        grace,
+        region: cfg.region.clone(),
+        log_results,
+    }
+}
+
 async fn run_producer(args: ProducerArgs) -> anyhow::Result<i32> {
     let cfg = load(&args.config.config, &["sites", "kafka"], "producer")?;
     let kafka = cfg.kafka.as_ref().expect("checked by load");
-    let probe = Arc::new(HyperProbe::new(&cfg.region).context("setting up TLS")?);
+    let sites = my_sites(&cfg);
+    let probe = Arc::new(probe(&args.config.config, &cfg.region, &sites)?);
     let publisher = Arc::new(KafkaPublisher::new(kafka).context("creating the Kafka producer")?);
     tracing::info!(sites = cfg.sites.len(), brokers = %kafka.bootstrap_servers, topic = %kafka.topic, region = %cfg.region, "producer starting");
-    let opts = ProducerOptions {
-        once: args.once,
-        max_concurrency: args.max_concurrency,
-        grace: args.grace,
-        region: cfg.region.clone(),
-        log_results: false,
-    };
-    let report = producer::run(cfg.sites, probe, publisher, opts, shutdown::on_signals()).await;
-    tracing::info!(published = report.published, failed = report.failed, "producer stopped");
+    let opts = producer_options(&cfg, args.once, args.grace, false);
+    let report = producer::run(sites, probe, publisher, opts, shutdown::on_signals()).await;
+    tracing::info!(
+        published = report.published,
+        failed = report.failed,
+        missed = report.missed,
+        "producer stopped"
+    );
     anyhow::ensure!(report.failed == 0, "{} results could not be published", report.failed);
     Ok(exit::OK)
 }
@@ -124,7 +168,8 @@ async fn run_embedded(args: RunArgs) -> anyhow::Result<i32> {
             .await
             .with_context(|| format!("opening {}", cfg.sqlite.path.display()))?,
     );
-    let probe = Arc::new(HyperProbe::new(&cfg.region).context("setting up TLS")?);
+    let sites = my_sites(&cfg);
+    let probe = Arc::new(probe(&args.config.config, &cfg.region, &sites)?);
     let (publisher, mut feed) = memory::channel(10_000);
     let interactive = std::io::stdout().is_terminal() && !args.no_table;
     tracing::info!(sites = cfg.sites.len(), db = %cfg.sqlite.path.display(), "sitemon run starting");
@@ -146,14 +191,8 @@ async fn run_embedded(args: RunArgs) -> anyhow::Result<i32> {
         let title = format!("sitemon: {} sites, storing in {}", cfg.sites.len(), cfg.sqlite.path.display());
         tokio::spawn(async move { ui::live_table(&*store, Duration::from_secs(1), &title, stop).await })
     });
-    let popts = ProducerOptions {
-        once: false,
-        max_concurrency: args.max_concurrency,
-        grace: args.grace,
-        region: cfg.region.clone(),
-        log_results: !interactive,
-    };
-    let report = producer::run(cfg.sites, probe, Arc::new(publisher), popts, shutdown).await;
+    let popts = producer_options(&cfg, false, args.grace, !interactive);
+    let report = producer::run(sites, probe, Arc::new(publisher), popts, shutdown).await;
     let stored = tokio::time::timeout(args.grace, consumer)
         .await
         .context("storing the last results took longer than the grace period")?
@@ -166,7 +205,7 @@ async fn run_embedded(args: RunArgs) -> anyhow::Result<i32> {
 }
 
 /// Builds the one-site config of `sitemon check` so that it is validated like any other site.
-fn check_site(args: &CheckArgs) -> Result<crate::domain::Site, ConfigError> {
+fn check_site(args: &CheckArgs) -> Result<Site, ConfigError> {
     let mut site = serde_yaml_ng::Mapping::new();
     site.insert("name".into(), "check".into());
     site.insert("url".into(), args.url.clone().into());
@@ -195,7 +234,7 @@ fn check_site(args: &CheckArgs) -> Result<crate::domain::Site, ConfigError> {
 async fn run_check(args: CheckArgs) -> anyhow::Result<i32> {
     let site = check_site(&args)?;
     let region = gethostname::gethostname().to_string_lossy().into_owned();
-    let probe = HyperProbe::new(region).context("setting up TLS")?;
+    let probe = probe(Path::new("command line"), &region, std::slice::from_ref(&site))?;
     let result = probe.check(&site, chrono::Utc::now()).await;
     if args.json {
         println!("{}", ui::check_json(&result));

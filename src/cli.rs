@@ -53,9 +53,6 @@ pub enum ConfigCommand {
 pub struct RunArgs {
     #[command(flatten)]
     pub config: ConfigArg,
-    /// Most checks in flight at once.
-    #[arg(long, default_value_t = 512)]
-    pub max_concurrency: usize,
     /// Time allowed to finish in-flight checks and store their results after SIGINT/SIGTERM.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
@@ -105,9 +102,6 @@ pub struct ProducerArgs {
     /// Check every site once, wait for the broker's acknowledgements, and exit.
     #[arg(long)]
     pub once: bool,
-    /// Most checks in flight at once.
-    #[arg(long, default_value_t = 512)]
-    pub max_concurrency: usize,
     /// Time allowed to finish in-flight checks and deliveries after SIGINT/SIGTERM.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub grace: Duration,

@@ -1,18 +1,21 @@
-//! The producer runner: schedules every site on its slots, checks it through a [`SiteProbe`],
-//! and publishes each result through a [`StatusPublisher`]. Knows no adapter.
+//! The producer runner: schedules every site on its slots, checks it through a [`SiteProbe`]
+//! under a global and a per-host concurrency cap, and publishes each result through a
+//! [`StatusPublisher`]. A slot that cannot start before the next one is due becomes a MISSED
+//! record. Knows no adapter.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chrono::Utc;
-use tokio::sync::Semaphore;
+use chrono::{DateTime, Utc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::domain::{CheckResult, CheckStatus, Site};
 use crate::ports::{SiteProbe, StatusPublisher};
-use crate::schedule::{next_slot_after, phase, slots_between};
+use crate::schedule::{Clock, next_slot_after, phase, slots_between};
 
 #[derive(Debug, Clone)]
 pub struct ProducerOptions {
@@ -20,6 +23,8 @@ pub struct ProducerOptions {
     pub once: bool,
     /// Most checks running at the same time.
     pub max_concurrency: usize,
+    /// Most checks running against one host at the same time.
+    pub per_host_concurrency: usize,
     /// How long to wait for in-flight checks and deliveries after shutdown is requested.
     pub grace: Duration,
     pub region: String,
@@ -32,34 +37,84 @@ pub struct ProducerOptions {
 pub struct ProducerReport {
     pub published: u64,
     pub failed: u64,
+    pub missed: u64,
 }
 
-struct Counters {
+/// Everything the per-site loops share.
+struct Shared<P, S> {
+    probe: Arc<P>,
+    publisher: Arc<S>,
+    global: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    clock: Clock,
+    opts: ProducerOptions,
     published: AtomicU64,
     failed: AtomicU64,
+    missed: AtomicU64,
 }
 
-async fn publish<P: StatusPublisher>(publisher: &P, counters: &Counters, result: CheckResult, log: bool) {
-    if log {
-        tracing::info!(
-            site = %result.site_id,
-            status = result.status.as_str(),
-            code = result.status_code,
-            total_ms = result.total_us.map(|us| us / 1000),
-            failure = result.failure_kind.map(|k| k.as_str()),
-            error = result.error.as_deref(),
-            "check"
+impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
+    /// Publishes in the background so the site loop can keep its schedule.
+    fn publish(self: &Arc<Self>, result: CheckResult) {
+        let me = self.clone();
+        self.tracker.spawn(async move { me.publish_now(result).await });
+    }
+
+    async fn publish_now(&self, result: CheckResult) {
+        if self.opts.log_results {
+            tracing::info!(
+                site = %result.site_id,
+                status = result.status.as_str(),
+                code = result.status_code,
+                total_ms = result.total_us.map(|us| us / 1000),
+                failure = result.failure_kind.map(|k| k.as_str()),
+                error = result.error.as_deref(),
+                "check"
+            );
+        }
+        match self.publisher.publish(&result).await {
+            Ok(()) => {
+                self.published.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(site = %result.site_id, check_id = %result.check_id, error = %e, "result not published");
+            }
+        }
+    }
+
+    fn missed(self: &Arc<Self>, site: &Site, slot: DateTime<Utc>) {
+        self.missed.fetch_add(1, Ordering::Relaxed);
+        let mut r = CheckResult::new(
+            &site.id,
+            site.url.as_str(),
+            &self.opts.region,
+            slot,
+            self.clock.now(),
+            CheckStatus::Missed,
         );
+        r.error = Some("the slot could not start before the next one was due".to_owned());
+        tracing::warn!(site = %site.id, slot = %slot, "missed slot");
+        self.publish(r);
     }
-    match publisher.publish(&result).await {
-        Ok(()) => {
-            counters.published.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(e) => {
-            counters.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(site = %result.site_id, check_id = %result.check_id, error = %e, "result not published");
-        }
+
+    /// One check with the caller's permits held; `started_at` is the scheduler's clock reading.
+    async fn check(&self, site: &Site, slot: DateTime<Utc>) -> CheckResult {
+        let started = self.clock.now();
+        let mut result = self.probe.check(site, slot).await;
+        result.started_at = started;
+        result
     }
+}
+
+async fn permits(
+    host: Arc<Semaphore>,
+    global: Arc<Semaphore>,
+) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
+    let h = host.acquire_owned().await.expect("semaphores are never closed");
+    let g = global.acquire_owned().await.expect("semaphores are never closed");
+    (h, g)
 }
 
 pub async fn run<P: SiteProbe, S: StatusPublisher>(
@@ -69,82 +124,83 @@ pub async fn run<P: SiteProbe, S: StatusPublisher>(
     opts: ProducerOptions,
     shutdown: CancellationToken,
 ) -> ProducerReport {
-    let counters = Arc::new(Counters { published: AtomicU64::new(0), failed: AtomicU64::new(0) });
-    let limit = Arc::new(Semaphore::new(opts.max_concurrency.max(1)));
-    let tracker = TaskTracker::new();
+    let mut hosts: HashMap<String, Arc<Semaphore>> = HashMap::new();
+    let shared = Arc::new(Shared {
+        probe,
+        publisher: publisher.clone(),
+        global: Arc::new(Semaphore::new(opts.max_concurrency.max(1))),
+        tracker: TaskTracker::new(),
+        shutdown: shutdown.clone(),
+        clock: Clock::start(),
+        opts: opts.clone(),
+        published: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        missed: AtomicU64::new(0),
+    });
     for site in sites {
-        let (probe, publisher, counters, limit, tracker2, shutdown, opts) = (
-            probe.clone(),
-            publisher.clone(),
-            counters.clone(),
-            limit.clone(),
-            tracker.clone(),
-            shutdown.clone(),
-            opts.clone(),
-        );
-        tracker.spawn(async move {
-            if opts.once {
-                let _permit = limit.acquire().await.expect("semaphore open");
-                let result = probe.check(&site, Utc::now()).await;
-                publish(&*publisher, &counters, result, opts.log_results).await;
+        let host = site.url.host_str().unwrap_or_default().to_owned();
+        let host_limit = hosts
+            .entry(host)
+            .or_insert_with(|| Arc::new(Semaphore::new(opts.per_host_concurrency.max(1))))
+            .clone();
+        let s = shared.clone();
+        shared.tracker.spawn(async move {
+            if s.opts.once {
+                let _p = permits(host_limit, s.global.clone()).await;
+                let result = s.check(&site, s.clock.now()).await;
+                s.publish_now(result).await;
             } else {
-                site_loop(site, probe, publisher, counters, limit, tracker2, shutdown, opts).await;
+                site_loop(&s, &site, host_limit).await;
             }
         });
     }
-    tracker.close();
+    shared.tracker.close();
     if !opts.once {
         shutdown.cancelled().await;
     }
-    if tokio::time::timeout(opts.grace, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(opts.grace, shared.tracker.wait()).await.is_err() {
         tracing::warn!(grace = ?opts.grace, "in-flight checks did not finish within the grace period");
     }
     if let Err(e) = publisher.flush(opts.grace).await {
         tracing::error!(error = %e, "flushing the publisher failed");
     }
     ProducerReport {
-        published: counters.published.load(Ordering::Relaxed),
-        failed: counters.failed.load(Ordering::Relaxed),
+        published: shared.published.load(Ordering::Relaxed),
+        failed: shared.failed.load(Ordering::Relaxed),
+        missed: shared.missed.load(Ordering::Relaxed),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn site_loop<P: SiteProbe, S: StatusPublisher>(
-    site: Site,
-    probe: Arc<P>,
-    publisher: Arc<S>,
-    counters: Arc<Counters>,
-    limit: Arc<Semaphore>,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-    opts: ProducerOptions,
+    s: &Arc<Shared<P, S>>,
+    site: &Site,
+    host: Arc<Semaphore>,
 ) {
     let phase = phase(&site.id, site.interval);
-    let mut slot = next_slot_after(Utc::now(), site.interval, phase);
+    let step = chrono::Duration::from_std(site.interval).expect("intervals are validated");
+    let mut slot = next_slot_after(s.clock.now(), site.interval, phase);
     loop {
-        let wait = (slot - Utc::now()).to_std().unwrap_or_default();
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(s.clock.instant(slot)) => {}
+            _ = s.shutdown.cancelled() => return,
         }
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => p.expect("semaphore open"),
-            _ = shutdown.cancelled() => return,
+        let got = tokio::select! {
+            p = permits(host.clone(), s.global.clone()) => Some(p),
+            _ = tokio::time::sleep_until(s.clock.instant(slot + step)) => None,
+            _ = s.shutdown.cancelled() => return,
         };
-        let result = probe.check(&site, slot).await;
-        drop(permit);
-        let (p, c, log) = (publisher.clone(), counters.clone(), opts.log_results);
-        tracker.spawn(async move { publish(&*p, &c, result, log).await });
-
-        let next = next_slot_after(Utc::now(), site.interval, phase);
-        for missed in slots_between(slot, next, site.interval) {
-            let now = Utc::now();
-            let mut r =
-                CheckResult::new(&site.id, site.url.as_str(), &opts.region, missed, now, CheckStatus::Missed);
-            r.error = Some("the slot could not start before the next one was due".to_owned());
-            tracing::warn!(site = %site.id, slot = %missed, "missed slot");
-            let (p, c, log) = (publisher.clone(), counters.clone(), opts.log_results);
-            tracker.spawn(async move { publish(&*p, &c, r, log).await });
+        match got {
+            Some(p) => {
+                let result = s.check(site, slot).await;
+                drop(p);
+                s.publish(result);
+            }
+            None => s.missed(site, slot),
+        }
+        // The first slot at or after now: one that is due right now still gets its check.
+        let next = next_slot_after(s.clock.now() - chrono::Duration::microseconds(1), site.interval, phase);
+        for skipped in slots_between(slot, next, site.interval) {
+            s.missed(site, skipped);
         }
         slot = next;
     }

@@ -11,12 +11,61 @@ fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX).max(1)
 }
 
-/// A site's place within its interval, stable for a given id and interval.
-pub fn phase(site_id: &str, interval: Duration) -> i64 {
-    // FNV-1a: stable across builds and platforms (std's SipHash keys are not promised to be).
+/// FNV-1a of a site id: stable across builds, platforms and restarts (std's SipHash is not
+/// promised to be).
+fn stable_hash(site_id: &str) -> u64 {
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
     site_id.hash(&mut h);
-    (h.0 % micros(interval) as u64) as i64
+    h.0
+}
+
+/// A site's place within its interval, stable for a given id and interval.
+pub fn phase(site_id: &str, interval: Duration) -> i64 {
+    (stable_hash(site_id) % micros(interval) as u64) as i64
+}
+
+/// One producer's share of a site list split between `count` producers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// Every site belongs to exactly one shard index.
+    pub fn owns(&self, site_id: &str) -> bool {
+        // A second mix keeps shard choice independent of the phase within an interval.
+        let h = stable_hash(site_id).rotate_left(29).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h % u64::from(self.count.max(1))) as u32 == self.index
+    }
+}
+
+/// Wall-clock time driven by tokio's clock: anchored to the system clock once, then advanced
+/// by the monotonic clock, so slots are immune to clock steps and tests can pause time.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    wall: DateTime<Utc>,
+    mono: tokio::time::Instant,
+}
+
+impl Clock {
+    pub fn start() -> Self {
+        Clock { wall: Utc::now(), mono: tokio::time::Instant::now() }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.at(tokio::time::Instant::now())
+    }
+
+    fn at(&self, i: tokio::time::Instant) -> DateTime<Utc> {
+        self.wall + chrono::Duration::from_std(i - self.mono).unwrap_or_default()
+    }
+
+    /// The monotonic instant of a wall-clock time (now, if it is in the past).
+    pub fn instant(&self, t: DateTime<Utc>) -> tokio::time::Instant {
+        let ahead = (t - self.now()).to_std().unwrap_or_default();
+        tokio::time::Instant::now() + ahead
+    }
 }
 
 struct Fnv(u64);
@@ -81,6 +130,20 @@ mod tests {
             buckets[(p / 10_000_000) as usize] += 1;
         }
         assert!(buckets.iter().all(|&b| (800..1200).contains(&b)), "{buckets:?}");
+    }
+
+    #[test]
+    fn shards_split_sites_completely_and_disjointly() {
+        let count = 5;
+        let shards: Vec<Shard> = (0..count).map(|index| Shard { index, count }).collect();
+        let mut sizes = vec![0; count as usize];
+        for i in 0..10_000 {
+            let id = format!("site-{i}");
+            let owners: Vec<u32> = shards.iter().filter(|s| s.owns(&id)).map(|s| s.index).collect();
+            assert_eq!(owners.len(), 1, "{id} owned by {owners:?}");
+            sizes[owners[0] as usize] += 1;
+        }
+        assert!(sizes.iter().all(|&n| (1_800..2_200).contains(&n)), "{sizes:?}");
     }
 
     #[test]

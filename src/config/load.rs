@@ -12,14 +12,45 @@ use url::Url;
 use super::locate::Locations;
 use super::reader::{Fields, Reader, join};
 use super::{
-    Config, ConfigError, ConsumerConfig, KafkaConfig, PostgresConfig, Problem, Secret, SqliteConfig,
+    Config, ConfigError, ConsumerConfig, KafkaConfig, PostgresConfig, Problem, ProducerConfig, Secret, Shard,
+    SqliteConfig,
 };
-use crate::domain::{ExpectedStatus, Site};
+use crate::domain::{ExpectedStatus, Site, TlsOptions};
 
-const TOP: &[&str] = &["region", "defaults", "sites", "kafka", "postgres", "sqlite", "consumer", "retention"];
+const TOP: &[&str] = &[
+    "region",
+    "defaults",
+    "sites",
+    "kafka",
+    "postgres",
+    "sqlite",
+    "consumer",
+    "retention",
+    "producer",
+    "shard",
+];
+const PRODUCER: &[&str] = &["max_concurrency", "per_host_concurrency"];
+const SHARD: &[&str] = &["index", "count"];
 const SQLITE: &[&str] = &["path"];
 const DEFAULTS: &[&str] = &["interval", "timeout", "expected_status"];
-const SITE: &[&str] = &["name", "url", "method", "interval", "timeout", "pattern", "expected_status"];
+const SITE: &[&str] = &[
+    "name",
+    "url",
+    "method",
+    "interval",
+    "timeout",
+    "pattern",
+    "expected_status",
+    "headers",
+    "body",
+    "follow_redirects",
+    "max_redirects",
+    "max_body_bytes",
+    "tls_verify",
+    "tls_ca_file",
+];
+const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
+const DEFAULT_MAX_REDIRECTS: u64 = 5;
 const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 const KAFKA: &[&str] = &["bootstrap_servers", "topic", "group_id", "properties"];
 const POSTGRES: &[&str] = &["url", "max_connections"];
@@ -94,6 +125,11 @@ fn read_config(r: &mut Reader, root: &Value) -> Option<Config> {
         None => Some(SqliteConfig::default()),
     };
     let retention = top.get("retention").map(|(v, p)| r.duration(v, &p));
+    let producer = match top.get("producer") {
+        Some((v, p)) => read_producer(r, v, &p),
+        None => Some(ProducerConfig::default()),
+    };
+    let shard = top.get("shard").map(|(v, p)| read_shard(r, v, &p));
     Some(Config {
         region: region?,
         sites: sites?,
@@ -102,7 +138,45 @@ fn read_config(r: &mut Reader, root: &Value) -> Option<Config> {
         sqlite: sqlite?,
         consumer: consumer?,
         retention: retention.map_or(Some(None), |d| d.map(Some))?,
+        producer: producer?,
+        shard: shard.map_or(Some(None), |s| s.map(Some))?,
     })
+}
+
+fn read_producer(r: &mut Reader, v: &Value, path: &str) -> Option<ProducerConfig> {
+    let f = r.fields(v, path, PRODUCER)?;
+    let d = ProducerConfig::default();
+    let max =
+        f.get("max_concurrency").map_or(Some(d.max_concurrency as u64), |(v, p)| r.uint(v, &p, 1, 100_000));
+    let per_host = f
+        .get("per_host_concurrency")
+        .map_or(Some(d.per_host_concurrency as u64), |(v, p)| r.uint(v, &p, 1, 100_000));
+    Some(ProducerConfig { max_concurrency: max? as usize, per_host_concurrency: per_host? as usize })
+}
+
+fn read_shard(r: &mut Reader, v: &Value, path: &str) -> Option<Shard> {
+    let f = r.fields(v, path, SHARD)?;
+    let count = match f.get("count") {
+        Some((v, p)) => r.uint(v, &p, 1, 10_000),
+        None => {
+            r.problem(&join(path, "count"), "missing: how many producers share the site list");
+            None
+        }
+    };
+    let index = match f.get("index") {
+        Some((v, p)) => r.uint(v, &p, 0, 9_999).and_then(|i| match count {
+            Some(c) if i >= c => {
+                r.problem(&p, format!("index {i} must be below count {c}"));
+                None
+            }
+            _ => Some(i),
+        }),
+        None => {
+            r.problem(&join(path, "index"), "missing: this producer's place, from 0 to count - 1");
+            None
+        }
+    };
+    Some(Shard { index: index? as u32, count: count? as u32 })
 }
 
 fn read_sqlite(r: &mut Reader, v: &Value, path: &str) -> Option<SqliteConfig> {
@@ -222,7 +296,25 @@ fn read_site(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> Option<
         Some((v, p)) => read_expected(r, v, &p),
         None => Some(d.expected_status.clone()),
     };
+    let headers = match f.get("headers") {
+        Some((v, p)) => read_headers(r, v, &p),
+        None => Some(Vec::new()),
+    };
+    let body = f.get("body").map(|(v, p)| r.string(v, &p));
+    let follow = f.get("follow_redirects").map_or(Some(false), |(v, p)| r.boolean(v, &p));
+    let max_redirects =
+        f.get("max_redirects").map_or(Some(DEFAULT_MAX_REDIRECTS), |(v, p)| r.uint(v, &p, 0, 50));
+    let max_body =
+        f.get("max_body_bytes").map_or(Some(DEFAULT_MAX_BODY), |(v, p)| r.byte_size(v, &p, 0, 1 << 30));
+    let verify = f.get("tls_verify").map_or(Some(true), |(v, p)| r.boolean(v, &p));
+    let ca_file = f.get("tls_ca_file").map(|(v, p)| r.nonempty_string(v, &p).map(std::path::PathBuf::from));
     Some(Site {
+        headers: headers?,
+        body: body.map_or(Some(None), |b| b.map(Some))?,
+        follow_redirects: follow?,
+        max_redirects: max_redirects? as u32,
+        max_body_bytes: max_body?,
+        tls: TlsOptions { verify: verify?, ca_file: ca_file.map_or(Some(None), |c| c.map(Some))? },
         id: name?,
         url: url?,
         method: method?,
@@ -231,6 +323,39 @@ fn read_site(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> Option<
         pattern: pattern?,
         expected_status: expected_status?,
     })
+}
+
+fn read_headers(r: &mut Reader, v: &Value, path: &str) -> Option<Vec<(String, Secret)>> {
+    let Value::Mapping(map) = v else {
+        r.problem(path, "expected a mapping of header names to values");
+        return None;
+    };
+    let mut out = Vec::with_capacity(map.len());
+    let mut ok = true;
+    for (k, v) in map {
+        let Some(name) = k.as_str() else {
+            r.problem(path, "header names must be strings");
+            ok = false;
+            continue;
+        };
+        let p = join(path, name);
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            r.problem(&p, format!("`{name}` is not a valid header name"));
+            ok = false;
+            continue;
+        }
+        match r.string(v, &p) {
+            Some(value) if http::HeaderValue::from_str(&value).is_ok() => {
+                out.push((name.to_owned(), Secret::new(value)))
+            }
+            Some(_) => {
+                r.problem(&p, "not a valid header value (control characters?)");
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
 }
 
 fn site_name(r: &mut Reader, name: String, path: &str) -> Option<String> {

@@ -6,9 +6,8 @@ mod locate;
 mod model;
 mod problem;
 mod reader;
-mod secret;
 
+pub use crate::domain::Secret;
 pub use load::{load_file, parse};
-pub use model::{Config, ConsumerConfig, KafkaConfig, PostgresConfig, SqliteConfig};
+pub use model::{Config, ConsumerConfig, KafkaConfig, PostgresConfig, ProducerConfig, Shard, SqliteConfig};
 pub use problem::{ConfigError, Problem};
-pub use secret::Secret;

@@ -19,7 +19,26 @@ pub struct Config {
     pub consumer: ConsumerConfig,
     /// History older than this is deleted; `None` keeps everything.
     pub retention: Option<Duration>,
+    pub producer: ProducerConfig,
+    /// This producer's share of the site list when several producers split it.
+    pub shard: Option<Shard>,
 }
+
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// Most checks in flight at once.
+    pub max_concurrency: usize,
+    /// Most checks in flight against one host at once.
+    pub per_host_concurrency: usize,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig { max_concurrency: 1024, per_host_concurrency: 32 }
+    }
+}
+
+pub use crate::schedule::Shard;
 
 #[derive(Debug, Clone)]
 pub struct SqliteConfig {

@@ -147,6 +147,39 @@ impl<'e> Reader<'e> {
         }
     }
 
+    pub fn boolean(&mut self, v: &Value, path: &str) -> Option<bool> {
+        match v {
+            Value::Bool(b) => Some(*b),
+            other => {
+                self.problem(path, format!("expected true or false, found {}", kind(other)));
+                None
+            }
+        }
+    }
+
+    /// A byte size: a whole number of bytes, or text such as `512 KiB`, `10MB`.
+    pub fn byte_size(&mut self, v: &Value, path: &str, min: u64, max: u64) -> Option<u64> {
+        let n = match v {
+            Value::Number(n) => n.as_u64(),
+            Value::String(_) => {
+                let text = self.string(v, path)?;
+                text.trim().parse::<bytesize::ByteSize>().ok().map(|b| b.as_u64())
+            }
+            _ => None,
+        };
+        match n {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            Some(n) => {
+                self.problem(path, format!("{n} bytes is out of range {min}..={max}"));
+                None
+            }
+            None => {
+                self.problem(path, "expected a size such as `1048576`, `512 KiB` or `10 MiB`");
+                None
+            }
+        }
+    }
+
     /// A positive human-readable duration such as `30s`, `5m`, `1h 30m`, `250ms`.
     pub fn duration(&mut self, v: &Value, path: &str) -> Option<Duration> {
         let text = match v {

@@ -2,10 +2,12 @@
 
 mod check;
 mod check_id;
+mod secret;
 mod site;
 mod status;
 
 pub use check::{CheckResult, CheckStatus, FailureKind};
 pub use check_id::check_id;
-pub use site::{ExpectedStatus, Site};
+pub use secret::Secret;
+pub use site::{ExpectedStatus, Site, TlsOptions};
 pub use status::SiteStatus;

@@ -1,9 +1,12 @@
 //! A monitored site as the scheduler and the probe see it, after config validation.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use regex::bytes::Regex;
 use url::Url;
+
+use super::Secret;
 
 /// One site to check, fully validated.
 #[derive(Debug, Clone)]
@@ -19,6 +22,31 @@ pub struct Site {
     /// Optional regex searched in the response body (bytes, so non-UTF-8 bodies work too).
     pub pattern: Option<Regex>,
     pub expected_status: ExpectedStatus,
+    /// Extra request headers; values may hold credentials, so they never print.
+    pub headers: Vec<(String, Secret)>,
+    /// Request body (for POST, PUT, PATCH).
+    pub body: Option<String>,
+    /// Follow 3xx responses with a `Location`, up to `max_redirects` hops.
+    pub follow_redirects: bool,
+    pub max_redirects: u32,
+    /// Reading stops past this many body bytes: the check fails with `body_too_large`.
+    pub max_body_bytes: u64,
+    pub tls: TlsOptions,
+}
+
+/// How the probe verifies a site's certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TlsOptions {
+    /// Verify the chain and the host name (on by default).
+    pub verify: bool,
+    /// Extra CA certificate (PEM) to trust, e.g. for an internal CA.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for TlsOptions {
+    fn default() -> Self {
+        TlsOptions { verify: true, ca_file: None }
+    }
 }
 
 /// Which HTTP status codes count as "up".

@@ -33,10 +33,6 @@ pub fn root_message(err: &(dyn StdError + 'static)) -> String {
     }
 }
 
-pub fn dns(err: &io::Error) -> Failure {
-    Failure::new(FailureKind::Dns, format!("cannot resolve host: {}", root_message(err)))
-}
-
 pub fn connect(err: &io::Error) -> Failure {
     Failure::new(FailureKind::Connect, format!("cannot connect: {}", root_message(err)))
 }

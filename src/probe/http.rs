@@ -1,37 +1,48 @@
 //! [`HyperProbe`]: resolve, connect, TLS handshake and HTTP/1.1 exchange driven step by step
-//! so that each phase is timed on its own fresh connection.
+//! so that each phase is timed on its own fresh connection; redirects are followed hop by hop.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use url::Url;
 
 use super::classify::{self, Failure};
+use super::dns::Dns;
+use super::tls::{Connectors, TlsSetupError, not_after};
 use crate::domain::{CheckResult, CheckStatus, FailureKind, Site};
 use crate::ports::SiteProbe;
 
-/// Bodies are read up to this many bytes; past it the check fails with `body_too_large`.
-const MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+/// Why the probe could not be built. Both happen before any check runs.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeSetupError {
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+    #[error("cannot set up DNS resolution: {0}")]
+    Dns(String),
+}
 
-/// The production probe, built on hyper's client connection API and native-tls.
+/// The production probe, built on hyper's client connection API, native-tls and hickory DNS.
 pub struct HyperProbe {
     region: String,
-    tls: tokio_native_tls::TlsConnector,
+    dns: Dns,
+    tls: Connectors,
     user_agent: String,
 }
 
 impl HyperProbe {
-    pub fn new(region: impl Into<String>) -> Result<Self, tokio_native_tls::native_tls::Error> {
-        let tls = tokio_native_tls::native_tls::TlsConnector::builder().build()?;
+    /// Prepares TLS for every site's settings up front, so a bad CA file stops start-up.
+    pub fn new(region: impl Into<String>, sites: &[Site]) -> Result<Self, ProbeSetupError> {
         Ok(HyperProbe {
             region: region.into(),
-            tls: tls.into(),
+            dns: Dns::from_system().map_err(ProbeSetupError::Dns)?,
+            tls: Connectors::for_sites(sites)?,
             user_agent: format!("sitemon/{}", env!("CARGO_PKG_VERSION")),
         })
     }
@@ -41,20 +52,25 @@ fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
+/// How one request/response exchange ended.
+enum Hop {
+    Done,
+    Redirect { location: String, code: u16 },
+}
+
 impl SiteProbe for HyperProbe {
     async fn check(&self, site: &Site, scheduled_at: DateTime<Utc>) -> CheckResult {
-        let started_at = Utc::now();
         let t0 = Instant::now();
         let mut r = CheckResult::new(
             &site.id,
             site.url.as_str(),
             &self.region,
             scheduled_at,
-            started_at,
+            Utc::now(),
             CheckStatus::Success,
         );
         r.pattern = site.pattern.as_ref().map(|p| p.as_str().to_owned());
-        match tokio::time::timeout(site.timeout, self.run(site, &mut r, t0)).await {
+        match tokio::time::timeout(site.timeout, self.follow(site, &mut r, t0)).await {
             Ok(Ok(())) => {}
             Ok(Err(f)) => r.fail(f.kind, f.message),
             Err(_) => r.fail(
@@ -68,37 +84,85 @@ impl SiteProbe for HyperProbe {
 }
 
 impl HyperProbe {
-    async fn run(&self, site: &Site, r: &mut CheckResult, t0: Instant) -> Result<(), Failure> {
-        let url = &site.url;
+    async fn follow(&self, site: &Site, r: &mut CheckResult, t0: Instant) -> Result<(), Failure> {
+        let mut url = site.url.clone();
+        let mut method = site.method.as_str();
+        let mut body = site.body.as_deref();
+        let mut hops = 0;
+        loop {
+            match self.hop(site, &url, method, body, r, t0).await? {
+                Hop::Done => return Ok(()),
+                Hop::Redirect { location, code } => {
+                    if hops >= site.max_redirects {
+                        return Err(Failure::new(
+                            FailureKind::RedirectLimit,
+                            format!("more than {} redirects (last to {location})", site.max_redirects),
+                        ));
+                    }
+                    let next = url.join(&location).map_err(|e| {
+                        Failure::new(
+                            FailureKind::Protocol,
+                            format!("invalid redirect location {location:?}: {e}"),
+                        )
+                    })?;
+                    if !matches!(next.scheme(), "http" | "https") {
+                        return Err(Failure::new(
+                            FailureKind::Protocol,
+                            format!("redirect to unsupported {next}"),
+                        ));
+                    }
+                    if !matches!(code, 307 | 308) {
+                        method = if method == "HEAD" { "HEAD" } else { "GET" };
+                        body = None;
+                    }
+                    url = next;
+                    hops += 1;
+                    for t in [&mut r.dns_us, &mut r.connect_us, &mut r.tls_us, &mut r.ttfb_us] {
+                        *t = None;
+                    }
+                    r.tls_not_after = None;
+                }
+            }
+        }
+    }
+
+    async fn hop(
+        &self,
+        site: &Site,
+        url: &Url,
+        method: &str,
+        body: Option<&str>,
+        r: &mut CheckResult,
+        t0: Instant,
+    ) -> Result<Hop, Failure> {
         let host = url.host_str().unwrap_or_default();
         let port = url.port_or_known_default().unwrap_or(80);
         let bare_host = host.trim_start_matches('[').trim_end_matches(']');
 
-        let addrs: Vec<SocketAddr> = if let Ok(ip) = bare_host.parse() {
-            vec![SocketAddr::new(ip, port)]
+        let ips = if let Ok(ip) = bare_host.parse() {
+            vec![ip]
         } else {
             let t = Instant::now();
-            let found = tokio::net::lookup_host((bare_host, port)).await.map_err(|e| classify::dns(&e))?;
+            let found = self.dns.resolve(bare_host).await?;
             r.dns_us = Some(micros(t.elapsed()));
-            found.collect()
+            found
         };
         let t = Instant::now();
         let mut last_err = None;
         let mut tcp = None;
-        for addr in &addrs {
+        for ip in ips {
+            let addr = SocketAddr::new(ip, port);
             match TcpStream::connect(addr).await {
                 Ok(s) => {
-                    tcp = Some((s, *addr));
+                    tcp = Some((s, addr));
                     break;
                 }
                 Err(e) => last_err = Some(e),
             }
         }
         let Some((tcp, addr)) = tcp else {
-            return Err(match last_err {
-                Some(e) => classify::connect(&e),
-                None => Failure::new(FailureKind::Dns, "host resolved to no addresses"),
-            });
+            let e = last_err.expect("at least one address was tried");
+            return Err(classify::connect(&e));
         };
         r.connect_us = Some(micros(t.elapsed()));
         r.remote_addr = Some(addr.to_string());
@@ -106,42 +170,52 @@ impl HyperProbe {
 
         if url.scheme() == "https" {
             let t = Instant::now();
-            let tls = self.tls.connect(bare_host, tcp).await.map_err(|e| classify::tls(&e))?;
+            let tls = self.tls.get(&site.tls).connect(bare_host, tcp).await.map_err(|e| classify::tls(&e))?;
             r.tls_us = Some(micros(t.elapsed()));
-            self.exchange(tls, site, r, t0).await
+            r.tls_not_after = not_after(&tls);
+            self.exchange(tls, site, url, method, body, r, t0).await
         } else {
-            self.exchange(tcp, site, r, t0).await
+            self.exchange(tcp, site, url, method, body, r, t0).await
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn exchange<S>(
         &self,
         stream: S,
         site: &Site,
+        url: &Url,
+        method: &str,
+        body: Option<&str>,
         r: &mut CheckResult,
         t0: Instant,
-    ) -> Result<(), Failure>
+    ) -> Result<Hop, Failure>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let (mut sender, conn) =
-            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
                 .await
                 .map_err(|e| classify::protocol(&e))?;
         let conn = tokio::spawn(conn);
-        let result = self.request(&mut sender, site, r, t0).await;
+        let req = self.request(site, url, method, body)?;
+        let result = async {
+            let resp = sender.send_request(req).await.map_err(|e| classify::protocol(&e))?;
+            r.ttfb_us = Some(micros(t0.elapsed()));
+            self.response(resp, site, r).await
+        }
+        .await;
         conn.abort();
         result
     }
 
-    async fn request(
+    fn request(
         &self,
-        sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
         site: &Site,
-        r: &mut CheckResult,
-        t0: Instant,
-    ) -> Result<(), Failure> {
-        let url = &site.url;
+        url: &Url,
+        method: &str,
+        body: Option<&str>,
+    ) -> Result<http::Request<Full<Bytes>>, Failure> {
         let path = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_owned(),
@@ -150,22 +224,40 @@ impl HyperProbe {
             Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
             None => url.host_str().unwrap_or_default().to_owned(),
         };
-        let req = http::Request::builder()
-            .method(site.method.as_str())
-            .uri(path)
-            .header(http::header::HOST, host_header)
-            .header(http::header::USER_AGENT, &self.user_agent)
-            .header(http::header::ACCEPT, "*/*")
-            .header(http::header::CONNECTION, "close")
-            .body(Empty::new())
-            .map_err(|e| Failure::new(FailureKind::Protocol, format!("cannot build request: {e}")))?;
-        let resp = sender.send_request(req).await.map_err(|e| classify::protocol(&e))?;
-        r.ttfb_us = Some(micros(t0.elapsed()));
+        let mut b = http::Request::builder().method(method).uri(path);
+        let has = |name: &str| site.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+        for (name, default) in
+            [("host", host_header.as_str()), ("user-agent", &self.user_agent), ("accept", "*/*")]
+        {
+            if !has(name) {
+                b = b.header(name, default);
+            }
+        }
+        b = b.header(http::header::CONNECTION, "close");
+        for (k, v) in &site.headers {
+            b = b.header(k.as_str(), v.expose());
+        }
+        let body = body.map_or_else(Bytes::new, |s| Bytes::copy_from_slice(s.as_bytes()));
+        b.body(Full::new(body))
+            .map_err(|e| Failure::new(FailureKind::Protocol, format!("cannot build request: {e}")))
+    }
+
+    async fn response(
+        &self,
+        resp: http::Response<Incoming>,
+        site: &Site,
+        r: &mut CheckResult,
+    ) -> Result<Hop, Failure> {
         let code = resp.status().as_u16();
         r.status_code = Some(code);
         r.http_version = Some(format!("{:?}", resp.version()));
-        let keep = site.pattern.is_some();
-        let (body, len) = read_body(resp.into_body(), keep).await?;
+        if site.follow_redirects && resp.status().is_redirection() {
+            if let Some(location) = resp.headers().get(http::header::LOCATION) {
+                let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
+                return Ok(Hop::Redirect { location, code });
+            }
+        }
+        let (body, len) = read_body(resp.into_body(), site.pattern.is_some(), site.max_body_bytes).await?;
         r.body_bytes = Some(len as i64);
         if let Some(re) = &site.pattern {
             r.pattern_matched = Some(re.is_match(&body));
@@ -176,23 +268,21 @@ impl HyperProbe {
         if r.pattern_matched == Some(false) {
             return Err(Failure::new(FailureKind::PatternNotFound, "pattern not found in the body"));
         }
-        Ok(())
+        Ok(Hop::Done)
     }
 }
 
-/// Reads the body up to [`MAX_BODY_BYTES`], keeping it only when a pattern needs it.
-async fn read_body(mut body: Incoming, keep: bool) -> Result<(Vec<u8>, u64), Failure> {
+/// Reads the body up to `max` bytes, keeping it only when a pattern needs it: memory stays
+/// bounded by `max` whatever the server sends.
+async fn read_body(mut body: Incoming, keep: bool, max: u64) -> Result<(Vec<u8>, u64), Failure> {
     let mut kept = Vec::new();
     let mut len: u64 = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| classify::protocol(&e))?;
         if let Ok(data) = frame.into_data() {
             len += data.len() as u64;
-            if len > MAX_BODY_BYTES {
-                return Err(Failure::new(
-                    FailureKind::BodyTooLarge,
-                    format!("body larger than {MAX_BODY_BYTES} bytes"),
-                ));
+            if len > max {
+                return Err(Failure::new(FailureKind::BodyTooLarge, format!("body larger than {max} bytes")));
             }
             if keep {
                 kept.extend_from_slice(&data);

@@ -2,6 +2,9 @@
 //! classified into a [`crate::domain::FailureKind`].
 
 mod classify;
+mod dns;
 mod http;
+mod tls;
 
-pub use http::HyperProbe;
+pub use http::{HyperProbe, ProbeSetupError};
+pub use tls::TlsSetupError;
