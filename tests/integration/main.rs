@@ -6,4 +6,5 @@ mod support;
 mod config_errors;
 mod config_table;
 mod embedded;
+mod hostile;
 mod pipeline;

@@ -1,7 +1,9 @@
 //! Test support: the services' addresses, fresh databases and topics, the built binary, local
 //! test sites, and polling with a deadline.
 
+pub mod raw;
 pub mod sites;
+pub mod tls;
 
 use std::path::Path;
 use std::process::Output;
