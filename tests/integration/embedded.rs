@@ -9,7 +9,8 @@ use crate::support::{describe, sitemon, sites, wait_for, write};
 #[tokio::test(flavor = "multi_thread")]
 async fn run_stores_checks_in_sqlite_and_stops_cleanly_on_sigterm() {
     let addr = sites::start().await;
-    let closed = sites::closed_port().await;
+    let closed_guard = sites::closed_port();
+    let closed = closed_guard.port;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("run.db");
     let cfg = write(

@@ -197,7 +197,8 @@ async fn reset_mid_response_is_a_protocol_failure() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn closed_port_and_unresolvable_name() {
-    let port = sites::closed_port().await;
+    let closed = sites::closed_port();
+    let port = closed.port;
     let r = check(&site(&format!("url: 'http://127.0.0.1:{port}/'"))).await;
     assert_eq!(kind(&r), Some(FailureKind::Connect), "{r:?}");
     assert!(r.connect_us.is_none() && r.dns_us.is_none());

@@ -8,3 +8,4 @@ mod config_table;
 mod embedded;
 mod hostile;
 mod pipeline;
+mod scheduler;

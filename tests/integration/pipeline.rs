@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use crate::support::{self, describe, sitemon, sites, write};
+use crate::support::{self, describe, sitemon, sites, tls, write};
 
 /// site, status, status code, failure kind, consecutive failures
 type StatusRow = (String, String, Option<i32>, Option<String>, i32);
 
 const LIMIT: Duration = Duration::from_secs(120);
 
-fn config(addr: std::net::SocketAddr, closed: u16, topic: &str, group: &str) -> String {
+fn config(addr: std::net::SocketAddr, closed: u16, tls: (u16, &str), topic: &str, group: &str) -> String {
+    let (tls_port, ca) = tls;
     format!(
         r#"region: test
 sites:
@@ -22,6 +23,7 @@ sites:
   - {{name: match, url: "http://{addr}/ok", pattern: "systems? operational"}}
   - {{name: nomatch, url: "http://{addr}/ok", pattern: "^maintenance"}}
   - {{name: closed, url: "http://127.0.0.1:{closed}/"}}
+  - {{name: tls, url: "https://localhost:{tls_port}/", tls_ca_file: "{ca}"}}
 kafka:
   bootstrap_servers: ${{KAFKA_BOOTSTRAP_SERVERS}}
   topic: {topic}
@@ -38,12 +40,17 @@ consumer:
 #[tokio::test(flavor = "multi_thread")]
 async fn checks_flow_from_sites_through_kafka_into_postgres_exactly_once() {
     let addr = sites::start().await;
-    let closed = sites::closed_port().await;
+    let closed_guard = sites::closed_port();
+    let closed = closed_guard.port;
+    let pki = tls::Pki::new();
+    let https = tls::serve(&pki.valid(), b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecure").await;
+    let ca = pki.ca_file.display().to_string();
+    let tls_site = (https.port(), ca.as_str());
     let db = support::fresh_database().await;
     let topic = support::unique("sitemon-e2e");
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write(dir.path(), "sitemon.yaml", &config(addr, closed, &topic, "group-a"));
-    let cfg_b = write(dir.path(), "sitemon-b.yaml", &config(addr, closed, &topic, "group-b"));
+    let cfg = write(dir.path(), "sitemon.yaml", &config(addr, closed, tls_site, &topic, "group-a"));
+    let cfg_b = write(dir.path(), "sitemon-b.yaml", &config(addr, closed, tls_site, &topic, "group-b"));
     let bootstrap = support::kafka_bootstrap();
     let env = [("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()), ("SITEMON_TEST_DATABASE_URL", db.as_str())];
 
@@ -64,7 +71,7 @@ async fn checks_flow_from_sites_through_kafka_into_postgres_exactly_once() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    let expected_sites = ["closed", "error", "match", "nomatch", "ok", "slow"];
+    let expected_sites = ["closed", "error", "match", "nomatch", "ok", "slow", "tls"];
     assert_eq!(
         history,
         expected_sites.iter().map(|s| (s.to_string(), 1)).collect::<Vec<_>>(),
@@ -98,6 +105,7 @@ async fn checks_flow_from_sites_through_kafka_into_postgres_exactly_once() {
         ("nomatch", "FAILURE", Some(200), Some("PATTERN_NOT_FOUND"), 1),
         ("ok", "SUCCESS", Some(200), None, 0),
         ("slow", "FAILURE", None, Some("TIMEOUT"), 1),
+        ("tls", "SUCCESS", Some(200), None, 0),
     ];
     let want: Vec<_> = want
         .into_iter()
@@ -107,7 +115,7 @@ async fn checks_flow_from_sites_through_kafka_into_postgres_exactly_once() {
 
     // Timings and identity arrive intact: the closed port never got past connect, the others did.
     let timing = sqlx::query(
-        "SELECT site_id, connect_us, ttfb_us, total_us, body_bytes, pattern_matched,
+        "SELECT site_id, connect_us, ttfb_us, total_us, body_bytes, pattern_matched, tls_not_after, tls_us, dns_us,
                 started_at >= scheduled_at AS ordered
          FROM check_results ORDER BY site_id",
     )
@@ -122,6 +130,12 @@ async fn checks_flow_from_sites_through_kafka_into_postgres_exactly_once() {
         match site.as_str() {
             "closed" | "slow" => assert!(ttfb.is_none(), "{site}: no response, no ttfb"),
             _ => assert!(ttfb.is_some_and(|t| t > 0), "{site}: ttfb"),
+        }
+        if site == "tls" {
+            let expiry: Option<chrono::DateTime<chrono::Utc>> = r.get("tls_not_after");
+            assert_eq!(expiry.map(|t| t.to_rfc3339()).as_deref(), Some("2099-01-01T00:00:00+00:00"));
+            assert!(r.get::<Option<i64>, _>("tls_us").is_some_and(|t| t > 0), "tls handshake time");
+            assert!(r.get::<Option<i64>, _>("dns_us").is_some(), "localhost was resolved");
         }
         if site == "match" {
             assert_eq!(r.get::<Option<bool>, _>("pattern_matched"), Some(true));
@@ -147,7 +161,8 @@ async fn checks_flow_from_sites_through_kafka_into_postgres_exactly_once() {
             ("match", "UP"),
             ("nomatch", "DOWN"),
             ("ok", "UP"),
-            ("slow", "DOWN")
+            ("slow", "DOWN"),
+            ("tls", "UP")
         ]
     );
 
@@ -156,11 +171,11 @@ async fn checks_flow_from_sites_through_kafka_into_postgres_exactly_once() {
     assert!(out.status.success(), "second consumer: {}", describe(&out));
     let total: i64 =
         sqlx::query_scalar("SELECT count(*) FROM check_results").fetch_one(&mut conn).await.unwrap();
-    assert_eq!(total, 6, "re-consuming the topic must not duplicate history");
+    assert_eq!(total, 7, "re-consuming the topic must not duplicate history");
     let dead: i64 =
         sqlx::query_scalar("SELECT count(*) FROM dead_letters").fetch_one(&mut conn).await.unwrap();
     assert_eq!(dead, 0);
     let latest: i64 =
         sqlx::query_scalar("SELECT count(*) FROM site_status").fetch_one(&mut conn).await.unwrap();
-    assert_eq!(latest, 6);
+    assert_eq!(latest, 7);
 }

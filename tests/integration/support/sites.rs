@@ -44,8 +44,16 @@ pub async fn start() -> SocketAddr {
     addr
 }
 
-/// A loopback port with nothing listening.
-pub async fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    l.local_addr().expect("addr").port()
+/// A loopback port with nothing listening, reserved while this value lives: the socket is
+/// bound but never listens, so connections are refused and no other test can take the port.
+pub struct ClosedPort {
+    pub port: u16,
+    _socket: tokio::net::TcpSocket,
+}
+
+pub fn closed_port() -> ClosedPort {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind("127.0.0.1:0".parse().unwrap()).expect("bind");
+    let port = socket.local_addr().expect("addr").port();
+    ClosedPort { port, _socket: socket }
 }
