@@ -32,7 +32,11 @@ impl Dns {
     }
 }
 
+/// hickory's messages embed the whole query; keep what a person needs.
 fn short(msg: &str) -> String {
+    if msg.contains("no records found") {
+        return "no such host (no address records)".to_owned();
+    }
     let mut m = msg.lines().next().unwrap_or(msg).to_owned();
     m.truncate(200);
     m
