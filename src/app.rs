@@ -2,6 +2,7 @@
 //! producer and consumer runners.
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +16,10 @@ use crate::config::{self, Config, ConfigError, Problem};
 use crate::consumer::{self, ConsumerOptions};
 use crate::domain::Site;
 use crate::exit;
+use crate::health::Health;
 use crate::kafka::{KafkaFeed, KafkaPublisher};
 use crate::memory;
+use crate::ops_server;
 use crate::ports::{SiteProbe, StatusStore};
 use crate::probe::{HyperProbe, ProbeSetupError};
 use crate::producer::{self, ProducerOptions};
@@ -48,10 +51,10 @@ fn load(path: &Path, needs: &[&str], command: &str) -> Result<Config, ConfigErro
 
 /// Runs one subcommand to completion and returns its exit code. Config problems come back as
 /// [`ConfigError`].
-pub async fn run(command: Command) -> anyhow::Result<i32> {
+pub async fn run(command: Command, listen: Option<SocketAddr>) -> anyhow::Result<i32> {
     match command {
-        Command::Producer(args) => run_producer(args).await,
-        Command::Consumer(args) => run_consumer(args).await,
+        Command::Producer(args) => run_producer(args, listen).await,
+        Command::Consumer(args) => run_consumer(args, listen).await,
         Command::Migrate(args) => {
             let cfg = load(&args.config, &["postgres"], "migrate")?;
             let store = PgStore::connect(cfg.postgres.as_ref().expect("checked by load"))?;
@@ -59,7 +62,7 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
             tracing::info!("migrations applied");
             Ok(exit::OK)
         }
-        Command::Run(args) => run_embedded(args).await,
+        Command::Run(args) => run_embedded(args, listen).await,
         Command::Check(args) => run_check(args).await,
         Command::Status(args) => run_status(args).await,
         Command::Config(ConfigCommand::Check(args)) => {
@@ -120,17 +123,33 @@ fn producer_options(cfg: &Config, once: bool, grace: Duration, log_results: bool
         grace,
         region: cfg.region.clone(),
         log_results,
+        max_in_flight: cfg.producer.max_in_flight,
     }
 }
 
-async fn run_producer(args: ProducerArgs) -> anyhow::Result<i32> {
+/// Starts the ops endpoint when asked for; the health it reports starts as `starting`.
+async fn ops(listen: Option<SocketAddr>, starting: &str) -> anyhow::Result<Arc<Health>> {
+    let health = Arc::new(Health::starting(starting));
+    if let Some(addr) = listen {
+        let metrics = ops_server::install_metrics()?;
+        let bound = ops_server::serve(addr, health.clone(), metrics)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        tracing::info!(%bound, "serving /healthz, /readyz and /metrics");
+    }
+    Ok(health)
+}
+
+async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow::Result<i32> {
     let cfg = load(&args.config.config, &["sites", "kafka"], "producer")?;
+    let health = ops(listen, "starting").await?;
     let kafka = cfg.kafka.as_ref().expect("checked by load");
     let sites = my_sites(&cfg);
     let probe = Arc::new(probe(&args.config.config, &cfg.region, &sites)?);
     let publisher = Arc::new(KafkaPublisher::new(kafka).context("creating the Kafka producer")?);
     tracing::info!(sites = cfg.sites.len(), brokers = %kafka.bootstrap_servers, topic = %kafka.topic, region = %cfg.region, "producer starting");
     let opts = producer_options(&cfg, args.once, args.grace, false);
+    health.ready();
     let report = producer::run(sites, probe, publisher, opts, shutdown::on_signals()).await;
     tracing::info!(
         published = report.published,
@@ -138,12 +157,13 @@ async fn run_producer(args: ProducerArgs) -> anyhow::Result<i32> {
         missed = report.missed,
         "producer stopped"
     );
-    anyhow::ensure!(report.failed == 0, "{} results could not be published", report.failed);
+    anyhow::ensure!(report.complete(), "{} results were not acknowledged by the broker", report.failed);
     Ok(exit::OK)
 }
 
-async fn run_consumer(args: ConsumerArgs) -> anyhow::Result<i32> {
+async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow::Result<i32> {
     let cfg = load(&args.config.config, &["kafka", "postgres"], "consumer")?;
+    let health = ops(listen, "starting").await?;
     let kafka = cfg.kafka.as_ref().expect("checked by load");
     let store = PgStore::connect(cfg.postgres.as_ref().expect("checked by load"))?;
     store.migrate().await.context("applying migrations")?;
@@ -155,14 +175,15 @@ async fn run_consumer(args: ConsumerArgs) -> anyhow::Result<i32> {
         exit_when_idle: args.exit_when_idle,
         retention: cfg.retention,
     };
-    let report = consumer::run(&mut feed, &store, &opts, shutdown::on_signals()).await?;
+    let report = consumer::run(&mut feed, &store, &opts, &health, shutdown::on_signals()).await?;
     tracing::info!(stored = report.stored, dead_letters = report.dead_letters, "consumer stopped");
     Ok(exit::OK)
 }
 
 /// Producer and consumer in one process, joined by a bounded channel, storing in SQLite.
-async fn run_embedded(args: RunArgs) -> anyhow::Result<i32> {
+async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Result<i32> {
     let cfg = load(&args.config.config, &["sites"], "run")?;
+    let health = ops(listen, "starting").await?;
     let store = Arc::new(
         SqliteStore::open(&cfg.sqlite.path)
             .await
@@ -182,8 +203,9 @@ async fn run_embedded(args: RunArgs) -> anyhow::Result<i32> {
     };
     // The consumer ends when the producer is gone and the channel is drained.
     let consumer_store = store.clone();
+    let consumer_health = health.clone();
     let consumer = tokio::spawn(async move {
-        consumer::run(&mut feed, &*consumer_store, &opts, CancellationToken::new()).await
+        consumer::run(&mut feed, &*consumer_store, &opts, &consumer_health, CancellationToken::new()).await
     });
     let shutdown = shutdown::on_signals();
     let table = interactive.then(|| {

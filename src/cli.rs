@@ -15,6 +15,9 @@ pub struct Cli {
     /// Log format on stderr (filter with RUST_LOG).
     #[arg(long, value_enum, default_value = "plain", global = true, env = "SITEMON_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// Serve /healthz, /readyz and /metrics on this address (e.g. 127.0.0.1:9464).
+    #[arg(long, global = true, env = "SITEMON_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::health::Health;
 use crate::ports::{DeadLetter, FeedBatch, StatusFeed, StatusStore, StoreError};
 use crate::wire;
 
@@ -46,6 +47,7 @@ pub async fn run<F: StatusFeed, S: StatusStore>(
     feed: &mut F,
     store: &S,
     opts: &ConsumerOptions,
+    health: &Health,
     shutdown: CancellationToken,
 ) -> Result<ConsumerReport, ConsumerError> {
     let mut report = ConsumerReport::default();
@@ -68,6 +70,11 @@ pub async fn run<F: StatusFeed, S: StatusStore>(
             Err(e) => return Err(e.into()),
         };
         if batch.is_empty() {
+            if feed.is_attached() {
+                health.ready();
+            } else {
+                health.not_ready("waiting for the feed (e.g. partition assignment)");
+            }
             if let Some(limit) = opts.exit_when_idle {
                 if feed.is_attached() {
                     let since = *idle_since.get_or_insert_with(Instant::now);
@@ -80,12 +87,16 @@ pub async fn run<F: StatusFeed, S: StatusStore>(
             continue;
         }
         idle_since = None;
-        let Some(dead) = store_with_retry(store, &batch, &shutdown).await else {
+        let started = Instant::now();
+        let Some(dead) = store_with_retry(store, &batch, health, &shutdown).await else {
             break;
         };
         feed.ack(&batch).await?;
         report.stored += batch.results.len() as u64;
         report.dead_letters += dead as u64;
+        metrics::counter!("sitemon_stored_results_total").increment(batch.results.len() as u64);
+        metrics::counter!("sitemon_dead_letters_total").increment(dead as u64);
+        metrics::histogram!("sitemon_batch_store_seconds").record(started.elapsed().as_secs_f64());
         tracing::debug!(records = batch.len(), "batch stored and acknowledged");
     }
     Ok(report)
@@ -97,9 +108,10 @@ pub async fn run<F: StatusFeed, S: StatusStore>(
 async fn store_with_retry<S: StatusStore>(
     store: &S,
     batch: &FeedBatch,
+    health: &Health,
     shutdown: &CancellationToken,
 ) -> Option<usize> {
-    let mut backoff = backoff();
+    let mut backoff = crate::retry::backoff();
     loop {
         let attempt = match store.store(&batch.results, &batch.dead_letters).await {
             Err(StoreError::Rejected(e)) => {
@@ -109,8 +121,13 @@ async fn store_with_retry<S: StatusStore>(
             other => other.map(|()| batch.dead_letters.len()),
         };
         match attempt {
-            Ok(dead) => return Some(dead),
+            Ok(dead) => {
+                health.ready();
+                return Some(dead);
+            }
             Err(e) => {
+                health.not_ready(format!("cannot store: {e}"));
+                metrics::counter!("sitemon_store_retries_total").increment(1);
                 let delay = backoff.next().unwrap_or(Duration::from_secs(5));
                 tracing::warn!(error = %e, retry_in = ?delay, "storing the batch failed; offsets stay put");
                 tokio::select! {
@@ -122,26 +139,17 @@ async fn store_with_retry<S: StatusStore>(
     }
 }
 
-fn backoff() -> impl Iterator<Item = Duration> {
-    use backon::BackoffBuilder;
-    backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(5))
-        .with_jitter()
-        .without_max_times()
-        .build()
-}
-
 async fn isolate_rejected<S: StatusStore>(store: &S, batch: &FeedBatch) -> Result<usize, StoreError> {
     let mut dead: Vec<DeadLetter> = batch.dead_letters.clone();
-    for (result, position) in batch.results.iter().zip(&batch.result_positions) {
+    for (result, source) in batch.results.iter().zip(&batch.result_sources) {
         match store.store(std::slice::from_ref(result), &[]).await {
             Ok(()) => {}
             Err(StoreError::Rejected(e)) => {
                 dead.push(DeadLetter {
-                    position: position.clone(),
-                    key: Some(result.site_id.clone().into_bytes()),
-                    payload: wire::encode(result).ok(),
+                    position: source.position.clone(),
+                    key: source.key.clone(),
+                    // In-memory feeds keep no bytes; the record's own encoding stands in.
+                    payload: source.payload.clone().or_else(|| wire::encode(result).ok()),
                     error: format!("rejected by the database: {e}"),
                 });
             }

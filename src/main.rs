@@ -21,7 +21,7 @@ fn main() {
     };
     telemetry::init(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    let code = match runtime.block_on(app::run(cli.command)) {
+    let code = match runtime.block_on(app::run(cli.command, cli.listen)) {
         Ok(code) => code,
         Err(e) => match e.downcast_ref::<ConfigError>() {
             Some(config_error) => {

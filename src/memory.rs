@@ -6,7 +6,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::domain::CheckResult;
-use crate::ports::{FeedBatch, FeedError, FeedPosition, PublishError, StatusFeed, StatusPublisher};
+use crate::ports::{
+    FeedBatch, FeedError, FeedPosition, PublishError, RawRecord, StatusFeed, StatusPublisher,
+};
 
 /// The topic name that in-memory positions carry.
 const TOPIC: &str = "memory";
@@ -61,7 +63,7 @@ impl StatusFeed for ChannelFeed {
         for r in results {
             let position = FeedPosition { topic: TOPIC.to_owned(), partition: 0, offset: self.next_offset };
             self.next_offset += 1;
-            batch.result_positions.push(position.clone());
+            batch.result_sources.push(RawRecord { position: position.clone(), key: None, payload: None });
             batch.positions.push(position);
             batch.results.push(r);
         }

@@ -38,6 +38,14 @@ pub struct FeedPosition {
     pub offset: i64,
 }
 
+/// A record as it arrived: position, key and payload bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRecord {
+    pub position: FeedPosition,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+}
+
 /// A record that could not be decoded or stored, kept with its raw bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {
@@ -51,8 +59,9 @@ pub struct DeadLetter {
 #[derive(Debug, Default)]
 pub struct FeedBatch {
     pub results: Vec<CheckResult>,
-    /// Where each of `results` came from (same order and length).
-    pub result_positions: Vec<FeedPosition>,
+    /// Where each of `results` came from, with its raw key and bytes (same order and length),
+    /// so that a result the store rejects can be quarantined exactly as it arrived.
+    pub result_sources: Vec<RawRecord>,
     pub dead_letters: Vec<DeadLetter>,
     /// Every record of the batch, decoded or not: what `ack` acknowledges.
     pub positions: Vec<FeedPosition>,

@@ -29,7 +29,7 @@ const TOP: &[&str] = &[
     "producer",
     "shard",
 ];
-const PRODUCER: &[&str] = &["max_concurrency", "per_host_concurrency"];
+const PRODUCER: &[&str] = &["max_concurrency", "per_host_concurrency", "max_in_flight"];
 const SHARD: &[&str] = &["index", "count"];
 const SQLITE: &[&str] = &["path"];
 const DEFAULTS: &[&str] = &["interval", "timeout", "expected_status"];
@@ -151,7 +151,13 @@ fn read_producer(r: &mut Reader, v: &Value, path: &str) -> Option<ProducerConfig
     let per_host = f
         .get("per_host_concurrency")
         .map_or(Some(d.per_host_concurrency as u64), |(v, p)| r.uint(v, &p, 1, 100_000));
-    Some(ProducerConfig { max_concurrency: max? as usize, per_host_concurrency: per_host? as usize })
+    let in_flight =
+        f.get("max_in_flight").map_or(Some(d.max_in_flight as u64), |(v, p)| r.uint(v, &p, 1, 10_000_000));
+    Some(ProducerConfig {
+        max_concurrency: max? as usize,
+        per_host_concurrency: per_host? as usize,
+        max_in_flight: in_flight? as usize,
+    })
 }
 
 fn read_shard(r: &mut Reader, v: &Value, path: &str) -> Option<Shard> {

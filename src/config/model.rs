@@ -30,11 +30,13 @@ pub struct ProducerConfig {
     pub max_concurrency: usize,
     /// Most checks in flight against one host at once.
     pub per_host_concurrency: usize,
+    /// Most results awaiting the broker's acknowledgement; past it the scheduler waits.
+    pub max_in_flight: usize,
 }
 
 impl Default for ProducerConfig {
     fn default() -> Self {
-        ProducerConfig { max_concurrency: 1024, per_host_concurrency: 32 }
+        ProducerConfig { max_concurrency: 1024, per_host_concurrency: 32, max_in_flight: 100_000 }
     }
 }
 

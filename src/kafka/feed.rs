@@ -4,21 +4,41 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use super::client::client_config;
 use crate::config::KafkaConfig;
-use crate::ports::{DeadLetter, FeedBatch, FeedError, FeedPosition, StatusFeed};
+use crate::ports::{DeadLetter, FeedBatch, FeedError, FeedPosition, RawRecord, StatusFeed};
 use crate::wire;
 
 pub struct KafkaFeed {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<FeedContext>,
+}
+
+/// Commits the stored offsets (results already in the database) before partitions are
+/// revoked, so the next owner starts where this consumer's commits ended.
+pub struct FeedContext;
+
+impl ClientContext for FeedContext {}
+
+impl ConsumerContext for FeedContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => {
+                    tracing::info!(partitions = tpl.count(), "committed stored offsets before revocation")
+                }
+                // Nothing stored yet is not a problem: there is nothing to lose.
+                Err(e) => tracing::debug!(error = %e, "no offsets committed before revocation"),
+            }
+        }
+    }
 }
 
 impl KafkaFeed {
     pub fn new(k: &KafkaConfig) -> Result<Self, rdkafka::error::KafkaError> {
-        let consumer: StreamConsumer = client_config(
+        let consumer: StreamConsumer<FeedContext> = client_config(
             k,
             &[
                 ("group.id", &k.group_id),
@@ -29,7 +49,7 @@ impl KafkaFeed {
                 ("enable.partition.eof", "false"),
             ],
         )
-        .create()?;
+        .create_with_context(FeedContext)?;
         consumer.subscribe(&[&k.topic])?;
         Ok(KafkaFeed { consumer })
     }
@@ -60,7 +80,11 @@ impl StatusFeed for KafkaFeed {
             match payload.map(wire::decode) {
                 Some(Ok(result)) => {
                     batch.results.push(result);
-                    batch.result_positions.push(position.clone());
+                    batch.result_sources.push(RawRecord {
+                        position: position.clone(),
+                        key: msg.key().map(<[u8]>::to_vec),
+                        payload: payload.map(<[u8]>::to_vec),
+                    });
                 }
                 Some(Err(e)) => batch.dead_letters.push(DeadLetter {
                     position: position.clone(),

@@ -25,7 +25,7 @@ impl KafkaPublisher {
                 ("acks", "all"),
                 ("compression.type", "lz4"),
                 ("linger.ms", "5"),
-                ("message.timeout.ms", "120000"),
+                ("message.timeout.ms", "30000"),
             ],
         )
         .create()?;

@@ -50,9 +50,18 @@ impl PgStore {
         Ok(PgStore { pool, partitions: Mutex::new(HashSet::new()) })
     }
 
-    /// Applies the embedded migrations; a no-op when they are all applied.
+    /// Applies the embedded migrations (a no-op when they are all applied) and creates the
+    /// history partitions for today and tomorrow.
     pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        MIGRATOR.run(&self.pool).await
+        MIGRATOR.run(&self.pool).await?;
+        let today = chrono::Utc::now().date_naive();
+        for day in [Some(today), today.checked_add_days(Days::new(1))].into_iter().flatten() {
+            create_partition(&self.pool, day)
+                .await
+                .map_err(|e| sqlx::migrate::MigrateError::Execute(sqlx::Error::Protocol(e.to_string())))?;
+            self.partitions.lock().expect("partition cache lock").insert(day);
+        }
+        Ok(())
     }
 
     pub fn pool(&self) -> &PgPool {

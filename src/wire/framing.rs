@@ -28,6 +28,22 @@ pub enum DecodeError {
     Trailing(usize),
 }
 
+/// A reader over the datum that notes when a read asked for more than was left: apache-avro
+/// reads a missing trailing union branch as the first branch instead of failing.
+struct Strict<'a> {
+    rest: &'a [u8],
+    short: bool,
+}
+
+impl std::io::Read for Strict<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.len() > self.rest.len() {
+            self.short = true;
+        }
+        self.rest.read(buf)
+    }
+}
+
 /// Encodes a result with the current schema.
 pub fn encode(result: &CheckResult) -> Result<Vec<u8>, String> {
     let datum = GenericDatumWriter::builder(&CURRENT.schema)
@@ -49,14 +65,17 @@ pub fn decode(bytes: &[u8]) -> Result<CheckResult, DecodeError> {
         _ if bytes.len() >= HEADER_LEN && bytes[..2] == MAGIC => {
             let fp = &bytes[2..HEADER_LEN];
             let writer = by_fingerprint(fp).ok_or_else(|| DecodeError::UnknownSchema(fp.to_vec()))?;
-            let mut datum = &bytes[HEADER_LEN..];
+            let mut datum = Strict { rest: &bytes[HEADER_LEN..], short: false };
             let value = GenericDatumReader::builder(writer)
                 .reader_schema(&CURRENT.schema)
                 .build()
                 .and_then(|r| r.read_value(&mut datum))
                 .map_err(|e| DecodeError::Datum(e.to_string()))?;
-            if !datum.is_empty() {
-                return Err(DecodeError::Trailing(datum.len()));
+            if datum.short {
+                return Err(DecodeError::Datum("the datum ends before its last field".into()));
+            }
+            if !datum.rest.is_empty() {
+                return Err(DecodeError::Trailing(datum.rest.len()));
             }
             from_value(value).map_err(DecodeError::Datum)
         }
@@ -114,6 +133,12 @@ mod tests {
         other_fp[5] ^= 0xff;
         assert!(matches!(decode(&other_fp), Err(DecodeError::UnknownSchema(_))));
         assert!(matches!(decode(&good[..good.len() - 3]), Err(DecodeError::Datum(_))));
+        // A datum whose trailing fields are all null unions: cutting any of them is caught.
+        let t = Utc.timestamp_micros(1).unwrap();
+        let nulls = encode(&CheckResult::new("s", "http://x/", "r", t, t, CheckStatus::Success)).unwrap();
+        for cut in 1..8 {
+            assert!(matches!(decode(&nulls[..nulls.len() - cut]), Err(DecodeError::Datum(_))), "cut {cut}");
+        }
         let mut long = good.clone();
         long.push(0);
         assert_eq!(decode(&long), Err(DecodeError::Trailing(1)));

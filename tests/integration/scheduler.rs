@@ -65,6 +65,7 @@ fn options(max: usize, per_host: usize) -> ProducerOptions {
         grace: Duration::from_secs(30),
         region: "test".into(),
         log_results: false,
+        max_in_flight: 10_000,
     }
 }
 

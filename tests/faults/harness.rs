@@ -1,0 +1,190 @@
+//! What the fault tests share: one-at-a-time execution, service control that always restores
+//! the services, running sitemon processes with their logs, and counting rows and records.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::support;
+
+/// Fault tests take turns: they stop services the others need.
+pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn services(action: &str) {
+    let script = std::env::var("SITEMON_SERVICES").expect("SITEMON_SERVICES is not set: run `make test`");
+    let status = std::process::Command::new(script).arg(action).status().expect("run scripts/services");
+    assert!(status.success(), "scripts/services {action} failed");
+}
+
+/// Stops a service; starts it again when dropped, even if the test fails in between.
+pub struct Stopped(&'static str);
+
+impl Stopped {
+    pub fn kafka() -> Stopped {
+        services("stop-kafka");
+        Stopped("kafka")
+    }
+    pub fn postgres() -> Stopped {
+        services("stop-postgres");
+        Stopped("postgres")
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        services(&format!("start-{}", self.0));
+    }
+}
+
+/// A running `sitemon` with its stderr collected.
+pub struct Running {
+    pub child: Child,
+    pub log: Arc<Mutex<String>>,
+}
+
+pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sitemon"));
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn sitemon");
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().expect("piped stderr");
+    let sink = log.clone();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut l = sink.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    Running { child, log }
+}
+
+impl Running {
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.id().expect("still running").to_string();
+        let ok = std::process::Command::new("kill").args([sig, &pid]).status().expect("kill").success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+
+    /// Waits for the exit (at most `limit`) and returns the exit code and the log.
+    pub async fn finish(mut self, limit: Duration) -> (Option<i32>, String) {
+        let status = tokio::time::timeout(limit, self.child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("sitemon still running after {limit:?}:\n{}", self.log.lock().unwrap())
+            })
+            .expect("wait");
+        // Let the log reader catch the last lines.
+        let _ = support::wait_for(Duration::from_secs(2), || async {
+            self.log.lock().unwrap().contains("stopped").then_some(())
+        })
+        .await;
+        (status.code(), self.log.lock().unwrap().clone())
+    }
+}
+
+/// The number in `key=N` on the last log line that has it.
+pub fn logged_count(log: &str, key: &str) -> Option<u64> {
+    log.lines().rev().find_map(|l| {
+        let at = l.find(&format!("{key}="))? + key.len() + 1;
+        l[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    })
+}
+
+/// Records in a topic (sum of high watermarks).
+pub fn topic_records(topic: &str) -> i64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", support::kafka_bootstrap())
+        .set("group.id", "sitemon-fault-tests-watermarks")
+        .create()
+        .expect("consumer");
+    let Ok(md) = c.fetch_metadata(Some(topic), Duration::from_secs(5)) else { return 0 };
+    let Some(t) = md.topics().first() else { return 0 };
+    t.partitions()
+        .iter()
+        .map(|p| c.fetch_watermarks(topic, p.id(), Duration::from_secs(5)).map(|(_, hi)| hi).unwrap_or(0))
+        .sum()
+}
+
+pub async fn rows(db: &str, sql: &str) -> i64 {
+    let mut c = support::connect(db).await;
+    sqlx::query_scalar(sql).fetch_one(&mut c).await.expect("count query")
+}
+
+/// Rows in history; `None` while the database is unreachable.
+pub async fn try_history(db: &str) -> Option<i64> {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(db).await.ok()?;
+    sqlx::query_scalar("SELECT count(*) FROM check_results").fetch_one(&mut c).await.ok()
+}
+
+/// A config for `n` sites on the local test site, publishing to `topic`, storing in `db`.
+pub fn config(
+    addr: std::net::SocketAddr,
+    n: usize,
+    interval: &str,
+    topic: &str,
+    group: &str,
+    extra: &str,
+) -> String {
+    let mut text = format!(
+        "region: faults\nkafka:\n  bootstrap_servers: ${{KAFKA_BOOTSTRAP_SERVERS}}\n  topic: {topic}\n  group_id: {group}\n  properties:\n    session.timeout.ms: 6000\n    heartbeat.interval.ms: 1000\npostgres:\n  url: ${{SITEMON_TEST_DATABASE_URL}}\nconsumer:\n  batch_size: 25\n  batch_wait: 100ms\n{extra}sites:\n"
+    );
+    for i in 0..n {
+        text.push_str(&format!(
+            "  - {{name: site-{i:04}, url: 'http://{addr}/ok', interval: {interval}, timeout: 900ms}}\n"
+        ));
+    }
+    text
+}
+
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub db: String,
+    pub topic: String,
+    pub bootstrap: String,
+}
+
+impl Setup {
+    pub async fn new() -> Setup {
+        let db = support::fresh_database().await;
+        Setup {
+            dir: tempfile::tempdir().unwrap(),
+            db,
+            topic: support::unique("sitemon-faults"),
+            bootstrap: support::kafka_bootstrap(),
+        }
+    }
+
+    pub fn env(&self) -> [(&str, &str); 2] {
+        [
+            ("KAFKA_BOOTSTRAP_SERVERS", self.bootstrap.as_str()),
+            ("SITEMON_TEST_DATABASE_URL", self.db.as_str()),
+        ]
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> String {
+        support::write(self.dir.path(), name, text)
+    }
+
+    /// Adds one `--once` round of `n` sites to the topic; returns the config path.
+    pub async fn preload(&self, addr: std::net::SocketAddr, n: usize) -> String {
+        let before = topic_records(&self.topic);
+        let cfg = self.write("preload.yaml", &config(addr, n, "1m", &self.topic, "faults", ""));
+        let out =
+            support::sitemon(&["producer", "--once", "-c", &cfg], &self.env(), Duration::from_secs(120))
+                .await;
+        assert!(out.status.success(), "preload: {}", support::describe(&out));
+        assert_eq!(topic_records(&self.topic), before + n as i64);
+        cfg
+    }
+}

@@ -1,0 +1,15 @@
+//! Fault tests against the real broker and database: broker restarts, consumer crashes,
+//! database outages, graceful stops and poison records. They stop and start the shared test
+//! services, so they run one at a time (and cargo runs this binary apart from the others).
+
+#[path = "../integration/support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+
+mod harness;
+
+mod consumer_crash;
+mod database_outage;
+mod graceful_stop;
+mod kafka_restart;
+mod poison;
