@@ -12,8 +12,8 @@ async fn sigterm_drains_producer_and_consumer() {
     let addr = sites::start().await;
     let s = Setup::new().await;
     // The slow site is mid-check at any moment, so SIGTERM always finds work in flight.
-    let extra = format!("defaults:\n  timeout: 900ms\n");
-    let mut text = harness::config(addr, 30, "1s", &s.topic, "faults", &extra);
+    let extra = "defaults:\n  timeout: 900ms\n";
+    let mut text = harness::config(addr, 30, "1s", &s.topic, "faults", extra);
     text.push_str(&format!("  - {{name: slow, url: 'http://{addr}/slow', interval: 2s, timeout: 1500ms}}\n"));
     let cfg = s.write("p.yaml", &text);
 

@@ -143,6 +143,18 @@ async fn checks_flow_from_sites_through_kafka_into_postgres_exactly_once() {
         }
     }
 
+    // The operator view: uptime and latency percentiles per site and hour.
+    let hourly: Vec<(String, i64, f64, f64)> = sqlx::query_as(
+        "SELECT site_id, checks, uptime_pct::float8, p95_total_us FROM site_hourly WHERE site_id IN ('ok', 'error') ORDER BY site_id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(hourly.len(), 2, "{hourly:?}");
+    assert_eq!((hourly[0].0.as_str(), hourly[0].1, hourly[0].2), ("error", 1, 0.0));
+    assert_eq!((hourly[1].0.as_str(), hourly[1].1, hourly[1].2), ("ok", 1, 100.0));
+    assert!(hourly[1].3 > 0.0);
+
     // `sitemon status` reads the same rows back from PostgreSQL.
     let out = sitemon(&["status", "-c", &cfg, "--json"], &env, LIMIT).await;
     assert!(out.status.success(), "status: {}", describe(&out));
