@@ -52,8 +52,17 @@ fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
+/// One hop's request: the site's settings, and the URL, method and body for this hop (a
+/// redirect can change all three).
+struct Hop<'a> {
+    site: &'a Site,
+    url: &'a Url,
+    method: &'a str,
+    body: Option<&'a str>,
+}
+
 /// How one request/response exchange ended.
-enum Hop {
+enum Outcome {
     Done,
     Redirect { location: String, code: u16 },
 }
@@ -90,9 +99,10 @@ impl HyperProbe {
         let mut body = site.body.as_deref();
         let mut hops = 0;
         loop {
-            match self.hop(site, &url, method, body, r, t0).await? {
-                Hop::Done => return Ok(()),
-                Hop::Redirect { location, code } => {
+            let hop = Hop { site, url: &url, method, body };
+            match self.hop(&hop, r, t0).await? {
+                Outcome::Done => return Ok(()),
+                Outcome::Redirect { location, code } => {
                     if hops >= site.max_redirects {
                         return Err(Failure::new(
                             FailureKind::RedirectLimit,
@@ -126,15 +136,8 @@ impl HyperProbe {
         }
     }
 
-    async fn hop(
-        &self,
-        site: &Site,
-        url: &Url,
-        method: &str,
-        body: Option<&str>,
-        r: &mut CheckResult,
-        t0: Instant,
-    ) -> Result<Hop, Failure> {
+    async fn hop(&self, hop: &Hop<'_>, r: &mut CheckResult, t0: Instant) -> Result<Outcome, Failure> {
+        let url = hop.url;
         let host = url.host_str().unwrap_or_default();
         let port = url.port_or_known_default().unwrap_or(80);
         let bare_host = host.trim_start_matches('[').trim_end_matches(']');
@@ -170,26 +173,23 @@ impl HyperProbe {
 
         if url.scheme() == "https" {
             let t = Instant::now();
-            let tls = self.tls.get(&site.tls).connect(bare_host, tcp).await.map_err(|e| classify::tls(&e))?;
+            let tls =
+                self.tls.get(&hop.site.tls).connect(bare_host, tcp).await.map_err(|e| classify::tls(&e))?;
             r.tls_us = Some(micros(t.elapsed()));
             r.tls_not_after = not_after(&tls);
-            self.exchange(tls, site, url, method, body, r, t0).await
+            self.exchange(tls, hop, r, t0).await
         } else {
-            self.exchange(tcp, site, url, method, body, r, t0).await
+            self.exchange(tcp, hop, r, t0).await
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn exchange<S>(
         &self,
         stream: S,
-        site: &Site,
-        url: &Url,
-        method: &str,
-        body: Option<&str>,
+        hop: &Hop<'_>,
         r: &mut CheckResult,
         t0: Instant,
-    ) -> Result<Hop, Failure>
+    ) -> Result<Outcome, Failure>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -198,24 +198,19 @@ impl HyperProbe {
                 .await
                 .map_err(|e| classify::protocol(&e))?;
         let conn = tokio::spawn(conn);
-        let req = self.request(site, url, method, body)?;
+        let req = self.request(hop)?;
         let result = async {
             let resp = sender.send_request(req).await.map_err(|e| classify::protocol(&e))?;
             r.ttfb_us = Some(micros(t0.elapsed()));
-            self.response(resp, site, r).await
+            self.response(resp, hop.site, r).await
         }
         .await;
         conn.abort();
         result
     }
 
-    fn request(
-        &self,
-        site: &Site,
-        url: &Url,
-        method: &str,
-        body: Option<&str>,
-    ) -> Result<http::Request<Full<Bytes>>, Failure> {
+    fn request(&self, hop: &Hop<'_>) -> Result<http::Request<Full<Bytes>>, Failure> {
+        let (site, url) = (hop.site, hop.url);
         let path = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_owned(),
@@ -224,7 +219,7 @@ impl HyperProbe {
             Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
             None => url.host_str().unwrap_or_default().to_owned(),
         };
-        let mut b = http::Request::builder().method(method).uri(path);
+        let mut b = http::Request::builder().method(hop.method).uri(path);
         let has = |name: &str| site.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
         for (name, default) in
             [("host", host_header.as_str()), ("user-agent", &self.user_agent), ("accept", "*/*")]
@@ -237,7 +232,7 @@ impl HyperProbe {
         for (k, v) in &site.headers {
             b = b.header(k.as_str(), v.expose());
         }
-        let body = body.map_or_else(Bytes::new, |s| Bytes::copy_from_slice(s.as_bytes()));
+        let body = hop.body.map_or_else(Bytes::new, |s| Bytes::copy_from_slice(s.as_bytes()));
         b.body(Full::new(body))
             .map_err(|e| Failure::new(FailureKind::Protocol, format!("cannot build request: {e}")))
     }
@@ -247,14 +242,14 @@ impl HyperProbe {
         resp: http::Response<Incoming>,
         site: &Site,
         r: &mut CheckResult,
-    ) -> Result<Hop, Failure> {
+    ) -> Result<Outcome, Failure> {
         let code = resp.status().as_u16();
         r.status_code = Some(code);
         r.http_version = Some(format!("{:?}", resp.version()));
         if site.follow_redirects && resp.status().is_redirection() {
             if let Some(location) = resp.headers().get(http::header::LOCATION) {
                 let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
-                return Ok(Hop::Redirect { location, code });
+                return Ok(Outcome::Redirect { location, code });
             }
         }
         let (body, len) = read_body(resp.into_body(), site.pattern.is_some(), site.max_body_bytes).await?;
@@ -268,7 +263,7 @@ impl HyperProbe {
         if r.pattern_matched == Some(false) {
             return Err(Failure::new(FailureKind::PatternNotFound, "pattern not found in the body"));
         }
-        Ok(Hop::Done)
+        Ok(Outcome::Done)
     }
 }
 
