@@ -9,3 +9,4 @@ mod embedded;
 mod hostile;
 mod pipeline;
 mod scheduler;
+mod store;
