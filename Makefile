@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test lint fmt build release services-up services-down deps
+.PHONY: test lint fmt build release bench services-up services-down deps
 
 ## test: install what is missing, start Kafka + PostgreSQL, run every test
 test: deps
@@ -12,6 +12,10 @@ test: deps
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+## bench: B1-B3 of DESIGN.md §8 with their ceilings; writes BENCHMARKS.md (about 10 minutes)
+bench: deps
+	python3 scripts/bench.py
 
 fmt:
 	$(CARGO) fmt --all

@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+"""`make bench`: sitemon's benchmarks (DESIGN.md §8), each figure next to a ceiling measured in
+the same run on the same machine. Writes BENCHMARKS.md.
+
+B1  producer, new connection per check, publishing to Kafka, against a local nginx;
+    ceiling: wrk -H 'Connection: close' on the same nginx.
+B2  consumer draining 1M results from Kafka into PostgreSQL (history + latest);
+    ceiling: COPY of the same rows into the same table.
+B3  end to end at 1k checks/s: check finished -> row written, p50/p99.
+
+Installs nginx and wrk (Debian packages) when missing; uses scripts/services for Kafka and
+PostgreSQL. Set BENCH_QUICK=1 for a shorter run (smaller numbers, for trying the script).
+"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from gen_sites import render  # noqa: E402
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+WORK = Path(os.environ.get("SITEMON_BENCH_DIR", "/tmp/sitemon-bench"))
+NGINX_PORT = 38080
+METRICS = "127.0.0.1:39464"
+BIN = ROOT / "target" / "release" / "sitemon"
+LOADER = ROOT / "target" / "release" / "examples" / "load_topic"
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=isinstance(cmd, str), check=True, text=True, **kw)
+
+
+def ensure_tools():
+    missing = [p for p, b in (("nginx-light", "nginx"), ("wrk", "wrk")) if not shutil.which(b)]
+    if missing:
+        log(f"installing {' '.join(missing)}")
+        sh("apt-get update -qq", stdout=subprocess.DEVNULL)
+        sh(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], stdout=subprocess.DEVNULL,
+           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    # Many short connections: let loopback reuse TIME_WAIT ports and widen the port range.
+    for k, v in (("net.ipv4.ip_local_port_range", "10000 65000"), ("net.ipv4.tcp_tw_reuse", "1")):
+        subprocess.run(["sysctl", "-q", "-w", f"{k}={v}"], stderr=subprocess.DEVNULL)
+
+
+def services_env():
+    out = sh([str(ROOT / "scripts/services"), "up"], capture_output=True).stdout
+    env = dict(re.findall(r"export (\w+)=(\S+)", out))
+    os.environ.update(env)
+    return env
+
+
+def start_nginx():
+    WORK.mkdir(parents=True, exist_ok=True)
+    conf = WORK / "nginx.conf"
+    conf.write_text(f"""worker_processes 1;
+pid {WORK}/nginx.pid;
+error_log {WORK}/nginx-error.log warn;
+events {{ worker_connections 16384; }}
+http {{
+  access_log off;
+  server {{
+    listen 127.0.0.1:{NGINX_PORT} backlog=16384 reuseport;
+    location / {{ return 200 "ok\\n"; }}
+  }}
+}}
+""")
+    subprocess.run(["nginx", "-c", str(conf), "-s", "stop"], stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    sh(["nginx", "-c", str(conf)])
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{NGINX_PORT}/s/1", timeout=1).read()
+            return conf
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("nginx did not start")
+
+
+def wrk_ceiling(seconds):
+    out = sh(["wrk", "-t2", "-c64", f"-d{seconds}s", "-H", "Connection: close",
+              f"http://127.0.0.1:{NGINX_PORT}/s/1"], capture_output=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    return rate
+
+
+def metrics():
+    try:
+        text = urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=2).read().decode()
+    except OSError:
+        return {}
+    m = {}
+    for line in text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, _, value = line.rpartition(" ")
+        try:
+            m[name] = m.get(name, 0.0) + float(value) if "{status=" in name else float(value)
+        except ValueError:
+            pass
+    return m
+
+
+def metric(m, prefix):
+    return sum(v for k, v in m.items() if k == prefix or k.startswith(prefix + "{"))
+
+
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def rss_mb(pid, key="VmRSS"):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def write_config(name, text):
+    path = WORK / name
+    path.write_text(text)
+    return str(path)
+
+
+def producer_run(sites, interval, seconds, label):
+    topic = f"bench-{label}-{uuid.uuid4().hex[:8]}"
+    extra = f"producer:\n  max_concurrency: 4096\n  per_host_concurrency: 4096\n"
+    cfg = write_config(f"{label}.yaml", render(sites, interval, "5s", f"http://127.0.0.1:{NGINX_PORT}/s/{{i}}",
+                                                kafka=os.environ["KAFKA_BOOTSTRAP_SERVERS"], topic=topic, extra=extra))
+    log(f"{label}: {sites} sites every {interval} for {seconds} s")
+    p = subprocess.Popen([str(BIN), "--listen", METRICS, "producer", "-c", cfg, "--grace", "20s"],
+                         stderr=open(WORK / f"{label}.log", "w"), env={**os.environ, "RUST_LOG": "warn"})
+    deadline = time.time() + 30
+    while not metrics() and time.time() < deadline:
+        time.sleep(0.2)
+    warm = 3.0
+    time.sleep(warm)
+    m0, c0, t0 = metrics(), cpu_seconds(p.pid), time.time()
+    peak = 0.0
+    while time.time() < t0 + seconds:
+        time.sleep(0.5)
+        peak = max(peak, rss_mb(p.pid))
+    m1, c1, t1 = metrics(), cpu_seconds(p.pid), time.time()
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=60)
+    checks = metric(m1, "sitemon_results_published_total") - metric(m0, "sitemon_results_published_total")
+    missed = metric(m1, "sitemon_missed_slots_total")
+    lag = {q: m1.get(f'sitemon_schedule_lag_seconds{{quantile="{q}"}}', float("nan")) * 1000 for q in ("0.5", "0.99", "1")}
+    rate = checks / (t1 - t0)
+    return {
+        "sites": sites, "interval": interval, "offered": sites / parse_secs(interval), "rate": rate,
+        "lag_p50_ms": lag["0.5"], "lag_p99_ms": lag["0.99"], "lag_max_ms": lag["1"], "missed": missed,
+        "cpu_per_1k": (c1 - c0) / max(checks, 1) * 1000, "rss_mb": peak, "exit": p.returncode,
+    }
+
+
+def parse_secs(s):
+    n, unit = re.match(r"(\d+)(\w+)", s).groups()
+    return int(n) * {"s": 1, "m": 60, "h": 3600}[unit]
+
+
+def psql(sql, db):
+    url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + db
+    return sh(["psql", url, "-qAtX", "-c", sql], capture_output=True).stdout.strip()
+
+
+def fresh_db():
+    name = f"sitemon_bench_{uuid.uuid4().hex[:8]}"
+    psql(f"CREATE DATABASE {name}", "postgres")
+    return name, os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + name
+
+
+def consumer_drain(total, label):
+    topic = f"bench-{label}-{uuid.uuid4().hex[:8]}"
+    log(f"{label}: loading {total} results into {topic}")
+    out = sh([str(LOADER), os.environ["KAFKA_BOOTSTRAP_SERVERS"], topic, str(total), "10000"], capture_output=True).stdout
+    log(f"{label}: {out.strip()}")
+    db, url = fresh_db()
+    extra = "consumer:\n  batch_size: 10000\n  batch_wait: 200ms\n"
+    cfg = write_config(f"{label}.yaml", render(1, "1m", "5s", "http://127.0.0.1/", kafka=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+                                                topic=topic, postgres=url, extra=extra))
+    sh([str(BIN), "migrate", "-c", cfg], stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    p = subprocess.Popen([str(BIN), "consumer", "-c", cfg, "--exit-when-idle", "2s"],
+                         stderr=open(WORK / f"{label}.log", "w"), env={**os.environ, "RUST_LOG": "warn"})
+    peak, done_at = 0.0, None
+    while p.poll() is None:
+        time.sleep(0.25)
+        try:
+            peak = max(peak, rss_mb(p.pid))
+        except FileNotFoundError:
+            break
+        if done_at is None and int(psql("SELECT count(*) FROM check_results", db) or 0) >= total:
+            done_at = time.time()
+    p.wait()
+    done_at = done_at or time.time()
+    stored = int(psql("SELECT count(*) FROM check_results", db))
+    latest = int(psql("SELECT count(*) FROM site_status", db))
+    rate = stored / (done_at - t0)
+    # Ceiling: COPY the same rows into the same (partitioned) table.
+    dump = WORK / f"{label}.copy"
+    if dump.exists():
+        dump.unlink()
+    os.chmod(WORK, 0o777)
+    psql(f"COPY check_results TO '{dump}'", db)
+    psql("TRUNCATE check_results", db)
+    c0 = time.time()
+    psql(f"COPY check_results FROM '{dump}'", db)
+    copy_rate = stored / (time.time() - c0)
+    dump.unlink()
+    return {"total": total, "stored": stored, "latest": latest, "rate": rate, "copy_rate": copy_rate,
+            "rss_mb": peak, "exit": p.returncode}
+
+
+def end_to_end(sites, interval, seconds):
+    label = "b3"
+    topic = f"bench-{label}-{uuid.uuid4().hex[:8]}"
+    db, url = fresh_db()
+    extra = "producer:\n  per_host_concurrency: 4096\nconsumer:\n  batch_size: 2000\n  batch_wait: 50ms\n"
+    cfg = write_config(f"{label}.yaml", render(sites, interval, "5s", f"http://127.0.0.1:{NGINX_PORT}/s/{{i}}",
+                                                kafka=os.environ["KAFKA_BOOTSTRAP_SERVERS"], topic=topic, postgres=url, extra=extra))
+    sh([str(BIN), "migrate", "-c", cfg], stderr=subprocess.DEVNULL)
+    env = {**os.environ, "RUST_LOG": "warn"}
+    cons = subprocess.Popen([str(BIN), "consumer", "-c", cfg], stderr=open(WORK / "b3-consumer.log", "w"), env=env)
+    prod = subprocess.Popen([str(BIN), "producer", "-c", cfg], stderr=open(WORK / "b3-producer.log", "w"), env=env)
+    log(f"{label}: {sites} sites every {interval}, producer + consumer, {seconds} s")
+    start = time.time()
+    time.sleep(seconds)
+    prod.send_signal(signal.SIGTERM)
+    prod.wait(timeout=60)
+    time.sleep(2)
+    cons.send_signal(signal.SIGTERM)
+    cons.wait(timeout=60)
+    row = psql(
+        "SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY lat), percentile_cont(0.99) WITHIN GROUP (ORDER BY lat), max(lat) "
+        "FROM (SELECT extract(epoch FROM stored_at - started_at) * 1000 - total_us / 1000.0 AS lat FROM check_results "
+        f"WHERE started_at > to_timestamp({start + 5})) t", db)
+    n, p50, p99, mx = row.split("|")
+    return {"rows": int(n), "p50_ms": float(p50), "p99_ms": float(p99), "max_ms": float(mx)}
+
+
+def fmt(x, nd=1):
+    return f"{x:,.{nd}f}"
+
+
+def main():
+    ensure_tools()
+    services_env()
+    log("building the release binary and the topic loader")
+    sh(["cargo", "build", "--release", "--locked", "--bin", "sitemon", "--example", "load_topic"], cwd=ROOT)
+    conf = start_nginx()
+    began = time.time()
+    try:
+        dur = 10 if QUICK else 20
+        ceiling = wrk_ceiling(10 if not QUICK else 5)
+        log(f"ceiling: wrk {ceiling:.0f} req/s")
+        b1a = producer_run(2000 if QUICK else 10000, "10s" if not QUICK else "2s", dur, "b1-1k")
+        b1b = producer_run(5000 if QUICK else 50000, "5s" if not QUICK else "1s", dur, "b1-10k")
+        b1c = producer_run(20000 if QUICK else 100000, "10m", 15, "b1-rss")
+        ceiling2 = wrk_ceiling(10 if not QUICK else 5)
+        b2 = consumer_drain(100_000 if QUICK else 1_000_000, "b2")
+        b3 = end_to_end(2000 if QUICK else 10000, "2s" if QUICK else "10s", 20 if QUICK else 40)
+    finally:
+        subprocess.run(["nginx", "-c", str(conf), "-s", "stop"], stderr=subprocess.DEVNULL)
+    wall = time.time() - began
+    cpu = os.cpu_count()
+    cmd = "make bench" + (" (BENCH_QUICK=1)" if QUICK else "")
+    ceil = min(ceiling, ceiling2)
+    rows = [
+        ("B1 checks/s, 10k sites, 1k offered/s", fmt(b1a["rate"]), f"wrk {fmt(ceil, 0)} req/s", f"{b1a['rate'] / ceil:.2f}"),
+        ("B1 checks/s, 50k sites, 10k offered/s", fmt(b1b["rate"]), f"wrk {fmt(ceil, 0)} req/s", f"{b1b['rate'] / ceil:.2f}"),
+        ("B1 schedule lag p50 / p99 / max at 1k/s (ms)", f"{b1a['lag_p50_ms']:.2f} / {b1a['lag_p99_ms']:.2f} / {b1a['lag_max_ms']:.1f}", "goal p99 < 5 ms", ""),
+        ("B1 missed slots at 1k/s", fmt(b1a["missed"], 0), "goal 0", ""),
+        ("B1 schedule lag p50 / p99 / max at 10k offered/s (ms)", f"{b1b['lag_p50_ms']:.2f} / {b1b['lag_p99_ms']:.2f} / {b1b['lag_max_ms']:.1f}", "", ""),
+        ("B1 missed slots at 10k offered/s", fmt(b1b["missed"], 0), "", ""),
+        ("B1 CPU-seconds per 1k checks (1k/s / 10k/s)", f"{b1a['cpu_per_1k']:.2f} / {b1b['cpu_per_1k']:.2f}", "", ""),
+        ("B1 producer RSS peak (MB): 10k / 50k / 100k sites", f"{b1a['rss_mb']:.0f} / {b1b['rss_mb']:.0f} / {b1c['rss_mb']:.0f}", "goal ≤ 64 at 100k", ""),
+        (f"B2 results/s drained from a {b2['total']:,} backlog (history + latest)", fmt(b2["rate"], 0), f"COPY {fmt(b2['copy_rate'], 0)} rows/s", f"{b2['rate'] / b2['copy_rate']:.2f}"),
+        ("B2 consumer RSS peak (MB)", f"{b2['rss_mb']:.0f}", "", ""),
+        ("B3 check finished → row written, p50 / p99 / max (ms), 1k checks/s", f"{b3['p50_ms']:.0f} / {b3['p99_ms']:.0f} / {b3['max_ms']:.0f}", "goal p99 < 250 ms", ""),
+    ]
+    lines = [
+        "# sitemon benchmarks",
+        "",
+        f"Written by `{cmd}` (scripts/bench.py) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{cpu} cores, in {wall / 60:.1f} min. Every ceiling was measured in the same run on the same machine; "
+        "nginx, Kafka, PostgreSQL, the load generator and sitemon all share the cores, so absolute "
+        "numbers are low and only ratios carry over to other machines.",
+        "",
+        "| figure | value | ceiling / goal | ratio |",
+        "|---|---|---|---|",
+        *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows],
+        "",
+        "## How each figure is made",
+        "",
+        f"- **Ceiling B1**: `wrk -t2 -c64 -d10s -H 'Connection: close' http://127.0.0.1:{NGINX_PORT}/s/1` against the same "
+        "nginx (1 worker, `return 200`), run before and after the producer scenarios; the lower figure is used.",
+        "- **B1**: `scripts/gen_sites.py` writes N sites with distinct URLs on that nginx; `sitemon producer` checks them "
+        "with a new connection per check and publishes every result to the real Kafka broker. Rate, lag and missed slots "
+        "come from its `/metrics` (`sitemon_results_published_total`, `sitemon_schedule_lag_seconds` summary, "
+        "`sitemon_missed_slots_total`) over the measured window after a 3 s warm-up; CPU from /proc/PID/stat; RSS "
+        "sampled from /proc/PID/status.",
+        "- **B2**: `target/release/examples/load_topic` fills a topic with encoded results for 10k sites; "
+        "`sitemon consumer --exit-when-idle 2s` (batch_size 10000) drains it into a fresh database; rate = rows / time "
+        "from start until the last row is visible. Ceiling: `COPY check_results FROM` a dump of the very same rows into "
+        "the same partitioned table (history only: the consumer also maintains site_status).",
+        "- **B3**: producer and consumer run together (consumer batch_wait 50 ms) for the duration; latency = "
+        "`stored_at − (started_at + total_us)` per row after a 5 s warm-up, where stored_at is the row's insert "
+        "transaction time (the commit follows within milliseconds).",
+        "",
+    ]
+    (ROOT / "BENCHMARKS.md").write_text("\n".join(lines))
+    log(f"wrote BENCHMARKS.md in {wall / 60:.1f} min")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
