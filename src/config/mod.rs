@@ -6,6 +6,8 @@ mod locate;
 mod model;
 mod problem;
 mod reader;
+mod sections;
+mod sites;
 
 pub use crate::domain::Secret;
 pub use load::{load_file, parse};

@@ -1,0 +1,158 @@
+//! The sections that say where results go and how the processes run: kafka, postgres, sqlite,
+//! consumer, producer and shard.
+
+use serde_yaml_ng::Value;
+
+use super::reader::{Reader, join};
+use super::{ConsumerConfig, KafkaConfig, PostgresConfig, ProducerConfig, Secret, Shard, SqliteConfig};
+
+const KAFKA: &[&str] = &["bootstrap_servers", "topic", "group_id", "properties"];
+const POSTGRES: &[&str] = &["url", "max_connections"];
+const CONSUMER: &[&str] = &["batch_size", "batch_wait"];
+const SQLITE: &[&str] = &["path"];
+const PRODUCER: &[&str] = &["max_concurrency", "per_host_concurrency", "max_in_flight"];
+const SHARD: &[&str] = &["index", "count"];
+
+pub fn read_kafka(r: &mut Reader, v: &Value, path: &str) -> Option<KafkaConfig> {
+    let f = r.fields(v, path, KAFKA)?;
+    let bootstrap = match f.get("bootstrap_servers") {
+        Some((v, p)) => r.nonempty_string(v, &p),
+        None => {
+            r.problem(&join(path, "bootstrap_servers"), "missing: e.g. `localhost:9092`");
+            None
+        }
+    };
+    let topic = match f.get("topic") {
+        Some((v, p)) => r.nonempty_string(v, &p).and_then(|t| topic_name(r, t, &p)),
+        None => Some("sitemon.checks".to_owned()),
+    };
+    let group_id = match f.get("group_id") {
+        Some((v, p)) => r.nonempty_string(v, &p),
+        None => Some("sitemon".to_owned()),
+    };
+    let properties = match f.get("properties") {
+        Some((v, p)) => read_properties(r, v, &p),
+        None => Some(Vec::new()),
+    };
+    Some(KafkaConfig {
+        bootstrap_servers: bootstrap?,
+        topic: topic?,
+        group_id: group_id?,
+        properties: properties?,
+    })
+}
+
+fn topic_name(r: &mut Reader, t: String, path: &str) -> Option<String> {
+    let ok = t.len() <= 249
+        && t != "."
+        && t != ".."
+        && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Some(t)
+    } else {
+        r.problem(path, format!("`{t}` is not a valid Kafka topic name (A-Z a-z 0-9 . _ -, at most 249)"));
+        None
+    }
+}
+
+fn read_properties(r: &mut Reader, v: &Value, path: &str) -> Option<Vec<(String, Secret)>> {
+    let Value::Mapping(map) = v else {
+        r.problem(path, "expected a mapping of librdkafka property names to values");
+        return None;
+    };
+    let mut out = Vec::with_capacity(map.len());
+    let mut ok = true;
+    for (k, v) in map {
+        let Some(k) = k.as_str() else {
+            r.problem(path, "property names must be strings");
+            ok = false;
+            continue;
+        };
+        match r.string(v, &join(path, k)) {
+            Some(s) => out.push((k.to_owned(), Secret::new(s))),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+pub fn read_postgres(r: &mut Reader, v: &Value, path: &str) -> Option<PostgresConfig> {
+    let f = r.fields(v, path, POSTGRES)?;
+    let url = match f.get("url") {
+        Some((v, p)) => r.nonempty_string(v, &p).and_then(|u| {
+            if u.starts_with("postgres://") || u.starts_with("postgresql://") {
+                Some(Secret::new(u))
+            } else {
+                r.problem(&p, "expected a postgres:// or postgresql:// url");
+                None
+            }
+        }),
+        None => {
+            r.problem(&join(path, "url"), "missing: e.g. `${DATABASE_URL}`");
+            None
+        }
+    };
+    let max = match f.get("max_connections") {
+        Some((v, p)) => r.uint(v, &p, 1, 1000).map(|n| n as u32),
+        None => Some(4),
+    };
+    Some(PostgresConfig { url: url?, max_connections: max? })
+}
+
+pub fn read_consumer(r: &mut Reader, v: &Value, path: &str) -> Option<ConsumerConfig> {
+    let f = r.fields(v, path, CONSUMER)?;
+    let d = ConsumerConfig::default();
+    let size = f.get("batch_size").map_or(Some(d.batch_size as u64), |(v, p)| r.uint(v, &p, 1, 100_000));
+    let wait = f.get("batch_wait").map_or(Some(d.batch_wait), |(v, p)| r.duration(v, &p));
+    Some(ConsumerConfig { batch_size: size? as usize, batch_wait: wait? })
+}
+
+pub fn read_sqlite(r: &mut Reader, v: &Value, path: &str) -> Option<SqliteConfig> {
+    let f = r.fields(v, path, SQLITE)?;
+    match f.get("path") {
+        Some((v, p)) => r.nonempty_string(v, &p).map(|s| SqliteConfig { path: s.into() }),
+        None => Some(SqliteConfig::default()),
+    }
+}
+
+pub fn read_producer(r: &mut Reader, v: &Value, path: &str) -> Option<ProducerConfig> {
+    let f = r.fields(v, path, PRODUCER)?;
+    let d = ProducerConfig::default();
+    let max =
+        f.get("max_concurrency").map_or(Some(d.max_concurrency as u64), |(v, p)| r.uint(v, &p, 1, 100_000));
+    let per_host = f
+        .get("per_host_concurrency")
+        .map_or(Some(d.per_host_concurrency as u64), |(v, p)| r.uint(v, &p, 1, 100_000));
+    let in_flight =
+        f.get("max_in_flight").map_or(Some(d.max_in_flight as u64), |(v, p)| r.uint(v, &p, 1, 10_000_000));
+    Some(ProducerConfig {
+        max_concurrency: max? as usize,
+        per_host_concurrency: per_host? as usize,
+        max_in_flight: in_flight? as usize,
+    })
+}
+
+pub fn read_shard(r: &mut Reader, v: &Value, path: &str) -> Option<Shard> {
+    let f = r.fields(v, path, SHARD)?;
+    let count = match f.get("count") {
+        Some((v, p)) => r.uint(v, &p, 1, 10_000),
+        None => {
+            r.problem(&join(path, "count"), "missing: how many producers share the site list");
+            None
+        }
+    };
+    let index = match f.get("index") {
+        Some((v, p)) => r.uint(v, &p, 0, 9_999).and_then(|i| match count {
+            Some(c) if i >= c => {
+                r.problem(&p, format!("index {i} must be below count {c}"));
+                None
+            }
+            _ => Some(i),
+        }),
+        None => {
+            r.problem(&join(path, "index"), "missing: this producer's place, from 0 to count - 1");
+            None
+        }
+    };
+    Some(Shard { index: index? as u32, count: count? as u32 })
+}

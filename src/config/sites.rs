@@ -1,0 +1,257 @@
+//! The `sites` and `defaults` sections: every site checked field by field.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use regex::bytes::RegexBuilder;
+use serde_yaml_ng::Value;
+use url::Url;
+
+use super::Secret;
+use super::reader::{Fields, Reader, join};
+use crate::domain::{ExpectedStatus, Site, TlsOptions};
+
+const DEFAULTS: &[&str] = &["interval", "timeout", "expected_status"];
+const SITE: &[&str] = &[
+    "name",
+    "url",
+    "method",
+    "interval",
+    "timeout",
+    "pattern",
+    "expected_status",
+    "headers",
+    "body",
+    "follow_redirects",
+    "max_redirects",
+    "max_body_bytes",
+    "tls_verify",
+    "tls_ca_file",
+];
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
+const DEFAULT_MAX_REDIRECTS: u64 = 5;
+pub(super) const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Compiled-regex size cap, so a hostile pattern cannot take the producer's memory.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+pub struct SiteDefaults {
+    interval: Duration,
+    timeout: Duration,
+    expected_status: ExpectedStatus,
+}
+
+pub fn read_defaults(r: &mut Reader, top: &Fields) -> SiteDefaults {
+    let mut d = SiteDefaults {
+        interval: DEFAULT_INTERVAL,
+        timeout: DEFAULT_TIMEOUT,
+        expected_status: ExpectedStatus::SuccessOrRedirect,
+    };
+    let Some((v, p)) = top.get("defaults") else {
+        return d;
+    };
+    let Some(f) = r.fields(v, &p, DEFAULTS) else {
+        return d;
+    };
+    if let Some(i) = f.get("interval").and_then(|(v, p)| r.duration(v, &p)) {
+        d.interval = i;
+    }
+    if let Some(t) = f.get("timeout").and_then(|(v, p)| r.duration(v, &p)) {
+        d.timeout = t;
+    }
+    if let Some(e) = f.get("expected_status").and_then(|(v, p)| read_expected(r, v, &p)) {
+        d.expected_status = e;
+    }
+    d
+}
+
+pub fn read_sites(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> Option<Vec<Site>> {
+    let items = r.list(v, path)?;
+    if items.is_empty() {
+        r.problem(path, "the site list is empty; add at least one site");
+        return None;
+    }
+    let mut seen = HashSet::new();
+    let mut sites = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        match read_site(r, item, &p, d) {
+            Some(site) => {
+                if !seen.insert(site.id.clone()) {
+                    r.problem(&join(&p, "name"), format!("duplicate site name `{}`", site.id));
+                    ok = false;
+                }
+                sites.push(site);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(sites)
+}
+
+fn read_site(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> Option<Site> {
+    let f = r.fields(v, path, SITE)?;
+    let name = match f.get("name") {
+        Some((v, p)) => r.nonempty_string(v, &p).and_then(|n| site_name(r, n, &p)),
+        None => {
+            r.problem(&join(path, "name"), "missing: every site needs a unique name");
+            None
+        }
+    };
+    let url = match f.get("url") {
+        Some((v, p)) => r.string(v, &p).and_then(|u| site_url(r, &u, &p)),
+        None => {
+            r.problem(&join(path, "url"), "missing: every site needs a url");
+            None
+        }
+    };
+    let method = match f.get("method") {
+        Some((v, p)) => r.string(v, &p).and_then(|m| {
+            let m = m.trim().to_ascii_uppercase();
+            if METHODS.contains(&m.as_str()) {
+                Some(m)
+            } else {
+                r.problem(&p, format!("`{m}` is not a supported method: use one of {}", METHODS.join(", ")));
+                None
+            }
+        }),
+        None => Some("GET".to_owned()),
+    };
+    let interval = f.get("interval").map_or(Some(d.interval), |(v, p)| r.duration(v, &p));
+    let timeout = f.get("timeout").map_or(Some(d.timeout), |(v, p)| r.duration(v, &p));
+    if let (Some(i), Some(t)) = (interval, timeout)
+        && t > i
+    {
+        r.problem(
+            &join(path, "timeout"),
+            format!(
+                "timeout {} is longer than the interval {}; a check must end before the next is due",
+                humantime::format_duration(t),
+                humantime::format_duration(i)
+            ),
+        );
+    }
+    let pattern = match f.get("pattern") {
+        Some((v, p)) => match r.string(v, &p) {
+            Some(s) => match RegexBuilder::new(&s).size_limit(REGEX_SIZE_LIMIT).build() {
+                Ok(re) => Some(Some(re)),
+                Err(e) => {
+                    let msg = e.to_string().replace('\n', " ");
+                    r.problem(&p, format!("invalid regex: {msg}"));
+                    None
+                }
+            },
+            None => None,
+        },
+        None => Some(None),
+    };
+    let expected_status = match f.get("expected_status") {
+        Some((v, p)) => read_expected(r, v, &p),
+        None => Some(d.expected_status.clone()),
+    };
+    let headers = match f.get("headers") {
+        Some((v, p)) => read_headers(r, v, &p),
+        None => Some(Vec::new()),
+    };
+    let body = f.get("body").map(|(v, p)| r.string(v, &p));
+    let follow = f.get("follow_redirects").map_or(Some(false), |(v, p)| r.boolean(v, &p));
+    let max_redirects =
+        f.get("max_redirects").map_or(Some(DEFAULT_MAX_REDIRECTS), |(v, p)| r.uint(v, &p, 0, 50));
+    let max_body =
+        f.get("max_body_bytes").map_or(Some(DEFAULT_MAX_BODY), |(v, p)| r.byte_size(v, &p, 0, 1 << 30));
+    let verify = f.get("tls_verify").map_or(Some(true), |(v, p)| r.boolean(v, &p));
+    let ca_file = f.get("tls_ca_file").map(|(v, p)| r.nonempty_string(v, &p).map(std::path::PathBuf::from));
+    Some(Site {
+        headers: headers?,
+        body: body.map_or(Some(None), |b| b.map(Some))?,
+        follow_redirects: follow?,
+        max_redirects: max_redirects? as u32,
+        max_body_bytes: max_body?,
+        tls: TlsOptions { verify: verify?, ca_file: ca_file.map_or(Some(None), |c| c.map(Some))? },
+        id: name?,
+        url: url?,
+        method: method?,
+        interval: interval?,
+        timeout: timeout.filter(|t| interval.is_none_or(|i| *t <= i))?,
+        pattern: pattern?,
+        expected_status: expected_status?,
+    })
+}
+
+fn read_headers(r: &mut Reader, v: &Value, path: &str) -> Option<Vec<(String, Secret)>> {
+    let Value::Mapping(map) = v else {
+        r.problem(path, "expected a mapping of header names to values");
+        return None;
+    };
+    let mut out = Vec::with_capacity(map.len());
+    let mut ok = true;
+    for (k, v) in map {
+        let Some(name) = k.as_str() else {
+            r.problem(path, "header names must be strings");
+            ok = false;
+            continue;
+        };
+        let p = join(path, name);
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            r.problem(&p, format!("`{name}` is not a valid header name"));
+            ok = false;
+            continue;
+        }
+        match r.string(v, &p) {
+            Some(value) if http::HeaderValue::from_str(&value).is_ok() => {
+                out.push((name.to_owned(), Secret::new(value)))
+            }
+            Some(_) => {
+                r.problem(&p, "not a valid header value (control characters?)");
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn site_name(r: &mut Reader, name: String, path: &str) -> Option<String> {
+    let ok = name.len() <= 200
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '/'));
+    if ok {
+        Some(name)
+    } else {
+        r.problem(path, format!("`{name}` is not a valid site name: use up to 200 of A-Z a-z 0-9 . _ - : /"));
+        None
+    }
+}
+
+fn site_url(r: &mut Reader, text: &str, path: &str) -> Option<Url> {
+    match Url::parse(text.trim()) {
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+            r.problem(path, format!("scheme `{}` is not supported; use http or https", u.scheme()));
+            None
+        }
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => {
+            r.problem(path, "the url has no host");
+            None
+        }
+        Ok(u) => Some(u),
+        Err(e) => {
+            r.problem(path, format!("`{text}` is not a valid url: {e}"));
+            None
+        }
+    }
+}
+
+fn read_expected(r: &mut Reader, v: &Value, path: &str) -> Option<ExpectedStatus> {
+    let items = r.list(v, path)?;
+    if items.is_empty() {
+        r.problem(path, "list at least one status code, or leave the field out for 200-399");
+        return None;
+    }
+    let codes: Vec<Option<u16>> = items
+        .iter()
+        .enumerate()
+        .map(|(i, v)| r.uint(v, &format!("{path}[{i}]"), 100, 599).map(|c| c as u16))
+        .collect();
+    codes.into_iter().collect::<Option<Vec<_>>>().map(ExpectedStatus::Codes)
+}
