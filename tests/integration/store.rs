@@ -23,18 +23,18 @@ async fn contract<S: StatusStore>(store: &S, history: impl AsyncFn() -> i64) {
     let (f1, f2, ok3, f4, f5) =
         (at(50, now, false), at(40, now, false), at(30, now, true), at(20, now, false), at(10, now, false));
 
-    store.store(&[f1.clone()], &[]).await.unwrap();
-    store.store(&[f2.clone()], &[]).await.unwrap();
+    store.store(std::slice::from_ref(&f1), &[]).await.unwrap();
+    store.store(std::slice::from_ref(&f2), &[]).await.unwrap();
     let s = &store.latest().await.unwrap()[0];
     assert_eq!(
         (s.status, s.consecutive_failures, s.status_since),
         (CheckStatus::Failure, 2, f1.scheduled_at)
     );
 
-    store.store(&[ok3.clone()], &[]).await.unwrap();
+    store.store(std::slice::from_ref(&ok3), &[]).await.unwrap();
     // A duplicate and an out-of-order older result change nothing.
     store.store(&[f2.clone(), ok3.clone()], &[]).await.unwrap();
-    store.store(&[f1.clone()], &[]).await.unwrap();
+    store.store(std::slice::from_ref(&f1), &[]).await.unwrap();
     let s = &store.latest().await.unwrap()[0];
     assert_eq!(
         (s.status, s.consecutive_failures, s.status_since),
