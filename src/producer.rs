@@ -3,9 +3,10 @@
 //! [`StatusPublisher`]. A slot that cannot start before the next one is due becomes a MISSED
 //! record. Knows no adapter.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -15,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::domain::{CheckResult, CheckStatus, Site};
 use crate::ports::{SiteProbe, StatusPublisher};
-use crate::schedule::{Clock, next_slot_after, phase, slots_between};
+use crate::schedule::{Clock, next_slot_after, phase};
 
 #[derive(Debug, Clone)]
 pub struct ProducerOptions {
@@ -67,8 +68,8 @@ struct Shared<P, S> {
 }
 
 impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
-    /// Publishes in the background so the site loop can keep its schedule, but waits while
-    /// `max_in_flight` results are unacknowledged: a slow broker pushes back on the scheduler.
+    /// Publishes in the background, but first waits while `max_in_flight` results are
+    /// unacknowledged: a slow broker pushes back on the scheduler.
     async fn publish(self: &Arc<Self>, result: CheckResult) {
         let permit = self.in_flight.clone().acquire_owned().await.expect("semaphores are never closed");
         let me = self.clone();
@@ -76,6 +77,31 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
             me.publish_now(result).await;
             drop(permit);
         });
+    }
+
+    /// One scheduled slot: permits (until the next slot is due), check, publish; or MISSED.
+    /// `window` is this result's place in the in-flight window, held until it is acknowledged.
+    async fn run_slot(
+        &self,
+        e: &Scheduled,
+        slot: DateTime<Utc>,
+        next: DateTime<Utc>,
+        window: OwnedSemaphorePermit,
+    ) {
+        let got = tokio::select! {
+            p = permits(e.host.clone(), self.global.clone()) => Some(p),
+            _ = tokio::time::sleep_until(self.clock.instant(next)) => None,
+        };
+        let result = match got {
+            Some(p) => {
+                let r = self.check(&e.site, slot).await;
+                drop(p);
+                r
+            }
+            None => self.missed_result(&e.site, slot),
+        };
+        self.publish_now(result).await;
+        drop(window);
     }
 
     /// Publishes until the broker acknowledges, retrying with backoff; gives up only when the
@@ -123,19 +149,19 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
         }
     }
 
-    async fn missed(self: &Arc<Self>, site: &Site, slot: DateTime<Utc>) {
+    fn missed_result(&self, site: &Site, slot: DateTime<Utc>) -> CheckResult {
         self.missed.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("sitemon_missed_slots_total").increment(1);
-        let mut r = CheckResult::new(
-            &site.id,
-            site.url.as_str(),
-            &self.opts.region,
-            slot,
-            self.clock.now(),
-            CheckStatus::Missed,
-        );
+        let now = self.clock.now();
+        let mut r =
+            CheckResult::new(&site.id, site.url.as_str(), &self.opts.region, slot, now, CheckStatus::Missed);
         r.error = Some("the slot could not start before the next one was due".to_owned());
         tracing::warn!(site = %site.id, slot = %slot, "missed slot");
+        r
+    }
+
+    async fn missed(self: &Arc<Self>, site: &Site, slot: DateTime<Utc>) {
+        let r = self.missed_result(site, slot);
         self.publish(r).await;
     }
 
@@ -162,6 +188,15 @@ async fn permits(
     (h, g)
 }
 
+/// A site with what the scheduler keeps for it.
+struct Scheduled {
+    site: Site,
+    phase: i64,
+    host: Arc<Semaphore>,
+    /// A check of this site is under way (waiting for permits, checking or publishing).
+    busy: AtomicBool,
+}
+
 pub async fn run<P: SiteProbe, S: StatusPublisher>(
     sites: Vec<Site>,
     probe: Arc<P>,
@@ -185,32 +220,39 @@ pub async fn run<P: SiteProbe, S: StatusPublisher>(
         failed: AtomicU64::new(0),
         missed: AtomicU64::new(0),
     });
-    for site in sites {
-        let host = site.url.host_str().unwrap_or_default().to_owned();
-        let host_limit = hosts
-            .entry(host)
-            .or_insert_with(|| Arc::new(Semaphore::new(opts.per_host_concurrency.max(1))))
-            .clone();
-        let s = shared.clone();
-        shared.tracker.spawn(async move {
-            if s.opts.once {
-                let _p = permits(host_limit, s.global.clone()).await;
-                let result = s.check(&site, s.clock.now()).await;
-                drop(_p);
+    let scheduled: Vec<Arc<Scheduled>> = sites
+        .into_iter()
+        .map(|site| {
+            let host = site.url.host_str().unwrap_or_default().to_owned();
+            let host = hosts
+                .entry(host)
+                .or_insert_with(|| Arc::new(Semaphore::new(opts.per_host_concurrency.max(1))))
+                .clone();
+            Arc::new(Scheduled {
+                phase: phase(&site.id, site.interval),
+                site,
+                host,
+                busy: AtomicBool::new(false),
+            })
+        })
+        .collect();
+    drop(hosts);
+    if opts.once {
+        for e in scheduled {
+            let s = shared.clone();
+            shared.tracker.spawn(async move {
+                let p = permits(e.host.clone(), s.global.clone()).await;
+                let result = s.check(&e.site, s.clock.now()).await;
+                drop(p);
                 s.publish(result).await;
-            } else {
-                site_loop(&s, &site, host_limit).await;
-            }
-        });
+            });
+        }
+    } else {
+        schedule(&shared, scheduled).await;
     }
     shared.tracker.close();
-    // Continuous: run until shutdown, then allow `grace`. Once: allow the longest check plus `grace`.
-    let allowance = if opts.once {
-        sites_timeout + opts.grace
-    } else {
-        shutdown.cancelled().await;
-        opts.grace
-    };
+    // Continuous: stopped by shutdown, then allow `grace`. Once: allow the longest check plus `grace`.
+    let allowance = if opts.once { sites_timeout + opts.grace } else { opts.grace };
     if tokio::time::timeout(allowance, shared.tracker.wait()).await.is_err() {
         tracing::warn!(allowance = ?allowance, "in-flight checks and deliveries did not finish in time");
         shared.abandon.cancel();
@@ -226,37 +268,57 @@ pub async fn run<P: SiteProbe, S: StatusPublisher>(
     }
 }
 
-async fn site_loop<P: SiteProbe, S: StatusPublisher>(
-    s: &Arc<Shared<P, S>>,
-    site: &Site,
-    host: Arc<Semaphore>,
-) {
-    let phase = phase(&site.id, site.interval);
-    let step = chrono::Duration::from_std(site.interval).expect("intervals are validated");
-    let mut slot = next_slot_after(s.clock.now(), site.interval, phase);
-    loop {
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn at(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).expect("slots stay within chrono's range")
+}
+
+/// One timer for all sites: a heap of (next slot, site) pairs. Each due slot gets a task that
+/// waits for its permits until the site's next slot, checks and publishes; a slot whose site is
+/// still busy, or that the scheduler reaches only after the next one is due, is a MISSED record.
+/// Returns on shutdown.
+async fn schedule<P: SiteProbe, S: StatusPublisher>(s: &Arc<Shared<P, S>>, sites: Vec<Arc<Scheduled>>) {
+    let now = s.clock.now();
+    let mut heap: BinaryHeap<Reverse<(i64, usize)>> = sites
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Reverse((next_slot_after(now, e.site.interval, e.phase).timestamp_micros(), i)))
+        .collect();
+    while let Some(&Reverse((due, _))) = heap.peek() {
         tokio::select! {
-            _ = tokio::time::sleep_until(s.clock.instant(slot)) => {}
+            _ = tokio::time::sleep_until(s.clock.instant(at(due))) => {}
             _ = s.shutdown.cancelled() => return,
         }
-        let got = tokio::select! {
-            p = permits(host.clone(), s.global.clone()) => Some(p),
-            _ = tokio::time::sleep_until(s.clock.instant(slot + step)) => None,
-            _ = s.shutdown.cancelled() => return,
-        };
-        match got {
-            Some(p) => {
-                let result = s.check(site, slot).await;
-                drop(p);
-                s.publish(result).await;
+        let now = s.clock.now().timestamp_micros();
+        while let Some(&Reverse((due, i))) = heap.peek() {
+            if due > now {
+                break;
             }
-            None => s.missed(site, slot).await,
+            heap.pop();
+            let e = &sites[i];
+            let step = micros(e.site.interval);
+            let mut slot = due;
+            // Slots whose successor is already due were never started.
+            while slot + step <= now {
+                s.missed(&e.site, at(slot)).await;
+                slot += step;
+            }
+            heap.push(Reverse((slot + step, i)));
+            if e.busy.swap(true, Ordering::AcqRel) {
+                s.missed(&e.site, at(slot)).await;
+                continue;
+            }
+            // Taken here, so a full window holds the scheduler back instead of piling up tasks.
+            let window = s.in_flight.clone().acquire_owned().await.expect("semaphores are never closed");
+            let (s2, e2) = (s.clone(), e.clone());
+            s.tracker.spawn(async move {
+                s2.run_slot(&e2, at(slot), at(slot + step), window).await;
+                e2.busy.store(false, Ordering::Release);
+            });
         }
-        // The first slot at or after now: one that is due right now still gets its check.
-        let next = next_slot_after(s.clock.now() - chrono::Duration::microseconds(1), site.interval, phase);
-        for skipped in slots_between(slot, next, site.interval) {
-            s.missed(site, skipped).await;
-        }
-        slot = next;
     }
+    s.shutdown.cancelled().await;
 }

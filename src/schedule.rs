@@ -89,18 +89,6 @@ pub fn next_slot_after(now: DateTime<Utc>, interval: Duration, phase: i64) -> Da
     DateTime::from_timestamp_micros(k * i + phase).expect("slot within chrono's range")
 }
 
-/// Slots in `(after, before)`, both exclusive, that `after` is itself a slot of.
-pub fn slots_between(after: DateTime<Utc>, before: DateTime<Utc>, interval: Duration) -> Vec<DateTime<Utc>> {
-    let step = chrono::Duration::microseconds(micros(interval));
-    let mut out = Vec::new();
-    let mut t = after + step;
-    while t < before {
-        out.push(t);
-        t += step;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,14 +132,5 @@ mod tests {
             sizes[owners[0] as usize] += 1;
         }
         assert!(sizes.iter().all(|&n| (1_800..2_200).contains(&n)), "{sizes:?}");
-    }
-
-    #[test]
-    fn slots_between_lists_the_skipped_ones() {
-        let t = Utc.timestamp_opt(100, 0).unwrap();
-        let iv = Duration::from_secs(10);
-        let got = slots_between(t, t + chrono::Duration::seconds(35), iv);
-        assert_eq!(got.iter().map(|s| s.timestamp()).collect::<Vec<_>>(), [110, 120, 130]);
-        assert!(slots_between(t, t + chrono::Duration::seconds(10), iv).is_empty());
     }
 }
