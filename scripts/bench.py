@@ -139,7 +139,7 @@ def write_config(name, text):
 def producer_run(sites, interval, seconds, label):
     topic = f"bench-{label}-{uuid.uuid4().hex[:8]}"
     extra = f"producer:\n  max_concurrency: 4096\n  per_host_concurrency: 4096\n"
-    cfg = write_config(f"{label}.yaml", render(sites, interval, "5s", f"http://127.0.0.1:{NGINX_PORT}/s/{{i}}",
+    cfg = write_config(f"{label}.yaml", render(sites, interval, "900ms", f"http://127.0.0.1:{NGINX_PORT}/s/{{i}}",
                                                 kafka=os.environ["KAFKA_BOOTSTRAP_SERVERS"], topic=topic, extra=extra))
     log(f"{label}: {sites} sites every {interval} for {seconds} s")
     p = subprocess.Popen([str(BIN), "--listen", METRICS, "producer", "-c", cfg, "--grace", "20s"],
@@ -155,6 +155,8 @@ def producer_run(sites, interval, seconds, label):
         time.sleep(0.5)
         peak = max(peak, rss_mb(p.pid))
     m1, c1, t1 = metrics(), cpu_seconds(p.pid), time.time()
+    if p.poll() is not None:
+        raise SystemExit(f"{label}: the producer exited early ({p.returncode}); see {WORK}/{label}.log")
     p.send_signal(signal.SIGTERM)
     p.wait(timeout=60)
     checks = metric(m1, "sitemon_results_published_total") - metric(m0, "sitemon_results_published_total")
@@ -216,7 +218,7 @@ def consumer_drain(total, label):
     if dump.exists():
         dump.unlink()
     os.chmod(WORK, 0o777)
-    psql(f"COPY check_results TO '{dump}'", db)
+    psql(f"COPY (SELECT * FROM check_results) TO '{dump}'", db)
     psql("TRUNCATE check_results", db)
     c0 = time.time()
     psql(f"COPY check_results FROM '{dump}'", db)
@@ -231,7 +233,7 @@ def end_to_end(sites, interval, seconds):
     topic = f"bench-{label}-{uuid.uuid4().hex[:8]}"
     db, url = fresh_db()
     extra = "producer:\n  per_host_concurrency: 4096\nconsumer:\n  batch_size: 2000\n  batch_wait: 50ms\n"
-    cfg = write_config(f"{label}.yaml", render(sites, interval, "5s", f"http://127.0.0.1:{NGINX_PORT}/s/{{i}}",
+    cfg = write_config(f"{label}.yaml", render(sites, interval, "900ms", f"http://127.0.0.1:{NGINX_PORT}/s/{{i}}",
                                                 kafka=os.environ["KAFKA_BOOTSTRAP_SERVERS"], topic=topic, postgres=url, extra=extra))
     sh([str(BIN), "migrate", "-c", cfg], stderr=subprocess.DEVNULL)
     env = {**os.environ, "RUST_LOG": "warn"}
@@ -240,6 +242,9 @@ def end_to_end(sites, interval, seconds):
     log(f"{label}: {sites} sites every {interval}, producer + consumer, {seconds} s")
     start = time.time()
     time.sleep(seconds)
+    for name, proc in (("producer", prod), ("consumer", cons)):
+        if proc.poll() is not None:
+            raise SystemExit(f"b3: the {name} exited early ({proc.returncode}); see {WORK}/b3-{name}.log")
     prod.send_signal(signal.SIGTERM)
     prod.wait(timeout=60)
     time.sleep(2)

@@ -64,10 +64,12 @@ impl StatusFeed for KafkaFeed {
                 Err(_) => break,
                 Ok(Ok(m)) => m,
                 Ok(Err(e)) => {
+                    // librdkafka recovers from these by itself (a topic not created yet, a broker
+                    // restarting); the consumer keeps polling, and readiness shows it is not attached.
+                    tracing::warn!(error = %e, "kafka consumer error; still polling");
                     if batch.is_empty() {
-                        return Err(FeedError::Receive(e.to_string()));
+                        tokio::time::sleep_until(deadline).await;
                     }
-                    tracing::warn!(error = %e, "kafka receive error; delivering the partial batch");
                     break;
                 }
             };

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use sqlx::Row;
+use tokio::io::AsyncBufReadExt;
 
 use crate::support::{self, describe, sitemon, sites, tls, write};
 
@@ -190,4 +191,57 @@ async fn checks_flow_from_sites_through_kafka_into_postgres_exactly_once() {
     let latest: i64 =
         sqlx::query_scalar("SELECT count(*) FROM site_status").fetch_one(&mut conn).await.unwrap();
     assert_eq!(latest, 7);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consumer_started_before_the_topic_exists_waits_for_it() {
+    let addr = sites::start().await;
+    let db = support::fresh_database().await;
+    let topic = support::unique("sitemon-early");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "early.yaml",
+        &format!(
+            "sites:\n  - {{name: ok, url: 'http://{addr}/ok'}}\nkafka:\n  bootstrap_servers: ${{KAFKA_BOOTSTRAP_SERVERS}}\n  topic: {topic}\npostgres:\n  url: ${{SITEMON_TEST_DATABASE_URL}}\nconsumer:\n  batch_wait: 200ms\n"
+        ),
+    );
+    let bootstrap = support::kafka_bootstrap();
+    let mut consumer = tokio::process::Command::new(env!("CARGO_BIN_EXE_sitemon"))
+        .args(["consumer", "-c", &cfg])
+        .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
+        .env("SITEMON_TEST_DATABASE_URL", &db)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut lines = tokio::io::BufReader::new(consumer.stderr.take().unwrap()).lines();
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(l)) = lines.next_line().await {
+            sink.lock().unwrap().push_str(&(l + "\n"));
+        }
+    });
+    let env = [("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()), ("SITEMON_TEST_DATABASE_URL", db.as_str())];
+    // The consumer subscribes to a topic nobody has written yet: it must say so and wait.
+    let waiting = support::wait_for(Duration::from_secs(30), || async {
+        log.lock().unwrap().contains("Unknown topic or partition").then_some(())
+    })
+    .await;
+    assert!(waiting.is_some(), "consumer never noticed the missing topic:\n{}", log.lock().unwrap());
+    assert!(consumer.try_wait().unwrap().is_none(), "consumer exited while the topic did not exist");
+    let out = sitemon(&["producer", "--once", "-c", &cfg], &env, LIMIT).await;
+    assert!(out.status.success(), "producer: {}", describe(&out));
+    let stored = support::wait_for(Duration::from_secs(60), || async {
+        let mut c = support::connect(&db).await;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM check_results").fetch_one(&mut c).await.ok()?;
+        (n == 1).then_some(n)
+    })
+    .await;
+    assert!(stored.is_some(), "the result published after the consumer started was not stored");
+    let pid = consumer.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(20), consumer.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
 }
