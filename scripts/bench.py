@@ -28,8 +28,8 @@ from gen_sites import render  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 WORK = Path(os.environ.get("SITEMON_BENCH_DIR", "/tmp/sitemon-bench"))
-NGINX_PORT = 38080
-METRICS = "127.0.0.1:39464"
+NGINX_PORT = 18080
+METRICS = "127.0.0.1:19464"
 BIN = ROOT / "target" / "release" / "sitemon"
 LOADER = ROOT / "target" / "release" / "examples" / "load_topic"
 CLK = os.sysconf("SC_CLK_TCK")
@@ -50,8 +50,11 @@ def ensure_tools():
         sh("apt-get update -qq", stdout=subprocess.DEVNULL)
         sh(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], stdout=subprocess.DEVNULL,
            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    # Many short connections: let loopback reuse TIME_WAIT ports and widen the port range.
-    for k, v in (("net.ipv4.ip_local_port_range", "10000 65000"), ("net.ipv4.tcp_tw_reuse", "1")):
+    # Many short connections: let loopback reuse TIME_WAIT ports, and keep the ephemeral range
+    # off the services' ports (Kafka, PostgreSQL) so that churn cannot take them.
+    ports = os.environ.get("SITEMON_KAFKA_PORT", "39092"), os.environ.get("SITEMON_PG_PORT", "35432")
+    reserved = f"{ports[0]}-{int(ports[0]) + 1},{ports[1]}"
+    for k, v in (("net.ipv4.tcp_tw_reuse", "1"), ("net.ipv4.ip_local_reserved_ports", reserved)):
         subprocess.run(["sysctl", "-q", "-w", f"{k}={v}"], stderr=subprocess.DEVNULL)
 
 
@@ -72,13 +75,12 @@ events {{ worker_connections 16384; }}
 http {{
   access_log off;
   server {{
-    listen 127.0.0.1:{NGINX_PORT} backlog=16384 reuseport;
+    listen 127.0.0.1:{NGINX_PORT} backlog=16384;
     location / {{ return 200 "ok\\n"; }}
   }}
 }}
 """)
-    subprocess.run(["nginx", "-c", str(conf), "-s", "stop"], stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
+    stop_nginx(conf)
     sh(["nginx", "-c", str(conf)])
     deadline = time.time() + 10
     while time.time() < deadline:
@@ -88,6 +90,17 @@ http {{
         except OSError:
             time.sleep(0.1)
     raise SystemExit("nginx did not start")
+
+
+def stop_nginx(conf):
+    subprocess.run(["nginx", "-c", str(conf), "-s", "stop"], stderr=subprocess.DEVNULL)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{NGINX_PORT}/", timeout=0.5)
+            time.sleep(0.2)
+        except OSError:
+            return
 
 
 def wrk_ceiling(seconds):
@@ -280,7 +293,7 @@ def main():
         b2 = consumer_drain(100_000 if QUICK else 1_000_000, "b2")
         b3 = end_to_end(2000 if QUICK else 10000, "2s" if QUICK else "10s", 20 if QUICK else 40)
     finally:
-        subprocess.run(["nginx", "-c", str(conf), "-s", "stop"], stderr=subprocess.DEVNULL)
+        stop_nginx(conf)
     wall = time.time() - began
     cpu = os.cpu_count()
     cmd = "make bench" + (" (BENCH_QUICK=1)" if QUICK else "")

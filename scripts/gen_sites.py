@@ -2,7 +2,7 @@
 """Generate a sitemon config with many sites (for benchmarks and load tests).
 
     scripts/gen_sites.py --count 10000 --interval 10s \
-        --url 'http://127.0.0.1:38080/s/{i}' > sites.yaml
+        --url 'http://127.0.0.1:18080/s/{i}' > sites.yaml
 
 Each site gets a distinct name (site-000000 …) and URL ({i} is replaced by its number).
 --kafka / --topic / --postgres add those sections so the file is ready for producer/consumer.
@@ -32,7 +32,7 @@ def main():
     p.add_argument("--count", type=int, required=True)
     p.add_argument("--interval", default="30s")
     p.add_argument("--timeout", default="5s")
-    p.add_argument("--url", default="http://127.0.0.1:38080/s/{i}")
+    p.add_argument("--url", default="http://127.0.0.1:18080/s/{i}")
     p.add_argument("--region", default="bench")
     p.add_argument("--kafka")
     p.add_argument("--topic")

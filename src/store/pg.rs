@@ -125,8 +125,10 @@ SELECT * FROM UNNEST(
 ON CONFLICT (check_id, scheduled_at) DO NOTHING
 "#;
 
-/// Latest status: only a newer `scheduled_at` replaces the stored row. A run that spans the
-/// whole batch continues the stored state (failure count grows, `status_since` stays).
+/// Latest status in one statement over the batch's rows (one per site): sites seen for the
+/// first time are inserted; stored rows are updated only by a newer `scheduled_at`. A run that
+/// spans the whole batch continues the stored state (failure count grows, `status_since` stays).
+/// The update joins the batch (hash join), so a batch of n sites costs O(n).
 const UPSERT_STATUS: &str = r#"
 WITH incoming AS (
     SELECT * FROM UNNEST(
@@ -135,37 +137,35 @@ WITH incoming AS (
         $13::timestamptz[], $14::bool[])
     AS t(site_id, region, check_id, url, scheduled_at, started_at, status, failure_kind, error,
          status_code, total_us, run_len, run_start, whole)
+), inserted AS (
+    INSERT INTO site_status (
+        site_id, region, check_id, url, scheduled_at, started_at, status, failure_kind, error,
+        status_code, total_us, consecutive_failures, status_since, updated_at)
+    SELECT site_id, region, check_id, url, scheduled_at, started_at, status, failure_kind, error,
+           status_code, total_us, CASE WHEN status = 'SUCCESS' THEN 0 ELSE run_len END, run_start, now()
+    FROM incoming
+    ON CONFLICT (site_id, region) DO NOTHING
 )
-INSERT INTO site_status AS s (
-    site_id, region, check_id, url, scheduled_at, started_at, status, failure_kind, error,
-    status_code, total_us, consecutive_failures, status_since, updated_at)
-SELECT site_id, region, check_id, url, scheduled_at, started_at, status, failure_kind, error,
-       status_code, total_us, CASE WHEN status = 'SUCCESS' THEN 0 ELSE run_len END, run_start, now()
-FROM incoming
-ON CONFLICT (site_id, region) DO UPDATE SET
-    check_id = EXCLUDED.check_id,
-    url = EXCLUDED.url,
-    scheduled_at = EXCLUDED.scheduled_at,
-    started_at = EXCLUDED.started_at,
-    status = EXCLUDED.status,
-    failure_kind = EXCLUDED.failure_kind,
-    error = EXCLUDED.error,
-    status_code = EXCLUDED.status_code,
-    total_us = EXCLUDED.total_us,
+UPDATE site_status AS s SET
+    check_id = i.check_id,
+    url = i.url,
+    scheduled_at = i.scheduled_at,
+    started_at = i.started_at,
+    status = i.status,
+    failure_kind = i.failure_kind,
+    error = i.error,
+    status_code = i.status_code,
+    total_us = i.total_us,
     consecutive_failures = CASE
-        WHEN EXCLUDED.status = 'SUCCESS' THEN 0
-        WHEN s.status <> 'SUCCESS' AND (SELECT i.whole FROM incoming i
-              WHERE i.site_id = EXCLUDED.site_id AND i.region = EXCLUDED.region)
-            THEN s.consecutive_failures + EXCLUDED.consecutive_failures
-        ELSE EXCLUDED.consecutive_failures END,
+        WHEN i.status = 'SUCCESS' THEN 0
+        WHEN s.status <> 'SUCCESS' AND i.whole THEN s.consecutive_failures + i.run_len
+        ELSE i.run_len END,
     status_since = CASE
-        WHEN (s.status = 'SUCCESS') = (EXCLUDED.status = 'SUCCESS')
-             AND (SELECT i.whole FROM incoming i
-                  WHERE i.site_id = EXCLUDED.site_id AND i.region = EXCLUDED.region)
-            THEN s.status_since
-        ELSE EXCLUDED.status_since END,
+        WHEN (s.status = 'SUCCESS') = (i.status = 'SUCCESS') AND i.whole THEN s.status_since
+        ELSE i.run_start END,
     updated_at = now()
-WHERE s.scheduled_at < EXCLUDED.scheduled_at
+FROM incoming AS i
+WHERE s.site_id = i.site_id AND s.region = i.region AND s.scheduled_at < i.scheduled_at
 "#;
 
 const INSERT_DEAD: &str = r#"

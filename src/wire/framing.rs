@@ -1,10 +1,7 @@
 //! Avro single-object encoding (`C3 01`, 8-byte CRC-64-AVRO fingerprint, datum) for check
 //! results, and decoding of any built-in schema version into the current one.
 
-use apache_avro::reader::datum::GenericDatumReader;
-use apache_avro::writer::datum::GenericDatumWriter;
-
-use super::schema::{CURRENT, by_fingerprint};
+use super::schema::{CURRENT, WRITER, reader_for};
 use super::value::{from_value, to_value};
 use crate::domain::CheckResult;
 
@@ -46,10 +43,7 @@ impl std::io::Read for Strict<'_> {
 
 /// Encodes a result with the current schema.
 pub fn encode(result: &CheckResult) -> Result<Vec<u8>, String> {
-    let datum = GenericDatumWriter::builder(&CURRENT.schema)
-        .build()
-        .and_then(|w| w.write_value_to_vec(to_value(result)))
-        .map_err(|e| e.to_string())?;
+    let datum = WRITER.write_value_to_vec(to_value(result)).map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(HEADER_LEN + datum.len());
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&CURRENT.fingerprint);
@@ -64,13 +58,9 @@ pub fn decode(bytes: &[u8]) -> Result<CheckResult, DecodeError> {
         [0, a, b, c, d, ..] => Err(DecodeError::RegistryFraming(u32::from_be_bytes([*a, *b, *c, *d]))),
         _ if bytes.len() >= HEADER_LEN && bytes[..2] == MAGIC => {
             let fp = &bytes[2..HEADER_LEN];
-            let writer = by_fingerprint(fp).ok_or_else(|| DecodeError::UnknownSchema(fp.to_vec()))?;
+            let reader = reader_for(fp).ok_or_else(|| DecodeError::UnknownSchema(fp.to_vec()))?;
             let mut datum = Strict { rest: &bytes[HEADER_LEN..], short: false };
-            let value = GenericDatumReader::builder(writer)
-                .reader_schema(&CURRENT.schema)
-                .build()
-                .and_then(|r| r.read_value(&mut datum))
-                .map_err(|e| DecodeError::Datum(e.to_string()))?;
+            let value = reader.read_value(&mut datum).map_err(|e| DecodeError::Datum(e.to_string()))?;
             if datum.short {
                 return Err(DecodeError::Datum("the datum ends before its last field".into()));
             }

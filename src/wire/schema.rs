@@ -5,6 +5,8 @@ use std::sync::LazyLock;
 
 use apache_avro::Schema;
 use apache_avro::rabin::Rabin;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::writer::datum::GenericDatumWriter;
 
 /// The schema new records are written with.
 pub const CURRENT_SCHEMA_JSON: &str = include_str!("../../schemas/check_result.avsc");
@@ -29,12 +31,28 @@ pub static CURRENT: LazyLock<KnownSchema> = LazyLock::new(|| known(CURRENT_SCHEM
 pub static KNOWN: LazyLock<Vec<KnownSchema>> =
     LazyLock::new(|| KNOWN_SCHEMAS_JSON.iter().map(|j| known(j)).collect());
 
-/// The built-in schema with this fingerprint, if any.
-pub fn by_fingerprint(fp: &[u8]) -> Option<&'static Schema> {
-    if CURRENT.fingerprint == fp {
-        return Some(&CURRENT.schema);
-    }
-    KNOWN.iter().find(|k| k.fingerprint == fp).map(|k| &k.schema)
+/// The writer for new records, built once (building resolves the schema, which is costly).
+pub static WRITER: LazyLock<GenericDatumWriter<'static>> = LazyLock::new(|| {
+    GenericDatumWriter::builder(&CURRENT.schema).build().expect("the current schema resolves")
+});
+
+/// One reader per published version, each resolving into the current schema; built once.
+static READERS: LazyLock<Vec<([u8; 8], GenericDatumReader<'static>)>> = LazyLock::new(|| {
+    KNOWN
+        .iter()
+        .map(|k| {
+            let reader = GenericDatumReader::builder(&k.schema)
+                .reader_schema(&CURRENT.schema)
+                .build()
+                .expect("every published schema resolves into the current one");
+            (k.fingerprint, reader)
+        })
+        .collect()
+});
+
+/// The reader for records written with the schema of this fingerprint, if it is built in.
+pub fn reader_for(fp: &[u8]) -> Option<&'static GenericDatumReader<'static>> {
+    READERS.iter().find(|(f, _)| f == fp).map(|(_, r)| r)
 }
 
 #[cfg(test)]
