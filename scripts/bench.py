@@ -27,6 +27,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from gen_sites import render  # noqa: E402
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
+# BENCH_ONLY=b2 (or b1,b3) runs a subset and prints it without touching BENCHMARKS.md.
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 WORK = Path(os.environ.get("SITEMON_BENCH_DIR", "/tmp/sitemon-bench"))
 NGINX_PORT = 18080
 METRICS = "127.0.0.1:19464"
@@ -205,19 +207,20 @@ def consumer_drain(total, label):
     out = sh([str(LOADER), os.environ["KAFKA_BOOTSTRAP_SERVERS"], topic, str(total), "10000"], capture_output=True).stdout
     log(f"{label}: {out.strip()}")
     db, url = fresh_db()
-    extra = "consumer:\n  batch_size: 10000\n  batch_wait: 200ms\n"
+    extra = f"consumer:\n  batch_size: {os.environ.get('BENCH_B2_BATCH', '50000')}\n  batch_wait: 200ms\n"
     cfg = write_config(f"{label}.yaml", render(1, "1m", "5s", "http://127.0.0.1/", kafka=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
                                                 topic=topic, postgres=url, extra=extra))
     sh([str(BIN), "migrate", "-c", cfg], stderr=subprocess.DEVNULL)
     t0 = time.time()
     p = subprocess.Popen([str(BIN), "consumer", "-c", cfg, "--exit-when-idle", "2s"],
                          stderr=open(WORK / f"{label}.log", "w"), env={**os.environ, "RUST_LOG": "warn"})
-    peak, done_at = 0.0, None
+    peak, done_at, cpu = 0.0, None, 0.0
     while p.poll() is None:
         time.sleep(0.25)
         try:
             peak = max(peak, rss_mb(p.pid))
-        except FileNotFoundError:
+            cpu = cpu_seconds(p.pid)
+        except (FileNotFoundError, ProcessLookupError):
             break
         if done_at is None and int(psql("SELECT count(*) FROM check_results", db) or 0) >= total:
             done_at = time.time()
@@ -238,6 +241,7 @@ def consumer_drain(total, label):
     copy_rate = stored / (time.time() - c0)
     dump.unlink()
     return {"total": total, "stored": stored, "latest": latest, "rate": rate, "copy_rate": copy_rate,
+            "consumer_cpu_s": cpu, "drain_s": done_at - t0,
             "rss_mb": peak, "exit": p.returncode}
 
 
@@ -282,6 +286,17 @@ def main():
     sh(["cargo", "build", "--release", "--locked", "--bin", "sitemon", "--example", "load_topic"], cwd=ROOT)
     conf = start_nginx()
     began = time.time()
+    if ONLY:
+        try:
+            if "b1" in ONLY:
+                print(wrk_ceiling(5), producer_run(10000, "10s", 15, "b1-1k"))
+            if "b2" in ONLY:
+                print(consumer_drain(int(os.environ.get("BENCH_B2_COUNT", "300000")), "b2"))
+            if "b3" in ONLY:
+                print(end_to_end(10000, "10s", 30))
+        finally:
+            stop_nginx(conf)
+        return
     try:
         dur = 10 if QUICK else 20
         ceiling = wrk_ceiling(10 if not QUICK else 5)

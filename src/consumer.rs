@@ -53,6 +53,8 @@ pub async fn run<F: StatusFeed, S: StatusStore>(
     let mut report = ConsumerReport::default();
     let mut idle_since: Option<Instant> = None;
     let mut next_prune = Instant::now();
+    // While one batch is being stored, the next one is read and decoded.
+    let mut prefetched: Option<Result<FeedBatch, crate::ports::FeedError>> = None;
     loop {
         if let Some(retention) = opts.retention
             && Instant::now() >= next_prune
@@ -60,9 +62,12 @@ pub async fn run<F: StatusFeed, S: StatusStore>(
             prune(store, retention).await;
             next_prune = Instant::now() + PRUNE_EVERY;
         }
-        let batch = tokio::select! {
-            b = feed.next_batch(opts.batch_size, opts.batch_wait) => b,
-            _ = shutdown.cancelled() => break,
+        let batch = match prefetched.take() {
+            Some(b) => b,
+            None => tokio::select! {
+                b = feed.next_batch(opts.batch_size, opts.batch_wait) => b,
+                _ = shutdown.cancelled() => break,
+            },
         };
         let batch = match batch {
             Ok(b) => b,
@@ -88,10 +93,15 @@ pub async fn run<F: StatusFeed, S: StatusStore>(
         }
         idle_since = None;
         let started = Instant::now();
-        let Some(dead) = store_with_retry(store, &batch, health, &shutdown).await else {
+        let (stored, next) = tokio::join!(
+            store_with_retry(store, &batch, health, &shutdown),
+            feed.next_batch(opts.batch_size, opts.batch_wait)
+        );
+        let Some(dead) = stored else {
             break;
         };
         feed.ack(&batch).await?;
+        prefetched = Some(next);
         report.stored += batch.results.len() as u64;
         report.dead_letters += dead as u64;
         metrics::counter!("sitemon_stored_results_total").increment(batch.results.len() as u64);
