@@ -47,6 +47,9 @@ impl KafkaFeed {
                 ("enable.auto.offset.store", "false"),
                 ("auto.offset.reset", "earliest"),
                 ("enable.partition.eof", "false"),
+                // librdkafka prefetches up to 64 MB per partition by default; a consumer that
+                // stores in batches needs far less buffered ahead.
+                ("queued.max.messages.kbytes", "16384"),
             ],
         )
         .create_with_context(FeedContext)?;
