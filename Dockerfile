@@ -4,10 +4,9 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential pkg-config libssl-dev zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY Cargo.toml Cargo.lock rustfmt.toml ./
-COPY src ./src
-COPY schemas ./schemas
-COPY migrations ./migrations
+# The whole context (see .dockerignore): Cargo.toml names tests and examples, which cargo
+# expects to find even when it builds only the binary.
+COPY . .
 RUN cargo build --release --locked --bin sitemon && cp target/release/sitemon /usr/local/bin/sitemon
 
 FROM debian:bookworm-slim
