@@ -81,6 +81,7 @@ async fn run_for(
     let stop = CancellationToken::new();
     let stopper = stop.clone();
     tokio::spawn(async move {
+        // Paused time: this advances the virtual clock by `span` at once; it is the run's length.
         tokio::time::sleep(span).await;
         stopper.cancel();
     });
