@@ -74,7 +74,7 @@ pub fn status_table(rows: &[SiteStatus], now: DateTime<Utc>) -> String {
         line(&mut out, &row.iter().map(String::as_str).collect::<Vec<_>>());
     }
     if rows.is_empty() {
-        out.push_str("(no results yet)\n");
+        out.push_str("(no results yet: each site is first checked at its own slot, within one interval)\n");
     }
     out
 }
