@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_yaml_ng::Value;
 
-use super::Problem;
 use super::interpolate::interpolate;
+use super::{Problem, Secret};
 
 /// Collects problems while the config is read.
 pub struct Reader<'e> {
@@ -117,6 +117,40 @@ impl<'e> Reader<'e> {
                 None
             }
         }
+    }
+
+    /// A mapping of string keys to secret string values (`what` names the keys in messages);
+    /// `check` may reject a key or value with a message, reported at that key's path.
+    pub fn secret_map(
+        &mut self,
+        v: &Value,
+        path: &str,
+        what: &str,
+        check: impl Fn(&str, &str) -> Result<(), String>,
+    ) -> Option<Vec<(String, Secret)>> {
+        let Value::Mapping(map) = v else {
+            self.problem(path, format!("expected a mapping of {what} names to values"));
+            return None;
+        };
+        let mut out = Vec::with_capacity(map.len());
+        let mut ok = true;
+        for (k, v) in map {
+            let Some(name) = k.as_str() else {
+                self.problem(path, format!("{what} names must be strings"));
+                ok = false;
+                continue;
+            };
+            let p = join(path, name);
+            match self.string(v, &p).map(|value| (check(name, &value), value)) {
+                Some((Ok(()), value)) => out.push((name.to_owned(), Secret::new(value))),
+                Some((Err(msg), _)) => {
+                    self.problem(&p, msg);
+                    ok = false;
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
     }
 
     pub fn nonempty_string(&mut self, v: &Value, path: &str) -> Option<String> {

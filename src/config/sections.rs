@@ -56,24 +56,7 @@ fn topic_name(r: &mut Reader, t: String, path: &str) -> Option<String> {
 }
 
 fn read_properties(r: &mut Reader, v: &Value, path: &str) -> Option<Vec<(String, Secret)>> {
-    let Value::Mapping(map) = v else {
-        r.problem(path, "expected a mapping of librdkafka property names to values");
-        return None;
-    };
-    let mut out = Vec::with_capacity(map.len());
-    let mut ok = true;
-    for (k, v) in map {
-        let Some(k) = k.as_str() else {
-            r.problem(path, "property names must be strings");
-            ok = false;
-            continue;
-        };
-        match r.string(v, &join(path, k)) {
-            Some(s) => out.push((k.to_owned(), Secret::new(s))),
-            None => ok = false,
-        }
-    }
-    ok.then_some(out)
+    r.secret_map(v, path, "librdkafka property", |_, _| Ok(()))
 }
 
 pub fn read_postgres(r: &mut Reader, v: &Value, path: &str) -> Option<PostgresConfig> {

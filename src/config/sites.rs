@@ -181,36 +181,15 @@ fn read_site(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> Option<
 }
 
 fn read_headers(r: &mut Reader, v: &Value, path: &str) -> Option<Vec<(String, Secret)>> {
-    let Value::Mapping(map) = v else {
-        r.problem(path, "expected a mapping of header names to values");
-        return None;
-    };
-    let mut out = Vec::with_capacity(map.len());
-    let mut ok = true;
-    for (k, v) in map {
-        let Some(name) = k.as_str() else {
-            r.problem(path, "header names must be strings");
-            ok = false;
-            continue;
-        };
-        let p = join(path, name);
+    r.secret_map(v, path, "header", |name, value| {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            r.problem(&p, format!("`{name}` is not a valid header name"));
-            ok = false;
-            continue;
+            Err(format!("`{name}` is not a valid header name"))
+        } else if http::HeaderValue::from_str(value).is_err() {
+            Err("not a valid header value (control characters?)".to_owned())
+        } else {
+            Ok(())
         }
-        match r.string(v, &p) {
-            Some(value) if http::HeaderValue::from_str(&value).is_ok() => {
-                out.push((name.to_owned(), Secret::new(value)))
-            }
-            Some(_) => {
-                r.problem(&p, "not a valid header value (control characters?)");
-                ok = false;
-            }
-            None => ok = false,
-        }
-    }
-    ok.then_some(out)
+    })
 }
 
 fn site_name(r: &mut Reader, name: String, path: &str) -> Option<String> {
