@@ -79,8 +79,6 @@ impl FeedBatch {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
-    #[error("reading the feed failed: {0}")]
-    Receive(String),
     #[error("acknowledging the batch failed: {0}")]
     Ack(String),
     /// The feed has ended for good (an in-memory feed whose producer stopped).

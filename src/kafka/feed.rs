@@ -120,11 +120,9 @@ impl StatusFeed for KafkaFeed {
             tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
                 .map_err(|e| FeedError::Ack(e.to_string()))?;
         }
-        self.consumer.store_offsets(&tpl).map_err(|e| FeedError::Ack(e.to_string()))?;
-        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
-            tracing::debug!(error = %e, "async offset commit not started; the auto-commit will retry");
-        }
-        Ok(())
+        // Stored offsets are committed by librdkafka's auto-commit (every second), before a
+        // revocation (FeedContext) and when the consumer closes.
+        self.consumer.store_offsets(&tpl).map_err(|e| FeedError::Ack(e.to_string()))
     }
 
     fn is_attached(&self) -> bool {

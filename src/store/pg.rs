@@ -64,10 +64,6 @@ impl PgStore {
         Ok(())
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     /// Creates the daily history partitions these results fall into (and the next day's).
     async fn ensure_partitions(&self, results: &[CheckResult]) -> Result<(), StoreError> {
         let wanted: Vec<NaiveDate> = {

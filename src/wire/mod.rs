@@ -6,4 +6,3 @@ mod schema;
 mod value;
 
 pub use framing::{DecodeError, decode, encode};
-pub use schema::{CURRENT_SCHEMA_JSON, KNOWN_SCHEMAS_JSON};
