@@ -39,7 +39,7 @@ fn main() {
             r.fail(FailureKind::UnexpectedStatus, "unexpected status 503");
             r.status_code = Some(503);
         }
-        let payload = sitemon::wire::encode(&r).expect("encode");
+        let payload = sitemon::wire::encode(&r);
         let mut record = BaseRecord::to(topic).key(site.as_bytes()).payload(&payload);
         loop {
             match producer.send(record) {

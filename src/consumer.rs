@@ -159,7 +159,7 @@ async fn isolate_rejected<S: StatusStore>(store: &S, batch: &FeedBatch) -> Resul
                     position: source.position.clone(),
                     key: source.key.clone(),
                     // In-memory feeds keep no bytes; the record's own encoding stands in.
-                    payload: source.payload.clone().or_else(|| wire::encode(result).ok()),
+                    payload: source.payload.clone().or_else(|| Some(wire::encode(result))),
                     error: format!("rejected by the database: {e}"),
                 });
             }

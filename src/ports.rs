@@ -16,8 +16,6 @@ pub trait SiteProbe: Send + Sync + 'static {
 /// Why a publish did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("encoding the result failed: {0}")]
-    Encode(String),
     #[error("the broker did not acknowledge the result: {0}")]
     Delivery(String),
     #[error("flush did not finish before the deadline: {0}")]

@@ -35,7 +35,7 @@ impl KafkaPublisher {
 
 impl StatusPublisher for KafkaPublisher {
     async fn publish(&self, result: &CheckResult) -> Result<(), PublishError> {
-        let payload = wire::encode(result).map_err(PublishError::Encode)?;
+        let payload = wire::encode(result);
         let record = FutureRecord::to(&self.topic).key(result.site_id.as_bytes()).payload(&payload);
         self.producer
             .send(record, Timeout::Never)

@@ -3,6 +3,7 @@
 
 mod latest;
 mod pg;
+mod pg_copy;
 mod sqlite;
 mod status_row;
 

@@ -7,9 +7,10 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, PgPool};
+use sqlx::{ConnectOptions, PgConnection, PgPool};
 
 use super::latest_per_site;
+use super::pg_copy;
 use super::status_row::StatusRow;
 use crate::config::PostgresConfig;
 use crate::domain::{CheckResult, SiteStatus};
@@ -118,7 +119,7 @@ SELECT * FROM UNNEST(
     $7::text[], $8::text[], $9::text[], $10::int[], $11::text[], $12::text[], $13::bigint[],
     $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::text[],
     $20::bool[], $21::timestamptz[])
-ON CONFLICT (check_id, scheduled_at) DO NOTHING
+ON CONFLICT (scheduled_at, check_id) DO NOTHING
 "#;
 
 /// Latest status in one statement over the batch's rows (one per site): sites seen for the
@@ -175,37 +176,64 @@ fn col<'a, T, U>(items: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
     items.iter().map(f).collect()
 }
 
+/// History rows, by binary COPY first: nothing of the batch is stored yet in the common case.
+/// When COPY refuses the batch (a row already stored by a replay after a crash, or a value the
+/// database rejects), the savepoint is rolled back and the rows go through
+/// `INSERT … ON CONFLICT DO NOTHING`, which skips duplicates and reports rejected rows.
+async fn append_history(tx: &mut PgConnection, rs: &[CheckResult]) -> Result<(), StoreError> {
+    sqlx::query("SAVEPOINT history").execute(&mut *tx).await.map_err(classify)?;
+    match copy_history(tx, rs).await {
+        Ok(()) => return Ok(()),
+        Err(sqlx::Error::Database(db)) => {
+            tracing::debug!(error = %db, "COPY of history refused; inserting row by row");
+            sqlx::query("ROLLBACK TO SAVEPOINT history").execute(&mut *tx).await.map_err(classify)?;
+        }
+        Err(e) => return Err(classify(e)),
+    }
+    sqlx::query(INSERT_HISTORY)
+        .bind(col(rs, |r| r.check_id))
+        .bind(col(rs, |r| r.site_id.as_str()))
+        .bind(col(rs, |r| r.url.as_str()))
+        .bind(col(rs, |r| r.region.as_str()))
+        .bind(col(rs, |r| r.scheduled_at))
+        .bind(col(rs, |r| r.started_at))
+        .bind(col(rs, |r| r.status.as_str()))
+        .bind(col(rs, |r| r.failure_kind.map(|k| k.as_str())))
+        .bind(col(rs, |r| r.error.as_deref()))
+        .bind(col(rs, |r| r.status_code.map(i32::from)))
+        .bind(col(rs, |r| r.http_version.as_deref()))
+        .bind(col(rs, |r| r.remote_addr.as_deref()))
+        .bind(col(rs, |r| r.dns_us))
+        .bind(col(rs, |r| r.connect_us))
+        .bind(col(rs, |r| r.tls_us))
+        .bind(col(rs, |r| r.ttfb_us))
+        .bind(col(rs, |r| r.total_us))
+        .bind(col(rs, |r| r.body_bytes))
+        .bind(col(rs, |r| r.pattern.as_deref()))
+        .bind(col(rs, |r| r.pattern_matched))
+        .bind(col(rs, |r| r.tls_not_after))
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+    Ok(())
+}
+
+async fn copy_history(conn: &mut PgConnection, rs: &[CheckResult]) -> Result<(), sqlx::Error> {
+    let data = pg_copy::encode(rs);
+    let mut copy = conn.copy_in_raw(pg_copy::COPY_HISTORY).await?;
+    if let Err(e) = copy.send(data).await {
+        let _ = copy.abort("sending the rows failed").await;
+        return Err(e);
+    }
+    copy.finish().await.map(drop)
+}
+
 impl StatusStore for PgStore {
     async fn store(&self, results: &[CheckResult], dead: &[DeadLetter]) -> Result<(), StoreError> {
         self.ensure_partitions(results).await?;
         let mut tx = self.pool.begin().await.map_err(classify)?;
         if !results.is_empty() {
-            let rs = results;
-            sqlx::query(INSERT_HISTORY)
-                .bind(col(rs, |r| r.check_id))
-                .bind(col(rs, |r| r.site_id.as_str()))
-                .bind(col(rs, |r| r.url.as_str()))
-                .bind(col(rs, |r| r.region.as_str()))
-                .bind(col(rs, |r| r.scheduled_at))
-                .bind(col(rs, |r| r.started_at))
-                .bind(col(rs, |r| r.status.as_str()))
-                .bind(col(rs, |r| r.failure_kind.map(|k| k.as_str())))
-                .bind(col(rs, |r| r.error.as_deref()))
-                .bind(col(rs, |r| r.status_code.map(i32::from)))
-                .bind(col(rs, |r| r.http_version.as_deref()))
-                .bind(col(rs, |r| r.remote_addr.as_deref()))
-                .bind(col(rs, |r| r.dns_us))
-                .bind(col(rs, |r| r.connect_us))
-                .bind(col(rs, |r| r.tls_us))
-                .bind(col(rs, |r| r.ttfb_us))
-                .bind(col(rs, |r| r.total_us))
-                .bind(col(rs, |r| r.body_bytes))
-                .bind(col(rs, |r| r.pattern.as_deref()))
-                .bind(col(rs, |r| r.pattern_matched))
-                .bind(col(rs, |r| r.tls_not_after))
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
+            append_history(&mut tx, results).await?;
             let latest = latest_per_site(results);
             if !latest.is_empty() {
                 let l = latest.as_slice();

@@ -1,8 +1,9 @@
 //! Avro single-object encoding (`C3 01`, 8-byte CRC-64-AVRO fingerprint, datum) for check
 //! results, and decoding of any built-in schema version into the current one.
 
-use super::schema::{CURRENT, WRITER, reader_for};
-use super::value::{from_value, to_value};
+use super::datum;
+use super::schema::{CURRENT, reader_for};
+use super::value::from_value;
 use crate::domain::CheckResult;
 
 const MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -27,9 +28,9 @@ pub enum DecodeError {
 
 /// A reader over the datum that notes when a read asked for more than was left: apache-avro
 /// reads a missing trailing union branch as the first branch instead of failing.
-struct Strict<'a> {
-    rest: &'a [u8],
-    short: bool,
+pub(super) struct Strict<'a> {
+    pub rest: &'a [u8],
+    pub short: bool,
 }
 
 impl std::io::Read for Strict<'_> {
@@ -42,13 +43,12 @@ impl std::io::Read for Strict<'_> {
 }
 
 /// Encodes a result with the current schema.
-pub fn encode(result: &CheckResult) -> Result<Vec<u8>, String> {
-    let datum = WRITER.write_value_to_vec(to_value(result)).map_err(|e| e.to_string())?;
-    let mut out = Vec::with_capacity(HEADER_LEN + datum.len());
+pub fn encode(result: &CheckResult) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + 128 + result.url.len());
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&CURRENT.fingerprint);
-    out.extend_from_slice(&datum);
-    Ok(out)
+    datum::write(result, &mut out);
+    out
 }
 
 /// Decodes a single-object-encoded record written with any built-in schema version.
@@ -58,6 +58,12 @@ pub fn decode(bytes: &[u8]) -> Result<CheckResult, DecodeError> {
         [0, a, b, c, d, ..] => Err(DecodeError::RegistryFraming(u32::from_be_bytes([*a, *b, *c, *d]))),
         _ if bytes.len() >= HEADER_LEN && bytes[..2] == MAGIC => {
             let fp = &bytes[2..HEADER_LEN];
+            if fp == CURRENT.fingerprint {
+                return match datum::read(&bytes[HEADER_LEN..]).map_err(DecodeError::Datum)? {
+                    (result, []) => Ok(result),
+                    (_, rest) => Err(DecodeError::Trailing(rest.len())),
+                };
+            }
             let reader = reader_for(fp).ok_or_else(|| DecodeError::UnknownSchema(fp.to_vec()))?;
             let mut datum = Strict { rest: &bytes[HEADER_LEN..], short: false };
             let value = reader.read_value(&mut datum).map_err(|e| DecodeError::Datum(e.to_string()))?;
@@ -100,7 +106,7 @@ mod tests {
     #[test]
     fn round_trips_every_field() {
         let r = sample();
-        let bytes = encode(&r).unwrap();
+        let bytes = encode(&r);
         assert_eq!(&bytes[..2], &MAGIC);
         assert_eq!(decode(&bytes).unwrap(), r);
     }
@@ -110,12 +116,12 @@ mod tests {
         let t = Utc.timestamp_micros(1).unwrap();
         let mut r = CheckResult::new("s", "http://x/", "r", t, t, CheckStatus::Success);
         r.fail(FailureKind::Timeout, "timed out after 5s");
-        assert_eq!(decode(&encode(&r).unwrap()).unwrap(), r);
+        assert_eq!(decode(&encode(&r)).unwrap(), r);
     }
 
     #[test]
     fn rejects_poison_with_a_reason() {
-        let good = encode(&sample()).unwrap();
+        let good = encode(&sample());
         assert_eq!(decode(&[]), Err(DecodeError::Empty));
         assert_eq!(decode(&[0, 0, 0, 0, 7, 1]), Err(DecodeError::RegistryFraming(7)));
         assert!(matches!(decode(b"{\"json\":1}"), Err(DecodeError::UnknownFraming(_))));
@@ -125,7 +131,7 @@ mod tests {
         assert!(matches!(decode(&good[..good.len() - 3]), Err(DecodeError::Datum(_))));
         // A datum whose trailing fields are all null unions: cutting any of them is caught.
         let t = Utc.timestamp_micros(1).unwrap();
-        let nulls = encode(&CheckResult::new("s", "http://x/", "r", t, t, CheckStatus::Success)).unwrap();
+        let nulls = encode(&CheckResult::new("s", "http://x/", "r", t, t, CheckStatus::Success));
         for cut in 1..8 {
             assert!(matches!(decode(&nulls[..nulls.len() - cut]), Err(DecodeError::Datum(_))), "cut {cut}");
         }

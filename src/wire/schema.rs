@@ -6,7 +6,6 @@ use std::sync::LazyLock;
 use apache_avro::Schema;
 use apache_avro::rabin::Rabin;
 use apache_avro::reader::datum::GenericDatumReader;
-use apache_avro::writer::datum::GenericDatumWriter;
 
 /// The schema new records are written with.
 pub const CURRENT_SCHEMA_JSON: &str = include_str!("../../schemas/check_result.avsc");
@@ -30,11 +29,6 @@ pub static CURRENT: LazyLock<KnownSchema> = LazyLock::new(|| known(CURRENT_SCHEM
 
 pub static KNOWN: LazyLock<Vec<KnownSchema>> =
     LazyLock::new(|| KNOWN_SCHEMAS_JSON.iter().map(|j| known(j)).collect());
-
-/// The writer for new records, built once (building resolves the schema, which is costly).
-pub static WRITER: LazyLock<GenericDatumWriter<'static>> = LazyLock::new(|| {
-    GenericDatumWriter::builder(&CURRENT.schema).build().expect("the current schema resolves")
-});
 
 /// One reader per published version, each resolving into the current schema; built once.
 static READERS: LazyLock<Vec<([u8; 8], GenericDatumReader<'static>)>> = LazyLock::new(|| {

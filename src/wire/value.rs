@@ -1,59 +1,10 @@
-//! Mapping between the domain [`CheckResult`] and Avro values of schemas/check_result.avsc.
+//! Mapping from apache-avro values of schemas/check_result.avsc to the domain [`CheckResult`]:
+//! how records written with an older schema version, resolved into the current one, are read.
 
 use apache_avro::types::Value;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{CheckResult, CheckStatus, FailureKind};
-
-fn opt(v: Option<Value>) -> Value {
-    match v {
-        None => Value::Union(0, Box::new(Value::Null)),
-        Some(v) => Value::Union(1, Box::new(v)),
-    }
-}
-
-fn opt_str(s: &Option<String>) -> Value {
-    opt(s.clone().map(Value::String))
-}
-
-fn opt_long(n: Option<i64>) -> Value {
-    opt(n.map(Value::Long))
-}
-
-fn enum_value<T: Copy + PartialEq>(all: &[T], v: T, name: fn(T) -> &'static str) -> Value {
-    let i = all.iter().position(|x| *x == v).expect("variant listed in ALL");
-    Value::Enum(i as u32, name(v).to_owned())
-}
-
-/// The Avro record for a result (field order as in the schema).
-pub fn to_value(r: &CheckResult) -> Value {
-    Value::Record(vec![
-        ("check_id".into(), Value::Uuid(r.check_id)),
-        ("site_id".into(), Value::String(r.site_id.clone())),
-        ("url".into(), Value::String(r.url.clone())),
-        ("region".into(), Value::String(r.region.clone())),
-        ("scheduled_at".into(), Value::TimestampMicros(r.scheduled_at.timestamp_micros())),
-        ("started_at".into(), Value::TimestampMicros(r.started_at.timestamp_micros())),
-        ("status".into(), enum_value(&CheckStatus::ALL, r.status, CheckStatus::as_str)),
-        (
-            "failure_kind".into(),
-            opt(r.failure_kind.map(|k| enum_value(&FailureKind::ALL, k, FailureKind::as_str))),
-        ),
-        ("error".into(), opt_str(&r.error)),
-        ("status_code".into(), opt(r.status_code.map(|c| Value::Int(i32::from(c))))),
-        ("http_version".into(), opt_str(&r.http_version)),
-        ("remote_addr".into(), opt_str(&r.remote_addr)),
-        ("dns_us".into(), opt_long(r.dns_us)),
-        ("connect_us".into(), opt_long(r.connect_us)),
-        ("tls_us".into(), opt_long(r.tls_us)),
-        ("ttfb_us".into(), opt_long(r.ttfb_us)),
-        ("total_us".into(), opt_long(r.total_us)),
-        ("body_bytes".into(), opt_long(r.body_bytes)),
-        ("pattern".into(), opt_str(&r.pattern)),
-        ("pattern_matched".into(), opt(r.pattern_matched.map(Value::Boolean))),
-        ("tls_not_after".into(), opt(r.tls_not_after.map(|t| Value::TimestampMicros(t.timestamp_micros())))),
-    ])
-}
 
 /// Reads fields out of a decoded record, naming the first field that does not fit.
 struct Fields(Vec<(String, Value)>);

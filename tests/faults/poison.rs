@@ -15,7 +15,7 @@ use crate::support::{self, describe, sitemon};
 fn healthy(i: usize) -> Vec<u8> {
     let t = Utc::now();
     let r = CheckResult::new(&format!("healthy-{i}"), "http://x/", "faults", t, t, CheckStatus::Success);
-    sitemon::wire::encode(&r).unwrap()
+    sitemon::wire::encode(&r)
 }
 
 /// (what, payload); `None` is a record without a value.
@@ -40,7 +40,7 @@ fn poison() -> Vec<(&'static str, Option<Vec<u8>>)> {
         ("header only", Some(good[..10].to_vec())),
         ("short magic", Some(vec![0xC3, 0x01, 0x00])),
         ("random bytes", Some((0u8..=255).rev().collect())),
-        ("value the database rejects (NUL in text)", Some(sitemon::wire::encode(&nul).unwrap())),
+        ("value the database rejects (NUL in text)", Some(sitemon::wire::encode(&nul))),
     ]
 }
 
