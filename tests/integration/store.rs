@@ -89,3 +89,117 @@ async fn sqlite_store_keeps_the_contract() {
     })
     .await;
 }
+
+/// Every history column as stored by the COPY path (new rows) and by the INSERT path (a batch
+/// that repeats a stored row falls back to it), read back as the database holds it.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_history_keeps_every_field() {
+    let url = support::fresh_database().await;
+    let store =
+        PgStore::connect(&PostgresConfig { url: Secret::new(url.clone()), max_connections: 2 }).unwrap();
+    store.migrate().await.unwrap();
+    let t = Utc.timestamp_micros(Utc::now().timestamp_micros() - 1_234_567).unwrap();
+    let full = |site: &str| {
+        let mut r = CheckResult::new(
+            site,
+            "https://a.test/ä?q=1\t2",
+            "eu-1",
+            t,
+            t + Duration::microseconds(7),
+            CheckStatus::Success,
+        );
+        r.fail(FailureKind::PatternNotFound, "line 1\nline \\2");
+        r.status_code = Some(503);
+        r.http_version = Some("HTTP/1.1".into());
+        r.remote_addr = Some("[::1]:443".into());
+        (r.dns_us, r.connect_us, r.tls_us, r.ttfb_us, r.total_us, r.body_bytes) =
+            (Some(1), Some(2), Some(3), Some(4), Some(i64::MAX), Some(0));
+        r.pattern = Some("ok|fine".into());
+        r.pattern_matched = Some(false);
+        r.tls_not_after = Some(Utc.timestamp_micros(-1).unwrap());
+        r
+    };
+    let (copied, inserted) = (full("copied"), full("inserted"));
+    let bare = CheckResult::new("bare", "http://b/", "eu-1", t, t, CheckStatus::Missed);
+    store.store(&[copied.clone(), bare.clone()], &[]).await.unwrap();
+    store.store(&[copied.clone(), inserted.clone()], &[]).await.unwrap();
+
+    let mut c = support::connect(&url).await;
+    type Row = (
+        uuid::Uuid,
+        String,
+        String,
+        String,
+        DateTime<Utc>,
+        DateTime<Utc>,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<i32>,
+        Option<String>,
+        Option<String>,
+    );
+    type Tail = (
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+        Option<bool>,
+        Option<DateTime<Utc>>,
+    );
+    for want in [&copied, &inserted, &bare] {
+        let head: Row = sqlx::query_as(
+            "SELECT check_id, site_id, url, region, scheduled_at, started_at, status, failure_kind, error, \
+             status_code, http_version, remote_addr FROM check_results WHERE site_id = $1",
+        )
+        .bind(&want.site_id)
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        let tail: Tail = sqlx::query_as(
+            "SELECT dns_us, connect_us, tls_us, ttfb_us, total_us, body_bytes, pattern, pattern_matched, \
+             tls_not_after FROM check_results WHERE site_id = $1",
+        )
+        .bind(&want.site_id)
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        let w = want;
+        assert_eq!(
+            head,
+            (
+                w.check_id,
+                w.site_id.clone(),
+                w.url.clone(),
+                w.region.clone(),
+                w.scheduled_at,
+                w.started_at,
+                w.status.as_str().to_owned(),
+                w.failure_kind.map(|k| k.as_str().to_owned()),
+                w.error.clone(),
+                w.status_code.map(i32::from),
+                w.http_version.clone(),
+                w.remote_addr.clone(),
+            )
+        );
+        assert_eq!(
+            tail,
+            (
+                w.dns_us,
+                w.connect_us,
+                w.tls_us,
+                w.ttfb_us,
+                w.total_us,
+                w.body_bytes,
+                w.pattern.clone(),
+                w.pattern_matched,
+                w.tls_not_after
+            )
+        );
+    }
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM check_results").fetch_one(&mut c).await.unwrap();
+    assert_eq!(rows, 3, "the repeated row is stored once");
+}
