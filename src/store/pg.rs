@@ -9,9 +9,9 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgConnection, PgPool};
 
-use super::latest_per_site;
 use super::pg_copy;
 use super::status_row::StatusRow;
+use super::{LatestRow, latest_per_site};
 use crate::config::PostgresConfig;
 use crate::domain::{CheckResult, SiteStatus};
 use crate::ports::{DeadLetter, StatusStore, StoreError};
@@ -228,48 +228,76 @@ async fn copy_history(conn: &mut PgConnection, rs: &[CheckResult]) -> Result<(),
     copy.finish().await.map(drop)
 }
 
+/// The latest-status upsert for one batch's rows (one per site).
+async fn upsert_latest(conn: &mut PgConnection, l: &[LatestRow<'_>]) -> Result<(), StoreError> {
+    if l.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(UPSERT_STATUS)
+        .bind(col(l, |x| x.result.site_id.as_str()))
+        .bind(col(l, |x| x.result.region.as_str()))
+        .bind(col(l, |x| x.result.check_id))
+        .bind(col(l, |x| x.result.url.as_str()))
+        .bind(col(l, |x| x.result.scheduled_at))
+        .bind(col(l, |x| x.result.started_at))
+        .bind(col(l, |x| x.result.status.as_str()))
+        .bind(col(l, |x| x.result.failure_kind.map(|k| k.as_str())))
+        .bind(col(l, |x| x.result.error.as_deref()))
+        .bind(col(l, |x| x.result.status_code.map(i32::from)))
+        .bind(col(l, |x| x.result.total_us))
+        .bind(col(l, |x| x.run_len))
+        .bind(col(l, |x| x.run_start))
+        .bind(col(l, |x| x.whole))
+        .execute(conn)
+        .await
+        .map_err(classify)?;
+    Ok(())
+}
+
+/// History rows and dead letters.
+async fn append(
+    conn: &mut PgConnection,
+    results: &[CheckResult],
+    dead: &[DeadLetter],
+) -> Result<(), StoreError> {
+    if !results.is_empty() {
+        append_history(conn, results).await?;
+    }
+    if !dead.is_empty() {
+        sqlx::query(INSERT_DEAD)
+            .bind(col(dead, |d| d.position.topic.as_str()))
+            .bind(col(dead, |d| d.position.partition))
+            .bind(col(dead, |d| d.position.offset))
+            .bind(col(dead, |d| d.key.as_deref()))
+            .bind(col(dead, |d| d.payload.as_deref()))
+            .bind(col(dead, |d| d.error.as_str()))
+            .execute(conn)
+            .await
+            .map_err(classify)?;
+    }
+    Ok(())
+}
+
 impl StatusStore for PgStore {
+    /// With a pool of two or more connections, history (and dead letters) and the latest status
+    /// are written in two transactions at once, so that PostgreSQL works on both with two
+    /// backends; they commit only when both succeeded, history first. A crash between the two
+    /// commits leaves the batch unacknowledged: its replay adds nothing to history (duplicates are
+    /// skipped) and completes the latest status (which never moves backwards).
     async fn store(&self, results: &[CheckResult], dead: &[DeadLetter]) -> Result<(), StoreError> {
         self.ensure_partitions(results).await?;
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        if !results.is_empty() {
-            append_history(&mut tx, results).await?;
-            let latest = latest_per_site(results);
-            if !latest.is_empty() {
-                let l = latest.as_slice();
-                sqlx::query(UPSERT_STATUS)
-                    .bind(col(l, |x| x.result.site_id.as_str()))
-                    .bind(col(l, |x| x.result.region.as_str()))
-                    .bind(col(l, |x| x.result.check_id))
-                    .bind(col(l, |x| x.result.url.as_str()))
-                    .bind(col(l, |x| x.result.scheduled_at))
-                    .bind(col(l, |x| x.result.started_at))
-                    .bind(col(l, |x| x.result.status.as_str()))
-                    .bind(col(l, |x| x.result.failure_kind.map(|k| k.as_str())))
-                    .bind(col(l, |x| x.result.error.as_deref()))
-                    .bind(col(l, |x| x.result.status_code.map(i32::from)))
-                    .bind(col(l, |x| x.result.total_us))
-                    .bind(col(l, |x| x.run_len))
-                    .bind(col(l, |x| x.run_start))
-                    .bind(col(l, |x| x.whole))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify)?;
-            }
+        let latest = latest_per_site(results);
+        if self.pool.options().get_max_connections() < 2 || latest.is_empty() {
+            let mut tx = self.pool.begin().await.map_err(classify)?;
+            append(&mut tx, results, dead).await?;
+            upsert_latest(&mut tx, &latest).await?;
+            return tx.commit().await.map_err(classify);
         }
-        if !dead.is_empty() {
-            sqlx::query(INSERT_DEAD)
-                .bind(col(dead, |d| d.position.topic.as_str()))
-                .bind(col(dead, |d| d.position.partition))
-                .bind(col(dead, |d| d.position.offset))
-                .bind(col(dead, |d| d.key.as_deref()))
-                .bind(col(dead, |d| d.payload.as_deref()))
-                .bind(col(dead, |d| d.error.as_str()))
-                .execute(&mut *tx)
-                .await
-                .map_err(classify)?;
-        }
-        tx.commit().await.map_err(classify)
+        let (mut history, mut status) =
+            tokio::try_join!(self.pool.begin(), self.pool.begin()).map_err(classify)?;
+        tokio::try_join!(append(&mut history, results, dead), upsert_latest(&mut status, &latest))?;
+        history.commit().await.map_err(classify)?;
+        status.commit().await.map_err(classify)
     }
 
     async fn latest(&self) -> Result<Vec<SiteStatus>, StoreError> {
