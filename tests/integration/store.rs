@@ -91,12 +91,13 @@ async fn sqlite_store_keeps_the_contract() {
 }
 
 /// Every history column as stored by the COPY path (new rows) and by the INSERT path (a batch
-/// that repeats a stored row falls back to it), read back as the database holds it.
+/// that repeats a stored row falls back to it), read back as the database holds it. One pool
+/// connection: history and latest status share one transaction (the contract above runs with two).
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_history_keeps_every_field() {
     let url = support::fresh_database().await;
     let store =
-        PgStore::connect(&PostgresConfig { url: Secret::new(url.clone()), max_connections: 2 }).unwrap();
+        PgStore::connect(&PostgresConfig { url: Secret::new(url.clone()), max_connections: 1 }).unwrap();
     store.migrate().await.unwrap();
     let t = Utc.timestamp_micros(Utc::now().timestamp_micros() - 1_234_567).unwrap();
     let full = |site: &str| {
