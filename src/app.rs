@@ -34,7 +34,6 @@ pub const CHECK_DOWN: i32 = 2;
 /// file: nothing is contacted before this has passed.
 fn load(path: &Path, needs: &[&str], command: &str) -> Result<Config, ConfigError> {
     let cfg = config::load_file(path)?;
-    release_parse_memory();
     let mut problems = Vec::new();
     for section in needs {
         let missing = match *section {
@@ -50,8 +49,9 @@ fn load(path: &Path, needs: &[&str], command: &str) -> Result<Config, ConfigErro
     if problems.is_empty() { Ok(cfg) } else { Err(ConfigError { file: path.to_owned(), problems }) }
 }
 
-/// Parsing a large config builds a YAML tree many times the size of the sites it yields; hand
-/// the freed pages back to the system so a 100k-site producer does not keep them as RSS.
+/// Parsing a large config builds a YAML tree many times the size of the sites it yields, and the
+/// sites are then moved into the producer's roster; once that is built, hand the freed pages back
+/// to the system so a 100k-site producer does not keep them as RSS.
 fn release_parse_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the OS; it touches no live allocation.
@@ -163,8 +163,10 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
     let publisher = Arc::new(KafkaPublisher::new(kafka).context("creating the Kafka producer")?);
     tracing::info!(sites = sites.len(), brokers = %kafka.bootstrap_servers, topic = %kafka.topic, region = %cfg.region, "producer starting");
     let opts = producer_options(&cfg, args.once, args.grace, false);
+    let roster = producer::Roster::new(sites, &opts);
+    release_parse_memory();
     health.ready();
-    let report = producer::run(sites, probe, publisher, opts, shutdown::on_signals()).await;
+    let report = producer::run(roster, probe, publisher, opts, shutdown::on_signals()).await;
     tracing::info!(
         published = report.published,
         failed = report.failed,
@@ -228,7 +230,9 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
         tokio::spawn(async move { ui::live_table(&*store, Duration::from_secs(1), &title, stop).await })
     });
     let popts = producer_options(&cfg, false, args.grace, !interactive);
-    let report = producer::run(sites, probe, Arc::new(publisher), popts, shutdown).await;
+    let roster = producer::Roster::new(sites, &popts);
+    release_parse_memory();
+    let report = producer::run(roster, probe, Arc::new(publisher), popts, shutdown).await;
     let stored = tokio::time::timeout(args.grace, consumer)
         .await
         .context("storing the last results took longer than the grace period")?

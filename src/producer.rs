@@ -94,7 +94,9 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
         };
         let result = match got {
             Some(p) => {
-                let r = self.check(&e.site, slot).await;
+                // Boxed: a slot waiting for permits then holds a pointer, not the whole check's
+                // state, so an overloaded producer's waiting slots stay small.
+                let r = Box::pin(self.check(&e.site, slot)).await;
                 drop(p);
                 r
             }
@@ -197,15 +199,46 @@ struct Scheduled {
     busy: AtomicBool,
 }
 
+/// The sites a producer checks, each with its phase and its host's permit pool, in one shared
+/// allocation (a task holds it and an index): 100k sites take one block, not 100k.
+pub struct Roster {
+    sites: Arc<[Scheduled]>,
+}
+
+impl Roster {
+    pub fn new(sites: Vec<Site>, opts: &ProducerOptions) -> Self {
+        let mut hosts: HashMap<String, Arc<Semaphore>> = HashMap::new();
+        let sites = sites
+            .into_iter()
+            .map(|site| {
+                let host = hosts
+                    .entry(site.url.host_str().unwrap_or_default().to_owned())
+                    .or_insert_with(|| Arc::new(Semaphore::new(opts.per_host_concurrency.max(1))))
+                    .clone();
+                Scheduled { phase: phase(&site.id, site.interval), site, host, busy: AtomicBool::new(false) }
+            })
+            .collect();
+        Roster { sites }
+    }
+
+    pub fn len(&self) -> usize {
+        self.sites.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sites.is_empty()
+    }
+}
+
 pub async fn run<P: SiteProbe, S: StatusPublisher>(
-    sites: Vec<Site>,
+    roster: Roster,
     probe: Arc<P>,
     publisher: Arc<S>,
     opts: ProducerOptions,
     shutdown: CancellationToken,
 ) -> ProducerReport {
-    let mut hosts: HashMap<String, Arc<Semaphore>> = HashMap::new();
-    let sites_timeout = sites.iter().map(|s| s.timeout).max().unwrap_or_default();
+    let scheduled = roster.sites;
+    let sites_timeout = scheduled.iter().map(|s| s.site.timeout).max().unwrap_or_default();
     let shared = Arc::new(Shared {
         probe,
         publisher: publisher.clone(),
@@ -220,27 +253,11 @@ pub async fn run<P: SiteProbe, S: StatusPublisher>(
         failed: AtomicU64::new(0),
         missed: AtomicU64::new(0),
     });
-    let scheduled: Vec<Arc<Scheduled>> = sites
-        .into_iter()
-        .map(|site| {
-            let host = site.url.host_str().unwrap_or_default().to_owned();
-            let host = hosts
-                .entry(host)
-                .or_insert_with(|| Arc::new(Semaphore::new(opts.per_host_concurrency.max(1))))
-                .clone();
-            Arc::new(Scheduled {
-                phase: phase(&site.id, site.interval),
-                site,
-                host,
-                busy: AtomicBool::new(false),
-            })
-        })
-        .collect();
-    drop(hosts);
     if opts.once {
-        for e in scheduled {
-            let s = shared.clone();
+        for i in 0..scheduled.len() {
+            let (s, all) = (shared.clone(), scheduled.clone());
             shared.tracker.spawn(async move {
+                let e = &all[i];
                 let p = permits(e.host.clone(), s.global.clone()).await;
                 let result = s.check(&e.site, s.clock.now()).await;
                 drop(p);
@@ -280,7 +297,7 @@ fn at(us: i64) -> DateTime<Utc> {
 /// waits for its permits until the site's next slot, checks and publishes; a slot whose site is
 /// still busy, or that the scheduler reaches only after the next one is due, is a MISSED record.
 /// Returns on shutdown.
-async fn schedule<P: SiteProbe, S: StatusPublisher>(s: &Arc<Shared<P, S>>, sites: Vec<Arc<Scheduled>>) {
+async fn schedule<P: SiteProbe, S: StatusPublisher>(s: &Arc<Shared<P, S>>, sites: Arc<[Scheduled]>) {
     let now = s.clock.now();
     let mut heap: BinaryHeap<Reverse<(i64, usize)>> = sites
         .iter()
@@ -313,10 +330,11 @@ async fn schedule<P: SiteProbe, S: StatusPublisher>(s: &Arc<Shared<P, S>>, sites
             }
             // Taken here, so a full window holds the scheduler back instead of piling up tasks.
             let window = s.in_flight.clone().acquire_owned().await.expect("semaphores are never closed");
-            let (s2, e2) = (s.clone(), e.clone());
+            let (s2, all) = (s.clone(), sites.clone());
             s.tracker.spawn(async move {
-                s2.run_slot(&e2, at(slot), at(slot + step), window).await;
-                e2.busy.store(false, Ordering::Release);
+                let e = &all[i];
+                s2.run_slot(e, at(slot), at(slot + step), window).await;
+                e.busy.store(false, Ordering::Release);
             });
         }
     }

@@ -111,13 +111,13 @@ fn read_site(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> Option<
         Some((v, p)) => r.string(v, &p).and_then(|m| {
             let m = m.trim().to_ascii_uppercase();
             if METHODS.contains(&m.as_str()) {
-                Some(m)
+                http::Method::from_bytes(m.as_bytes()).ok()
             } else {
                 r.problem(&p, format!("`{m}` is not a supported method: use one of {}", METHODS.join(", ")));
                 None
             }
         }),
-        None => Some("GET".to_owned()),
+        None => Some(http::Method::GET),
     };
     let interval = f.get("interval").map_or(Some(d.interval), |(v, p)| r.duration(v, &p));
     let timeout = f.get("timeout").map_or(Some(d.timeout), |(v, p)| r.duration(v, &p));
@@ -136,7 +136,7 @@ fn read_site(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> Option<
     let pattern = match f.get("pattern") {
         Some((v, p)) => match r.string(v, &p) {
             Some(s) => match RegexBuilder::new(&s).size_limit(REGEX_SIZE_LIMIT).build() {
-                Ok(re) => Some(Some(re)),
+                Ok(re) => Some(Some(Box::new(re))),
                 Err(e) => {
                     let msg = e.to_string().replace('\n', " ");
                     r.problem(&p, format!("invalid regex: {msg}"));
@@ -152,17 +152,19 @@ fn read_site(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> Option<
         None => Some(d.expected_status.clone()),
     };
     let headers = match f.get("headers") {
-        Some((v, p)) => read_headers(r, v, &p),
-        None => Some(Vec::new()),
+        Some((v, p)) => read_headers(r, v, &p).map(Vec::into_boxed_slice),
+        None => Some(Box::default()),
     };
-    let body = f.get("body").map(|(v, p)| r.string(v, &p));
+    let body = f.get("body").map(|(v, p)| r.string(v, &p).map(String::into_boxed_str));
     let follow = f.get("follow_redirects").map_or(Some(false), |(v, p)| r.boolean(v, &p));
     let max_redirects =
         f.get("max_redirects").map_or(Some(DEFAULT_MAX_REDIRECTS), |(v, p)| r.uint(v, &p, 0, 50));
     let max_body =
         f.get("max_body_bytes").map_or(Some(DEFAULT_MAX_BODY), |(v, p)| r.byte_size(v, &p, 0, 1 << 30));
     let verify = f.get("tls_verify").map_or(Some(true), |(v, p)| r.boolean(v, &p));
-    let ca_file = f.get("tls_ca_file").map(|(v, p)| r.nonempty_string(v, &p).map(std::path::PathBuf::from));
+    let ca_file = f
+        .get("tls_ca_file")
+        .map(|(v, p)| r.nonempty_string(v, &p).map(|s| std::path::PathBuf::from(s).into_boxed_path()));
     Some(Site {
         headers: headers?,
         body: body.map_or(Some(None), |b| b.map(Some))?,
@@ -232,5 +234,5 @@ fn read_expected(r: &mut Reader, v: &Value, path: &str) -> Option<ExpectedStatus
         .enumerate()
         .map(|(i, v)| r.uint(v, &format!("{path}[{i}]"), 100, 599).map(|c| c as u16))
         .collect();
-    codes.into_iter().collect::<Option<Vec<_>>>().map(ExpectedStatus::Codes)
+    codes.into_iter().collect::<Option<Box<[u16]>>>().map(ExpectedStatus::Codes)
 }

@@ -1,6 +1,6 @@
 //! A monitored site as the scheduler and the probe see it, after config validation.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use regex::bytes::Regex;
@@ -14,18 +14,19 @@ pub struct Site {
     /// Stable identifier from the config; the Kafka key and the primary key in storage.
     pub id: String,
     pub url: Url,
-    /// HTTP method, upper case (`GET` by default).
-    pub method: String,
+    /// HTTP method (`GET` by default); a standard one takes no allocation.
+    pub method: http::Method,
     pub interval: Duration,
     /// Covers the whole check: DNS, connect, TLS, request, and reading the body.
     pub timeout: Duration,
     /// Optional regex searched in the response body (bytes, so non-UTF-8 bodies work too).
-    pub pattern: Option<Regex>,
+    /// Rarely set options are boxed: a default site stays small when there are 100k of them.
+    pub pattern: Option<Box<Regex>>,
     pub expected_status: ExpectedStatus,
     /// Extra request headers; values may hold credentials, so they never print.
-    pub headers: Vec<(String, Secret)>,
+    pub headers: Box<[(String, Secret)]>,
     /// Request body (for POST, PUT, PATCH).
-    pub body: Option<String>,
+    pub body: Option<Box<str>>,
     /// Follow 3xx responses with a `Location`, up to `max_redirects` hops.
     pub follow_redirects: bool,
     pub max_redirects: u32,
@@ -40,7 +41,7 @@ pub struct TlsOptions {
     /// Verify the chain and the host name (on by default).
     pub verify: bool,
     /// Extra CA certificate (PEM) to trust, e.g. for an internal CA.
-    pub ca_file: Option<PathBuf>,
+    pub ca_file: Option<Box<Path>>,
 }
 
 impl Default for TlsOptions {
@@ -55,7 +56,7 @@ pub enum ExpectedStatus {
     /// 200–399: any success or redirect (the default).
     SuccessOrRedirect,
     /// Exactly these codes.
-    Codes(Vec<u16>),
+    Codes(Box<[u16]>),
 }
 
 impl ExpectedStatus {
@@ -80,7 +81,7 @@ mod tests {
 
     #[test]
     fn explicit_codes_accept_only_those() {
-        let e = ExpectedStatus::Codes(vec![200, 418]);
+        let e = ExpectedStatus::Codes([200, 418].into());
         assert!(e.accepts(418) && e.accepts(200));
         assert!(!e.accepts(201));
     }

@@ -85,7 +85,8 @@ async fn run_for(
         tokio::time::sleep(span).await;
         stopper.cancel();
     });
-    producer::run(sites, probe.clone(), publisher.clone(), opts, stop).await;
+    let roster = producer::Roster::new(sites, &opts);
+    producer::run(roster, probe.clone(), publisher.clone(), opts, stop).await;
     let results = publisher.0.lock().unwrap().clone();
     let peak = probe.running.lock().unwrap().1;
     (results, peak)
