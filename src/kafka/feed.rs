@@ -63,6 +63,9 @@ impl StatusFeed for KafkaFeed {
         let deadline = tokio::time::Instant::now() + wait;
         let mut batch = FeedBatch::default();
         while batch.len() < max {
+            // Buffered messages are ready at once, so without this the loop would decode a whole
+            // batch in one poll while the batch before it waits to send its next statement.
+            tokio::task::consume_budget().await;
             let msg = match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                 Err(_) => break,
                 Ok(Ok(m)) => m,

@@ -47,6 +47,9 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(cfg.max_connections)
             .acquire_timeout(std::time::Duration::from_secs(10))
+            // No ping before each use: a dead connection fails its statement, which the
+            // consumer retries as `Unavailable` like any other outage.
+            .test_before_acquire(false)
             .connect_lazy_with(opts);
         Ok(PgStore { pool, partitions: Mutex::new(HashSet::new()) })
     }
