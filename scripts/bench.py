@@ -327,6 +327,7 @@ measured then.
 | B2 results/s, 1M backlog | 33,769 (0.42 × COPY 79,840) | ~51,000 | history by binary `COPY` (fallback to `INSERT … ON CONFLICT` when COPY refuses the batch) and a history primary key led by `scheduled_at`, which appends at the index's right edge (COPY ceiling 80k → ~155k rows/s) |
 | B2 results/s, 1M backlog | ~51,000 | ~88,000 (0.57 × COPY) | the consumer's CPU was mostly apache-avro's generic `Value` tree (malloc/free, a `String` per field name, union resolution): the current schema's datum is now read and written directly (`wire/datum.rs`), 9.4 → 2.1 CPU-s per 1M records |
 | B2 results/s, 1M backlog | ~88,000 | ~100,000 (0.68 × COPY) | history and latest status written in two transactions at once (two PostgreSQL backends), committed history first |
+| B2 results/s, 1M backlog | ~100,000 | ~117,000–121,000 (0.75 × COPY) | per-batch timers showed 8–15 ms before the first statement: sqlx pinged each pooled connection before use (now off: a dead connection fails its statement and is retried), and the prefetch decoded a whole batch in one poll, holding up the store beside it (it now yields) |
 | producer RSS, 100k sites (steady) | 243 MB | ~100 MB | the site list was held twice (config + producer); freed parse memory is returned to the OS (`malloc_trim`) |
 | producer RSS, 100k sites (steady) | ~100 MB | ~60 MB | massif showed a `Site`-sized slot per site kept by an in-place `collect` and an `Arc` per site: now one `Roster` allocation built before the trim, rarely set options boxed, `http::Method` instead of a `String` |
 | producer RSS, overloaded (25k offered/s) | 537 MB | ~310 MB | a slot waiting for permits held the whole check's future (2.4 KB) inline: the check is boxed when it starts |
@@ -345,9 +346,10 @@ What limits the figures now:
   instead of spawning it, taking free permits without arming the slot's deadline timer.
 - **B1 lag**: at 1k checks/s p99 ~2 ms and 0 missed (met); at 10k/s p99 is tens of ms, with the
   cores shared by nginx and Kafka.
-- **B2**: ~100k results/s from a 1M backlog (goal 100k: at the line, varies ±10 % between runs)
-  and ~0.65 × COPY (goal 0.5: met). Per 10k-row batch, the history COPY and the latest-status
-  upsert of 10k sites take ~60 ms each, now side by side; the machine is ~75 % busy.
+- **B2**: 100–120k results/s from a 1M backlog (goal 100k: met, though runs vary by ±10 %) and
+  ~0.7 × COPY (goal 0.5: met). Per 10k-row batch the history COPY takes 60–90 ms and the
+  latest-status upsert of 10k sites 30–55 ms beside it; the machine is ~80 % busy. Larger batches
+  help a little more (50k: ~106k/s in a noisy run, at 205 MB RSS); the bench keeps 10k.
 - **Producer RSS at 100k sites**: ~60 MB steady (goal 64 MB: met, narrowly). Parsing the 9 MB YAML
   still peaks near 200 MB before the trim; a streamed or CSV site list would remove that peak.
 - **B3** p99 ~60 ms against the 250 ms goal (met).
