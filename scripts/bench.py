@@ -335,15 +335,17 @@ measured then.
 
 What limits the figures now:
 
-- **B1 capacity** (goal ≥ 0.6 × wrk's `Connection: close` rate: not reached; ~0.5–0.55). The
-  producer sustains about 12k new-connection checks/s with nothing missed; one step up it falls
-  behind (lag of seconds, timeouts). perf puts ~72 % of the producer's CPU in the kernel's TCP
+- **B1 capacity** (goal ≥ 0.6 × wrk's `Connection: close` rate: not reached; 0.42–0.55 across
+  runs, as wrk's own figure moves between 21k and 28k req/s here). The producer sustains about
+  12k new-connection checks/s with nothing missed; one step up it falls behind (lag of seconds,
+  timeouts). perf puts ~72 % of the producer's CPU in the kernel's TCP
   path over loopback (connect, FIN/ACK handling, socket teardown, memcg accounting), ~12 % in
   sitemon and ~10 % in malloc; `strace -c` counts ~12 system calls per check, the same handful wrk
   makes plus epoll registration and one futex wake-up. At ~95 µs of CPU per check next to nginx's
   ~40 µs per request, two shared cores cap the rate near 0.6 × wrk before the broker takes its
   share. Tried without measurable gain: driving the hyper connection in the check's own task
-  instead of spawning it, taking free permits without arming the slot's deadline timer.
+  instead of spawning it, taking free permits without arming the slot's deadline timer, a 50 ms
+  librdkafka linger (fewer, larger batches for the broker).
 - **B1 lag**: at 1k checks/s p99 ~2 ms and 0 missed (met); at 10k/s p99 is tens of ms, with the
   cores shared by nginx and Kafka.
 - **B2**: 100–120k results/s from a 1M backlog (goal 100k: met, though runs vary by ±10 %) and
