@@ -63,12 +63,18 @@ async fn contract<S: StatusStore>(store: &S, history: impl AsyncFn() -> i64) {
     assert_eq!(history().await, 5);
 }
 
+/// A PgStore with a pool of `connections` on a fresh, migrated database, and that database's URL.
+async fn migrated_pg_store(connections: u32) -> (PgStore, String) {
+    let url = support::fresh_database().await;
+    let cfg = PostgresConfig { url: Secret::new(url.clone()), max_connections: connections };
+    let store = PgStore::connect(&cfg).unwrap();
+    store.migrate().await.unwrap();
+    (store, url)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_store_keeps_the_contract() {
-    let url = support::fresh_database().await;
-    let store =
-        PgStore::connect(&PostgresConfig { url: Secret::new(url.clone()), max_connections: 2 }).unwrap();
-    store.migrate().await.unwrap();
+    let (store, url) = migrated_pg_store(2).await;
     contract(&store, async || {
         let mut c = support::connect(&url).await;
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM check_results").fetch_one(&mut c).await.unwrap()
@@ -95,10 +101,7 @@ async fn sqlite_store_keeps_the_contract() {
 /// connection: history and latest status share one transaction (the contract above runs with two).
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_history_keeps_every_field() {
-    let url = support::fresh_database().await;
-    let store =
-        PgStore::connect(&PostgresConfig { url: Secret::new(url.clone()), max_connections: 1 }).unwrap();
-    store.migrate().await.unwrap();
+    let (store, url) = migrated_pg_store(1).await;
     let t = Utc.timestamp_micros(Utc::now().timestamp_micros() - 1_234_567).unwrap();
     let full = |site: &str| {
         let mut r = CheckResult::new(
