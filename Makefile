@@ -6,7 +6,7 @@ CARGO ?= cargo
 
 ## test: install what is missing, start Kafka + PostgreSQL, run every test
 test: deps
-	@eval "$$(scripts/services up)" && $(CARGO) test --locked --all-targets
+	@env=$$(scripts/services up) && eval "$$env" && $(CARGO) test --locked --all-targets
 
 ## lint: rustfmt check and clippy with warnings as errors
 lint: deps
