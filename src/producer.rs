@@ -220,14 +220,6 @@ impl Roster {
             .collect();
         Roster { sites }
     }
-
-    pub fn len(&self) -> usize {
-        self.sites.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sites.is_empty()
-    }
 }
 
 pub async fn run<P: SiteProbe, S: StatusPublisher>(
