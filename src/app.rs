@@ -141,6 +141,17 @@ fn producer_options(cfg: &Config, once: bool, grace: Duration, log_results: bool
     }
 }
 
+fn consumer_options(cfg: &Config, exit_when_idle: Option<Duration>, grace: Duration) -> ConsumerOptions {
+    ConsumerOptions {
+        batch_size: cfg.consumer.batch_size,
+        batch_wait: cfg.consumer.batch_wait,
+        exit_when_idle,
+        retention: cfg.retention,
+        max_clock_skew: cfg.consumer.max_clock_skew,
+        grace,
+    }
+}
+
 /// Starts the ops endpoint when asked for; the health it reports starts as `starting`.
 async fn ops(listen: Option<SocketAddr>, starting: &str) -> anyhow::Result<Arc<Health>> {
     let health = Arc::new(Health::starting(starting));
@@ -185,14 +196,19 @@ async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow:
     store.migrate().await.context("applying migrations")?;
     let mut feed = KafkaFeed::new(kafka).context("creating the Kafka consumer")?;
     tracing::info!(brokers = %kafka.bootstrap_servers, topic = %kafka.topic, group = %kafka.group_id, "consumer starting");
-    let opts = ConsumerOptions {
-        batch_size: cfg.consumer.batch_size,
-        batch_wait: cfg.consumer.batch_wait,
-        exit_when_idle: args.exit_when_idle,
-        retention: cfg.retention,
-    };
+    let opts = consumer_options(&cfg, args.exit_when_idle, args.grace);
     let report = consumer::run(&mut feed, &store, &opts, &health, shutdown::on_signals()).await?;
-    tracing::info!(stored = report.stored, dead_letters = report.dead_letters, "consumer stopped");
+    tracing::info!(
+        stored = report.stored,
+        dead_letters = report.dead_letters,
+        unstored = report.unstored,
+        "consumer stopped"
+    );
+    anyhow::ensure!(
+        report.complete(),
+        "{} records were not stored before the grace period ended; the group reads them again",
+        report.unstored
+    );
     Ok(exit::OK)
 }
 
@@ -211,12 +227,7 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
     let interactive = std::io::stdout().is_terminal() && !args.no_table;
     tracing::info!(sites = sites.len(), db = %cfg.sqlite.path.display(), "sitemon run starting");
 
-    let opts = ConsumerOptions {
-        batch_size: cfg.consumer.batch_size,
-        batch_wait: cfg.consumer.batch_wait,
-        exit_when_idle: None,
-        retention: cfg.retention,
-    };
+    let opts = consumer_options(&cfg, None, args.grace);
     // The consumer ends when the producer is gone and the channel is drained.
     let consumer_store = store.clone();
     let consumer_health = health.clone();

@@ -117,4 +117,7 @@ pub struct ConsumerArgs {
     /// Exit once the topic is drained: assigned and nothing new for this long (e.g. `5s`).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub exit_when_idle: Option<Duration>,
+    /// Time allowed to finish storing the batch in hand after SIGINT/SIGTERM.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
 }

@@ -1,13 +1,16 @@
-//! The consumer runner: takes batches from a [`StatusFeed`], stores each in one transaction
-//! through a [`StatusStore`], and acknowledges the batch only after the store committed.
+//! The consumer runner: takes batches from a [`StatusFeed`], admits what each record carries,
+//! stores the batch in one transaction through a [`StatusStore`], and acknowledges it only
+//! after the store committed. After shutdown, the batch being stored has the grace period.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::{Admission, CheckResult};
+use crate::error_chain::Chain;
 use crate::health::Health;
-use crate::ports::{DeadLetter, FeedBatch, StatusFeed, StatusStore, StoreError};
+use crate::ports::{DeadLetter, FeedBatch, FeedError, RawRecord, StatusFeed, StatusStore, StoreError};
 use crate::wire;
 
 #[derive(Debug, Clone)]
@@ -18,6 +21,10 @@ pub struct ConsumerOptions {
     pub exit_when_idle: Option<Duration>,
     /// Delete history older than this, checked at start and then hourly.
     pub retention: Option<Duration>,
+    /// A record whose times lie further ahead of this consumer's clock is a dead letter.
+    pub max_clock_skew: Duration,
+    /// After shutdown is requested, how long the batch being stored may still take.
+    pub grace: Duration,
 }
 
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -27,7 +34,7 @@ async fn prune<S: StatusStore>(store: &S, retention: Duration) {
     match store.prune(chrono::Utc::now() - age).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(removed = n, "history past retention removed"),
-        Err(e) => tracing::warn!(error = %e, "removing history past retention failed; will retry"),
+        Err(e) => tracing::warn!(error = %Chain(&e), "removing history past retention failed; will retry"),
     }
 }
 
@@ -35,12 +42,43 @@ async fn prune<S: StatusStore>(store: &S, retention: Duration) {
 pub struct ConsumerReport {
     pub stored: u64,
     pub dead_letters: u64,
+    /// Records of a batch that shutdown interrupted: not acknowledged, so the group reads them
+    /// again (storing is idempotent); reported so that an unclean stop is visible.
+    pub unstored: u64,
+}
+
+impl ConsumerReport {
+    /// True when every batch taken from the feed was stored and acknowledged.
+    pub fn complete(&self) -> bool {
+        self.unstored == 0
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError {
     #[error(transparent)]
-    Feed(#[from] crate::ports::FeedError),
+    Feed(#[from] FeedError),
+}
+
+/// A batch as the store takes it: the admitted results with the records they came from, and
+/// the dead letters (undecodable or not admitted).
+struct Admitted<'a> {
+    results: Vec<(&'a CheckResult, &'a RawRecord)>,
+    dead: Vec<DeadLetter>,
+}
+
+fn admit(batch: &FeedBatch, admission: Admission) -> Admitted<'_> {
+    let mut a = Admitted { results: Vec::with_capacity(batch.len()), dead: Vec::new() };
+    for rec in &batch.records {
+        match &rec.decoded {
+            Ok(r) => match admission.check(r) {
+                Ok(()) => a.results.push((r, &rec.raw)),
+                Err(why) => a.dead.push(DeadLetter::new(&rec.raw, &format!("not storable: {why}"))),
+            },
+            Err(e) => a.dead.push(DeadLetter::new(&rec.raw, e)),
+        }
+    }
+    a
 }
 
 pub async fn run<F: StatusFeed, S: StatusStore>(
@@ -54,8 +92,17 @@ pub async fn run<F: StatusFeed, S: StatusStore>(
     let mut idle_since: Option<Instant> = None;
     let mut next_prune = Instant::now();
     // While one batch is being stored, the next one is read and decoded.
-    let mut prefetched: Option<Result<FeedBatch, crate::ports::FeedError>> = None;
+    let mut prefetched: Option<Result<FeedBatch, FeedError>> = None;
+    let grace_over = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(opts.grace).await;
+    };
+    tokio::pin!(grace_over);
     loop {
+        // Checked before every batch: under steady traffic a batch is always prefetched.
+        if shutdown.is_cancelled() {
+            break;
+        }
         if let Some(retention) = opts.retention
             && Instant::now() >= next_prune
         {
@@ -71,7 +118,7 @@ pub async fn run<F: StatusFeed, S: StatusStore>(
         };
         let batch = match batch {
             Ok(b) => b,
-            Err(crate::ports::FeedError::Closed) => break,
+            Err(FeedError::Closed) => break,
             Err(e) => return Err(e.into()),
         };
         if batch.is_empty() {
@@ -80,31 +127,41 @@ pub async fn run<F: StatusFeed, S: StatusStore>(
             } else {
                 health.not_ready("waiting for the feed (e.g. partition assignment)");
             }
-            if let Some(limit) = opts.exit_when_idle {
-                if feed.is_attached() {
-                    let since = *idle_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= limit {
-                        tracing::info!("feed drained: exiting as asked");
-                        break;
-                    }
+            if let Some(limit) = opts.exit_when_idle
+                && feed.is_attached()
+            {
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= limit {
+                    tracing::info!("feed drained: exiting as asked");
+                    break;
                 }
             }
             continue;
         }
         idle_since = None;
         let started = Instant::now();
-        let (stored, next) = tokio::join!(
-            store_with_retry(store, &batch, health, &shutdown),
-            feed.next_batch(opts.batch_size, opts.batch_wait)
-        );
+        let admitted = admit(&batch, Admission::new(chrono::Utc::now(), opts.max_clock_skew));
+        let fetch = async {
+            tokio::select! {
+                b = feed.next_batch(opts.batch_size, opts.batch_wait) => Some(b),
+                _ = shutdown.cancelled() => None,
+            }
+        };
+        let (stored, next) = tokio::select! {
+            both = async { tokio::join!(store_with_retry(store, &admitted, health, &shutdown), fetch) } => both,
+            _ = &mut grace_over => (None, None),
+        };
         let Some(dead) = stored else {
+            tracing::warn!(records = batch.len(), "shutdown interrupted storing a batch: not acknowledged, the group reads it again");
+            report.unstored += batch.len() as u64;
             break;
         };
         feed.ack(&batch).await?;
-        prefetched = Some(next);
-        report.stored += batch.results.len() as u64;
+        prefetched = next;
+        let results = admitted.results.len() as u64;
+        report.stored += results;
         report.dead_letters += dead as u64;
-        metrics::counter!("sitemon_stored_results_total").increment(batch.results.len() as u64);
+        metrics::counter!("sitemon_stored_results_total").increment(results);
         metrics::counter!("sitemon_dead_letters_total").increment(dead as u64);
         metrics::histogram!("sitemon_batch_store_seconds").record(started.elapsed().as_secs_f64());
         tracing::debug!(records = batch.len(), "batch stored and acknowledged");
@@ -117,18 +174,19 @@ pub async fn run<F: StatusFeed, S: StatusStore>(
 /// Returns the number of dead letters, or `None` when shutdown came first.
 async fn store_with_retry<S: StatusStore>(
     store: &S,
-    batch: &FeedBatch,
+    batch: &Admitted<'_>,
     health: &Health,
     shutdown: &CancellationToken,
 ) -> Option<usize> {
+    let results: Vec<&CheckResult> = batch.results.iter().map(|(r, _)| *r).collect();
     let mut backoff = crate::retry::backoff();
     loop {
-        let attempt = match store.store(&batch.results, &batch.dead_letters).await {
+        let attempt = match store.store(&results, &batch.dead).await {
             Err(StoreError::Rejected(e)) => {
-                tracing::warn!(error = %e, "batch rejected: storing record by record");
+                tracing::warn!(error = %Chain(&*e), "batch rejected: storing record by record");
                 isolate_rejected(store, batch).await
             }
-            other => other.map(|()| batch.dead_letters.len()),
+            other => other.map(|()| batch.dead.len()),
         };
         match attempt {
             Ok(dead) => {
@@ -136,10 +194,10 @@ async fn store_with_retry<S: StatusStore>(
                 return Some(dead);
             }
             Err(e) => {
-                health.not_ready(format!("cannot store: {e}"));
+                health.not_ready(format!("cannot store: {}", Chain(&e)));
                 metrics::counter!("sitemon_store_retries_total").increment(1);
                 let delay = backoff.next().unwrap_or(Duration::from_secs(5));
-                tracing::warn!(error = %e, retry_in = ?delay, "storing the batch failed; offsets stay put");
+                tracing::warn!(error = %Chain(&e), retry_in = ?delay, "storing the batch failed; offsets stay put");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.cancelled() => return None,
@@ -149,23 +207,20 @@ async fn store_with_retry<S: StatusStore>(
     }
 }
 
-async fn isolate_rejected<S: StatusStore>(store: &S, batch: &FeedBatch) -> Result<usize, StoreError> {
-    let mut dead: Vec<DeadLetter> = batch.dead_letters.clone();
-    for (result, source) in batch.results.iter().zip(&batch.result_sources) {
+async fn isolate_rejected<S: StatusStore>(store: &S, batch: &Admitted<'_>) -> Result<usize, StoreError> {
+    let mut dead: Vec<DeadLetter> = batch.dead.clone();
+    for (result, raw) in &batch.results {
         match store.store(std::slice::from_ref(result), &[]).await {
             Ok(()) => {}
             Err(StoreError::Rejected(e)) => {
-                dead.push(DeadLetter {
-                    position: source.position.clone(),
-                    key: source.key.clone(),
-                    // In-memory feeds keep no bytes; the record's own encoding stands in.
-                    payload: source.payload.clone().or_else(|| Some(wire::encode(result))),
-                    error: format!("rejected by the database: {e}"),
-                });
+                let mut letter = DeadLetter::new(raw, &format!("rejected by the database: {}", Chain(&*e)));
+                // In-memory feeds keep no bytes; the record's own encoding stands in.
+                letter.payload = letter.payload.or_else(|| Some(wire::encode(result)));
+                dead.push(letter);
             }
             Err(e) => return Err(e),
         }
     }
-    store.store(&[], &dead).await?;
+    store.store::<CheckResult>(&[], &dead).await?;
     Ok(dead.len())
 }

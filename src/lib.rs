@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod consumer;
 pub mod domain;
+pub mod error_chain;
 pub mod health;
 pub mod kafka;
 pub mod memory;

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 
 use crate::domain::CheckResult;
 use crate::ports::{
-    FeedBatch, FeedError, FeedPosition, PublishError, RawRecord, StatusFeed, StatusPublisher,
+    FeedBatch, FeedError, FeedPosition, PublishError, RawRecord, Received, StatusFeed, StatusPublisher,
 };
 
 /// The topic name that in-memory positions carry.
@@ -63,9 +63,8 @@ impl StatusFeed for ChannelFeed {
         for r in results {
             let position = FeedPosition { topic: TOPIC.to_owned(), partition: 0, offset: self.next_offset };
             self.next_offset += 1;
-            batch.result_sources.push(RawRecord { position: position.clone(), key: None, payload: None });
-            batch.positions.push(position);
-            batch.results.push(r);
+            let raw = RawRecord { position, key: None, payload: None };
+            batch.records.push(Received { raw, decoded: Ok(r) });
         }
         Ok(batch)
     }
@@ -95,8 +94,9 @@ mod tests {
             publisher.publish(&r).await.unwrap();
         }
         let b = feed.next_batch(3, Duration::from_millis(10)).await.unwrap();
-        assert_eq!(b.results.iter().map(|r| r.site_id.as_str()).collect::<Vec<_>>(), ["s0", "s1", "s2"]);
-        assert_eq!(b.positions.iter().map(|p| p.offset).collect::<Vec<_>>(), [0, 1, 2]);
+        let sites: Vec<&str> = b.records.iter().map(|r| r.decoded.as_ref().unwrap().site_id.as_str()).collect();
+        assert_eq!(sites, ["s0", "s1", "s2"]);
+        assert_eq!(b.records.iter().map(|r| r.raw.position.offset).collect::<Vec<_>>(), [0, 1, 2]);
         drop(publisher);
         assert_eq!(feed.next_batch(10, Duration::from_millis(10)).await.unwrap().len(), 2);
         assert!(matches!(feed.next_batch(10, Duration::from_millis(10)).await, Err(FeedError::Closed)));

@@ -1,12 +1,13 @@
 //! The ports: what the producer and consumer need from the outside world, in domain terms only.
 //! Adapters (hyper, rdkafka, sqlx, in-memory channels) implement these; only `app.rs` names them.
 
+use std::borrow::Borrow;
 use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{CheckResult, Site, SiteStatus};
+use crate::domain::{CheckResult, Site, SiteStatus, storable_text};
 
 /// Performs one check. Infallible by design: every way a site can fail is data in the result.
 pub trait SiteProbe: Send + Sync + 'static {
@@ -16,10 +17,10 @@ pub trait SiteProbe: Send + Sync + 'static {
 /// Why a publish did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("the broker did not acknowledge the result: {0}")]
-    Delivery(String),
-    #[error("flush did not finish before the deadline: {0}")]
-    Flush(String),
+    #[error("the broker did not acknowledge the result")]
+    Delivery(#[source] BoxError),
+    #[error("flush did not finish before the deadline")]
+    Flush(#[source] BoxError),
 }
 
 /// Ships results. `publish` returns only once the result is acknowledged (or failed for good).
@@ -53,32 +54,53 @@ pub struct DeadLetter {
     pub error: String,
 }
 
-/// One batch from the feed: decoded results plus poison records, and the positions to ack.
+/// Longest reason kept with a dead letter.
+const MAX_REASON_BYTES: usize = 4096;
+
+impl DeadLetter {
+    /// A dead letter for `raw`; the reason is made storable (no NUL, bounded), since it may
+    /// quote what the record carried.
+    pub fn new(raw: &RawRecord, error: &str) -> Self {
+        DeadLetter {
+            position: raw.position.clone(),
+            key: raw.key.clone(),
+            payload: raw.payload.clone(),
+            error: storable_text(error, MAX_REASON_BYTES),
+        }
+    }
+}
+
+/// One record of a batch: as it arrived, and what decoding it gave.
+#[derive(Debug)]
+pub struct Received {
+    pub raw: RawRecord,
+    /// The decoded result, or why the bytes are not one.
+    pub decoded: Result<CheckResult, String>,
+}
+
+/// One batch from the feed, in arrival order: every record of it is what `ack` acknowledges.
 #[derive(Debug, Default)]
 pub struct FeedBatch {
-    pub results: Vec<CheckResult>,
-    /// Where each of `results` came from, with its raw key and bytes (same order and length),
-    /// so that a result the store rejects can be quarantined exactly as it arrived.
-    pub result_sources: Vec<RawRecord>,
-    pub dead_letters: Vec<DeadLetter>,
-    /// Every record of the batch, decoded or not: what `ack` acknowledges.
-    pub positions: Vec<FeedPosition>,
+    pub records: Vec<Received>,
 }
 
 impl FeedBatch {
     pub fn is_empty(&self) -> bool {
-        self.positions.is_empty()
+        self.records.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.positions.len()
+        self.records.len()
     }
 }
 
+/// An adapter's own error, kept as the source of a port error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
-    #[error("acknowledging the batch failed: {0}")]
-    Ack(String),
+    #[error("acknowledging the batch failed")]
+    Ack(#[source] BoxError),
     /// The feed has ended for good (an in-memory feed whose producer stopped).
     #[error("the feed has ended")]
     Closed,
@@ -100,19 +122,22 @@ pub trait StatusFeed: Send + 'static {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database could not be reached or the transaction failed for a passing reason.
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
+    #[error("storage unavailable")]
+    Unavailable(#[source] BoxError),
     /// The database rejected the data itself.
-    #[error("storage rejected the batch: {0}")]
-    Rejected(String),
+    #[error("storage rejected the batch")]
+    Rejected(#[source] BoxError),
 }
 
 /// Keeps the latest status per site and the history. Idempotent: storing the same batch twice
 /// changes nothing; an older result never overwrites a newer latest status.
 pub trait StatusStore: Send + Sync + 'static {
-    fn store(
+    /// Stores a batch in one transaction: history, dead letters and the latest status. The
+    /// latest status folds in only the results that were new to the history, so a replayed or
+    /// overlapping batch changes nothing, and one that arrives out of order is recomputed.
+    fn store<R: Borrow<CheckResult> + Sync>(
         &self,
-        results: &[CheckResult],
+        results: &[R],
         dead_letters: &[DeadLetter],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 

@@ -74,10 +74,16 @@ pub struct ConsumerConfig {
     pub batch_size: usize,
     /// Longest time a batch waits to fill up.
     pub batch_wait: Duration,
+    /// How far in the future a record's times may lie before it is a dead letter.
+    pub max_clock_skew: Duration,
 }
 
 impl Default for ConsumerConfig {
     fn default() -> Self {
-        ConsumerConfig { batch_size: 1000, batch_wait: Duration::from_millis(500) }
+        ConsumerConfig {
+            batch_size: 1000,
+            batch_wait: Duration::from_millis(500),
+            max_clock_skew: Duration::from_secs(3600),
+        }
     }
 }

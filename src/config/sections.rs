@@ -8,7 +8,7 @@ use super::{ConsumerConfig, KafkaConfig, PostgresConfig, ProducerConfig, Secret,
 
 const KAFKA: &[&str] = &["bootstrap_servers", "topic", "group_id", "properties"];
 const POSTGRES: &[&str] = &["url", "max_connections"];
-const CONSUMER: &[&str] = &["batch_size", "batch_wait"];
+const CONSUMER: &[&str] = &["batch_size", "batch_wait", "max_clock_skew"];
 const SQLITE: &[&str] = &["path"];
 const PRODUCER: &[&str] = &["max_concurrency", "per_host_concurrency", "max_in_flight"];
 const SHARD: &[&str] = &["index", "count"];
@@ -87,7 +87,8 @@ pub fn read_consumer(r: &mut Reader, v: &Value, path: &str) -> Option<ConsumerCo
     let d = ConsumerConfig::default();
     let size = f.get("batch_size").map_or(Some(d.batch_size as u64), |(v, p)| r.uint(v, &p, 1, 100_000));
     let wait = f.get("batch_wait").map_or(Some(d.batch_wait), |(v, p)| r.duration(v, &p));
-    Some(ConsumerConfig { batch_size: size? as usize, batch_wait: wait? })
+    let skew = f.get("max_clock_skew").map_or(Some(d.max_clock_skew), |(v, p)| r.duration(v, &p));
+    Some(ConsumerConfig { batch_size: size? as usize, batch_wait: wait?, max_clock_skew: skew? })
 }
 
 pub fn read_sqlite(r: &mut Reader, v: &Value, path: &str) -> Option<SqliteConfig> {

@@ -1,11 +1,13 @@
 //! Domain types: what a site is and what one check of it produced. No I/O, no adapter types.
 
+mod admit;
 mod check;
 mod check_id;
 mod secret;
 mod site;
 mod status;
 
+pub use admit::{Admission, storable_text};
 pub use check::{CheckResult, CheckStatus, FailureKind};
 pub use check_id::check_id;
 pub use secret::Secret;

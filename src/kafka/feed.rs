@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use super::client::client_config;
 use crate::config::KafkaConfig;
-use crate::ports::{DeadLetter, FeedBatch, FeedError, FeedPosition, RawRecord, StatusFeed};
+use crate::ports::{FeedBatch, FeedError, FeedPosition, RawRecord, Received, StatusFeed};
 use crate::wire;
 
 pub struct KafkaFeed {
@@ -47,6 +48,9 @@ impl KafkaFeed {
                 ("enable.auto.offset.store", "false"),
                 ("auto.offset.reset", "earliest"),
                 ("enable.partition.eof", "false"),
+                // A member joining or leaving moves only the partitions that change owner; the
+                // others keep being consumed through the rebalance.
+                ("partition.assignment.strategy", "cooperative-sticky"),
                 // librdkafka prefetches up to 64 MB per partition by default; a consumer that
                 // stores in batches needs far less buffered ahead.
                 ("queued.max.messages.kbytes", "16384"),
@@ -79,53 +83,63 @@ impl StatusFeed for KafkaFeed {
                     break;
                 }
             };
-            let position = FeedPosition {
-                topic: msg.topic().to_owned(),
-                partition: msg.partition(),
-                offset: msg.offset(),
+            let raw = RawRecord {
+                position: FeedPosition {
+                    topic: msg.topic().to_owned(),
+                    partition: msg.partition(),
+                    offset: msg.offset(),
+                },
+                key: msg.key().map(<[u8]>::to_vec),
+                payload: msg.payload().map(<[u8]>::to_vec),
             };
-            let payload = msg.payload();
-            match payload.map(wire::decode) {
-                Some(Ok(result)) => {
-                    batch.results.push(result);
-                    batch.result_sources.push(RawRecord {
-                        position: position.clone(),
-                        key: msg.key().map(<[u8]>::to_vec),
-                        payload: payload.map(<[u8]>::to_vec),
-                    });
-                }
-                Some(Err(e)) => batch.dead_letters.push(DeadLetter {
-                    position: position.clone(),
-                    key: msg.key().map(<[u8]>::to_vec),
-                    payload: payload.map(<[u8]>::to_vec),
-                    error: e.to_string(),
-                }),
-                None => batch.dead_letters.push(DeadLetter {
-                    position: position.clone(),
-                    key: msg.key().map(<[u8]>::to_vec),
-                    payload: None,
-                    error: "record has no payload".to_owned(),
-                }),
-            }
-            batch.positions.push(position);
+            let decoded = match msg.payload() {
+                Some(bytes) => wire::decode(bytes).map_err(|e| e.to_string()),
+                None => Err("record has no payload".to_owned()),
+            };
+            batch.records.push(Received { raw, decoded });
         }
         Ok(batch)
     }
 
+    /// Stores the batch's next offsets for the partitions this member still owns. A partition
+    /// revoked while its records were being stored is not acknowledged here: its new owner reads
+    /// them again from the last commit, and storing is idempotent.
     async fn ack(&mut self, batch: &FeedBatch) -> Result<(), FeedError> {
         let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-        for p in &batch.positions {
+        for p in batch.records.iter().map(|r| &r.raw.position) {
             let e = next.entry((p.topic.as_str(), p.partition)).or_insert(p.offset + 1);
             *e = (*e).max(p.offset + 1);
         }
+        let owned = self.consumer.assignment().map_err(|e| FeedError::Ack(e.into()))?;
         let mut tpl = TopicPartitionList::new();
+        let mut revoked = 0;
         for ((topic, partition), offset) in next {
+            if owned.find_partition(topic, partition).is_none() {
+                revoked += 1;
+                continue;
+            }
             tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
-                .map_err(|e| FeedError::Ack(e.to_string()))?;
+                .map_err(|e| FeedError::Ack(e.into()))?;
+        }
+        if revoked > 0 {
+            tracing::info!(partitions = revoked, "partitions revoked while their batch was stored: left to their new owner");
+            metrics::counter!("sitemon_revoked_batches_total").increment(1);
+        }
+        if tpl.count() == 0 {
+            return Ok(());
         }
         // Stored offsets are committed by librdkafka's auto-commit (every second), before a
         // revocation (FeedContext) and when the consumer closes.
-        self.consumer.store_offsets(&tpl).map_err(|e| FeedError::Ack(e.to_string()))
+        match self.consumer.store_offsets(&tpl) {
+            Ok(()) => Ok(()),
+            // Revoked between the assignment check and the store: the same as above.
+            Err(KafkaError::StoreOffset(RDKafkaErrorCode::State | RDKafkaErrorCode::UnknownPartition)) => {
+                tracing::info!("partitions revoked while their batch was stored: left to their new owner");
+                metrics::counter!("sitemon_revoked_batches_total").increment(1);
+                Ok(())
+            }
+            Err(e) => Err(FeedError::Ack(e.into())),
+        }
     }
 
     fn is_attached(&self) -> bool {

@@ -41,14 +41,14 @@ impl StatusPublisher for KafkaPublisher {
             .send(record, Timeout::Never)
             .await
             .map(|_| ())
-            .map_err(|(e, _)| PublishError::Delivery(e.to_string()))
+            .map_err(|(e, _)| PublishError::Delivery(e.into()))
     }
 
     async fn flush(&self, deadline: Duration) -> Result<(), PublishError> {
         let producer = self.producer.clone();
         tokio::task::spawn_blocking(move || producer.flush(Timeout::After(deadline)))
             .await
-            .map_err(|e| PublishError::Flush(e.to_string()))?
-            .map_err(|e| PublishError::Flush(e.to_string()))
+            .map_err(|e| PublishError::Flush(e.into()))?
+            .map_err(|e| PublishError::Flush(e.into()))
     }
 }

@@ -1,5 +1,7 @@
-//! Reduces a batch of results to one latest-status row per (site, region): the newest result,
-//! how long its up/down state has lasted within the batch, and whether it spans the whole batch.
+//! Reduces the results a batch added to the history to one latest-status row per (site, region):
+//! the newest result, how long its up/down state has lasted within the batch, whether it spans
+//! the whole batch, and the oldest result (a stored status newer than that cannot simply be
+//! continued: the store recomputes it from the history).
 
 use std::collections::HashMap;
 
@@ -17,12 +19,15 @@ pub struct LatestRow<'a> {
     pub run_start: DateTime<Utc>,
     /// The run covers every result of this site in the batch, so it continues the stored state.
     pub whole: bool,
+    /// `scheduled_at` of the site's oldest result in the batch.
+    pub oldest: DateTime<Utc>,
 }
 
-/// Missed slots say nothing about the site, so they do not move its latest status.
-pub fn latest_per_site(results: &[CheckResult]) -> Vec<LatestRow<'_>> {
+/// Missed slots say nothing about the site, so they do not move its latest status. `results`
+/// are the rows new to the history: a replayed result must not count twice.
+pub fn latest_per_site<'a>(results: &[&'a CheckResult]) -> Vec<LatestRow<'a>> {
     let mut by_site: HashMap<(&str, &str), Vec<&CheckResult>> = HashMap::new();
-    for r in results.iter().filter(|r| r.status != CheckStatus::Missed) {
+    for r in results.iter().copied().filter(|r| r.status != CheckStatus::Missed) {
         by_site.entry((&r.site_id, &r.region)).or_default().push(r);
     }
     let mut rows: Vec<LatestRow> = by_site
@@ -33,6 +38,7 @@ pub fn latest_per_site(results: &[CheckResult]) -> Vec<LatestRow<'_>> {
             let newest = *rs.last().expect("groups are never empty");
             let run: Vec<_> = rs.iter().rev().take_while(|r| r.is_up() == newest.is_up()).collect();
             LatestRow {
+                oldest: rs[0].scheduled_at,
                 result: newest,
                 run_len: run.len() as i32,
                 run_start: run.last().expect("the run holds the newest").scheduled_at,
@@ -62,8 +68,9 @@ mod tests {
     #[test]
     fn newest_wins_regardless_of_arrival_order() {
         let batch = vec![at("a", 30, false), at("a", 10, true), at("a", 20, false), at("b", 5, true)];
-        let rows = latest_per_site(&batch);
+        let rows = latest_per_site(&batch.iter().collect::<Vec<_>>());
         assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].oldest.timestamp(), 10);
         assert_eq!(rows[0].result.scheduled_at.timestamp(), 30);
         assert_eq!((rows[0].run_len, rows[0].run_start.timestamp(), rows[0].whole), (2, 20, false));
         assert_eq!((rows[1].run_len, rows[1].whole), (1, true));
@@ -74,7 +81,7 @@ mod tests {
         let mut missed = at("a", 40, true);
         missed.status = CheckStatus::Missed;
         let batch = vec![at("a", 10, false), at("a", 10, false), missed];
-        let rows = latest_per_site(&batch);
+        let rows = latest_per_site(&batch.iter().collect::<Vec<_>>());
         assert_eq!(rows.len(), 1);
         assert_eq!((rows[0].run_len, rows[0].whole), (1, true));
         assert_eq!(rows[0].result.scheduled_at.timestamp(), 10);

@@ -1,7 +1,8 @@
-//! [`PgStore`]: PostgreSQL storage with sqlx. One transaction per batch, multi-row statements
-//! over UNNEST arrays, history inserts that ignore duplicates, and an upsert of the latest status
-//! that never moves backwards. Daily history partitions are created ahead of the rows.
+//! [`PgStore`]: PostgreSQL storage with sqlx. One transaction per batch: history by binary COPY
+//! (or inserts that skip duplicates), dead letters, and the latest status folded from the rows
+//! that were new to the history. Daily history partitions are created ahead of the rows.
 
+use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -12,6 +13,7 @@ use sqlx::{ConnectOptions, PgConnection, PgPool};
 use super::pg_copy;
 use super::status_row::StatusRow;
 use super::{LatestRow, latest_per_site};
+use uuid::Uuid;
 use crate::config::PostgresConfig;
 use crate::domain::{CheckResult, SiteStatus};
 use crate::ports::{DeadLetter, StatusStore, StoreError};
@@ -24,18 +26,19 @@ pub struct PgStore {
 }
 
 fn classify(e: sqlx::Error) -> StoreError {
-    match e {
+    match &e {
         sqlx::Error::Database(db) => {
             // Class 08 (connection), 53 (resources), 57 (operator intervention: shutdown),
-            // 40 (transaction rollback: serialization, deadlock) are passing conditions.
+            // 40 (transaction rollback: serialization, deadlock), 55P03 (lock timeout) are
+            // passing conditions.
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            if ["08", "53", "57", "40"].iter().any(|c| code.starts_with(c)) {
-                StoreError::Unavailable(db.to_string())
+            if ["08", "53", "57", "40", "55P03"].iter().any(|c| code.starts_with(c)) {
+                StoreError::Unavailable(e.into())
             } else {
-                StoreError::Rejected(db.to_string())
+                StoreError::Rejected(e.into())
             }
         }
-        other => StoreError::Unavailable(other.to_string()),
+        _ => StoreError::Unavailable(e.into()),
     }
 }
 
@@ -69,7 +72,7 @@ impl PgStore {
     }
 
     /// Creates the daily history partitions these results fall into (and the next day's).
-    async fn ensure_partitions(&self, results: &[CheckResult]) -> Result<(), StoreError> {
+    async fn ensure_partitions(&self, results: &[&CheckResult]) -> Result<(), StoreError> {
         let wanted: Vec<NaiveDate> = {
             let known = self.partitions.lock().expect("partition cache lock");
             let mut days: Vec<NaiveDate> = results
@@ -96,7 +99,9 @@ impl PgStore {
 /// `check_results_pYYYYMMDD` for one UTC day. DDL cannot take bind parameters; the name and
 /// bounds come from a date, never from input text.
 async fn create_partition(pool: &PgPool, day: NaiveDate) -> Result<(), StoreError> {
-    let next = day.checked_add_days(Days::new(1)).expect("date in range");
+    let Some(next) = day.checked_add_days(Days::new(1)) else {
+        return Err(StoreError::Rejected(format!("no history partition can hold {day}").into()));
+    };
     let sql = format!(
         "CREATE TABLE IF NOT EXISTS check_results_p{} PARTITION OF check_results \
          FOR VALUES FROM ('{} 00:00:00+00') TO ('{} 00:00:00+00')",
@@ -123,20 +128,23 @@ SELECT * FROM UNNEST(
     $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::text[],
     $20::bool[], $21::timestamptz[])
 ON CONFLICT (scheduled_at, check_id) DO NOTHING
+RETURNING scheduled_at, check_id
 "#;
 
-/// Latest status in one statement over the batch's rows (one per site): sites seen for the
-/// first time are inserted; stored rows are updated only by a newer `scheduled_at`. A run that
-/// spans the whole batch continues the stored state (failure count grows, `status_since` stays).
-/// The update joins the batch (hash join), so a batch of n sites costs O(n).
+/// Latest status in one statement over the batch's new rows (one per site): sites seen for the
+/// first time are inserted; a stored row is continued only when every new result of its site
+/// is newer than it (a run that spans the whole batch continues the stored state: failure count
+/// grows, `status_since` stays). Returns the sites it handled; the others (a result older than
+/// the stored status arrived, or another consumer inserted the site meanwhile) are recomputed
+/// from the history. The update joins the batch (hash join), so a batch of n sites costs O(n).
 const UPSERT_STATUS: &str = r#"
 WITH incoming AS (
     SELECT * FROM UNNEST(
         $1::text[], $2::text[], $3::uuid[], $4::text[], $5::timestamptz[], $6::timestamptz[],
         $7::text[], $8::text[], $9::text[], $10::int[], $11::bigint[], $12::int[],
-        $13::timestamptz[], $14::bool[])
+        $13::timestamptz[], $14::bool[], $15::timestamptz[])
     AS t(site_id, region, check_id, url, scheduled_at, started_at, status, failure_kind, error,
-         status_code, total_us, run_len, run_start, whole)
+         status_code, total_us, run_len, run_start, whole, oldest)
 ), inserted AS (
     INSERT INTO site_status (
         site_id, region, check_id, url, scheduled_at, started_at, status, failure_kind, error,
@@ -145,7 +153,8 @@ WITH incoming AS (
            status_code, total_us, CASE WHEN status = 'SUCCESS' THEN 0 ELSE run_len END, run_start, now()
     FROM incoming
     ON CONFLICT (site_id, region) DO NOTHING
-)
+    RETURNING site_id, region
+), updated AS (
 UPDATE site_status AS s SET
     check_id = i.check_id,
     url = i.url,
@@ -165,7 +174,49 @@ UPDATE site_status AS s SET
         ELSE i.run_start END,
     updated_at = now()
 FROM incoming AS i
-WHERE s.site_id = i.site_id AND s.region = i.region AND s.scheduled_at < i.scheduled_at
+WHERE s.site_id = i.site_id AND s.region = i.region AND s.scheduled_at < i.oldest
+RETURNING s.site_id, s.region
+)
+SELECT site_id, region FROM inserted UNION ALL SELECT site_id, region FROM updated
+"#;
+
+/// Locks a site's latest status (if it exists) so that the recomputation below reads a history
+/// that every other writer of this site has committed to.
+const LOCK_STATUS: &str = "SELECT 1 FROM site_status WHERE site_id = $1 AND region = $2 FOR UPDATE";
+
+/// The latest status of one site recomputed from its history: the newest non-MISSED result, and
+/// the run of results in its up/down state since the newest result in the other state. `$3`
+/// says whether the row was locked by [`LOCK_STATUS`]; if it was not (first seen), a row that
+/// another consumer inserted meanwhile is left alone and the caller tries again.
+const RECOMPUTE_STATUS: &str = r#"
+WITH n AS (
+    SELECT * FROM check_results
+    WHERE site_id = $1 AND region = $2 AND status <> 'MISSED'
+    ORDER BY scheduled_at DESC, check_id DESC LIMIT 1
+), p AS (
+    SELECT max(c.scheduled_at) AS at FROM check_results c, n
+    WHERE c.site_id = $1 AND c.region = $2 AND c.status <> 'MISSED'
+      AND (c.status = 'SUCCESS') <> (n.status = 'SUCCESS') AND c.scheduled_at < n.scheduled_at
+), r AS (
+    SELECT count(*)::int AS len, min(c.scheduled_at) AS since FROM check_results c, n, p
+    WHERE c.site_id = $1 AND c.region = $2 AND c.status <> 'MISSED'
+      AND c.scheduled_at > coalesce(p.at, '-infinity') AND c.scheduled_at <= n.scheduled_at
+)
+INSERT INTO site_status (
+    site_id, region, check_id, url, scheduled_at, started_at, status, failure_kind, error,
+    status_code, total_us, consecutive_failures, status_since, updated_at)
+SELECT n.site_id, n.region, n.check_id, n.url, n.scheduled_at, n.started_at, n.status,
+       n.failure_kind, n.error, n.status_code, n.total_us,
+       CASE WHEN n.status = 'SUCCESS' THEN 0 ELSE r.len END, r.since, now()
+FROM n, r
+ON CONFLICT (site_id, region) DO UPDATE SET
+    check_id = excluded.check_id, url = excluded.url, scheduled_at = excluded.scheduled_at,
+    started_at = excluded.started_at, status = excluded.status,
+    failure_kind = excluded.failure_kind, error = excluded.error,
+    status_code = excluded.status_code, total_us = excluded.total_us,
+    consecutive_failures = excluded.consecutive_failures, status_since = excluded.status_since,
+    updated_at = now()
+WHERE $3
 "#;
 
 const INSERT_DEAD: &str = r#"
@@ -179,21 +230,28 @@ fn col<'a, T, U>(items: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
     items.iter().map(f).collect()
 }
 
+/// Which of a batch's results were new to the history.
+enum Fresh {
+    All,
+    /// `(scheduled_at, check_id)` of the rows inserted; the others were stored before.
+    Only(HashSet<(DateTime<Utc>, Uuid)>),
+}
+
 /// History rows, by binary COPY first: nothing of the batch is stored yet in the common case.
-/// When COPY refuses the batch (a row already stored by a replay after a crash, or a value the
-/// database rejects), the savepoint is rolled back and the rows go through
-/// `INSERT … ON CONFLICT DO NOTHING`, which skips duplicates and reports rejected rows.
-async fn append_history(tx: &mut PgConnection, rs: &[CheckResult]) -> Result<(), StoreError> {
+/// When COPY refuses the batch (a row already stored by a replay, or a value the database
+/// rejects), the savepoint is rolled back and the rows go through `INSERT … ON CONFLICT DO
+/// NOTHING`, which skips duplicates, says which rows it inserted, and reports rejected rows.
+async fn append_history(tx: &mut PgConnection, rs: &[&CheckResult]) -> Result<Fresh, StoreError> {
     sqlx::query("SAVEPOINT history").execute(&mut *tx).await.map_err(classify)?;
     match copy_history(tx, rs).await {
-        Ok(()) => return Ok(()),
+        Ok(()) => return Ok(Fresh::All),
         Err(sqlx::Error::Database(db)) => {
             tracing::debug!(error = %db, "COPY of history refused; inserting row by row");
             sqlx::query("ROLLBACK TO SAVEPOINT history").execute(&mut *tx).await.map_err(classify)?;
         }
         Err(e) => return Err(classify(e)),
     }
-    sqlx::query(INSERT_HISTORY)
+    let inserted: Vec<(DateTime<Utc>, Uuid)> = sqlx::query_as(INSERT_HISTORY)
         .bind(col(rs, |r| r.check_id))
         .bind(col(rs, |r| r.site_id.as_str()))
         .bind(col(rs, |r| r.url.as_str()))
@@ -215,13 +273,13 @@ async fn append_history(tx: &mut PgConnection, rs: &[CheckResult]) -> Result<(),
         .bind(col(rs, |r| r.pattern.as_deref()))
         .bind(col(rs, |r| r.pattern_matched))
         .bind(col(rs, |r| r.tls_not_after))
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
         .map_err(classify)?;
-    Ok(())
+    Ok(Fresh::Only(inserted.into_iter().collect()))
 }
 
-async fn copy_history(conn: &mut PgConnection, rs: &[CheckResult]) -> Result<(), sqlx::Error> {
+async fn copy_history(conn: &mut PgConnection, rs: &[&CheckResult]) -> Result<(), sqlx::Error> {
     let data = pg_copy::encode(rs);
     let mut copy = conn.copy_in_raw(pg_copy::COPY_HISTORY).await?;
     if let Err(e) = copy.send(data).await {
@@ -231,12 +289,13 @@ async fn copy_history(conn: &mut PgConnection, rs: &[CheckResult]) -> Result<(),
     copy.finish().await.map(drop)
 }
 
-/// The latest-status upsert for one batch's rows (one per site).
-async fn upsert_latest(conn: &mut PgConnection, l: &[LatestRow<'_>]) -> Result<(), StoreError> {
+/// Folds the batch's new rows into the latest status: one statement for the sites whose stored
+/// status they simply continue, a recomputation from the history for the others.
+async fn fold_latest(conn: &mut PgConnection, l: &[LatestRow<'_>]) -> Result<(), StoreError> {
     if l.is_empty() {
         return Ok(());
     }
-    sqlx::query(UPSERT_STATUS)
+    let handled: Vec<(String, String)> = sqlx::query_as(UPSERT_STATUS)
         .bind(col(l, |x| x.result.site_id.as_str()))
         .bind(col(l, |x| x.result.region.as_str()))
         .bind(col(l, |x| x.result.check_id))
@@ -251,21 +310,52 @@ async fn upsert_latest(conn: &mut PgConnection, l: &[LatestRow<'_>]) -> Result<(
         .bind(col(l, |x| x.run_len))
         .bind(col(l, |x| x.run_start))
         .bind(col(l, |x| x.whole))
-        .execute(conn)
+        .bind(col(l, |x| x.oldest))
+        .fetch_all(&mut *conn)
         .await
         .map_err(classify)?;
+    if handled.len() == l.len() {
+        return Ok(());
+    }
+    let handled: HashSet<(&str, &str)> = handled.iter().map(|(s, r)| (s.as_str(), r.as_str())).collect();
+    for row in l.iter().filter(|x| !handled.contains(&(x.result.site_id.as_str(), x.result.region.as_str()))) {
+        recompute(conn, &row.result.site_id, &row.result.region).await?;
+    }
     Ok(())
 }
 
-/// History rows and dead letters.
+/// Recomputes one site's latest status from its history, under the row's lock.
+async fn recompute(conn: &mut PgConnection, site: &str, region: &str) -> Result<(), StoreError> {
+    loop {
+        let locked = sqlx::query(LOCK_STATUS)
+            .bind(site)
+            .bind(region)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(classify)?
+            .is_some();
+        let done = sqlx::query(RECOMPUTE_STATUS)
+            .bind(site)
+            .bind(region)
+            .bind(locked)
+            .execute(&mut *conn)
+            .await
+            .map_err(classify)?;
+        // Not locked and not inserted: another consumer inserted the site meanwhile; lock it now.
+        if locked || done.rows_affected() > 0 {
+            metrics::counter!("sitemon_status_recomputed_total").increment(1);
+            return Ok(());
+        }
+    }
+}
+
+/// History rows and dead letters; says which results were new.
 async fn append(
     conn: &mut PgConnection,
-    results: &[CheckResult],
+    results: &[&CheckResult],
     dead: &[DeadLetter],
-) -> Result<(), StoreError> {
-    if !results.is_empty() {
-        append_history(conn, results).await?;
-    }
+) -> Result<Fresh, StoreError> {
+    let fresh = if results.is_empty() { Fresh::All } else { append_history(conn, results).await? };
     if !dead.is_empty() {
         sqlx::query(INSERT_DEAD)
             .bind(col(dead, |d| d.position.topic.as_str()))
@@ -278,29 +368,25 @@ async fn append(
             .await
             .map_err(classify)?;
     }
-    Ok(())
+    Ok(fresh)
 }
 
 impl StatusStore for PgStore {
-    /// With a pool of two or more connections, history (and dead letters) and the latest status
-    /// are written in two transactions at once, so that PostgreSQL works on both with two
-    /// backends; they commit only when both succeeded, history first. A crash between the two
-    /// commits leaves the batch unacknowledged: its replay adds nothing to history (duplicates are
-    /// skipped) and completes the latest status (which never moves backwards).
-    async fn store(&self, results: &[CheckResult], dead: &[DeadLetter]) -> Result<(), StoreError> {
-        self.ensure_partitions(results).await?;
-        let latest = latest_per_site(results);
-        if self.pool.options().get_max_connections() < 2 || latest.is_empty() {
-            let mut tx = self.pool.begin().await.map_err(classify)?;
-            append(&mut tx, results, dead).await?;
-            upsert_latest(&mut tx, &latest).await?;
-            return tx.commit().await.map_err(classify);
-        }
-        let (mut history, mut status) =
-            tokio::try_join!(self.pool.begin(), self.pool.begin()).map_err(classify)?;
-        tokio::try_join!(append(&mut history, results, dead), upsert_latest(&mut status, &latest))?;
-        history.commit().await.map_err(classify)?;
-        status.commit().await.map_err(classify)
+    /// One transaction: history (learning which rows are new), dead letters, and the latest
+    /// status folded from the new rows only. History and status commit together, so a replay
+    /// after a crash finds either both or neither.
+    async fn store<R: Borrow<CheckResult> + Sync>(&self, results: &[R], dead: &[DeadLetter]) -> Result<(), StoreError> {
+        let results: Vec<&CheckResult> = results.iter().map(Borrow::borrow).collect();
+        self.ensure_partitions(&results).await?;
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let new: Vec<&CheckResult> = match append(&mut tx, &results, dead).await? {
+            Fresh::All => results,
+            Fresh::Only(mut keys) => {
+                results.into_iter().filter(|r| keys.remove(&(r.scheduled_at, r.check_id))).collect()
+            }
+        };
+        fold_latest(&mut tx, &latest_per_site(&new)).await?;
+        tx.commit().await.map_err(classify)
     }
 
     async fn latest(&self) -> Result<Vec<SiteStatus>, StoreError> {

@@ -17,7 +17,7 @@ const COLUMNS: i16 = 21;
 const PG_EPOCH_US: i64 = 946_684_800_000_000;
 
 /// The whole COPY stream (header, one tuple per result, trailer) for [`COPY_HISTORY`].
-pub fn encode(results: &[CheckResult]) -> Vec<u8> {
+pub fn encode(results: &[&CheckResult]) -> Vec<u8> {
     let mut b = Binary(Vec::with_capacity(64 + results.len() * 256));
     b.0.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
     b.0.extend_from_slice(&0i32.to_be_bytes()); // flags: no OIDs
@@ -88,7 +88,7 @@ mod tests {
     fn frames_header_tuples_and_trailer() {
         let t = DateTime::from_timestamp(946_684_800, 0).unwrap();
         let r = CheckResult::new("s", "http://x/", "r", t, t, CheckStatus::Success);
-        let out = encode(&[r.clone(), r]);
+        let out = encode(&[&r, &r]);
         assert!(out.starts_with(b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0"));
         assert!(out.ends_with(&[0xff, 0xff]));
         // First tuple: column count, then the 16-byte uuid.

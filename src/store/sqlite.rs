@@ -1,6 +1,7 @@
 //! [`SqliteStore`]: the embedded store behind `sitemon run`. Same tables and the same
 //! idempotence rules as PostgreSQL, without partitions; times are integer microseconds.
 
+use std::borrow::Borrow;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -21,11 +22,11 @@ pub struct SqliteStore {
 }
 
 fn classify(e: sqlx::Error) -> StoreError {
-    match e {
+    match &e {
         sqlx::Error::Database(db) if !db.message().contains("locked") && !db.message().contains("busy") => {
-            StoreError::Rejected(db.to_string())
+            StoreError::Rejected(e.into())
         }
-        other => StoreError::Unavailable(other.to_string()),
+        _ => StoreError::Unavailable(e.into()),
     }
 }
 
@@ -38,13 +39,13 @@ impl SqliteStore {
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let url = format!("sqlite://{}", path.display());
         let opts = SqliteConnectOptions::from_str(&url)
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+            .map_err(|e| StoreError::Unavailable(e.into()))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(5));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.map_err(classify)?;
-        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Unavailable(e.into()))?;
         Ok(SqliteStore { pool })
     }
 }
@@ -55,7 +56,9 @@ const INSERT_HISTORY: &str = "INSERT INTO check_results (check_id, site_id, url,
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
     ON CONFLICT (check_id, scheduled_at) DO NOTHING";
 
-/// Parameters: the row, then `whole` (does the batch's run continue the stored state?).
+/// Parameters: the row, then `whole` (does the batch's run continue the stored state?) and
+/// `oldest` (the site's oldest new result: a stored status at or after it is not continued but
+/// recomputed, so the statement then changes nothing).
 const UPSERT_STATUS: &str = "INSERT INTO site_status AS s (site_id, region, check_id, url, scheduled_at, \
     started_at, status, failure_kind, error, status_code, total_us, consecutive_failures, status_since) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
@@ -68,17 +71,26 @@ const UPSERT_STATUS: &str = "INSERT INTO site_status AS s (site_id, region, chec
         ELSE excluded.consecutive_failures END, \
       status_since = CASE WHEN (s.status = 'SUCCESS') = (excluded.status = 'SUCCESS') AND ?14 \
         THEN s.status_since ELSE excluded.status_since END \
-    WHERE s.scheduled_at < excluded.scheduled_at";
+    WHERE s.scheduled_at < ?15";
+
+/// The latest status of one site recomputed from its history (see the PostgreSQL store): the
+/// newest non-MISSED result and the run in its state since the newest result in the other one.
+/// SQLite has one writer at a time, so the transaction already holds the site.
+const RECOMPUTE_STATUS: &str = "WITH n AS (       SELECT * FROM check_results WHERE site_id = ?1 AND region = ?2 AND status <> 'MISSED'       ORDER BY scheduled_at DESC, check_id DESC LIMIT 1),     p AS (SELECT max(c.scheduled_at) AS at FROM check_results c, n       WHERE c.site_id = ?1 AND c.region = ?2 AND c.status <> 'MISSED'         AND (c.status = 'SUCCESS') <> (n.status = 'SUCCESS') AND c.scheduled_at < n.scheduled_at),     r AS (SELECT count(*) AS len, min(c.scheduled_at) AS since FROM check_results c, n, p       WHERE c.site_id = ?1 AND c.region = ?2 AND c.status <> 'MISSED'         AND c.scheduled_at > coalesce(p.at, -9223372036854775808) AND c.scheduled_at <= n.scheduled_at)     INSERT INTO site_status (site_id, region, check_id, url, scheduled_at, started_at, status,       failure_kind, error, status_code, total_us, consecutive_failures, status_since)     SELECT n.site_id, n.region, n.check_id, n.url, n.scheduled_at, n.started_at, n.status,       n.failure_kind, n.error, n.status_code, n.total_us,       CASE WHEN n.status = 'SUCCESS' THEN 0 ELSE r.len END, r.since FROM n, r WHERE true     ON CONFLICT (site_id, region) DO UPDATE SET       check_id = excluded.check_id, url = excluded.url, scheduled_at = excluded.scheduled_at,       started_at = excluded.started_at, status = excluded.status, failure_kind = excluded.failure_kind,       error = excluded.error, status_code = excluded.status_code, total_us = excluded.total_us,       consecutive_failures = excluded.consecutive_failures, status_since = excluded.status_since";
 
 const INSERT_DEAD: &str = "INSERT INTO dead_letters (topic, kafka_partition, kafka_offset, record_key, \
     payload, error, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
     ON CONFLICT (topic, kafka_partition, kafka_offset) DO NOTHING";
 
 impl StatusStore for SqliteStore {
-    async fn store(&self, results: &[CheckResult], dead: &[DeadLetter]) -> Result<(), StoreError> {
+    /// One transaction: history (learning which rows are new), the latest status folded from
+    /// the new rows only (recomputed from the history for a site whose stored status is not
+    /// older than all of them), dead letters.
+    async fn store<R: Borrow<CheckResult> + Sync>(&self, results: &[R], dead: &[DeadLetter]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        for r in results {
-            sqlx::query(INSERT_HISTORY)
+        let mut new: Vec<&CheckResult> = Vec::with_capacity(results.len());
+        for r in results.iter().map(Borrow::borrow) {
+            let inserted = sqlx::query(INSERT_HISTORY)
                 .bind(r.check_id.to_string())
                 .bind(&r.site_id)
                 .bind(&r.url)
@@ -103,10 +115,13 @@ impl StatusStore for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(classify)?;
+            if inserted.rows_affected() > 0 {
+                new.push(r);
+            }
         }
-        for l in latest_per_site(results) {
+        for l in latest_per_site(&new) {
             let r = l.result;
-            sqlx::query(UPSERT_STATUS)
+            let done = sqlx::query(UPSERT_STATUS)
                 .bind(&r.site_id)
                 .bind(&r.region)
                 .bind(r.check_id.to_string())
@@ -121,9 +136,18 @@ impl StatusStore for SqliteStore {
                 .bind(if r.is_up() { 0 } else { l.run_len })
                 .bind(us(l.run_start))
                 .bind(l.whole)
+                .bind(us(l.oldest))
                 .execute(&mut *tx)
                 .await
                 .map_err(classify)?;
+            if done.rows_affected() == 0 {
+                sqlx::query(RECOMPUTE_STATUS)
+                    .bind(&r.site_id)
+                    .bind(&r.region)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(classify)?;
+            }
         }
         let now = us(Utc::now());
         for d in dead {

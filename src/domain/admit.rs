@@ -1,0 +1,175 @@
+//! What a check result read from the feed must satisfy before it is stored: anything a record
+//! carries that no producer makes, or that the store cannot hold, makes it a dead letter.
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::CheckResult;
+
+/// Longest site id or region, in bytes.
+pub const MAX_ID_BYTES: usize = 512;
+/// Longest url, error, pattern, protocol version or address, in bytes.
+pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+
+/// The window of plausible times: from 2000-01-01 to `max_skew` past the consumer's clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Admission {
+    pub now: DateTime<Utc>,
+    pub max_skew: Duration,
+}
+
+fn earliest() -> DateTime<Utc> {
+    NaiveDate::from_ymd_opt(2000, 1, 1).expect("a valid date").and_hms_opt(0, 0, 0).expect("midnight").and_utc()
+}
+
+impl Admission {
+    pub fn new(now: DateTime<Utc>, max_skew: Duration) -> Self {
+        Admission { now, max_skew }
+    }
+
+    fn latest(&self) -> DateTime<Utc> {
+        let skew = chrono::Duration::from_std(self.max_skew).unwrap_or(chrono::Duration::MAX);
+        self.now.checked_add_signed(skew).unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
+    /// `Ok` when the result can be stored as it is, else why not (without echoing the value:
+    /// a record's text is not a log line).
+    pub fn check(&self, r: &CheckResult) -> Result<(), String> {
+        let (from, to) = (earliest(), self.latest());
+        for (name, t) in [("scheduled_at", r.scheduled_at), ("started_at", r.started_at)] {
+            if t < from {
+                return Err(format!("`{name}` {t} is before 2000-01-01"));
+            }
+            if t > to {
+                return Err(format!(
+                    "`{name}` {t} is more than {} ahead of the consumer's clock ({})",
+                    humantime::format_duration(self.max_skew),
+                    self.now
+                ));
+            }
+        }
+        if let Some(t) = r.tls_not_after {
+            // Certificates are issued for years, not millennia; both stores hold this range.
+            let (lo, hi) = (NaiveDate::from_ymd_opt(1950, 1, 1), NaiveDate::from_ymd_opt(9999, 12, 31));
+            let day = t.date_naive();
+            if lo.is_some_and(|lo| day < lo) || hi.is_some_and(|hi| day > hi) {
+                return Err(format!("`tls_not_after` {t} is outside 1950–9999"));
+            }
+        }
+        for (name, value) in [("site_id", Some(&r.site_id)), ("region", Some(&r.region))] {
+            text(name, value.map(String::as_str), MAX_ID_BYTES)?;
+        }
+        if r.site_id.is_empty() {
+            return Err("`site_id` is empty".to_owned());
+        }
+        let texts = [
+            ("url", Some(r.url.as_str())),
+            ("error", r.error.as_deref()),
+            ("http_version", r.http_version.as_deref()),
+            ("remote_addr", r.remote_addr.as_deref()),
+            ("pattern", r.pattern.as_deref()),
+        ];
+        for (name, value) in texts {
+            text(name, value, MAX_TEXT_BYTES)?;
+        }
+        let numbers = [
+            ("dns_us", r.dns_us),
+            ("connect_us", r.connect_us),
+            ("tls_us", r.tls_us),
+            ("ttfb_us", r.ttfb_us),
+            ("total_us", r.total_us),
+            ("body_bytes", r.body_bytes),
+        ];
+        for (name, value) in numbers {
+            if value.is_some_and(|n| n < 0) {
+                return Err(format!("`{name}` is negative"));
+            }
+        }
+        if r.status_code.is_some_and(|c| !(100..=999).contains(&c)) {
+            return Err("`status_code` is not an HTTP status (100–999)".to_owned());
+        }
+        Ok(())
+    }
+}
+
+fn text(name: &str, value: Option<&str>, max: usize) -> Result<(), String> {
+    let Some(v) = value else { return Ok(()) };
+    if v.contains('\0') {
+        return Err(format!("`{name}` contains a NUL character"));
+    }
+    if v.len() > max {
+        return Err(format!("`{name}` is {} bytes long (at most {max})", v.len()));
+    }
+    Ok(())
+}
+
+/// Text that every store can hold: no NUL characters and at most `max` bytes (cut at a
+/// character boundary). For dead-letter reasons, which may quote what a record carried.
+pub fn storable_text(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().map(|c| if c == '\0' { '\u{FFFD}' } else { c }).collect();
+    if out.len() > max {
+        let mut cut = max;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::CheckStatus;
+    use chrono::TimeZone;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 6, 1, 12, 0, 0).unwrap()
+    }
+
+    fn ok() -> CheckResult {
+        CheckResult::new("a", "http://a/", "eu", now(), now(), CheckStatus::Success)
+    }
+
+    #[test]
+    fn times_outside_the_window_are_refused() {
+        let a = Admission::new(now(), Duration::from_secs(3600));
+        assert!(a.check(&ok()).is_ok());
+        let mut r = ok();
+        r.scheduled_at = now() + chrono::Duration::minutes(59);
+        r.started_at = r.scheduled_at;
+        assert!(a.check(&r).is_ok());
+        r.scheduled_at = now() + chrono::Duration::minutes(61);
+        assert!(a.check(&r).unwrap_err().contains("scheduled_at"));
+        let mut r = ok();
+        r.started_at = Utc.with_ymd_and_hms(1999, 12, 31, 23, 59, 59).unwrap();
+        assert!(a.check(&r).unwrap_err().contains("started_at"));
+    }
+
+    #[test]
+    fn nul_bytes_negative_numbers_and_oversized_text_are_refused() {
+        let a = Admission::new(now(), Duration::from_secs(60));
+        let mut r = ok();
+        r.error = Some("x\0y".into());
+        assert!(a.check(&r).unwrap_err().contains("error"));
+        let mut r = ok();
+        r.site_id = "s".repeat(MAX_ID_BYTES + 1);
+        assert!(a.check(&r).unwrap_err().contains("site_id"));
+        let mut r = ok();
+        r.ttfb_us = Some(-1);
+        assert!(a.check(&r).unwrap_err().contains("ttfb_us"));
+        let mut r = ok();
+        r.status_code = Some(42);
+        assert!(a.check(&r).unwrap_err().contains("status_code"));
+    }
+
+    #[test]
+    fn storable_text_has_no_nul_and_is_bounded() {
+        assert_eq!(storable_text("a\0b", 10), "a\u{FFFD}b");
+        let long = "é".repeat(100);
+        let cut = storable_text(&long, 11);
+        assert!(cut.len() <= 11 + '…'.len_utf8() && cut.ends_with('…'), "{cut}");
+    }
+}
