@@ -207,3 +207,149 @@ async fn postgres_history_keeps_every_field() {
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM check_results").fetch_one(&mut c).await.unwrap();
     assert_eq!(rows, 3, "the repeated row is stored once");
 }
+
+/// The latest status an in-order, exactly-once stream of `stored` gives: the newest non-MISSED
+/// result, and the run in its state since the newest result in the other state.
+fn oracle(stored: &[CheckResult], site: &str) -> Option<(CheckStatus, i32, DateTime<Utc>, DateTime<Utc>)> {
+    let mut rs: Vec<&CheckResult> =
+        stored.iter().filter(|r| r.site_id == site && r.status != CheckStatus::Missed).collect();
+    rs.sort_by_key(|r| r.scheduled_at);
+    rs.dedup_by_key(|r| r.scheduled_at);
+    let newest = *rs.last()?;
+    let run: Vec<_> = rs.iter().rev().take_while(|r| r.is_up() == newest.is_up()).collect();
+    let failures = if newest.is_up() { 0 } else { run.len() as i32 };
+    Some((newest.status, failures, run.last().unwrap().scheduled_at, newest.scheduled_at))
+}
+
+/// A small deterministic generator (xorshift64*), so a failing sequence can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// Replays, overlaps and out-of-order batches: after every batch, `consecutive_failures`,
+/// `status_since` and the newest result equal what the in-order, exactly-once stream of the
+/// distinct results stored so far gives.
+async fn replays_and_reordering<S: StatusStore>(store: &S, seed: u64) {
+    let now = Utc.timestamp_opt(Utc::now().timestamp(), 0).unwrap();
+    let mut rng = Rng(seed);
+    let sites = ["a", "b", "c"];
+    let mut all = Vec::new();
+    for site in sites {
+        for k in 0..40 {
+            let t = now - Duration::seconds(1000 - 10 * k);
+            let mut r = CheckResult::new(site, "http://x/", "r", t, t, CheckStatus::Success);
+            match rng.below(10) {
+                0..=4 => r.fail(FailureKind::Timeout, "slow"),
+                5 => r.status = CheckStatus::Missed,
+                _ => {}
+            }
+            all.push(r);
+        }
+    }
+    let mut stored: Vec<CheckResult> = Vec::new();
+    for round in 0..60 {
+        // Mostly the next results in order, sometimes an older stretch again (a replay after a
+        // rebalance), sometimes a shuffled mix of old and new (out-of-order arrival).
+        let size = 1 + rng.below(8) as usize;
+        let mut batch: Vec<CheckResult> = (0..size).map(|_| all[rng.below(all.len() as u64) as usize].clone()).collect();
+        if rng.below(3) == 0 && !stored.is_empty() {
+            let start = rng.below(stored.len() as u64) as usize;
+            batch.extend(stored[start..].iter().take(5).cloned());
+        }
+        store.store(&batch, &[]).await.unwrap();
+        stored.extend(batch);
+        let latest = store.latest().await.unwrap();
+        for site in sites {
+            let got = latest
+                .iter()
+                .find(|s| s.site_id == site)
+                .map(|s| (s.status, s.consecutive_failures, s.status_since, s.scheduled_at));
+            assert_eq!(got, oracle(&stored, site), "seed {seed}, round {round}, site {site}");
+        }
+    }
+}
+
+/// The case an operator hits after a rebalance: `[f1]` stored, then `[f1, f2]` replayed.
+async fn replayed_failure_counts_once<S: StatusStore>(store: &S) {
+    let now = Utc.timestamp_opt(Utc::now().timestamp(), 0).unwrap();
+    let (f1, f2) = (at(20, now, false), at(10, now, false));
+    store.store(std::slice::from_ref(&f1), &[]).await.unwrap();
+    store.store(&[f1.clone(), f2.clone()], &[]).await.unwrap();
+    let s = &store.latest().await.unwrap()[0];
+    assert_eq!((s.consecutive_failures, s.status_since), (2, f1.scheduled_at));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_latest_status_is_exact_under_replays_and_reordering() {
+    let (store, _) = migrated_pg_store(2).await;
+    replayed_failure_counts_once(&store).await;
+    for seed in [1, 7, 42] {
+        let (store, _) = migrated_pg_store(2).await;
+        replays_and_reordering(&store, seed).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_latest_status_is_exact_under_replays_and_reordering() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("r.db")).await.unwrap();
+    replayed_failure_counts_once(&store).await;
+    for seed in [1, 7, 42] {
+        let store = SqliteStore::open(&dir.path().join(format!("s{seed}.db"))).await.unwrap();
+        replays_and_reordering(&store, seed).await;
+    }
+}
+
+/// Two stores (two consumers) writing overlapping batches of the same sites at the same time,
+/// as during a rebalance: history once, and the latest status as the in-order stream gives it.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_latest_status_is_exact_with_two_writers() {
+    let (one, url) = migrated_pg_store(2).await;
+    let cfg = PostgresConfig { url: Secret::new(url.clone()), max_connections: 2 };
+    let two = PgStore::connect(&cfg).unwrap();
+    let now = Utc.timestamp_opt(Utc::now().timestamp(), 0).unwrap();
+    let mut rng = Rng(99);
+    let mut all = Vec::new();
+    for k in 0..200 {
+        for site in ["a", "b", "c", "d"] {
+            let t = now - Duration::seconds(2000 - 10 * k);
+            let mut r = CheckResult::new(site, "http://x/", "r", t, t, CheckStatus::Success);
+            if rng.below(2) == 0 {
+                r.fail(FailureKind::Connect, "refused");
+            }
+            all.push(r);
+        }
+    }
+    // Each writer stores the stream in its own batch sizes; the second starts behind the first
+    // and replays what the first stored, as a new partition owner does.
+    let (a, b) = (all.clone(), all.clone());
+    let first = async {
+        for chunk in a.chunks(7) {
+            one.store(chunk, &[]).await.unwrap();
+        }
+    };
+    let second = async {
+        for chunk in b.chunks(13) {
+            two.store(chunk, &[]).await.unwrap();
+        }
+    };
+    tokio::join!(first, second);
+    let mut c = support::connect(&url).await;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM check_results").fetch_one(&mut c).await.unwrap();
+    assert_eq!(rows, all.len() as i64);
+    let latest = one.latest().await.unwrap();
+    for site in ["a", "b", "c", "d"] {
+        let got = latest
+            .iter()
+            .find(|s| s.site_id == site)
+            .map(|s| (s.status, s.consecutive_failures, s.status_since, s.scheduled_at));
+        assert_eq!(got, oracle(&all, site), "site {site}");
+    }
+}
