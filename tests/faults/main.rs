@@ -9,6 +9,7 @@ mod support;
 mod harness;
 
 mod consumer_crash;
+mod crafted;
 mod database_outage;
 mod graceful_stop;
 mod kafka_restart;
