@@ -188,3 +188,45 @@ impl Setup {
         cfg
     }
 }
+
+/// Sites whose `site_status` differs from what the in-order, exactly-once stream of their
+/// stored history gives (newest non-MISSED result; failures in the trailing run; its start).
+pub async fn status_mismatches(db: &str) -> Vec<String> {
+    use chrono::{DateTime, Utc};
+    use std::collections::BTreeMap;
+    let mut c = support::connect(db).await;
+    let history: Vec<(String, String, DateTime<Utc>, String)> = sqlx::query_as(
+        "SELECT site_id, region, scheduled_at, status FROM check_results WHERE status <> 'MISSED' \
+         ORDER BY site_id, region, scheduled_at",
+    )
+    .fetch_all(&mut c)
+    .await
+    .expect("history");
+    let mut want: BTreeMap<(String, String), (DateTime<Utc>, i32, DateTime<Utc>)> = BTreeMap::new();
+    for (site, region, at, status) in history {
+        let failed = status != "SUCCESS";
+        let e = want.entry((site, region)).or_insert((at, 0, at));
+        let was_failed = e.1 > 0;
+        let first = e.2 == at && e.1 == 0 && e.0 == at;
+        if first || failed != was_failed {
+            *e = (at, i32::from(failed), at);
+        } else {
+            *e = (e.0, e.1 + i32::from(failed), at);
+        }
+    }
+    let got: Vec<(String, String, DateTime<Utc>, i32, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT site_id, region, status_since, consecutive_failures, scheduled_at FROM site_status",
+    )
+    .fetch_all(&mut c)
+    .await
+    .expect("site_status");
+    let mut wrong = Vec::new();
+    for (site, region, since, failures, at) in &got {
+        let w = want.remove(&(site.clone(), region.clone()));
+        if w != Some((*since, *failures, *at)) {
+            wrong.push(format!("{site}/{region}: stored ({since}, {failures}, {at}), history gives {w:?}"));
+        }
+    }
+    wrong.extend(want.keys().map(|(s, r)| format!("{s}/{r}: in history but not in site_status")));
+    wrong
+}

@@ -14,3 +14,4 @@ mod database_outage;
 mod graceful_stop;
 mod kafka_restart;
 mod poison;
+mod rebalance;
