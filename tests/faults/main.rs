@@ -9,6 +9,7 @@ mod support;
 mod harness;
 
 mod consumer_crash;
+mod consumer_stop;
 mod crafted;
 mod database_outage;
 mod graceful_stop;
