@@ -13,7 +13,7 @@ lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-## bench: B1-B3 of DESIGN.md §8 with their ceilings; writes BENCHMARKS.md (about 5 minutes)
+## bench: benchmarks B1-B3, each beside a ceiling measured in the same run; writes BENCHMARKS.md (about 5 minutes)
 bench: deps
 	python3 scripts/bench.py
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench`: sitemon's benchmarks (DESIGN.md §8), each figure next to a ceiling measured in
+"""`make bench`: sitemon's benchmarks (B1–B3 in BENCHMARKS.md), each figure next to a ceiling measured in
 the same run on the same machine. Writes BENCHMARKS.md.
 
 B1  producer, new connection per check, publishing to Kafka, against a local nginx;
