@@ -18,13 +18,29 @@ async fn assigned(r: &Running) -> bool {
         .is_some()
 }
 
+/// Cooperative rebalancing (sitemon's default) moves only the partitions that change owner.
 #[tokio::test(flavor = "multi_thread")]
 async fn consumers_join_and_leave_under_traffic() {
+    join_and_leave(None).await;
+}
+
+/// An eager strategy, which a user may configure through `kafka.properties`, revokes every
+/// partition of every member at each rebalance: batches being stored lose all their partitions.
+#[tokio::test(flavor = "multi_thread")]
+async fn consumers_join_and_leave_under_traffic_with_eager_rebalancing() {
+    join_and_leave(Some("range")).await;
+}
+
+async fn join_and_leave(strategy: Option<&str>) {
     let _turn = ONE_AT_A_TIME.lock().await;
     let addr = sites::start().await;
     let s = Setup::new().await;
     // 60 sites every 300 ms (200 results/s), a fifth of them failing, on the topic's 3 partitions.
     let mut text = harness::config(addr, 0, "300ms", &s.topic, "rebalance", "");
+    if let Some(strategy) = strategy {
+        let at = text.find("  postgres:").or_else(|| text.find("postgres:")).expect("a postgres section");
+        text.insert_str(at, &format!("    partition.assignment.strategy: {strategy}\n"));
+    }
     for i in 0..60 {
         let path = if i % 5 == 0 { "error" } else { "ok" };
         text.push_str(&format!("  - {{name: site-{i:02}, url: 'http://{addr}/{path}', interval: 300ms, timeout: 250ms}}\n"));
