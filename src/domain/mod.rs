@@ -2,12 +2,14 @@
 
 mod check;
 mod check_id;
+mod micros;
 mod secret;
 mod site;
 mod status;
 
 pub use check::{CheckResult, CheckStatus, FailureKind};
 pub use check_id::check_id;
+pub use micros::micros;
 pub use secret::Secret;
 pub use site::{ExpectedStatus, Site, TlsOptions};
 pub use status::SiteStatus;

@@ -2,7 +2,7 @@
 //! so that each phase is timed on its own fresh connection; redirects are followed hop by hop.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -16,7 +16,7 @@ use url::Url;
 use super::classify::{self, Failure};
 use super::dns::Dns;
 use super::tls::{Connectors, TlsSetupError, not_after};
-use crate::domain::{CheckResult, CheckStatus, FailureKind, Site};
+use crate::domain::{CheckResult, CheckStatus, FailureKind, Site, micros};
 use crate::ports::SiteProbe;
 
 /// Why the probe could not be built. Both happen before any check runs.
@@ -46,10 +46,6 @@ impl HyperProbe {
             user_agent: format!("sitemon/{}", env!("CARGO_PKG_VERSION")),
         })
     }
-}
-
-fn micros(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// One hop's request: the site's settings, and the URL, method and body for this hop (a
