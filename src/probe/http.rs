@@ -169,8 +169,9 @@ impl HyperProbe {
 
         if url.scheme() == "https" {
             let t = Instant::now();
-            let tls =
-                self.tls.get(&hop.site.tls).connect(bare_host, tcp).await.map_err(|e| classify::tls(&e))?;
+            let connector =
+                self.tls.get(&hop.site.tls).map_err(|message| Failure::new(FailureKind::Tls, message))?;
+            let tls = connector.connect(bare_host, tcp).await.map_err(|e| classify::tls(&e))?;
             r.tls_us = Some(micros(t.elapsed()));
             r.tls_not_after = not_after(&tls);
             self.exchange(tls, hop, r, t0).await

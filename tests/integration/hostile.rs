@@ -284,3 +284,34 @@ async fn method_headers_and_body_reach_the_server() {
     assert!(seen.to_lowercase().contains("authorization: bearer s3cret"), "{seen}");
     assert!(seen.ends_with("ping=pong"), "{seen}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_site_gets_its_own_tls_verification_whatever_the_probe_was_built_for() {
+    let addr = tls::serve(&tls::self_signed(), OK).await;
+    let url = format!("https://127.0.0.1:{}/", addr.port());
+    let strict = site(&format!("url: '{url}', tls_verify: true"));
+    let lax = site(&format!("url: '{url}', tls_verify: false"));
+    // The probe prepares TLS for the sites it is given; a site it was not given must still be
+    // checked with its own setting, never another site's or the default.
+    let built_for: [(&str, Vec<Site>); 5] = [
+        ("no sites", vec![]),
+        ("the strict site", vec![strict.clone()]),
+        ("the lax site", vec![lax.clone()]),
+        ("strict then lax", vec![strict.clone(), lax.clone()]),
+        ("lax then strict", vec![lax.clone(), strict.clone()]),
+    ];
+    for (what, prepared) in &built_for {
+        // Both orders of checking, on one probe: no setting may leak into the next check.
+        for order in [[&strict, &lax], [&lax, &strict]] {
+            let probe = HyperProbe::new("test", prepared).unwrap();
+            for s in order {
+                let r = probe.check(s, Utc::now()).await;
+                if s.tls.verify {
+                    assert_eq!(kind(&r), Some(FailureKind::Tls), "built for {what}, tls_verify: true: {r:?}");
+                } else {
+                    assert!(r.is_up(), "built for {what}, tls_verify: false: {r:?}");
+                }
+            }
+        }
+    }
+}
