@@ -17,7 +17,7 @@ use crate::consumer::{self, ConsumerOptions};
 use crate::domain::Site;
 use crate::exit;
 use crate::health::Health;
-use crate::kafka::{KafkaFeed, KafkaPublisher};
+use crate::kafka::{self, ClientSetupError, KafkaFeed, KafkaPublisher};
 use crate::memory;
 use crate::ops_server;
 use crate::ports::{SiteProbe, StatusStore};
@@ -30,11 +30,17 @@ use crate::ui;
 /// Exit code of `sitemon check` when the site is down.
 pub const CHECK_DOWN: i32 = 2;
 
-/// Loads the config and checks that it has what `command` needs. Pure apart from reading the
-/// file: nothing is contacted before this has passed.
+/// Loads the config and checks that it has what `command` needs, including librdkafka's view
+/// of `kafka.properties` when the command uses Kafka (or validates the config). Pure apart from
+/// reading the file: nothing is contacted before this has passed.
 fn load(path: &Path, needs: &[&str], command: &str) -> Result<Config, ConfigError> {
     let cfg = config::load_file(path)?;
     let mut problems = Vec::new();
+    if let Some(k) = &cfg.kafka
+        && (needs.contains(&"kafka") || command == "config check")
+    {
+        problems.extend(kafka::property_problems(k));
+    }
     for section in needs {
         let missing = match *section {
             "sites" => cfg.sites.is_empty(),
@@ -46,7 +52,24 @@ fn load(path: &Path, needs: &[&str], command: &str) -> Result<Config, ConfigErro
             problems.push(Problem::new(*section, format!("missing: `sitemon {command}` needs this section")));
         }
     }
-    if problems.is_empty() { Ok(cfg) } else { Err(ConfigError { file: path.to_owned(), problems }) }
+    if problems.is_empty() {
+        return Ok(cfg);
+    }
+    config::locate(path, &mut problems);
+    Err(ConfigError { file: path.to_owned(), problems })
+}
+
+/// A Kafka client that could not be created: a refused property is a config problem (exit 64),
+/// anything else a runtime failure. Neither text holds a property value.
+fn kafka_setup(file: &Path, what: &str, e: ClientSetupError) -> anyhow::Error {
+    match e {
+        ClientSetupError::Property { key, message } => {
+            let mut problems = vec![Problem::new(format!("kafka.properties.{key}"), message)];
+            config::locate(file, &mut problems);
+            ConfigError { file: file.to_owned(), problems }.into()
+        }
+        ClientSetupError::Creation(message) => anyhow::anyhow!("creating the Kafka {what}: {message}"),
+    }
 }
 
 /// Parsing a large config builds a YAML tree many times the size of the sites it yields, and the
@@ -171,7 +194,8 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
     let sites = my_sites(&mut cfg);
     let kafka = cfg.kafka.as_ref().expect("checked by load");
     let probe = Arc::new(probe(&args.config.config, &cfg.region, &sites)?);
-    let publisher = Arc::new(KafkaPublisher::new(kafka).context("creating the Kafka producer")?);
+    let publisher =
+        Arc::new(KafkaPublisher::new(kafka).map_err(|e| kafka_setup(&args.config.config, "producer", e))?);
     tracing::info!(sites = sites.len(), brokers = %kafka.bootstrap_servers, topic = %kafka.topic, region = %cfg.region, "producer starting");
     let opts = producer_options(&cfg, args.once, args.grace, false);
     let roster = producer::Roster::new(sites, &opts);
@@ -194,7 +218,8 @@ async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow:
     let kafka = cfg.kafka.as_ref().expect("checked by load");
     let store = PgStore::connect(cfg.postgres.as_ref().expect("checked by load"))?;
     store.migrate().await.context("applying migrations")?;
-    let mut feed = KafkaFeed::new(kafka).context("creating the Kafka consumer")?;
+    let mut feed = KafkaFeed::new(kafka)
+        .map_err(|e| kafka_setup(&args.config.config, "consumer", ClientSetupError::new(e, kafka)))?;
     tracing::info!(brokers = %kafka.bootstrap_servers, topic = %kafka.topic, group = %kafka.group_id, "consumer starting");
     let opts = consumer_options(&cfg, args.exit_when_idle, args.grace);
     let report = consumer::run(&mut feed, &store, &opts, &health, shutdown::on_signals()).await?;

@@ -152,7 +152,10 @@ pub async fn run<F: StatusFeed, S: StatusStore>(
             _ = &mut grace_over => (None, None),
         };
         let Some(dead) = stored else {
-            tracing::warn!(records = batch.len(), "shutdown interrupted storing a batch: not acknowledged, the group reads it again");
+            tracing::warn!(
+                records = batch.len(),
+                "shutdown interrupted storing a batch: not acknowledged, the group reads it again"
+            );
             report.unstored += batch.len() as u64;
             break;
         };

@@ -94,7 +94,8 @@ mod tests {
             publisher.publish(&r).await.unwrap();
         }
         let b = feed.next_batch(3, Duration::from_millis(10)).await.unwrap();
-        let sites: Vec<&str> = b.records.iter().map(|r| r.decoded.as_ref().unwrap().site_id.as_str()).collect();
+        let sites: Vec<&str> =
+            b.records.iter().map(|r| r.decoded.as_ref().unwrap().site_id.as_str()).collect();
         assert_eq!(sites, ["s0", "s1", "s2"]);
         assert_eq!(b.records.iter().map(|r| r.raw.position.offset).collect::<Vec<_>>(), [0, 1, 2]);
         drop(publisher);

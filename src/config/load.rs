@@ -56,6 +56,16 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
     }
 }
 
+/// Fills in the line and column of problems found after [`load_file`] by checks that need more
+/// than the YAML (e.g. librdkafka's view of `kafka.properties`), reading the file again.
+pub fn locate(file: &Path, problems: &mut [Problem]) {
+    let Ok(text) = std::fs::read_to_string(file) else { return };
+    let places = Locations::of(&text);
+    for p in problems.iter_mut().filter(|p| p.at.is_none()) {
+        p.at = places.find(&p.path);
+    }
+}
+
 fn read_config(r: &mut Reader, root: &Value) -> Option<Config> {
     if root.is_null() {
         r.problem("", "the file is empty");

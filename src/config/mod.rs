@@ -10,6 +10,6 @@ mod sections;
 mod sites;
 
 pub use crate::domain::Secret;
-pub use load::{load_file, parse};
+pub use load::{load_file, locate, parse};
 pub use model::{Config, ConsumerConfig, KafkaConfig, PostgresConfig, ProducerConfig, Shard, SqliteConfig};
 pub use problem::{ConfigError, Problem};

@@ -215,11 +215,33 @@ fn site_url(r: &mut Reader, text: &str, path: &str) -> Option<Url> {
             r.problem(path, "the url has no host");
             None
         }
-        Ok(u) => Some(u),
-        Err(e) => {
-            r.problem(path, format!("`{text}` is not a valid url: {e}"));
+        // The url is published with every result and stored in clear: no credentials in it.
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            r.problem(
+                path,
+                "the url holds credentials (`user:password@`), which would be published and stored with every result; put credentials in a header, e.g. Authorization",
+            );
             None
         }
+        Ok(u) => Some(u),
+        Err(e) => {
+            r.problem(path, format!("`{}` is not a valid url: {e}", without_userinfo(text)));
+            None
+        }
+    }
+}
+
+/// `text` with everything up to its last `@` masked (after a `scheme://`): an unparseable url is
+/// echoed in its problem, and must not echo a password with it. A raw password may hold `/`, `?`
+/// or `#`, so the authority cannot be trusted to end where a valid url's would: over-masking an
+/// `@` in a path or query only shortens the echo.
+fn without_userinfo(text: &str) -> String {
+    match text.rfind('@') {
+        Some(at) => {
+            let keep = text.find("://").map_or(0, |i| i + 3).min(at);
+            format!("{}***{}", &text[..keep], &text[at..])
+        }
+        None => text.to_owned(),
     }
 }
 
@@ -235,4 +257,24 @@ fn read_expected(r: &mut Reader, v: &Value, path: &str) -> Option<ExpectedStatus
         .map(|(i, v)| r.uint(v, &format!("{path}[{i}]"), 100, 599).map(|c| c as u16))
         .collect();
     codes.into_iter().collect::<Option<Box<[u16]>>>().map(ExpectedStatus::Codes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_userinfo;
+
+    #[test]
+    fn userinfo_is_masked_in_echoed_urls() {
+        for (text, shown) in [
+            ("http://u:hunter2@x:99999/", "http://***@x:99999/"),
+            ("https://t0ken@h/", "https://***@h/"),
+            ("http://u:pa#ss/w?rd@h:x/", "http://***@h:x/"),
+            ("http:/u:hunter2@h:99999", "***@h:99999"),
+            ("u:hunter2@h", "***@h"),
+            ("http://x:99999/a", "http://x:99999/a"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(without_userinfo(text), shown, "{text}");
+        }
+    }
 }

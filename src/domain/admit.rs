@@ -20,7 +20,11 @@ pub struct Admission {
 }
 
 fn earliest() -> DateTime<Utc> {
-    NaiveDate::from_ymd_opt(2000, 1, 1).expect("a valid date").and_hms_opt(0, 0, 0).expect("midnight").and_utc()
+    NaiveDate::from_ymd_opt(2000, 1, 1)
+        .expect("a valid date")
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc()
 }
 
 impl Admission {

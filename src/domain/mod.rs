@@ -3,6 +3,7 @@
 mod admit;
 mod check;
 mod check_id;
+mod micros;
 mod secret;
 mod site;
 mod status;
@@ -10,6 +11,7 @@ mod status;
 pub use admit::{Admission, storable_text};
 pub use check::{CheckResult, CheckStatus, FailureKind};
 pub use check_id::check_id;
+pub use micros::micros;
 pub use secret::Secret;
 pub use site::{ExpectedStatus, Site, TlsOptions};
 pub use status::SiteStatus;

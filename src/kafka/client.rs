@@ -3,7 +3,8 @@
 
 use rdkafka::ClientConfig;
 
-use crate::config::KafkaConfig;
+use super::setup_error::ClientSetupError;
+use crate::config::{KafkaConfig, Problem};
 
 /// Settings that must not be overridden, because the delivery guarantee rests on them.
 const PINNED: &[&str] = &["enable.auto.offset.store", "enable.idempotence"];
@@ -23,4 +24,54 @@ pub fn client_config(k: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig
         c.set(key, value.expose());
     }
     c
+}
+
+/// Every `kafka.properties` entry librdkafka refuses (unknown name, invalid value), each at its
+/// path `kafka.properties.<name>`, with no property value in the messages. Pure: librdkafka
+/// checks each property as it is set, before any client exists, so this runs with the other
+/// config checks and reports all of them at once.
+pub fn property_problems(k: &KafkaConfig) -> Vec<Problem> {
+    k.properties
+        .iter()
+        .filter(|(key, _)| !PINNED.contains(&key.as_str()))
+        .filter_map(|(key, value)| {
+            let e = ClientConfig::new().set(key, value.expose()).create_native_config().err()?;
+            let message = match ClientSetupError::new(e, k) {
+                ClientSetupError::Property { message, .. } => message,
+                ClientSetupError::Creation(message) => message,
+            };
+            Some(Problem::new(format!("kafka.properties.{key}"), format!("librdkafka refuses it: {message}")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    #[test]
+    fn refused_properties_are_all_reported_without_their_values() {
+        let k = KafkaConfig {
+            bootstrap_servers: "127.0.0.1:1".to_owned(),
+            topic: "t".to_owned(),
+            group_id: "g".to_owned(),
+            properties: [
+                ("sasl.pasword", "hunter2-s3cret"),
+                ("security.protocol", "SASL_SSL"),
+                ("linger.ms", "w0rd-s3cret"),
+                ("enable.idempotence", "false"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), Secret::new(*v)))
+            .collect(),
+        };
+        let problems = property_problems(&k);
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["kafka.properties.sasl.pasword", "kafka.properties.linger.ms"], "{problems:?}");
+        for p in &problems {
+            assert!(!p.message.contains("s3cret"), "{p:?}");
+        }
+        assert!(problems[0].message.contains("No such configuration property"), "{problems:?}");
+    }
 }

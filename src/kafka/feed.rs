@@ -130,7 +130,10 @@ impl StatusFeed for KafkaFeed {
                 .map_err(|e| FeedError::Ack(e.into()))?;
         }
         if revoked > 0 {
-            tracing::info!(partitions = revoked, "partitions revoked while their batch was stored: left to their new owner");
+            tracing::info!(
+                partitions = revoked,
+                "partitions revoked while their batch was stored: left to their new owner"
+            );
             metrics::counter!("sitemon_revoked_batches_total").increment(1);
         }
         if tpl.count() == 0 {

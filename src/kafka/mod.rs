@@ -3,6 +3,9 @@
 mod client;
 mod feed;
 mod publisher;
+mod setup_error;
 
+pub use client::property_problems;
 pub use feed::KafkaFeed;
 pub use publisher::KafkaPublisher;
+pub use setup_error::ClientSetupError;

@@ -6,6 +6,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
 use super::client::client_config;
+use super::setup_error::ClientSetupError;
 use crate::config::KafkaConfig;
 use crate::domain::CheckResult;
 use crate::ports::{PublishError, StatusPublisher};
@@ -17,7 +18,8 @@ pub struct KafkaPublisher {
 }
 
 impl KafkaPublisher {
-    pub fn new(k: &KafkaConfig) -> Result<Self, rdkafka::error::KafkaError> {
+    /// Creates the producer; nothing connects yet. The error text holds no property value.
+    pub fn new(k: &KafkaConfig) -> Result<Self, ClientSetupError> {
         let producer: FutureProducer = client_config(
             k,
             &[
@@ -28,7 +30,8 @@ impl KafkaPublisher {
                 ("message.timeout.ms", "30000"),
             ],
         )
-        .create()?;
+        .create()
+        .map_err(|e| ClientSetupError::new(e, k))?;
         Ok(KafkaPublisher { producer, topic: k.topic.clone() })
     }
 }

@@ -1,8 +1,9 @@
 //! [`HyperProbe`]: resolve, connect, TLS handshake and HTTP/1.1 exchange driven step by step
-//! so that each phase is timed on its own fresh connection; redirects are followed hop by hop.
+//! so that each phase is timed on its own fresh connection; redirects are followed hop by hop,
+//! with the site's headers and body kept to the site's own origin.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -16,7 +17,7 @@ use url::Url;
 use super::classify::{self, Failure};
 use super::dns::Dns;
 use super::tls::{Connectors, TlsSetupError, not_after};
-use crate::domain::{CheckResult, CheckStatus, FailureKind, Site};
+use crate::domain::{CheckResult, CheckStatus, FailureKind, Secret, Site, micros};
 use crate::ports::SiteProbe;
 
 /// Why the probe could not be built. Both happen before any check runs.
@@ -48,10 +49,6 @@ impl HyperProbe {
     }
 }
 
-fn micros(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
 /// One hop's request: the site's settings, and the URL, method and body for this hop (a
 /// redirect can change all three).
 struct Hop<'a> {
@@ -59,6 +56,9 @@ struct Hop<'a> {
     url: &'a Url,
     method: &'a str,
     body: Option<&'a str>,
+    /// Whether the site's configured `headers` go with this request: only while every hop so far
+    /// stayed on the site's own origin (they are secrets: Authorization, Cookie, API keys…).
+    credentials: bool,
 }
 
 /// How one request/response exchange ended.
@@ -97,9 +97,10 @@ impl HyperProbe {
         let mut url = site.url.clone();
         let mut method = site.method.as_str();
         let mut body = site.body.as_deref();
+        let mut credentials = true;
         let mut hops = 0;
         loop {
-            let hop = Hop { site, url: &url, method, body };
+            let hop = Hop { site, url: &url, method, body, credentials };
             match self.hop(&hop, r, t0).await? {
                 Outcome::Done => return Ok(()),
                 Outcome::Redirect { location, code } => {
@@ -121,10 +122,27 @@ impl HyperProbe {
                             format!("redirect to unsupported {next}"),
                         ));
                     }
-                    if !matches!(code, 307 | 308) {
+                    let same_origin = next.origin() == site.url.origin();
+                    if matches!(code, 307 | 308) {
+                        // 307/308 resend the body; the site's body goes to the site's origin
+                        // only, so such a redirect elsewhere ends the check instead.
+                        if !same_origin && body.is_some_and(|b| !b.is_empty()) {
+                            return Err(Failure::new(
+                                FailureKind::RedirectLimit,
+                                format!(
+                                    "{code} redirect to another origin ({}) not followed: the request body is only resent to {}",
+                                    next.origin().ascii_serialization(),
+                                    site.url.origin().ascii_serialization()
+                                ),
+                            ));
+                        }
+                    } else {
                         method = if method == "HEAD" { "HEAD" } else { "GET" };
                         body = None;
                     }
+                    // Once a hop leaves the site's origin, no later hop gets the credentials,
+                    // even one back to the origin: that URL was chosen by the other host.
+                    credentials &= same_origin;
                     url = next;
                     hops += 1;
                     for t in [&mut r.dns_us, &mut r.connect_us, &mut r.tls_us, &mut r.ttfb_us] {
@@ -173,8 +191,9 @@ impl HyperProbe {
 
         if url.scheme() == "https" {
             let t = Instant::now();
-            let tls =
-                self.tls.get(&hop.site.tls).connect(bare_host, tcp).await.map_err(|e| classify::tls(&e))?;
+            let connector =
+                self.tls.get(&hop.site.tls).map_err(|message| Failure::new(FailureKind::Tls, message))?;
+            let tls = connector.connect(bare_host, tcp).await.map_err(|e| classify::tls(&e))?;
             r.tls_us = Some(micros(t.elapsed()));
             r.tls_not_after = not_after(&tls);
             self.exchange(tls, hop, r, t0).await
@@ -220,7 +239,8 @@ impl HyperProbe {
             None => url.host_str().unwrap_or_default().to_owned(),
         };
         let mut b = http::Request::builder().method(hop.method).uri(path);
-        let has = |name: &str| site.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+        let configured: &[(String, Secret)] = if hop.credentials { &site.headers } else { &[] };
+        let has = |name: &str| configured.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
         for (name, default) in
             [("host", host_header.as_str()), ("user-agent", &self.user_agent), ("accept", "*/*")]
         {
@@ -229,7 +249,7 @@ impl HyperProbe {
             }
         }
         b = b.header(http::header::CONNECTION, "close");
-        for (k, v) in &site.headers {
+        for (k, v) in configured {
             b = b.header(k.as_str(), v.expose());
         }
         let body = hop.body.map_or_else(Bytes::new, |s| Bytes::copy_from_slice(s.as_bytes()));

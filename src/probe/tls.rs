@@ -18,6 +18,7 @@ pub struct TlsSetupError {
     pub message: String,
 }
 
+/// One connector per distinct TLS setting of the sites given at start.
 pub struct Connectors(HashMap<TlsOptions, TlsConnector>);
 
 fn connector(opts: &TlsOptions) -> Result<TlsConnector, String> {
@@ -35,12 +36,10 @@ fn connector(opts: &TlsOptions) -> Result<TlsConnector, String> {
 }
 
 impl Connectors {
+    /// Builds a connector for every distinct setting among `sites`, so that a bad CA file stops
+    /// start-up (the error names the first site with that setting).
     pub fn for_sites(sites: &[Site]) -> Result<Self, TlsSetupError> {
         let mut map = HashMap::new();
-        map.insert(
-            TlsOptions::default(),
-            connector(&TlsOptions::default()).map_err(|m| TlsSetupError { site: 0, message: m })?,
-        );
         for (i, site) in sites.iter().enumerate() {
             if !map.contains_key(&site.tls) {
                 let c = connector(&site.tls).map_err(|message| TlsSetupError { site: i, message })?;
@@ -50,9 +49,14 @@ impl Connectors {
         Ok(Connectors(map))
     }
 
-    /// The connector for these settings; a site added after start gets the default verifier.
-    pub fn get(&self, opts: &TlsOptions) -> &TlsConnector {
-        self.0.get(opts).or_else(|| self.0.get(&TlsOptions::default())).expect("the default connector exists")
+    /// The connector for exactly these settings. Settings not prepared at start (a site the
+    /// probe was not built with) get a connector built now for them: never another setting's,
+    /// which would verify a `tls_verify: false` site, or skip the CA file of another.
+    pub fn get(&self, opts: &TlsOptions) -> Result<TlsConnector, String> {
+        match self.0.get(opts) {
+            Some(c) => Ok(c.clone()),
+            None => connector(opts),
+        }
     }
 }
 

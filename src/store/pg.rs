@@ -13,10 +13,10 @@ use sqlx::{ConnectOptions, PgConnection, PgPool};
 use super::pg_copy;
 use super::status_row::StatusRow;
 use super::{LatestRow, latest_per_site};
-use uuid::Uuid;
 use crate::config::PostgresConfig;
 use crate::domain::{CheckResult, SiteStatus};
 use crate::ports::{DeadLetter, StatusStore, StoreError};
+use uuid::Uuid;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -318,7 +318,8 @@ async fn fold_latest(conn: &mut PgConnection, l: &[LatestRow<'_>]) -> Result<(),
         return Ok(());
     }
     let handled: HashSet<(&str, &str)> = handled.iter().map(|(s, r)| (s.as_str(), r.as_str())).collect();
-    for row in l.iter().filter(|x| !handled.contains(&(x.result.site_id.as_str(), x.result.region.as_str()))) {
+    for row in l.iter().filter(|x| !handled.contains(&(x.result.site_id.as_str(), x.result.region.as_str())))
+    {
         recompute(conn, &row.result.site_id, &row.result.region).await?;
     }
     Ok(())
@@ -375,7 +376,11 @@ impl StatusStore for PgStore {
     /// One transaction: history (learning which rows are new), dead letters, and the latest
     /// status folded from the new rows only. History and status commit together, so a replay
     /// after a crash finds either both or neither.
-    async fn store<R: Borrow<CheckResult> + Sync>(&self, results: &[R], dead: &[DeadLetter]) -> Result<(), StoreError> {
+    async fn store<R: Borrow<CheckResult> + Sync>(
+        &self,
+        results: &[R],
+        dead: &[DeadLetter],
+    ) -> Result<(), StoreError> {
         let results: Vec<&CheckResult> = results.iter().map(Borrow::borrow).collect();
         self.ensure_partitions(&results).await?;
         let mut tx = self.pool.begin().await.map_err(classify)?;

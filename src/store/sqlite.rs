@@ -86,7 +86,11 @@ impl StatusStore for SqliteStore {
     /// One transaction: history (learning which rows are new), the latest status folded from
     /// the new rows only (recomputed from the history for a site whose stored status is not
     /// older than all of them), dead letters.
-    async fn store<R: Borrow<CheckResult> + Sync>(&self, results: &[R], dead: &[DeadLetter]) -> Result<(), StoreError> {
+    async fn store<R: Borrow<CheckResult> + Sync>(
+        &self,
+        results: &[R],
+        dead: &[DeadLetter],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         let mut new: Vec<&CheckResult> = Vec::with_capacity(results.len());
         for r in results.iter().map(Borrow::borrow) {

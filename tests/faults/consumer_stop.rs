@@ -18,7 +18,8 @@ async fn consumer_stops_within_grace_under_traffic_and_during_a_database_outage(
 
     // Under steady traffic a batch is always waiting: the consumer must still look at the signal.
     let consumer = spawn(&["consumer", "-c", &cfg, "--grace", "3s"], &s.env());
-    let some = wait_for(Duration::from_secs(60), || async { try_history(&s.db).await.filter(|c| *c > 150) }).await;
+    let some =
+        wait_for(Duration::from_secs(60), || async { try_history(&s.db).await.filter(|c| *c > 150) }).await;
     assert!(some.is_some(), "{}", consumer.log.lock().unwrap());
     let asked = Instant::now();
     consumer.signal("-TERM");
@@ -31,7 +32,8 @@ async fn consumer_stops_within_grace_under_traffic_and_during_a_database_outage(
     // stored; the consumer says so and exits 1 within the grace period.
     let consumer = spawn(&["consumer", "-c", &cfg, "--grace", "3s"], &s.env());
     let more = rows(&s.db, "SELECT count(*) FROM check_results").await + 100;
-    let resumed = wait_for(Duration::from_secs(60), || async { try_history(&s.db).await.filter(|c| *c > more) }).await;
+    let resumed =
+        wait_for(Duration::from_secs(60), || async { try_history(&s.db).await.filter(|c| *c > more) }).await;
     assert!(resumed.is_some(), "{}", consumer.log.lock().unwrap());
     {
         let _down = Stopped::postgres();
@@ -52,7 +54,9 @@ async fn consumer_stops_within_grace_under_traffic_and_during_a_database_outage(
     let (code, log) = producer.finish(Duration::from_secs(30)).await;
     assert_eq!(code, Some(0), "{log}");
     let published = logged_count(&log, "published").expect("published") as i64;
-    let out = sitemon(&["consumer", "-c", &cfg, "--exit-when-idle", "3s"], &s.env(), Duration::from_secs(120)).await;
+    let out =
+        sitemon(&["consumer", "-c", &cfg, "--exit-when-idle", "3s"], &s.env(), Duration::from_secs(120))
+            .await;
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(rows(&s.db, "SELECT count(*) FROM check_results").await, published, "nothing lost or doubled");
     let wrong = harness::status_mismatches(&s.db).await;

@@ -119,7 +119,14 @@ fn valid(site: &str, at_us: i64) -> Vec<V> {
 /// The single-object header sitemon reads (magic and the current schema's fingerprint).
 fn header() -> Vec<u8> {
     let t = Utc::now();
-    let r = sitemon::domain::CheckResult::new("h", "http://x/", "faults", t, t, sitemon::domain::CheckStatus::Success);
+    let r = sitemon::domain::CheckResult::new(
+        "h",
+        "http://x/",
+        "faults",
+        t,
+        t,
+        sitemon::domain::CheckStatus::Success,
+    );
     sitemon::wire::encode(&r)[..10].to_vec()
 }
 
@@ -141,15 +148,41 @@ fn crafted(site: &str, now_us: i64) -> Vec<(String, Vec<V>, &'static str)> {
         f[FIELDS.iter().position(|n| *n == field).unwrap()] = v;
         cases.push((what, f, reason));
     };
-    case("scheduled_at in the year 3000".into(), 1, "scheduled_at", V::Long(32_503_680_000_000_000), "scheduled_at");
+    case(
+        "scheduled_at in the year 3000".into(),
+        1,
+        "scheduled_at",
+        V::Long(32_503_680_000_000_000),
+        "scheduled_at",
+    );
     case("scheduled_at past chrono's range".into(), 2, "scheduled_at", V::Long(i64::MAX), "scheduled_at");
     case("scheduled_at before chrono's range".into(), 3, "scheduled_at", V::Long(i64::MIN), "scheduled_at");
     case("scheduled_at in 1970".into(), 4, "scheduled_at", V::Long(0), "scheduled_at");
-    case("scheduled_at two hours ahead".into(), 5, "scheduled_at", V::Long(now_us + 2 * hour), "scheduled_at");
+    case(
+        "scheduled_at two hours ahead".into(),
+        5,
+        "scheduled_at",
+        V::Long(now_us + 2 * hour),
+        "scheduled_at",
+    );
     case("started_at a day ahead".into(), 6, "started_at", V::Long(now_us + 24 * hour), "started_at");
-    case("tls_not_after past chrono's range".into(), 7, "tls_not_after", some(V::Long(i64::MAX)), "tls_not_after");
-    case("tls_not_after in the year 200000".into(), 8, "tls_not_after", some(V::Long(6_249_223_680_000_000_000)), "tls_not_after");
-    for (k, field) in ["url", "region", "error", "http_version", "remote_addr", "pattern"].into_iter().enumerate() {
+    case(
+        "tls_not_after past chrono's range".into(),
+        7,
+        "tls_not_after",
+        some(V::Long(i64::MAX)),
+        "tls_not_after",
+    );
+    case(
+        "tls_not_after in the year 200000".into(),
+        8,
+        "tls_not_after",
+        some(V::Long(6_249_223_680_000_000_000)),
+        "tls_not_after",
+    );
+    for (k, field) in
+        ["url", "region", "error", "http_version", "remote_addr", "pattern"].into_iter().enumerate()
+    {
         let v = if field == "url" || field == "region" { s("a\0b") } else { some(s("a\0b")) };
         case(format!("NUL in {field}"), 9 + k as i64, field, v, "NUL");
     }
@@ -169,7 +202,9 @@ fn crafted(site: &str, now_us: i64) -> Vec<(String, Vec<V>, &'static str)> {
     case("union branch out of range".into(), 28, "pattern", V::Long(5), "pattern");
     // Identity fields: another site name, so the test's site keeps its neighbours.
     let mut f = valid("", at(29));
-    f[0] = s(&sitemon::domain::check_id("", "faults", chrono::DateTime::from_timestamp_micros(at(29)).unwrap()).to_string());
+    f[0] =
+        s(&sitemon::domain::check_id("", "faults", chrono::DateTime::from_timestamp_micros(at(29)).unwrap())
+            .to_string());
     cases.push(("empty site_id".into(), f, "site_id"));
     cases.push(("NUL in site_id".into(), valid("x\0y", at(30)), "NUL"));
     cases.push(("oversized site_id".into(), valid(&"s".repeat(5000), at(31)), "site_id"));
@@ -180,11 +215,8 @@ fn crafted(site: &str, now_us: i64) -> Vec<(String, Vec<V>, &'static str)> {
 async fn crafted_records_are_dead_letters_and_their_neighbours_are_stored() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let s = Setup::new().await;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &s.bootstrap)
-        .set("acks", "all")
-        .create()
-        .unwrap();
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", &s.bootstrap).set("acks", "all").create().unwrap();
     let site = "crafted";
     let now_us = Utc::now().timestamp_micros();
     let bad = crafted(site, now_us);
@@ -219,7 +251,8 @@ async fn crafted_records_are_dead_letters_and_their_neighbours_are_stored() {
     let cfg =
         s.write("c.yaml", &harness::config("127.0.0.1:1".parse().unwrap(), 1, "1m", &s.topic, "faults", ""));
     let out =
-        sitemon(&["consumer", "-c", &cfg, "--exit-when-idle", "3s"], &s.env(), Duration::from_secs(120)).await;
+        sitemon(&["consumer", "-c", &cfg, "--exit-when-idle", "3s"], &s.env(), Duration::from_secs(120))
+            .await;
     assert!(out.status.success(), "{}", describe(&out));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{}", describe(&out));
 
@@ -232,20 +265,23 @@ async fn crafted_records_are_dead_letters_and_their_neighbours_are_stored() {
     assert_eq!(dead.len(), sent.len(), "one dead letter per crafted record");
     for (row, (what, payload, offset, reason)) in dead.iter().zip(&sent) {
         assert_eq!(row.get::<i64, _>("kafka_offset"), *offset, "{what}");
-        assert_eq!(row.get::<Option<Vec<u8>>, _>("payload").as_ref(), Some(payload), "{what}: raw bytes kept");
+        assert_eq!(
+            row.get::<Option<Vec<u8>>, _>("payload").as_ref(),
+            Some(payload),
+            "{what}: raw bytes kept"
+        );
         let error: String = row.get("error");
         assert!(error.contains(reason), "{what}: reason `{error}` should name {reason}");
         assert!(error.len() <= 4096 + 3, "{what}: the reason is bounded");
     }
     // No crafted record became the site's latest status (a failure "in the future" would
     // otherwise freeze it): the newest valid neighbour is.
-    let (at, failures): (chrono::DateTime<Utc>, i32) = sqlx::query_as(
-        "SELECT scheduled_at, consecutive_failures FROM site_status WHERE site_id = $1",
-    )
-    .bind(site)
-    .fetch_one(&mut c)
-    .await
-    .unwrap();
+    let (at, failures): (chrono::DateTime<Utc>, i32) =
+        sqlx::query_as("SELECT scheduled_at, consecutive_failures FROM site_status WHERE site_id = $1")
+            .bind(site)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
     assert_eq!(at.timestamp_micros(), newest_valid);
     assert_eq!(i64::from(failures), neighbours, "every neighbour is a failure, counted once");
 }

@@ -5,7 +5,10 @@
 
 use std::time::Duration;
 
-use crate::harness::{self, ONE_AT_A_TIME, Running, Setup, logged_count, rows, spawn, status_mismatches, topic_records, try_history};
+use crate::harness::{
+    self, ONE_AT_A_TIME, Running, Setup, logged_count, rows, spawn, status_mismatches, topic_records,
+    try_history,
+};
 use crate::support::{sites, wait_for};
 
 fn alive(r: &mut Running) -> bool {
@@ -13,9 +16,11 @@ fn alive(r: &mut Running) -> bool {
 }
 
 async fn assigned(r: &Running) -> bool {
-    wait_for(Duration::from_secs(60), || async { r.log.lock().unwrap().contains("partitions assigned").then_some(()) })
-        .await
-        .is_some()
+    wait_for(Duration::from_secs(60), || async {
+        r.log.lock().unwrap().contains("partitions assigned").then_some(())
+    })
+    .await
+    .is_some()
 }
 
 /// Cooperative rebalancing (sitemon's default) moves only the partitions that change owner.
@@ -43,22 +48,27 @@ async fn join_and_leave(strategy: Option<&str>) {
     }
     for i in 0..60 {
         let path = if i % 5 == 0 { "error" } else { "ok" };
-        text.push_str(&format!("  - {{name: site-{i:02}, url: 'http://{addr}/{path}', interval: 300ms, timeout: 250ms}}\n"));
+        text.push_str(&format!(
+            "  - {{name: site-{i:02}, url: 'http://{addr}/{path}', interval: 300ms, timeout: 250ms}}\n"
+        ));
     }
     let cfg = s.write("c.yaml", &text);
     let producer = spawn(&["producer", "-c", &cfg], &s.env());
     let mut first = spawn(&["consumer", "-c", &cfg], &s.env());
-    let started = wait_for(Duration::from_secs(60), || async { try_history(&s.db).await.filter(|c| *c > 200) }).await;
+    let started =
+        wait_for(Duration::from_secs(60), || async { try_history(&s.db).await.filter(|c| *c > 200) }).await;
     assert!(started.is_some(), "first consumer stores nothing:\n{}", first.log.lock().unwrap());
 
     // Scale out while records keep arriving.
-    let mut second = spawn(&["consumer", "-c", &cfg], &s.env());
-    let mut third = spawn(&["consumer", "-c", &cfg], &s.env());
+    let second = spawn(&["consumer", "-c", &cfg], &s.env());
+    let third = spawn(&["consumer", "-c", &cfg], &s.env());
     assert!(assigned(&second).await, "second consumer never got partitions:\n{}", second.log.lock().unwrap());
     assert!(assigned(&third).await, "third consumer never got partitions:\n{}", third.log.lock().unwrap());
     let before = try_history(&s.db).await.unwrap_or(0);
-    let moving =
-        wait_for(Duration::from_secs(30), || async { try_history(&s.db).await.filter(|c| *c > before + 400) }).await;
+    let moving = wait_for(Duration::from_secs(30), || async {
+        try_history(&s.db).await.filter(|c| *c > before + 400)
+    })
+    .await;
     assert!(moving.is_some(), "storing stalled after the join");
     assert!(alive(&mut first), "the first consumer died in the rebalance:\n{}", first.log.lock().unwrap());
 
@@ -70,10 +80,16 @@ async fn join_and_leave(strategy: Option<&str>) {
     let (code, _) = third.finish(Duration::from_secs(10)).await;
     assert_eq!(code, None, "killed by a signal");
     let before = try_history(&s.db).await.unwrap_or(0);
-    let moving =
-        wait_for(Duration::from_secs(60), || async { try_history(&s.db).await.filter(|c| *c > before + 400) }).await;
+    let moving = wait_for(Duration::from_secs(60), || async {
+        try_history(&s.db).await.filter(|c| *c > before + 400)
+    })
+    .await;
     assert!(moving.is_some(), "storing stalled after the members left:\n{}", first.log.lock().unwrap());
-    assert!(alive(&mut first), "the first consumer died when the others left:\n{}", first.log.lock().unwrap());
+    assert!(
+        alive(&mut first),
+        "the first consumer died when the others left:\n{}",
+        first.log.lock().unwrap()
+    );
 
     producer.signal("-TERM");
     let (code, log) = producer.finish(Duration::from_secs(30)).await;
@@ -81,7 +97,8 @@ async fn join_and_leave(strategy: Option<&str>) {
     let published = logged_count(&log, "published").expect("published count") as i64;
     assert_eq!(topic_records(&s.topic), published);
     let drained =
-        wait_for(Duration::from_secs(90), || async { try_history(&s.db).await.filter(|c| *c >= published) }).await;
+        wait_for(Duration::from_secs(90), || async { try_history(&s.db).await.filter(|c| *c >= published) })
+            .await;
     assert!(drained.is_some(), "not everything was stored:\n{}", first.log.lock().unwrap());
     first.signal("-TERM");
     let (code, log) = first.finish(Duration::from_secs(30)).await;

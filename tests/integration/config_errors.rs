@@ -39,6 +39,32 @@ async fn missing_section_and_usage_errors_exit_64() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read file"), "{}", describe(&out));
 }
 
+/// librdkafka echoes a refused property's value (`sasl.pasword <the password>`): every refused
+/// property is a located config problem (exit 64, before anything connects) whose text holds no
+/// property value, whichever command meets it.
+#[tokio::test]
+async fn refused_kafka_properties_exit_64_without_their_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "kafka.yaml",
+        "sites:\n  - {name: a, url: 'http://127.0.0.1:1/'}\nkafka:\n  bootstrap_servers: 127.0.0.1:1\n  properties:\n    security.protocol: SASL_PLAINTEXT\n    sasl.username: probe\n    sasl.pasword: ${SITEMON_TEST_KAFKA_SECRET}\n    linger.ms: l1nger-s3cret\npostgres:\n  url: postgres://u@127.0.0.1:1/db\n",
+    );
+    let env = [("SITEMON_TEST_KAFKA_SECRET", "hunter2-kafka-s3cret")];
+    for command in
+        [&["producer", "--once", "-c", &cfg][..], &["consumer", "-c", &cfg], &["config", "check", "-c", &cfg]]
+    {
+        let out = sitemon(command, &env, Duration::from_secs(10)).await;
+        let shown = describe(&out);
+        assert_eq!(out.status.code(), Some(64), "{command:?}: {shown}");
+        assert!(!shown.contains("s3cret"), "{command:?} echoed a secret: {shown}");
+        assert!(shown.contains("2 problems"), "{command:?}: {shown}");
+        assert!(shown.contains("kafka.yaml:8:5: kafka.properties.sasl.pasword: "), "{command:?}: {shown}");
+        assert!(shown.contains("No such configuration property"), "{command:?}: {shown}");
+        assert!(shown.contains("kafka.yaml:9:5: kafka.properties.linger.ms: "), "{command:?}: {shown}");
+    }
+}
+
 #[test]
 fn example_configs_are_valid() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/example_config");

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::describe;
+use crate::support::{describe, sitemon, write};
 
 const SITE: &str = "sites:\n  - name: a\n    url: http://127.0.0.1:1/\n";
 
@@ -39,6 +39,21 @@ const CASES: &[(&str, &str, &str)] = &[
         "sites[0].url: scheme `ftp` is not supported",
     ),
     ("url without host", "sites:\n  - {name: a, url: 'http://'}\n", "sites[0].url:"),
+    (
+        "url with user and password",
+        "sites:\n  - name: a\n    url: http://probe:hunter2@x/\n",
+        "bad.yaml:3:5: sites[0].url: the url holds credentials (`user:password@`), which would be published and stored with every result; put credentials in a header, e.g. Authorization",
+    ),
+    (
+        "url with a user (token) only",
+        "sites:\n  - {name: a, url: 'https://ghp_t0ken@x/'}\n",
+        "sites[0].url: the url holds credentials",
+    ),
+    (
+        "invalid url with credentials",
+        "sites:\n  - {name: a, url: 'http://probe:hunter2@x:99999/'}\n",
+        "sites[0].url: `http://***@x:99999/` is not a valid url",
+    ),
     (
         "zero interval",
         "sites:\n  - {name: a, url: 'http://x/', interval: 0s}\n",
@@ -191,4 +206,36 @@ async fn unreadable_file_exits_64() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read file"), "{}", describe(&out));
+}
+
+/// Credentials in a url are refused without being echoed, wherever the url comes from.
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_in_a_url_are_refused_and_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("password", "url: 'http://probe:hunter2@127.0.0.1:1/'", "hunter2"),
+        ("token as user", "url: 'https://ghp_s3cr3tt0ken@127.0.0.1:1/'", "ghp_s3cr3tt0ken"),
+        ("unparseable", "url: 'http://probe:hunter2@127.0.0.1:99999/'", "hunter2"),
+        ("password with # and /", "url: 'http://probe:pa#ss/w0rd@127.0.0.1:x/'", "w0rd"),
+        ("from the environment", "url: '${SITEMON_TEST_SITE_URL}'", "env-s3cret"),
+    ];
+    let env = [("SITEMON_TEST_SITE_URL", "http://probe:env-s3cret@127.0.0.1:1/")];
+    for (what, url, secret) in cases {
+        let cfg = write(dir.path(), "creds.yaml", &format!("sites:\n  - {{name: a, {url}}}\n"));
+        let out = sitemon(&["config", "check", "-c", &cfg], &env, Duration::from_secs(10)).await;
+        let shown = describe(&out);
+        assert_eq!(out.status.code(), Some(64), "{what}: {shown}");
+        assert!(shown.contains("creds.yaml:2:15: sites[0].url: "), "{what}: not located: {shown}");
+        assert!(!shown.contains(secret), "{what}: the secret was echoed: {shown}");
+    }
+    // `sitemon check URL` validates its URL the same way: refused before any connection (a
+    // connection to port 1 would be refused, and exit 2).
+    let out = sitemon(&["check", "http://probe:hunter2@127.0.0.1:1/"], &[], Duration::from_secs(10)).await;
+    let shown = describe(&out);
+    assert_eq!(out.status.code(), Some(64), "{shown}");
+    assert!(
+        shown.contains("URL: the url holds credentials") && shown.contains("e.g. Authorization"),
+        "{shown}"
+    );
+    assert!(!shown.contains("hunter2"), "{shown}");
 }

@@ -1,6 +1,8 @@
 //! The hostile-target suite: sites that are down, slow, broken or malicious are classified
 //! within their timeout, with memory bounded by the body cap. Every target is a local server.
 
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
@@ -8,8 +10,9 @@ use sitemon::domain::{CheckResult, FailureKind, Site};
 use sitemon::ports::SiteProbe;
 use sitemon::probe::HyperProbe;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
 
-use crate::support::raw::{self, answer, read_head};
+use crate::support::raw::{self, answer, read_head, read_request};
 use crate::support::{sites, tls};
 
 const TIMEOUT_MS: u64 = 1000;
@@ -20,6 +23,10 @@ fn site(fields: &str) -> Site {
     let mut cfg =
         sitemon::config::parse(&text, "hostile.yaml".as_ref(), &|_| None).unwrap_or_else(|e| panic!("{e}"));
     cfg.sites.remove(0)
+}
+
+async fn check_owned(site: Site) -> CheckResult {
+    check(&site).await
 }
 
 async fn check(site: &Site) -> CheckResult {
@@ -283,4 +290,204 @@ async fn method_headers_and_body_reach_the_server() {
     assert!(seen.starts_with("POST /api?x=1 HTTP/1.1\r\n"), "{seen}");
     assert!(seen.to_lowercase().contains("authorization: bearer s3cret"), "{seen}");
     assert!(seen.ends_with("ping=pong"), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_site_gets_its_own_tls_verification_whatever_the_probe_was_built_for() {
+    let addr = tls::serve(&tls::self_signed(), OK).await;
+    let url = format!("https://127.0.0.1:{}/", addr.port());
+    let strict = site(&format!("url: '{url}', tls_verify: true"));
+    let lax = site(&format!("url: '{url}', tls_verify: false"));
+    // The probe prepares TLS for the sites it is given; a site it was not given must still be
+    // checked with its own setting, never another site's or the default.
+    let built_for: [(&str, Vec<Site>); 5] = [
+        ("no sites", vec![]),
+        ("the strict site", vec![strict.clone()]),
+        ("the lax site", vec![lax.clone()]),
+        ("strict then lax", vec![strict.clone(), lax.clone()]),
+        ("lax then strict", vec![lax.clone(), strict.clone()]),
+    ];
+    for (what, prepared) in &built_for {
+        // Both orders of checking, on one probe: no setting may leak into the next check.
+        for order in [[&strict, &lax], [&lax, &strict]] {
+            let probe = HyperProbe::new("test", prepared).unwrap();
+            for s in order {
+                let r = probe.check(s, Utc::now()).await;
+                if s.tls.verify {
+                    assert_eq!(kind(&r), Some(FailureKind::Tls), "built for {what}, tls_verify: true: {r:?}");
+                } else {
+                    assert!(r.is_up(), "built for {what}, tls_verify: false: {r:?}");
+                }
+            }
+        }
+    }
+}
+
+/// A local server that records every request (head, body) before answering `respond(head)`;
+/// a check has therefore been recorded by the time it returns.
+async fn recording<F>(respond: F) -> (SocketAddr, mpsc::UnboundedReceiver<(String, Vec<u8>)>)
+where
+    F: Fn(&str) -> Vec<u8> + Send + Sync + 'static,
+{
+    let (tx, rx) = mpsc::unbounded_channel();
+    let respond = Arc::new(respond);
+    let addr = raw::serve(move |mut s| {
+        let (tx, respond) = (tx.clone(), respond.clone());
+        async move {
+            let (head, body) = read_request(&mut s).await;
+            let answer = respond(&head);
+            let _ = tx.send((head, body));
+            let _ = s.write_all(&answer).await;
+        }
+    })
+    .await;
+    (addr, rx)
+}
+
+/// Everything recorded so far.
+fn drain(rx: &mut mpsc::UnboundedReceiver<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    std::iter::from_fn(|| rx.try_recv().ok()).collect()
+}
+
+fn redirect(code: u16, location: &str) -> Vec<u8> {
+    format!("HTTP/1.1 {code} Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n").into_bytes()
+}
+
+/// Credentials in every form the brief names: the standard ones and a custom API key header.
+const CREDENTIALS: &str = "headers: {Authorization: 'Bearer s3cret-token', Cookie: 'session=c00kie-value', Proxy-Authorization: 'Basic cHJveHktc2VjcmV0', X-Api-Key: k3y-value}";
+const SECRETS: [&str; 8] = [
+    "authorization:",
+    "cookie:",
+    "proxy-authorization:",
+    "x-api-key:",
+    "s3cret-token",
+    "c00kie-value",
+    "cHJveHktc2VjcmV0",
+    "k3y-value",
+];
+
+/// The credential names and values found in a request head.
+fn credentials_in(head: &str) -> Vec<&'static str> {
+    SECRETS.into_iter().filter(|s| head.to_lowercase().contains(&s.to_lowercase())).collect()
+}
+
+/// The request line of each recorded request.
+fn lines(reqs: &[(String, Vec<u8>)]) -> Vec<&str> {
+    reqs.iter().map(|(h, _)| h.lines().next().unwrap_or_default()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_follow_redirects_only_within_the_sites_origin() {
+    let home_cell: Arc<OnceLock<SocketAddr>> = Arc::new(OnceLock::new());
+    let (other, mut at_other) = recording({
+        let home = home_cell.clone();
+        move |head| {
+            if head.starts_with("GET /bounce ") {
+                redirect(302, &format!("http://{}/back", home.get().unwrap()))
+            } else {
+                OK.to_vec()
+            }
+        }
+    })
+    .await;
+    let (home, mut at_home) = recording({
+        let home = home_cell.clone();
+        move |head| {
+            let path = head.split(' ').nth(1).unwrap_or_default();
+            match path {
+                "/same" => redirect(302, "/final"),
+                // Another port on the same host is another origin, and so is another host name
+                // for the same address, and another scheme.
+                "/other-port" => redirect(302, &format!("http://{other}/landing")),
+                "/other-host" => {
+                    redirect(301, &format!("http://localhost:{}/final", home.get().unwrap().port()))
+                }
+                "/bounce" => redirect(302, &format!("http://{other}/bounce")),
+                _ => OK.to_vec(),
+            }
+        }
+    })
+    .await;
+    home_cell.set(home).unwrap();
+    let check_path = |path: &'static str| {
+        check_owned(site(&format!("url: 'http://{home}{path}', follow_redirects: true, {CREDENTIALS}")))
+    };
+
+    // Same origin: every hop carries the credentials.
+    let r = check_path("/same").await;
+    assert!(r.is_up(), "{r:?}");
+    let reqs = drain(&mut at_home);
+    assert_eq!(lines(&reqs), ["GET /same HTTP/1.1", "GET /final HTTP/1.1"]);
+    for (head, _) in &reqs {
+        assert_eq!(credentials_in(head), SECRETS, "same-origin hop lost credentials:\n{head}");
+    }
+
+    // Another port: the first hop has them, the other origin gets none.
+    let r = check_path("/other-port").await;
+    assert!(r.is_up(), "{r:?}");
+    assert_eq!(credentials_in(&drain(&mut at_home)[0].0), SECRETS);
+    let away = drain(&mut at_other);
+    assert_eq!(lines(&away), ["GET /landing HTTP/1.1"]);
+    assert_eq!(credentials_in(&away[0].0), Vec::<&str>::new(), "leaked to {other}:\n{}", away[0].0);
+
+    // Another host name on the same port.
+    let r = check_path("/other-host").await;
+    assert!(r.is_up(), "{r:?}");
+    let reqs = drain(&mut at_home);
+    assert_eq!(lines(&reqs), ["GET /other-host HTTP/1.1", "GET /final HTTP/1.1"]);
+    assert!(reqs[1].0.contains("host: localhost:"), "{}", reqs[1].0);
+    assert_eq!(credentials_in(&reqs[1].0), Vec::<&str>::new(), "leaked to localhost:\n{}", reqs[1].0);
+
+    // Sent away and back: the way back was chosen by the other host, so still no credentials.
+    let r = check_path("/bounce").await;
+    assert!(r.is_up(), "{r:?}");
+    let reqs = drain(&mut at_home);
+    assert_eq!(lines(&reqs), ["GET /bounce HTTP/1.1", "GET /back HTTP/1.1"]);
+    assert_eq!(credentials_in(&reqs[1].0), Vec::<&str>::new(), "resent after leaving:\n{}", reqs[1].0);
+    assert_eq!(credentials_in(&drain(&mut at_other)[0].0), Vec::<&str>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_307_or_308_resends_the_body_only_to_the_same_origin() {
+    let (other, mut at_other) = recording(|_| OK.to_vec()).await;
+    let (home, mut at_home) = recording(move |head| {
+        let path = head.split(' ').nth(1).unwrap_or_default();
+        let code = if path.starts_with("/308") { 308 } else { 307 };
+        if path.ends_with("/same") {
+            redirect(code, "/echo")
+        } else if path.ends_with("/away") {
+            redirect(code, &format!("http://{other}/echo"))
+        } else {
+            OK.to_vec()
+        }
+    })
+    .await;
+    for code in [307, 308] {
+        let post = |to: &str| {
+            site(&format!(
+                "url: 'http://{home}/{code}/{to}', method: POST, body: 'user=probe&password=b0dy-secret', follow_redirects: true, {CREDENTIALS}"
+            ))
+        };
+        let r = check_owned(post("same")).await;
+        assert!(r.is_up(), "{code} same origin: {r:?}");
+        let reqs = drain(&mut at_home);
+        assert_eq!(lines(&reqs), [format!("POST /{code}/same HTTP/1.1"), "POST /echo HTTP/1.1".to_owned()]);
+        assert_eq!(reqs[1].1, b"user=probe&password=b0dy-secret", "{code}: body not resent");
+        assert_eq!(credentials_in(&reqs[1].0), SECRETS);
+
+        let r = check_owned(post("away")).await;
+        assert_eq!(kind(&r), Some(FailureKind::RedirectLimit), "{code} to another origin: {r:?}");
+        assert!(r.error.as_deref().is_some_and(|e| e.contains("another origin")), "{r:?}");
+        assert_eq!(r.status_code, Some(code));
+        assert_eq!(drain(&mut at_home).len(), 1);
+        assert!(drain(&mut at_other).is_empty(), "{code}: the other origin was contacted");
+    }
+    // Without a body there is nothing to protect but the headers: followed, without them.
+    let r =
+        check_owned(site(&format!("url: 'http://{home}/307/away', follow_redirects: true, {CREDENTIALS}")))
+            .await;
+    assert!(r.is_up(), "{r:?}");
+    let away = drain(&mut at_other);
+    assert_eq!(lines(&away), ["GET /echo HTTP/1.1"]);
+    assert_eq!(credentials_in(&away[0].0), Vec::<&str>::new(), "{}", away[0].0);
 }

@@ -258,7 +258,8 @@ async fn replays_and_reordering<S: StatusStore>(store: &S, seed: u64) {
         // Mostly the next results in order, sometimes an older stretch again (a replay after a
         // rebalance), sometimes a shuffled mix of old and new (out-of-order arrival).
         let size = 1 + rng.below(8) as usize;
-        let mut batch: Vec<CheckResult> = (0..size).map(|_| all[rng.below(all.len() as u64) as usize].clone()).collect();
+        let mut batch: Vec<CheckResult> =
+            (0..size).map(|_| all[rng.below(all.len() as u64) as usize].clone()).collect();
         if rng.below(3) == 0 && !stored.is_empty() {
             let start = rng.below(stored.len() as u64) as usize;
             batch.extend(stored[start..].iter().take(5).cloned());

@@ -36,6 +36,20 @@ pub async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// Reads the request head and the body its `Content-Length` announces.
+pub async fn read_request<S: AsyncRead + Unpin>(s: &mut S) -> (String, Vec<u8>) {
+    let head = read_head(s).await;
+    let len = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    let _ = s.read_exact(&mut body).await;
+    (head, body)
+}
+
 /// Reads the request, writes `response`, closes.
 pub async fn answer<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, response: &[u8]) {
     read_head(s).await;
