@@ -2,11 +2,14 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: test lint fmt build release bench services-up services-down deps
+SOAK_MINUTES ?= 10
 
-## test: install what is missing, start Kafka + PostgreSQL, run every test
+.PHONY: test lint fmt build release bench soak services-up services-down deps
+
+## test: install what is missing, start Kafka + PostgreSQL, run every test, then a 2-minute soak
 test: deps
-	@env=$$(scripts/services up) && eval "$$env" && $(CARGO) test --locked --all-targets
+	@env=$$(scripts/services up) && eval "$$env" && $(CARGO) test --locked --all-targets \
+		&& CARGO="$(CARGO)" python3 scripts/soak.py --minutes 2 --profile debug
 
 ## lint: rustfmt check and clippy with warnings as errors
 lint: deps
@@ -16,6 +19,10 @@ lint: deps
 ## bench: benchmarks B1-B3, each beside a ceiling measured in the same run; writes BENCHMARKS.md (about 5 minutes)
 bench: deps
 	python3 scripts/bench.py
+
+## soak: producer + consumers under injected faults for SOAK_MINUTES (10); every slot stored exactly once? writes BENCHMARKS.md's Soak section
+soak: deps
+	CARGO="$(CARGO)" python3 scripts/soak.py --minutes $(SOAK_MINUTES) --write-benchmarks
 
 fmt:
 	$(CARGO) fmt --all

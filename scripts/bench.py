@@ -460,7 +460,13 @@ def main():
         "",
         HISTORY,
     ]
-    (ROOT / "BENCHMARKS.md").write_text("\n".join(lines))
+    text = "\n".join(lines)
+    # The Soak section belongs to scripts/soak.py (`make soak`): keep it, last.
+    old = (ROOT / "BENCHMARKS.md").read_text() if (ROOT / "BENCHMARKS.md").exists() else ""
+    soak = re.search(r"^## Soak\n.*?(?=^## |\Z)", old, re.S | re.M)
+    if soak:
+        text = text.rstrip("\n") + "\n\n" + soak.group(0).rstrip("\n") + "\n"
+    (ROOT / "BENCHMARKS.md").write_text(text)
     log(f"wrote BENCHMARKS.md in {wall / 60:.1f} min")
     print("\n".join(lines))
 
