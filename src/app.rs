@@ -23,6 +23,7 @@ use crate::ops_server;
 use crate::ports::{SiteProbe, StatusStore};
 use crate::probe::{HyperProbe, ProbeSetupError};
 use crate::producer::{self, ProducerOptions};
+use crate::readiness;
 use crate::shutdown;
 use crate::store::{PgStore, SqliteStore};
 use crate::ui;
@@ -165,8 +166,11 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
     let opts = producer_options(&cfg, args.once, args.grace, false);
     let roster = producer::Roster::new(sites, &opts);
     release_parse_memory();
-    health.ready();
-    let report = producer::run(roster, probe, publisher, opts, shutdown::on_signals()).await;
+    // Ready while a broker is reachable, for as long as the producer runs.
+    let report = tokio::select! {
+        report = producer::run(roster, probe, publisher.clone(), opts, shutdown::on_signals()) => report,
+        never = readiness::follow_publisher(&*publisher, &health) => match never {},
+    };
     tracing::info!(
         published = report.published,
         failed = report.failed,

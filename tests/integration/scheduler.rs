@@ -44,6 +44,9 @@ impl StatusPublisher for Collect {
     async fn flush(&self, _deadline: Duration) -> Result<(), PublishError> {
         Ok(())
     }
+    fn is_connected(&self) -> bool {
+        true
+    }
 }
 
 fn sites(n: usize, interval: &str, host: impl Fn(usize) -> String) -> Vec<Site> {
