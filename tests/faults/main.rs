@@ -12,4 +12,7 @@ mod consumer_crash;
 mod database_outage;
 mod graceful_stop;
 mod kafka_restart;
+mod once_round;
 mod poison;
+mod producer_outage_stop;
+mod producer_readiness;
