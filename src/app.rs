@@ -22,7 +22,8 @@ use crate::memory;
 use crate::ops_server;
 use crate::ports::{SiteProbe, StatusStore};
 use crate::probe::{HyperProbe, ProbeSetupError};
-use crate::producer::{self, ProducerOptions};
+use crate::producer::{self, ProducerOptions, ProducerReport};
+use crate::readiness;
 use crate::shutdown;
 use crate::store::{PgStore, SqliteStore};
 use crate::ui;
@@ -200,16 +201,36 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
     let opts = producer_options(&cfg, args.once, args.grace, false);
     let roster = producer::Roster::new(sites, &opts);
     release_parse_memory();
-    health.ready();
-    let report = producer::run(roster, probe, publisher, opts, shutdown::on_signals()).await;
+    // Ready while a broker is reachable, for as long as the producer runs.
+    let report = tokio::select! {
+        report = producer::run(roster, probe, publisher.clone(), opts, shutdown::on_signals()) => report,
+        never = readiness::follow_publisher(&*publisher, &health) => match never {},
+    };
+    log_report(&report, "producer stopped");
+    ensure_complete(&report)?;
+    Ok(exit::OK)
+}
+
+fn log_report(report: &ProducerReport, message: &str) {
     tracing::info!(
+        slots = report.slots,
         published = report.published,
         failed = report.failed,
         missed = report.missed,
-        "producer stopped"
+        abandoned = report.abandoned,
+        "{message}"
     );
-    anyhow::ensure!(report.complete(), "{} results were not acknowledged by the broker", report.failed);
-    Ok(exit::OK)
+}
+
+/// Exit 1 when a slot's result was not acknowledged.
+fn ensure_complete(report: &ProducerReport) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        report.complete(),
+        "{} results were not acknowledged and {} slots were abandoned before the grace period ended",
+        report.failed,
+        report.abandoned
+    );
+    Ok(())
 }
 
 async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow::Result<i32> {
@@ -260,6 +281,14 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
         consumer::run(&mut feed, &*consumer_store, &opts, &consumer_health, CancellationToken::new()).await
     });
     let shutdown = shutdown::on_signals();
+    // Producer and consumer together stop within `--grace` of the signal.
+    let deadline = {
+        let (stop, grace) = (shutdown.clone(), args.grace);
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            tokio::time::Instant::now() + grace
+        })
+    };
     let table = interactive.then(|| {
         let (store, stop) = (store.clone(), shutdown.clone());
         let title = format!("sitemon: {} sites, storing in {}", sites.len(), cfg.sqlite.path.display());
@@ -269,7 +298,10 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
     let roster = producer::Roster::new(sites, &popts);
     release_parse_memory();
     let report = producer::run(roster, probe, Arc::new(publisher), popts, shutdown).await;
-    let stored = tokio::time::timeout(args.grace, consumer)
+    log_report(&report, "producer stopped");
+    // The producer returns only after the signal, so the deadline is known by now.
+    let deadline = deadline.await.context("the shutdown deadline task failed")?;
+    let stored = tokio::time::timeout_at(deadline, consumer)
         .await
         .context("storing the last results took longer than the grace period")?
         .context("the consumer task failed")??;
@@ -277,6 +309,7 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
         let _ = t.await;
     }
     tracing::info!(checked = report.published, stored = stored.stored, "sitemon run stopped");
+    ensure_complete(&report)?;
     Ok(exit::OK)
 }
 

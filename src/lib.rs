@@ -14,6 +14,7 @@ pub mod ops_server;
 pub mod ports;
 pub mod probe;
 pub mod producer;
+pub mod readiness;
 pub mod retry;
 pub mod schedule;
 pub mod shutdown;

@@ -36,6 +36,11 @@ impl StatusPublisher for ChannelPublisher {
     async fn flush(&self, _deadline: Duration) -> Result<(), PublishError> {
         Ok(())
     }
+
+    /// The consumer is in this process: there is nothing to lose contact with.
+    fn is_connected(&self) -> bool {
+        true
+    }
 }
 
 /// Reads the channel in batches; ends with [`FeedError::Closed`] once every publisher is gone

@@ -27,6 +27,9 @@ pub enum PublishError {
 pub trait StatusPublisher: Send + Sync + 'static {
     fn publish(&self, result: &CheckResult) -> impl Future<Output = Result<(), PublishError>> + Send;
     fn flush(&self, deadline: Duration) -> impl Future<Output = Result<(), PublishError>> + Send;
+    /// True while the destination can be reached (e.g. a broker connection is up), so that a
+    /// producer that could only queue its results reports itself not ready.
+    fn is_connected(&self) -> bool;
 }
 
 /// Where a record came from in the feed; enough to quarantine it and to acknowledge it.

@@ -1,8 +1,15 @@
 //! [`KafkaPublisher`]: an idempotent rdkafka producer; a publish completes on the broker's ack.
+//! Its client context follows librdkafka's statistics and errors to tell whether any broker is
+//! reachable.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use rdkafka::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
 use rdkafka::util::Timeout;
 
 use super::client::client_config;
@@ -12,15 +19,43 @@ use crate::domain::CheckResult;
 use crate::ports::{PublishError, StatusPublisher};
 use crate::wire;
 
+/// How often librdkafka reports the state of its broker connections.
+const STATISTICS_INTERVAL_MS: &str = "1000";
+
+/// The client context: `up` is true while a broker the cluster named (not a bootstrap entry)
+/// has a working connection. Statistics set it every second; "all brokers down" clears it at once.
+struct BrokerLink {
+    up: Arc<AtomicBool>,
+}
+
+impl ClientContext for BrokerLink {
+    fn stats(&self, statistics: Statistics) {
+        // Bootstrap entries (node id -1) do not count: they only say where to ask for the
+        // cluster, and a reachable bootstrap address with unreachable brokers publishes nothing.
+        let up = statistics.brokers.values().any(|b| b.nodeid >= 0 && b.state == "UP");
+        if self.up.swap(up, Ordering::Relaxed) != up {
+            tracing::info!(up, "broker connectivity changed");
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.up.store(false, Ordering::Relaxed);
+        }
+        tracing::error!("librdkafka: {error}: {reason}");
+    }
+}
+
 pub struct KafkaPublisher {
-    producer: FutureProducer,
+    producer: FutureProducer<BrokerLink>,
     topic: String,
+    up: Arc<AtomicBool>,
 }
 
 impl KafkaPublisher {
     /// Creates the producer; nothing connects yet. The error text holds no property value.
     pub fn new(k: &KafkaConfig) -> Result<Self, ClientSetupError> {
-        let producer: FutureProducer = client_config(
+        let mut config = client_config(
             k,
             &[
                 ("enable.idempotence", "true"),
@@ -28,11 +63,20 @@ impl KafkaPublisher {
                 ("compression.type", "lz4"),
                 ("linger.ms", "5"),
                 ("message.timeout.ms", "30000"),
+                ("statistics.interval.ms", STATISTICS_INTERVAL_MS),
             ],
-        )
-        .create()
-        .map_err(|e| ClientSetupError::new(e, k))?;
-        Ok(KafkaPublisher { producer, topic: k.topic.clone() })
+        );
+        if config.get("statistics.interval.ms") == Some("0") {
+            tracing::warn!(
+                "ignoring kafka property statistics.interval.ms=0: readiness follows the broker statistics"
+            );
+            config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+        }
+        let up = Arc::new(AtomicBool::new(false));
+        let producer = config
+            .create_with_context(BrokerLink { up: up.clone() })
+            .map_err(|e| ClientSetupError::new(e, k))?;
+        Ok(KafkaPublisher { producer, topic: k.topic.clone(), up })
     }
 }
 
@@ -53,5 +97,9 @@ impl StatusPublisher for KafkaPublisher {
             .await
             .map_err(|e| PublishError::Flush(e.into()))?
             .map_err(|e| PublishError::Flush(e.into()))
+    }
+
+    fn is_connected(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
     }
 }

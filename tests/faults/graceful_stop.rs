@@ -1,5 +1,6 @@
-//! Fault 4: SIGTERM to producer and consumer drains cleanly: exit 0, nothing left unflushed,
-//! nothing stored twice when a new consumer takes over.
+//! Fault 4: SIGTERM to producer and consumer drains cleanly: the producer exits 0 within its
+//! grace period with every slot published, nothing left unflushed, nothing stored twice when a
+//! new consumer takes over.
 
 use std::time::Duration;
 
@@ -17,15 +18,22 @@ async fn sigterm_drains_producer_and_consumer() {
     text.push_str(&format!("  - {{name: slow, url: 'http://{addr}/slow', interval: 2s, timeout: 1500ms}}\n"));
     let cfg = s.write("p.yaml", &text);
 
-    let producer = spawn(&["producer", "-c", &cfg], &s.env());
+    let grace = Duration::from_secs(5);
+    let producer = spawn(&["producer", "-c", &cfg, "--grace", "5s"], &s.env());
     let enough =
         wait_for(Duration::from_secs(30), || async { (topic_records(&s.topic) >= 60).then_some(()) }).await;
     assert!(enough.is_some(), "{}", producer.log.lock().unwrap());
     producer.signal("-TERM");
-    let (code, log) = producer.finish(Duration::from_secs(30)).await;
+    let (code, log, took) = producer.finish_timed(Duration::from_secs(30)).await;
     assert_eq!(code, Some(0), "{log}");
+    assert!(
+        took <= grace + Duration::from_secs(2),
+        "stopped {took:?} after SIGTERM with --grace {grace:?}:\n{log}"
+    );
     let published = logged_count(&log, "published").unwrap() as i64;
     assert_eq!(logged_count(&log, "failed"), Some(0), "{log}");
+    assert_eq!(logged_count(&log, "abandoned"), Some(0), "{log}");
+    assert_eq!(logged_count(&log, "slots"), Some(published as u64), "every slot published:\n{log}");
     assert_eq!(topic_records(&s.topic), published, "everything reported as published is in the topic");
 
     let consumer = spawn(&["consumer", "-c", &cfg], &s.env());

@@ -76,20 +76,47 @@ impl Running {
     }
 
     /// Waits for the exit (at most `limit`) and returns the exit code and the log.
-    pub async fn finish(mut self, limit: Duration) -> (Option<i32>, String) {
+    pub async fn finish(self, limit: Duration) -> (Option<i32>, String) {
+        let (code, log, _) = self.finish_timed(limit).await;
+        (code, log)
+    }
+
+    /// As [`Running::finish`], also returning how long the exit took.
+    pub async fn finish_timed(mut self, limit: Duration) -> (Option<i32>, String, Duration) {
+        let started = tokio::time::Instant::now();
         let status = tokio::time::timeout(limit, self.child.wait())
             .await
             .unwrap_or_else(|_| {
                 panic!("sitemon still running after {limit:?}:\n{}", self.log.lock().unwrap())
             })
             .expect("wait");
+        let took = started.elapsed();
         // Let the log reader catch the last lines.
         let _ = support::wait_for(Duration::from_secs(2), || async {
             self.log.lock().unwrap().contains("stopped").then_some(())
         })
         .await;
-        (status.code(), self.log.lock().unwrap().clone())
+        (status.code(), self.log.lock().unwrap().clone(), took)
     }
+}
+
+/// `GET path` on a loopback port: the status code and body, `None` while nothing answers.
+pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((code, body))
+}
+
+/// A free loopback address for `--listen`.
+pub fn listen_address() -> (u16, String) {
+    let port = support::sites::closed_port().port; // free now; sitemon binds it
+    (port, format!("127.0.0.1:{port}"))
 }
 
 /// The number in `key=N` on the last log line that has it.

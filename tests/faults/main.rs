@@ -14,5 +14,8 @@ mod crafted;
 mod database_outage;
 mod graceful_stop;
 mod kafka_restart;
+mod once_round;
 mod poison;
+mod producer_outage_stop;
+mod producer_readiness;
 mod rebalance;

@@ -22,7 +22,7 @@ async fn run_stores_checks_in_sqlite_and_stops_cleanly_on_sigterm() {
         ),
     );
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sitemon"))
-        .args(["run", "-c", &cfg])
+        .args(["run", "-c", &cfg, "--grace", "3s"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -45,8 +45,11 @@ async fn run_stores_checks_in_sqlite_and_stops_cleanly_on_sigterm() {
 
     let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let signalled = tokio::time::Instant::now();
     let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output()).await.unwrap().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let took = signalled.elapsed();
+    assert!(took <= Duration::from_secs(5), "stopped {took:?} after SIGTERM with --grace 3s");
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("site=ok") && log.contains("CONNECT"), "plain log lines off a terminal:\n{log}");
 

@@ -44,6 +44,9 @@ impl StatusPublisher for Collect {
     async fn flush(&self, _deadline: Duration) -> Result<(), PublishError> {
         Ok(())
     }
+    fn is_connected(&self) -> bool {
+        true
+    }
 }
 
 fn sites(n: usize, interval: &str, host: impl Fn(usize) -> String) -> Vec<Site> {
@@ -200,4 +203,178 @@ async fn per_host_cap_limits_checks_against_one_host() {
     )
     .await;
     assert_eq!(peak, 3);
+}
+
+/// Takes every result it is handed and never acknowledges one: a broker that accepts
+/// connections but never answers.
+#[derive(Default)]
+struct Silent(Mutex<Vec<CheckResult>>);
+
+impl StatusPublisher for Silent {
+    async fn publish(&self, result: &CheckResult) -> Result<(), PublishError> {
+        self.0.lock().unwrap().push(result.clone());
+        std::future::pending().await
+    }
+    async fn flush(&self, _deadline: Duration) -> Result<(), PublishError> {
+        Ok(())
+    }
+    fn is_connected(&self) -> bool {
+        false
+    }
+}
+
+/// Checks take `busy`, except those of sites named `hang…`, which take an hour.
+struct Hangs {
+    busy: Duration,
+}
+
+impl SiteProbe for Hangs {
+    async fn check(&self, site: &Site, scheduled_at: DateTime<Utc>) -> CheckResult {
+        let busy = if site.id.starts_with("hang") { Duration::from_secs(3600) } else { self.busy };
+        // The behaviour under test: a check that takes this long, in paused time.
+        tokio::time::sleep(busy).await;
+        CheckResult::new(&site.id, site.url.as_str(), "test", scheduled_at, Utc::now(), CheckStatus::Success)
+    }
+}
+
+/// Runs the producer, asks it to stop after `stop_after` of paused time, and returns its
+/// report with the time it took to return after the stop.
+async fn stop_after<P: SiteProbe, S: StatusPublisher>(
+    sites: Vec<Site>,
+    probe: P,
+    publisher: Arc<S>,
+    opts: ProducerOptions,
+    stop_after: Duration,
+) -> (producer::ProducerReport, Duration) {
+    let stop = CancellationToken::new();
+    let stopper = stop.clone();
+    let stopped_at = Arc::new(Mutex::new(None));
+    let mark = stopped_at.clone();
+    tokio::spawn(async move {
+        // Paused time: this advances the virtual clock to the moment of the stop.
+        tokio::time::sleep(stop_after).await;
+        *mark.lock().unwrap() = Some(tokio::time::Instant::now());
+        stopper.cancel();
+    });
+    let roster = producer::Roster::new(sites, &opts);
+    // A producer that never returns fails here instead of hanging the test.
+    let run = producer::run(roster, Arc::new(probe), publisher, opts, stop);
+    let report = tokio::time::timeout(stop_after + Duration::from_secs(600), run)
+        .await
+        .expect("the producer did not return after the stop");
+    let stopped = stopped_at.lock().unwrap().expect("the producer returned before it was stopped");
+    (report, stopped.elapsed())
+}
+
+fn accounted(r: &producer::ProducerReport) {
+    assert_eq!(r.slots, r.published + r.failed + r.abandoned, "every slot ends one way: {r:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_with_a_full_window_and_a_silent_broker_returns_within_grace() {
+    let grace = Duration::from_secs(5);
+    let opts = ProducerOptions { grace, max_in_flight: 5, ..options(100, 1) };
+    let publisher = Arc::new(Silent::default());
+    let (report, took) = stop_after(
+        sites(10, "1s", |_| "same.test".into()),
+        Hangs { busy: Duration::from_millis(300) },
+        publisher.clone(),
+        opts,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(took <= grace, "returned {took:?} after the stop; grace is {grace:?}");
+    accounted(&report);
+    assert_eq!(report.published, 0, "{report:?}");
+    // Five results hold the window for good; the scheduler waits behind them from then on.
+    assert_eq!(report.failed, 5, "the results in the window: {report:?}");
+    // Ten sites for 30 s at 1 s: about 300 slots were due, and none is left out.
+    assert!(report.slots >= 290, "{report:?}");
+    assert_eq!(report.abandoned, report.slots - 5, "{report:?}");
+    assert_eq!(publisher.0.lock().unwrap().len(), 5, "only the window's results reached the publisher");
+    assert!(!report.complete());
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_ends_permit_waits_and_hung_checks_within_grace() {
+    let grace = Duration::from_secs(5);
+    // At the stop, slots wait for the one permit of their host, one check is under way, and
+    // one check hangs past the grace period.
+    let opts = ProducerOptions { grace, ..options(100, 1) };
+    let mut all = sites(8, "2s", |_| "same.test".into());
+    all.extend(sites(1, "10s", |_| "elsewhere.test".into()).into_iter().map(|mut s| {
+        s.id = "hang".into();
+        s
+    }));
+    let publisher = Arc::new(Collect::default());
+    let (report, took) = stop_after(
+        all,
+        Hangs { busy: Duration::from_millis(700) },
+        publisher.clone(),
+        opts,
+        Duration::from_secs(20),
+    )
+    .await;
+    // The hung check holds the producer until the grace period ends, and not longer.
+    assert_eq!(took, grace);
+    accounted(&report);
+    assert_eq!((report.abandoned, report.failed), (1, 0), "the hung check: {report:?}");
+    let results = publisher.0.lock().unwrap().clone();
+    let stopped = results
+        .iter()
+        .filter(|r| {
+            r.status == CheckStatus::Missed && r.error.as_deref().is_some_and(|e| e.contains("stopped"))
+        })
+        .count();
+    assert!(stopped > 0, "slots waiting for permits at the stop become MISSED records");
+    // No silent gap: each busy site's records cover its slots one after another.
+    for (id, rs) in by_site(&results) {
+        if id == "hang" {
+            continue;
+        }
+        for pair in rs.windows(2) {
+            assert_eq!(
+                pair[1].scheduled_at - pair[0].scheduled_at,
+                chrono::Duration::seconds(2),
+                "{id}: gap"
+            );
+        }
+        assert!(rs.len() >= 9, "{id}: {} records for 10 slots", rs.len());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn once_checks_every_site_behind_a_one_permit_host() {
+    let opts = ProducerOptions { once: true, grace: Duration::from_secs(1), ..options(100, 1) };
+    let publisher = Arc::new(Collect::default());
+    let roster = producer::Roster::new(sites(20, "1m", |_| "same.test".into()), &opts);
+    let probe = Arc::new(FakeProbe { busy: Duration::from_millis(300), running: Mutex::new((0, 0)) });
+    let started = tokio::time::Instant::now();
+    let report = producer::run(roster, probe, publisher.clone(), opts, CancellationToken::new()).await;
+    // 20 checks one after another: 6 s, far past the longest timeout plus the grace period.
+    assert_eq!(started.elapsed(), Duration::from_secs(6));
+    assert_eq!((report.slots, report.published, report.missed), (20, 20, 0), "{report:?}");
+    assert!(report.complete());
+    assert_eq!(by_site(&publisher.0.lock().unwrap()).len(), 20);
+}
+
+#[tokio::test(start_paused = true)]
+async fn once_stopped_midway_publishes_the_rest_as_missed() {
+    let opts = ProducerOptions { once: true, grace: Duration::from_secs(5), ..options(100, 1) };
+    let publisher = Arc::new(Collect::default());
+    let (report, took) = stop_after(
+        sites(20, "1m", |_| "same.test".into()),
+        Hangs { busy: Duration::from_millis(300) },
+        publisher.clone(),
+        opts,
+        Duration::from_millis(1_450),
+    )
+    .await;
+    // The fifth check, under way at the stop, finishes 50 ms later and is published.
+    assert_eq!(took, Duration::from_millis(50));
+    accounted(&report);
+    assert_eq!((report.slots, report.published, report.missed), (20, 20, 15), "{report:?}");
+    assert!(report.complete());
+    let results = publisher.0.lock().unwrap().clone();
+    assert_eq!(results.iter().filter(|r| r.status == CheckStatus::Success).count(), 5);
 }

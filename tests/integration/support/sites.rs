@@ -17,6 +17,11 @@ async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byt
     let (status, body) = match req.uri().path() {
         "/ok" => (StatusCode::OK, OK_BODY),
         "/error" => (StatusCode::INTERNAL_SERVER_ERROR, "boom"),
+        "/pause" => {
+            // The behaviour under test: a site that takes a while but answers within its timeout.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            (StatusCode::OK, OK_BODY)
+        }
         "/slow" => {
             // The behaviour under test: a site slower than its timeout.
             tokio::time::sleep(Duration::from_secs(5)).await;
