@@ -142,13 +142,14 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
                 // state, so an overloaded producer's waiting slots stay small.
                 let r = Box::pin(self.check_or_abandon(&e.site, slot)).await;
                 drop(p);
-                match r {
-                    Some(r) => r,
-                    None => return,
-                }
+                r
             }
-            Err(why) => self.missed_result(&e.site, slot, why),
+            Err(why) => Some(self.missed_result(&e.site, slot, why)),
         };
+        // The site is free for its next slot once this one's check is over: delivery goes on
+        // in the window, so a broker outage does not stop the checks (until the window is full).
+        e.busy.store(false, Ordering::Release);
+        let Some(result) = result else { return };
         self.publish_now(result).await;
         drop(place);
     }
@@ -289,7 +290,7 @@ struct Scheduled {
     site: Site,
     phase: i64,
     host: Arc<Semaphore>,
-    /// A check of this site is under way (waiting for permits, checking or publishing).
+    /// A check of this site is under way (waiting for permits or checking; not delivering).
     busy: AtomicBool,
 }
 
@@ -462,7 +463,6 @@ async fn schedule<P: SiteProbe, S: StatusPublisher>(s: &Arc<Shared<P, S>>, sites
             s.tracker.spawn(async move {
                 let e = &all[i];
                 s2.run_slot(e, at(due), at(next), place).await;
-                e.busy.store(false, Ordering::Release);
             });
         }
     }

@@ -378,3 +378,23 @@ async fn once_stopped_midway_publishes_the_rest_as_missed() {
     let results = publisher.0.lock().unwrap().clone();
     assert_eq!(results.iter().filter(|r| r.status == CheckStatus::Success).count(), 5);
 }
+
+/// A broker that stops acknowledging does not stop the checks: a site is free for its next slot
+/// once its check is over, while delivery waits in the in-flight window.
+#[tokio::test(start_paused = true)]
+async fn checks_go_on_while_the_broker_does_not_acknowledge() {
+    let opts = ProducerOptions { grace: Duration::from_secs(1), ..options(100, 10) };
+    let publisher = Arc::new(Silent::default());
+    let (report, _) = stop_after(
+        sites(3, "1s", |i| format!("h{i}.test")),
+        Hangs { busy: Duration::from_millis(100) },
+        publisher.clone(),
+        opts,
+        Duration::from_secs(20),
+    )
+    .await;
+    let handed = publisher.0.lock().unwrap().clone();
+    assert!(handed.len() >= 3 * 19, "every slot was checked and handed over: {} ({report:?})", handed.len());
+    let missed = handed.iter().filter(|r| r.status == CheckStatus::Missed).count();
+    assert_eq!(missed, 0, "no slot was missed for want of an acknowledgement: {report:?}");
+}
