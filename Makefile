@@ -4,17 +4,22 @@ CARGO ?= cargo
 
 SOAK_MINUTES ?= 10
 
-.PHONY: test lint fmt build release bench soak services-up services-down deps
+.PHONY: test lint lint-container fmt build release bench soak services-up services-down deps
 
 ## test: install what is missing, start Kafka + PostgreSQL, run every test, then a 2-minute soak
 test: deps
 	@env=$$(scripts/services up) && eval "$$env" && $(CARGO) test --locked --all-targets \
 		&& CARGO="$(CARGO)" python3 scripts/soak.py --minutes 2 --profile debug
 
-## lint: rustfmt check and clippy with warnings as errors
+## lint: rustfmt check, clippy with warnings as errors, and lint-container
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	@scripts/lint-container
+
+## lint-container: hadolint on the Dockerfile, dclint on docker-compose.test.yml (both installed into .tools/ when missing; about 20 s the first time, 3 s after)
+lint-container:
+	@scripts/lint-container
 
 ## bench: benchmarks B1-B3, each beside a ceiling measured in the same run; writes BENCHMARKS.md (about 5 minutes)
 bench: deps
