@@ -67,7 +67,7 @@ mod tests {
 
     #[test]
     fn newest_wins_regardless_of_arrival_order() {
-        let batch = vec![at("a", 30, false), at("a", 10, true), at("a", 20, false), at("b", 5, true)];
+        let batch = [at("a", 30, false), at("a", 10, true), at("a", 20, false), at("b", 5, true)];
         let rows = latest_per_site(&batch.iter().collect::<Vec<_>>());
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].oldest.timestamp(), 10);
@@ -80,7 +80,7 @@ mod tests {
     fn duplicates_count_once_and_missed_is_ignored() {
         let mut missed = at("a", 40, true);
         missed.status = CheckStatus::Missed;
-        let batch = vec![at("a", 10, false), at("a", 10, false), missed];
+        let batch = [at("a", 10, false), at("a", 10, false), missed];
         let rows = latest_per_site(&batch.iter().collect::<Vec<_>>());
         assert_eq!(rows.len(), 1);
         assert_eq!((rows[0].run_len, rows[0].whole), (1, true));

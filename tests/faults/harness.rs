@@ -202,7 +202,9 @@ pub async fn status_mismatches(db: &str) -> Vec<String> {
     .fetch_all(&mut c)
     .await
     .expect("history");
-    let mut want: BTreeMap<(String, String), (DateTime<Utc>, i32, DateTime<Utc>)> = BTreeMap::new();
+    /// (status_since, consecutive_failures, scheduled_at) per (site, region).
+    type Status = (DateTime<Utc>, i32, DateTime<Utc>);
+    let mut want: BTreeMap<(String, String), Status> = BTreeMap::new();
     for (site, region, at, status) in history {
         let failed = status != "SUCCESS";
         let e = want.entry((site, region)).or_insert((at, 0, at));
@@ -214,7 +216,8 @@ pub async fn status_mismatches(db: &str) -> Vec<String> {
             *e = (e.0, e.1 + i32::from(failed), at);
         }
     }
-    let got: Vec<(String, String, DateTime<Utc>, i32, DateTime<Utc>)> = sqlx::query_as(
+    type StatusRow = (String, String, DateTime<Utc>, i32, DateTime<Utc>);
+    let got: Vec<StatusRow> = sqlx::query_as(
         "SELECT site_id, region, status_since, consecutive_failures, scheduled_at FROM site_status",
     )
     .fetch_all(&mut c)
