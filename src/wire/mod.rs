@@ -7,4 +7,5 @@ mod framing;
 mod schema;
 mod value;
 
+pub use canonical::{CanonicalError, fingerprint, parsing_canonical_form};
 pub use framing::{DecodeError, decode, encode};
