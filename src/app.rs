@@ -243,7 +243,23 @@ async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow:
         .map_err(|e| kafka_setup(&args.config.config, "consumer", ClientSetupError::new(e, kafka)))?;
     tracing::info!(brokers = %kafka.bootstrap_servers, topic = %kafka.topic, group = %kafka.group_id, "consumer starting");
     let opts = consumer_options(&cfg, args.exit_when_idle, args.grace);
-    let report = consumer::run(&mut feed, &store, &opts, &health, shutdown::on_signals()).await?;
+    let stop = shutdown::on_signals();
+    let deadline = shutdown::deadline(stop.clone(), args.grace);
+    let report = consumer::run(&mut feed, &store, &opts, &health, stop.clone()).await?;
+    // Leaving the group commits the stored offsets; with the broker gone librdkafka waits out its
+    // own timeouts, so the wait ends with the grace period (the group then notices the member
+    // gone after `session.timeout.ms`, and nothing stored is lost: it was committed before).
+    let limit = if stop.is_cancelled() {
+        let end = deadline.await.context("the shutdown deadline task failed")?;
+        end.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_secs(1))
+    } else {
+        args.grace
+    };
+    let left =
+        tokio::task::spawn_blocking(move || feed.close_within(limit)).await.context("closing the feed")?;
+    if !left {
+        tracing::warn!("leaving the consumer group did not finish within the grace period");
+    }
     tracing::info!(
         stored = report.stored,
         dead_letters = report.dead_letters,
@@ -282,13 +298,7 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
     });
     let shutdown = shutdown::on_signals();
     // Producer and consumer together stop within `--grace` of the signal.
-    let deadline = {
-        let (stop, grace) = (shutdown.clone(), args.grace);
-        tokio::spawn(async move {
-            stop.cancelled().await;
-            tokio::time::Instant::now() + grace
-        })
-    };
+    let deadline = shutdown::deadline(shutdown.clone(), args.grace);
     let table = interactive.then(|| {
         let (store, stop) = (store.clone(), shutdown.clone());
         let title = format!("sitemon: {} sites, storing in {}", sites.len(), cfg.sqlite.path.display());

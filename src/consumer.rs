@@ -73,7 +73,12 @@ fn admit(batch: &FeedBatch, admission: Admission) -> Admitted<'_> {
         match &rec.decoded {
             Ok(r) => match admission.check(r) {
                 Ok(()) => a.results.push((r, &rec.raw)),
-                Err(why) => a.dead.push(DeadLetter::new(&rec.raw, &format!("not storable: {why}"))),
+                Err(why) => {
+                    let mut letter = DeadLetter::new(&rec.raw, &format!("not storable: {why}"));
+                    // In-memory feeds keep no bytes; the record's own encoding stands in.
+                    letter.payload = letter.payload.or_else(|| Some(wire::encode(r)));
+                    a.dead.push(letter);
+                }
             },
             Err(e) => a.dead.push(DeadLetter::new(&rec.raw, e)),
         }
@@ -106,7 +111,11 @@ pub async fn run<F: StatusFeed, S: StatusStore>(
         if let Some(retention) = opts.retention
             && Instant::now() >= next_prune
         {
-            prune(store, retention).await;
+            // Dropping partitions can wait on readers of the table: never past a shutdown.
+            tokio::select! {
+                _ = prune(store, retention) => {}
+                _ = shutdown.cancelled() => break,
+            }
             next_prune = Instant::now() + PRUNE_EVERY;
         }
         let batch = match prefetched.take() {

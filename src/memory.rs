@@ -16,7 +16,10 @@ const TOPIC: &str = "memory";
 /// A connected publisher/feed pair holding at most `capacity` results in between.
 pub fn channel(capacity: usize) -> (ChannelPublisher, ChannelFeed) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
-    (ChannelPublisher { tx }, ChannelFeed { rx, next_offset: 0 })
+    // Positions key the dead letters: starting at the clock's microseconds keeps them unique
+    // across runs of `sitemon run` on the same database.
+    let next_offset = chrono::Utc::now().timestamp_micros();
+    (ChannelPublisher { tx }, ChannelFeed { rx, next_offset })
 }
 
 /// Publishes into the channel; waits while the channel is full (backpressure).
@@ -102,7 +105,8 @@ mod tests {
         let sites: Vec<&str> =
             b.records.iter().map(|r| r.decoded.as_ref().unwrap().site_id.as_str()).collect();
         assert_eq!(sites, ["s0", "s1", "s2"]);
-        assert_eq!(b.records.iter().map(|r| r.raw.position.offset).collect::<Vec<_>>(), [0, 1, 2]);
+        let first = b.records[0].raw.position.offset;
+        assert_eq!(b.records.iter().map(|r| r.raw.position.offset - first).collect::<Vec<_>>(), [0, 1, 2]);
         drop(publisher);
         assert_eq!(feed.next_batch(10, Duration::from_millis(10)).await.unwrap().len(), 2);
         assert!(matches!(feed.next_batch(10, Duration::from_millis(10)).await, Err(FeedError::Closed)));

@@ -133,8 +133,9 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
         let got = tokio::select! {
             biased;
             _ = self.shutdown.cancelled() => Err(STOPPED),
-            p = permits(e.host.clone(), self.global.clone()) => Ok(p),
+            // Before the permits: a slot whose successor is already due is missed, not late.
             _ = tokio::time::sleep_until(self.clock.instant(next)) => Err(NOT_IN_TIME),
+            p = permits(e.host.clone(), self.global.clone()) => Ok(p),
         };
         let result = match got {
             Ok(p) => {
@@ -447,6 +448,8 @@ async fn schedule<P: SiteProbe, S: StatusPublisher>(s: &Arc<Shared<P, S>>, sites
             // Taken before the slot, so a full window holds the scheduler back instead of
             // piling up tasks; shutdown ends the wait and the slot is drained below.
             let Some(place) = s.place(&s.shutdown).await else { break 'ticks };
+            // The wait for a place may have been long: judge the slot by the clock as it is now.
+            let now = s.clock.now().timestamp_micros();
             heap.pop();
             s.slots.fetch_add(1, Ordering::Relaxed);
             let e = &sites[i];

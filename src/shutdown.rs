@@ -1,5 +1,8 @@
 //! Signal handling: the first SIGINT/SIGTERM asks for a graceful stop, a second one exits now.
 
+use std::time::Duration;
+
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Exit code when a second signal cuts the grace period short.
@@ -18,6 +21,15 @@ pub fn on_signals() -> CancellationToken {
         std::process::exit(FORCED_EXIT);
     });
     token
+}
+
+/// The end of the grace period: `grace` after `token` is cancelled. The task notes the moment of
+/// the cancellation while the rest of the process goes on stopping.
+pub fn deadline(token: CancellationToken, grace: Duration) -> tokio::task::JoinHandle<Instant> {
+    tokio::spawn(async move {
+        token.cancelled().await;
+        Instant::now() + grace
+    })
 }
 
 async fn wait_signal() {

@@ -73,7 +73,17 @@ fn read_config(r: &mut Reader, root: &Value) -> Option<Config> {
     }
     let top = r.fields(root, "", TOP)?;
     let region = match top.get("region") {
-        Some((v, p)) => r.nonempty_string(v, &p),
+        Some((v, p)) => r.nonempty_string(v, &p).and_then(|region| {
+            if region.len() > crate::domain::MAX_ID_BYTES || region.contains('\0') {
+                r.problem(
+                    &p,
+                    format!("a region label holds at most {} bytes and no NUL", crate::domain::MAX_ID_BYTES),
+                );
+                None
+            } else {
+                Some(region)
+            }
+        }),
         None => Some(gethostname::gethostname().to_string_lossy().into_owned()),
     };
     let defaults = read_defaults(r, &top);

@@ -135,6 +135,13 @@ fn read_site(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> Option<
     }
     let pattern = match f.get("pattern") {
         Some((v, p)) => match r.string(v, &p) {
+            Some(s) if s.len() > crate::domain::MAX_TEXT_BYTES || s.contains('\0') => {
+                r.problem(
+                    &p,
+                    format!("a pattern holds at most {} bytes and no NUL", crate::domain::MAX_TEXT_BYTES),
+                );
+                None
+            }
             Some(s) => match RegexBuilder::new(&s).size_limit(REGEX_SIZE_LIMIT).build() {
                 Ok(re) => Some(Some(Box::new(re))),
                 Err(e) => {
@@ -206,6 +213,13 @@ fn site_name(r: &mut Reader, name: String, path: &str) -> Option<String> {
 }
 
 fn site_url(r: &mut Reader, text: &str, path: &str) -> Option<Url> {
+    if text.len() > crate::domain::MAX_TEXT_BYTES {
+        r.problem(
+            path,
+            format!("the url is {} bytes long; at most {}", text.len(), crate::domain::MAX_TEXT_BYTES),
+        );
+        return None;
+    }
     match Url::parse(text.trim()) {
         Ok(u) if !matches!(u.scheme(), "http" | "https") => {
             r.problem(path, format!("scheme `{}` is not supported; use http or https", u.scheme()));

@@ -67,6 +67,11 @@ impl Admission {
         if r.site_id.is_empty() {
             return Err("`site_id` is empty".to_owned());
         }
+        // The history key: a record whose id is not the one its site, region and slot give could
+        // stand in for (and silently shadow) another site's result.
+        if r.check_id != super::check_id(&r.site_id, &r.region, r.scheduled_at) {
+            return Err("`check_id` is not the UUIDv5 of its site_id, region and scheduled_at".to_owned());
+        }
         let texts = [
             ("url", Some(r.url.as_str())),
             ("error", r.error.as_deref()),
@@ -141,12 +146,12 @@ mod tests {
     fn times_outside_the_window_are_refused() {
         let a = Admission::new(now(), Duration::from_secs(3600));
         assert!(a.check(&ok()).is_ok());
-        let mut r = ok();
-        r.scheduled_at = now() + chrono::Duration::minutes(59);
-        r.started_at = r.scheduled_at;
-        assert!(a.check(&r).is_ok());
-        r.scheduled_at = now() + chrono::Duration::minutes(61);
-        assert!(a.check(&r).unwrap_err().contains("scheduled_at"));
+        let at = |minutes| {
+            let t = now() + chrono::Duration::minutes(minutes);
+            CheckResult::new("a", "http://a/", "eu", t, t, CheckStatus::Success)
+        };
+        assert!(a.check(&at(59)).is_ok());
+        assert!(a.check(&at(61)).unwrap_err().contains("scheduled_at"));
         let mut r = ok();
         r.started_at = Utc.with_ymd_and_hms(1999, 12, 31, 23, 59, 59).unwrap();
         assert!(a.check(&r).unwrap_err().contains("started_at"));
@@ -167,6 +172,22 @@ mod tests {
         let mut r = ok();
         r.status_code = Some(42);
         assert!(a.check(&r).unwrap_err().contains("status_code"));
+    }
+
+    #[test]
+    fn a_check_id_that_is_not_its_sites_is_refused() {
+        let a = Admission::new(now(), Duration::from_secs(60));
+        let mut r = ok();
+        r.check_id = crate::domain::check_id("other", "eu", now());
+        assert!(a.check(&r).unwrap_err().contains("check_id"));
+    }
+
+    #[test]
+    fn the_producers_own_failure_messages_are_admitted() {
+        let a = Admission::new(now(), Duration::from_secs(60));
+        let mut r = ok();
+        r.fail(crate::domain::FailureKind::RedirectLimit, format!("redirect to {}\0", "x".repeat(100_000)));
+        assert!(a.check(&r).is_ok());
     }
 
     #[test]

@@ -80,6 +80,9 @@ impl FailureKind {
     }
 }
 
+/// Longest failure message a result carries (bytes).
+pub const MAX_ERROR_BYTES: usize = 1024;
+
 /// One check of one site. Timings are microseconds; `None` where the phase did not happen.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckResult {
@@ -141,11 +144,14 @@ impl CheckResult {
         }
     }
 
-    /// Marks the result failed with a kind and a short human message.
+    /// Marks the result failed with a kind and a short human message. Messages may quote what
+    /// a server sent (a redirect's `Location`, a host name): they are cut to
+    /// [`MAX_ERROR_BYTES`] and cleared of NUL characters, so every result the producer makes is
+    /// one the consumer admits.
     pub fn fail(&mut self, kind: FailureKind, message: impl Into<String>) {
         self.status = CheckStatus::Failure;
         self.failure_kind = Some(kind);
-        self.error = Some(message.into());
+        self.error = Some(super::storable_text(&message.into(), MAX_ERROR_BYTES));
     }
 
     pub fn is_up(&self) -> bool {

@@ -8,8 +8,8 @@ mod secret;
 mod site;
 mod status;
 
-pub use admit::{Admission, storable_text};
-pub use check::{CheckResult, CheckStatus, FailureKind};
+pub use admit::{Admission, MAX_ID_BYTES, MAX_TEXT_BYTES, storable_text};
+pub use check::{CheckResult, CheckStatus, FailureKind, MAX_ERROR_BYTES};
 pub use check_id::check_id;
 pub use micros::micros;
 pub use secret::Secret;

@@ -70,6 +70,20 @@ impl KafkaFeed {
     }
 }
 
+impl KafkaFeed {
+    /// Leaves the group (committing the stored offsets) on a thread of its own; true if that
+    /// finished within `limit`. librdkafka's close waits for an unreachable broker for its own
+    /// timeouts (up to a minute), longer than any grace period.
+    pub fn close_within(self, limit: Duration) -> bool {
+        let (done, closed) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(self);
+            let _ = done.send(());
+        });
+        closed.recv_timeout(limit).is_ok()
+    }
+}
+
 impl StatusFeed for KafkaFeed {
     async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<FeedBatch, FeedError> {
         let deadline = tokio::time::Instant::now() + wait;

@@ -37,7 +37,5 @@ fn short(msg: &str) -> String {
     if msg.contains("no records found") {
         return "no such host (no address records)".to_owned();
     }
-    let mut m = msg.lines().next().unwrap_or(msg).to_owned();
-    m.truncate(200);
-    m
+    crate::domain::storable_text(msg.lines().next().unwrap_or(msg), 200)
 }

@@ -28,18 +28,36 @@ pub struct PgStore {
 fn classify(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) => {
-            // Class 08 (connection), 53 (resources), 57 (operator intervention: shutdown),
-            // 40 (transaction rollback: serialization, deadlock), 55P03 (lock timeout) are
-            // passing conditions.
+            // Only the data itself is rejected: class 22 (data exception) and 23 (integrity:
+            // a value a constraint refuses). Everything else — connections, resources, shutdown,
+            // serialization and deadlocks, lock timeouts, a read-only replica after a failover,
+            // a pooler's prepared-statement trouble — passes, so the batch is retried, never
+            // dead-lettered for the database's sake.
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            if ["08", "53", "57", "40", "55P03"].iter().any(|c| code.starts_with(c)) {
-                StoreError::Unavailable(e.into())
-            } else {
+            if (code.starts_with("22") || code.starts_with("23")) && code != NO_PARTITION {
                 StoreError::Rejected(e.into())
+            } else {
+                StoreError::Unavailable(e.into())
             }
         }
         _ => StoreError::Unavailable(e.into()),
     }
+}
+
+/// "No partition of relation found for row": a partition this process believed existed is gone
+/// (dropped by hand, or a restored database); the cache is cleared and the batch retried.
+const NO_PARTITION: &str = "23514";
+
+/// DDL on the partitioned table locks its parent: waiting longer than this behind a reader (a
+/// dump, a long report) would stall every consumer's inserts queued behind the DDL.
+const DDL_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '5s'";
+
+/// Runs one DDL statement in its own transaction under [`DDL_LOCK_TIMEOUT`].
+async fn ddl(pool: &PgPool, sql: &str) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(DDL_LOCK_TIMEOUT).execute(&mut *tx).await?;
+    sqlx::query(sql).execute(&mut *tx).await?;
+    tx.commit().await
 }
 
 impl PgStore {
@@ -69,6 +87,20 @@ impl PgStore {
             self.partitions.lock().expect("partition cache lock").insert(day);
         }
         Ok(())
+    }
+
+    /// The one transaction of [`StatusStore::store`].
+    async fn store_batch(&self, results: Vec<&CheckResult>, dead: &[DeadLetter]) -> Result<(), StoreError> {
+        self.ensure_partitions(&results).await?;
+        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let new: Vec<&CheckResult> = match append(&mut tx, &results, dead).await? {
+            Fresh::All => results,
+            Fresh::Only(mut keys) => {
+                results.into_iter().filter(|r| keys.remove(&(r.scheduled_at, r.check_id))).collect()
+            }
+        };
+        fold_latest(&mut tx, &latest_per_site(&new)).await?;
+        tx.commit().await.map_err(classify)
     }
 
     /// Creates the daily history partitions these results fall into (and the next day's).
@@ -109,8 +141,8 @@ async fn create_partition(pool: &PgPool, day: NaiveDate) -> Result<(), StoreErro
         day.format("%Y-%m-%d"),
         next.format("%Y-%m-%d"),
     );
-    match sqlx::query(&sql).execute(pool).await {
-        Ok(_) => Ok(()),
+    match ddl(pool, &sql).await {
+        Ok(()) => Ok(()),
         // Another consumer created it at the same moment.
         Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42P07") => Ok(()),
         Err(e) => Err(classify(e)),
@@ -382,16 +414,14 @@ impl StatusStore for PgStore {
         dead: &[DeadLetter],
     ) -> Result<(), StoreError> {
         let results: Vec<&CheckResult> = results.iter().map(Borrow::borrow).collect();
-        self.ensure_partitions(&results).await?;
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        let new: Vec<&CheckResult> = match append(&mut tx, &results, dead).await? {
-            Fresh::All => results,
-            Fresh::Only(mut keys) => {
-                results.into_iter().filter(|r| keys.remove(&(r.scheduled_at, r.check_id))).collect()
-            }
-        };
-        fold_latest(&mut tx, &latest_per_site(&new)).await?;
-        tx.commit().await.map_err(classify)
+        let stored = self.store_batch(results, dead).await;
+        if let Err(StoreError::Unavailable(e)) = &stored
+            && let Some(sqlx::Error::Database(db)) = e.downcast_ref::<sqlx::Error>()
+            && db.code().as_deref() == Some(NO_PARTITION)
+        {
+            self.partitions.lock().expect("partition cache lock").clear();
+        }
+        stored
     }
 
     async fn latest(&self) -> Result<Vec<SiteStatus>, StoreError> {
@@ -414,7 +444,7 @@ impl StatusStore for PgStore {
             if day < cutoff.date_naive() {
                 // The name comes from the catalog and matched check_results_pYYYYMMDD above.
                 let sql = format!("DROP TABLE IF EXISTS check_results_p{}", day.format("%Y%m%d"));
-                sqlx::query(&sql).execute(&self.pool).await.map_err(classify)?;
+                ddl(&self.pool, &sql).await.map_err(classify)?;
                 self.partitions.lock().expect("partition cache lock").remove(&day);
                 dropped += 1;
             }

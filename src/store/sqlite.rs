@@ -23,7 +23,12 @@ pub struct SqliteStore {
 
 fn classify(e: sqlx::Error) -> StoreError {
     match &e {
-        sqlx::Error::Database(db) if !db.message().contains("locked") && !db.message().contains("busy") => {
+        // Only the data itself is rejected: a constraint it breaks, a value too big or of the
+        // wrong type. Anything else (busy, locked, full, I/O) passes and the batch is retried.
+        sqlx::Error::Database(db)
+            if !matches!(db.kind(), sqlx::error::ErrorKind::Other)
+                || matches!(db.code().as_deref(), Some("18" | "20")) =>
+        {
             StoreError::Rejected(e.into())
         }
         _ => StoreError::Unavailable(e.into()),

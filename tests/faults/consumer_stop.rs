@@ -1,7 +1,8 @@
-//! Fault 8: SIGTERM reaches the consumer while records keep arriving, and while the database is
-//! down. Either way it stops within `--grace`: cleanly (exit 0) under traffic, and with the batch
-//! in hand reported as not stored (exit 1) during the outage; that batch is not acknowledged, so
-//! the next consumer stores it and nothing is lost or doubled.
+//! Fault 8: SIGTERM reaches the consumer while records keep arriving, while the database is
+//! down, and while the broker is down. Each time it stops within `--grace`: cleanly (exit 0)
+//! under traffic and with the broker gone, and with the batch in hand reported as not stored
+//! (exit 1) during the database outage; that batch is not acknowledged, so the next consumer
+//! stores it and nothing is lost or doubled.
 
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,22 @@ async fn consumer_stops_within_grace_under_traffic_and_during_a_database_outage(
         assert_eq!(code, Some(1), "{log}");
         assert!(logged_count(&log, "unstored").is_some_and(|n| n > 0), "{log}");
     } // PostgreSQL starts again here
+
+    // SIGTERM while the broker is down: leaving the group cannot reach it, and librdkafka's own
+    // timeouts (up to a minute) must not hold the process past the grace period.
+    let consumer = spawn(&["consumer", "-c", &cfg, "--grace", "3s"], &s.env());
+    let more = rows(&s.db, "SELECT count(*) FROM check_results").await + 100;
+    let resumed =
+        wait_for(Duration::from_secs(60), || async { try_history(&s.db).await.filter(|c| *c > more) }).await;
+    assert!(resumed.is_some(), "{}", consumer.log.lock().unwrap());
+    {
+        let _down = Stopped::kafka();
+        let asked = Instant::now();
+        consumer.signal("-TERM");
+        let (code, log) = consumer.finish(Duration::from_secs(30)).await;
+        assert!(asked.elapsed() < Duration::from_secs(3 + 5), "took {:?} to stop:\n{log}", asked.elapsed());
+        assert_eq!(code, Some(0), "{log}");
+    } // Kafka starts again here
 
     producer.signal("-TERM");
     let (code, log) = producer.finish(Duration::from_secs(30)).await;

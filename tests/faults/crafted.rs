@@ -188,6 +188,13 @@ fn crafted(site: &str, now_us: i64) -> Vec<(String, Vec<V>, &'static str)> {
     }
     case("check_id not a UUID".into(), 15, "check_id", s("not-a-uuid"), "check_id");
     case("check_id empty".into(), 16, "check_id", s(""), "check_id");
+    // A valid UUID, but another site's id for this slot: stored, it would shadow that site's row.
+    let other = sitemon::domain::check_id(
+        "other",
+        "faults",
+        chrono::DateTime::from_timestamp_micros(at(32)).unwrap(),
+    );
+    case("check_id of another site".into(), 32, "check_id", s(&other.to_string()), "check_id");
     case("negative dns_us".into(), 17, "dns_us", some(V::Long(-1)), "dns_us");
     case("negative total_us".into(), 18, "total_us", some(V::Long(i64::MIN)), "total_us");
     case("negative body_bytes".into(), 19, "body_bytes", some(V::Long(-10)), "body_bytes");

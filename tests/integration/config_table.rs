@@ -239,3 +239,37 @@ async fn credentials_in_a_url_are_refused_and_never_echoed() {
     );
     assert!(!shown.contains("hunter2"), "{shown}");
 }
+
+/// Values the producer would publish but the consumer does not admit are config problems, so a
+/// site's own records are never dead letters: a url past 16 KiB, a region label with a NUL or past
+/// 512 bytes, a pattern past 16 KiB.
+#[tokio::test(flavor = "multi_thread")]
+async fn values_the_consumer_would_not_admit_are_config_problems() {
+    let long_url = format!("sites:\n  - name: a\n    url: 'http://x/{}'\n", "p".repeat(20_000));
+    let long_pattern = format!("{SITE}    pattern: '{}'\n", "a".repeat(20_000));
+    let cases = [
+        ("url past 16 KiB", long_url, "sites[0].url: the url is 20009 bytes long"),
+        (
+            "NUL in the region",
+            format!("region: \"a\\0b\"\n{SITE}"),
+            "region: a region label holds at most 512 bytes and no NUL",
+        ),
+        (
+            "region past 512 bytes",
+            format!("region: {}\n{SITE}", "r".repeat(600)),
+            "region: a region label holds at most",
+        ),
+        ("pattern past 16 KiB", long_pattern, "sites[0].pattern: a pattern holds at most 16384 bytes"),
+    ];
+    let mut failures = Vec::new();
+    for (what, text, expected) in &cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "bad.yaml", text);
+        let out = sitemon(&["config", "check", "-c", &path], &[], Duration::from_secs(10)).await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(64) || !err.contains(expected) {
+            failures.push(format!("{what}: wanted exit 64 and `{expected}`; got {}", describe(&out)));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
