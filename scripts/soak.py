@@ -541,7 +541,7 @@ class Soak:
             self.producer_code = self.producer.popen.returncode
         text = Path(self.producer.logfile).read_text(errors="replace")
         stopped = [l for l in text.splitlines() if "producer stopped" in l]
-        self.counts = {k: last_count(stopped[-1], k) if stopped else None for k in ("published", "failed", "missed")}
+        self.counts = {k: last_count(stopped[-1], k) if stopped else None for k in ("slots", "published", "failed", "missed", "abandoned")}
         self.event(f"producer exit {self.producer_code}; logged " +
                    " ".join(f"{k}={v}" for k, v in self.counts.items()))
         for member, p in sorted(self.consumers.items()):
@@ -670,6 +670,11 @@ class Soak:
             problems.append(f"rows of sites or regions not in the config: {len(v['strangers'])}")
         if c["published"] is None:
             problems.append("the producer logged no published= count")
+        elif c["slots"] is not None and c["slots"] != c["published"]:
+            # Every slot the producer took on ends published, failed or abandoned: on a clean stop
+            # all of them must have been published.
+            problems.append(f"the producer took on {c['slots']} slots but published {c['published']} "
+                            f"(failed={c['failed']} abandoned={c['abandoned']})")
         elif v["rows"] != c["published"]:
             problems.append(f"{v['rows']} rows stored but the producer reported {c['published']} published "
                             f"({v['rows'] - c['published']:+d})")
@@ -693,7 +698,7 @@ class Soak:
             f"  sites: {len(self.sites)} ({OK_SITES} ok every 1 s; 2 failing, 5 flaky (3 at 1 s, 2 at 2 s), 1 slow, 1 hanging)",
             f"  slots expected (first..last slot per site): {v['expected']}",
             f"  rows stored: {v['rows']} (MISSED: {v['missed_rows']}); site_status rows: {v['sites_with_status']}",
-            f"  producer: exit {self.producer_code}, published={c['published']} failed={c['failed']} missed={c['missed']}",
+            f"  producer: exit {self.producer_code}, slots={c['slots']} published={c['published']} failed={c['failed']} missed={c['missed']} abandoned={c['abandoned']}",
             f"  lost: {v['lost']}  duplicated: {v['dup']}  off-grid: {v['off_grid']}  incomplete sites: {len(v['incomplete'])}  "
             f"dead letters: {v['dead_letters']}",
             f"  status mismatches: {v['mismatched']}" + (f" ({dict(v['mismatch_fields'])})" if v["mismatched"] else ""),
