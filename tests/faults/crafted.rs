@@ -7,8 +7,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use sqlx::Row;
 
 use crate::harness::{self, ONE_AT_A_TIME, Setup, rows};
@@ -222,8 +221,7 @@ fn crafted(site: &str, now_us: i64) -> Vec<(String, Vec<V>, &'static str)> {
 async fn crafted_records_are_dead_letters_and_their_neighbours_are_stored() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let s = Setup::new().await;
-    let producer: FutureProducer =
-        ClientConfig::new().set("bootstrap.servers", &s.bootstrap).set("acks", "all").create().unwrap();
+    let producer = harness::raw_producer(&s.bootstrap);
     let site = "crafted";
     let now_us = Utc::now().timestamp_micros();
     let bad = crafted(site, now_us);

@@ -260,3 +260,8 @@ pub async fn status_mismatches(db: &str) -> Vec<String> {
     wrong.extend(want.keys().map(|(s, r)| format!("{s}/{r}: in history but not in site_status")));
     wrong
 }
+
+/// A plain Kafka producer for writing records the way another client would.
+pub fn raw_producer(bootstrap: &str) -> rdkafka::producer::FutureProducer {
+    ClientConfig::new().set("bootstrap.servers", bootstrap).set("acks", "all").create().expect("producer")
+}

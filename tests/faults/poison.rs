@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use rdkafka::ClientConfig;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use sitemon::domain::{CheckResult, CheckStatus};
 use sqlx::Row;
 
@@ -48,8 +47,7 @@ fn poison() -> Vec<(&'static str, Option<Vec<u8>>)> {
 async fn poison_records_are_quarantined_and_the_consumer_goes_on() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let s = Setup::new().await;
-    let producer: FutureProducer =
-        ClientConfig::new().set("bootstrap.servers", &s.bootstrap).set("acks", "all").create().unwrap();
+    let producer = harness::raw_producer(&s.bootstrap);
     let bad = poison();
     let mut sent_bad = Vec::new();
     let mut healthy_count = 0;
