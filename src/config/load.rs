@@ -7,7 +7,9 @@ use serde_yaml_ng::Value;
 
 use super::locate::Locations;
 use super::reader::Reader;
-use super::sections::{read_consumer, read_kafka, read_postgres, read_producer, read_shard, read_sqlite};
+use super::sections::{
+    read_consumer, read_kafka, read_postgres, read_producer, read_schema_registry, read_shard, read_sqlite,
+};
 use super::sites::{read_defaults, read_sites};
 use super::{Config, ConfigError, ConsumerConfig, Problem, ProducerConfig, SqliteConfig};
 
@@ -22,6 +24,7 @@ const TOP: &[&str] = &[
     "retention",
     "producer",
     "shard",
+    "schema_registry",
 ];
 
 /// Reads and validates a config file, with `${VAR}` resolved from the process environment.
@@ -97,6 +100,7 @@ fn read_config(r: &mut Reader, root: &Value) -> Option<Config> {
         None => Some(ProducerConfig::default()),
     };
     let shard = top.get("shard").map(|(v, p)| read_shard(r, v, &p));
+    let schema_registry = top.get("schema_registry").map(|(v, p)| read_schema_registry(r, v, &p));
     Some(Config {
         region: region?,
         sites: sites?,
@@ -107,6 +111,7 @@ fn read_config(r: &mut Reader, root: &Value) -> Option<Config> {
         retention: retention.map_or(Some(None), |d| d.map(Some))?,
         producer: producer?,
         shard: shard.map_or(Some(None), |s| s.map(Some))?,
+        schema_registry: schema_registry.map_or(Some(None), |s| s.map(Some))?,
     })
 }
 

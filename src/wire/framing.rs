@@ -16,6 +16,8 @@ pub enum DecodeError {
     Empty,
     #[error("confluent schema-registry framing (schema id {0}) needs schema_registry configured")]
     RegistryFraming(u32),
+    #[error("{0}")]
+    RegistrySchema(String),
     #[error("unknown framing: first bytes {0:02x?} are neither Avro single-object nor Confluent")]
     UnknownFraming(Vec<u8>),
     #[error("unknown writer schema fingerprint {0:02x?}")]
