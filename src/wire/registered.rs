@@ -170,8 +170,8 @@ mod tests {
             ("extra".into(), Value::String("x".into())),
         ]);
         let mut bytes = vec![0, 0, 0, 0, 9];
-        let writer = apache_avro::writer::datum::GenericDatumWriter::builder(&schema).build().unwrap();
-        bytes.extend(writer.write_value_to_vec(value).unwrap());
+        let avro = apache_avro::writer::datum::GenericDatumWriter::builder(&schema).build().unwrap();
+        bytes.extend(avro.write_value_to_vec(value).unwrap());
         let mut schemas = WriterSchemas::new();
         schemas.learn(9, &reserialised(writer));
         let got = schemas.decode(&bytes).unwrap();

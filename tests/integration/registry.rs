@@ -236,3 +236,44 @@ async fn an_incompatible_schema_stops_the_producer_before_any_check() {
     assert_eq!(hits.load(Ordering::SeqCst), 0, "no check ran");
     assert_eq!(registry.versions(&format!("{}-value", s.topic)).len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_registry_accepts_schema_v2_after_v1_as_backward_compatible() {
+    let registry = Registry::start().await;
+    let schemas = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let v1 = std::fs::read_to_string(schemas.join("check_result.v1.avsc")).unwrap();
+    let v2 = std::fs::read_to_string(schemas.join("check_result.v2.avsc")).unwrap();
+    let post = |schema: &str| {
+        let body = json!({"schema": schema, "schemaType": "AVRO"}).to_string();
+        let addr = registry.addr;
+        async move {
+            registry_standin::request(
+                addr,
+                "POST",
+                "/subjects/evolution-value/versions",
+                Some(CONTENT_TYPE),
+                &body,
+            )
+            .await
+        }
+    };
+    let (status, first) = post(&v1).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, second) = post(&v2).await;
+    assert_eq!(status, 200, "v2 adds optional fields with defaults: {second}");
+    assert_ne!(first["id"], second["id"]);
+    assert_eq!(registry.versions("evolution-value").len(), 2);
+    // The stand-in's check is not vacuous: a field added without a default is refused.
+    let strict = v2.replace(
+        r#"{"name": "redirects", "type": ["null", "int"], "default": null,"#,
+        r#"{"name": "redirects", "type": ["null", "int"],"#,
+    );
+    assert_ne!(strict, v2);
+    let (status, refused) = post(&strict.replace("\"redirects\"", "\"hops\"")).await;
+    assert_eq!((status, refused["error_code"].as_u64()), (409, Some(409)), "{refused}");
+    // And sitemon's current schema is v2.
+    assert_eq!(
+        sitemon::wire::fingerprint(sitemon::wire::CURRENT_SCHEMA_JSON),
+        sitemon::wire::fingerprint(&v2)
+    );
+}
