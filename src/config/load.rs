@@ -146,6 +146,27 @@ mod tests {
     }
 
     #[test]
+    fn schema_registry_section() {
+        let c = check("schema_registry:\n  url: https://r.test:8081/\n  username: u\n  password: ${DB}\n")
+            .unwrap();
+        let sr = c.schema_registry.unwrap();
+        assert_eq!((sr.url.as_str(), sr.username.as_deref()), ("https://r.test:8081", Some("u")));
+        assert_eq!(sr.password.as_ref().unwrap().expose(), "postgres://u:p@localhost/db");
+        assert!(!format!("{sr:?}").contains("u:p@"), "the password is never printed");
+        let err = check("schema_registry:\n  url: http://u:hunter2@r:8081\n").unwrap_err();
+        assert_eq!(err.problems[0].path, "schema_registry.url", "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let err = check("schema_registry:\n  url: ftp://r\n  password: x\n  colour: 1\n").unwrap_err();
+        let paths: Vec<_> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["schema_registry.colour", "schema_registry.url", "schema_registry.username"],
+            "{err}"
+        );
+        assert!(check("region: x\n").unwrap().schema_registry.is_none());
+    }
+
+    #[test]
     fn reports_every_problem_with_its_path() {
         let err = check(
             "sites:\n  - name: a\n    url: ftp://x/\n  - name: a\n    url: http://x/\n    interval: 0s\n    colour: red\nkafka:\n  bootstrap_servers: ${MISSING}\n",
