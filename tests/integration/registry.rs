@@ -262,6 +262,8 @@ async fn the_registry_accepts_schema_v2_after_v1_as_backward_compatible() {
     let (status, second) = post(&v2).await;
     assert_eq!(status, 200, "v2 adds optional fields with defaults: {second}");
     assert_ne!(first["id"], second["id"]);
+    let (status, again) = post(&v2).await;
+    assert_eq!((status, &again["id"]), (200, &second["id"]), "the same schema again: the same id");
     assert_eq!(registry.versions("evolution-value").len(), 2);
     // The stand-in's check is not vacuous: a field added without a default is refused.
     let strict = v2.replace(
