@@ -3,7 +3,8 @@
 //! the consumer stores both framings, records an independent encoder (Apache Avro's Java
 //! library) wrote under an id it registered itself, waits out a registry outage, and
 //! dead-letters an id the registry does not have; an incompatible schema stops the producer
-//! before any check.
+//! before any check, an unreachable one is asked again until it answers; and the registry
+//! accepts schema v2 after v1.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -278,4 +279,29 @@ async fn the_registry_accepts_schema_v2_after_v1_as_backward_compatible() {
         sitemon::wire::fingerprint(sitemon::wire::CURRENT_SCHEMA_JSON),
         sitemon::wire::fingerprint(&v2)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_producer_retries_an_unreachable_registry_at_start() {
+    let registry = Registry::start().await;
+    registry.set_down(true);
+    let s = Setup::new("sitemon-registry-producer-outage").await;
+    let addr = sites::start().await;
+    let cfg = s.config(&registry, &format!("  - {{name: late-ok, url: 'http://{addr}/ok'}}\n"));
+    let producer = {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_sitemon"));
+        cmd.args(["producer", "--once", "-c", &cfg]).envs(s.env()).kill_on_drop(true);
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        cmd.spawn().expect("start the producer")
+    };
+    let tried = support::wait_for(LIMIT, || async { (registry.refused() >= 3).then_some(()) }).await;
+    assert!(tried.is_some(), "the producer asked the registry again and again");
+    registry.set_down(false);
+    let out =
+        tokio::time::timeout(LIMIT, producer.wait_with_output()).await.expect("producer exits").unwrap();
+    assert!(out.status.success(), "producer: {}", describe(&out));
+    let id = registry.versions(&format!("{}-value", s.topic));
+    assert_eq!(id.len(), 1);
+    let records = topic_payloads(&s.topic, 1).await;
+    assert_eq!(records[0][..5], confluent(id[0], &[])[..], "written after registering, with its id");
 }
