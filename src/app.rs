@@ -20,10 +20,11 @@ use crate::health::Health;
 use crate::kafka::{self, ClientSetupError, KafkaFeed, KafkaPublisher};
 use crate::memory;
 use crate::ops_server;
-use crate::ports::{SiteProbe, StatusStore};
+use crate::ports::{NoRegistry, SiteProbe, StatusStore};
 use crate::probe::{HyperProbe, ProbeSetupError};
 use crate::producer::{self, ProducerOptions, ProducerReport};
 use crate::readiness;
+use crate::registry::{RegistryClient, RegistryError};
 use crate::shutdown;
 use crate::store::{PgStore, SqliteStore};
 use crate::ui;
@@ -195,20 +196,71 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
     let sites = my_sites(&mut cfg);
     let kafka = cfg.kafka.as_ref().expect("checked by load");
     let probe = Arc::new(probe(&args.config.config, &cfg.region, &sites)?);
-    let publisher =
-        Arc::new(KafkaPublisher::new(kafka).map_err(|e| kafka_setup(&args.config.config, "producer", e))?);
+    let mut publisher =
+        KafkaPublisher::new(kafka).map_err(|e| kafka_setup(&args.config.config, "producer", e))?;
+    let stop = shutdown::on_signals();
+    if let Some(sr) = &cfg.schema_registry {
+        let registry = RegistryClient::new(sr)?;
+        health.not_ready("registering the schema with the schema registry");
+        let Some(id) = register_schema(&registry, &kafka.topic, &stop).await? else {
+            tracing::info!("stopped before the schema was registered");
+            return Ok(exit::OK);
+        };
+        publisher = publisher.with_schema_id(id);
+    }
+    let publisher = Arc::new(publisher);
     tracing::info!(sites = sites.len(), brokers = %kafka.bootstrap_servers, topic = %kafka.topic, region = %cfg.region, "producer starting");
     let opts = producer_options(&cfg, args.once, args.grace, false);
     let roster = producer::Roster::new(sites, &opts);
     release_parse_memory();
     // Ready while a broker is reachable, for as long as the producer runs.
     let report = tokio::select! {
-        report = producer::run(roster, probe, publisher.clone(), opts, shutdown::on_signals()) => report,
+        report = producer::run(roster, probe, publisher.clone(), opts, stop) => report,
         never = readiness::follow_publisher(&*publisher, &health) => match never {},
     };
     log_report(&report, "producer stopped");
     ensure_complete(&report)?;
     Ok(exit::OK)
+}
+
+/// Registers the current schema under `<topic>-value` (Confluent's TopicNameStrategy) and returns
+/// its id. An unreachable registry is asked again with backoff until it answers or a stop signal
+/// comes (`None`); any refusal (incompatible, invalid, unauthorised) ends the producer before a
+/// single check runs (exit 1).
+async fn register_schema(
+    registry: &RegistryClient,
+    topic: &str,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<u32>> {
+    let subject = format!("{topic}-value");
+    let mut backoff = crate::retry::backoff();
+    loop {
+        match registry.register(&subject, crate::wire::CURRENT_SCHEMA_JSON).await {
+            Ok(id) => {
+                tracing::info!(subject, schema_id = id, registry = registry.url(), "schema registered");
+                return Ok(Some(id));
+            }
+            Err(e) if e.is_transient() => {
+                let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                tracing::warn!(error = %e, subject, retry_in = ?delay, "registering the schema failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.cancelled() => return Ok(None),
+                }
+            }
+            Err(e @ RegistryError::Incompatible(_)) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "schema registry {} refused schemas/check_result.avsc under subject `{subject}`: \
+                     no checks were run",
+                    registry.url()
+                )));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("registering the schema under `{subject}` at {}", registry.url())));
+            }
+        }
+    }
 }
 
 fn log_report(report: &ProducerReport, message: &str) {
@@ -245,7 +297,17 @@ async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow:
     let opts = consumer_options(&cfg, args.exit_when_idle, args.grace);
     let stop = shutdown::on_signals();
     let deadline = shutdown::deadline(stop.clone(), args.grace);
-    let report = consumer::run(&mut feed, &store, &opts, &health, stop.clone()).await?;
+    let report = match &cfg.schema_registry {
+        Some(sr) => {
+            let registry = RegistryClient::new(sr)?;
+            tracing::info!(
+                registry = registry.url(),
+                "writer schemas of registry-framed records fetched from the registry"
+            );
+            consumer::run(&mut feed, &store, &registry, &opts, &health, stop.clone()).await?
+        }
+        None => consumer::run(&mut feed, &store, &NoRegistry, &opts, &health, stop.clone()).await?,
+    };
     // Leaving the group commits the stored offsets; with the broker gone librdkafka waits out its
     // own timeouts, so the wait ends with the grace period (the group then notices the member
     // gone after `session.timeout.ms`, and nothing stored is lost: it was committed before).
@@ -294,7 +356,15 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
     let consumer_store = store.clone();
     let consumer_health = health.clone();
     let consumer = tokio::spawn(async move {
-        consumer::run(&mut feed, &*consumer_store, &opts, &consumer_health, CancellationToken::new()).await
+        consumer::run(
+            &mut feed,
+            &*consumer_store,
+            &NoRegistry,
+            &opts,
+            &consumer_health,
+            CancellationToken::new(),
+        )
+        .await
     });
     let shutdown = shutdown::on_signals();
     // Producer and consumer together stop within `--grace` of the signal.

@@ -1,7 +1,10 @@
 //! The consumer runner: takes batches from a [`StatusFeed`], admits what each record carries,
 //! stores the batch in one transaction through a [`StatusStore`], and acknowledges it only
 //! after the store committed. After shutdown, the batch being stored has the grace period.
+//! Records in the schema-registry framing are decoded with writer schemas fetched by id through
+//! a [`SchemaLookup`] and cached.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -10,7 +13,10 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::{Admission, CheckResult};
 use crate::error_chain::Chain;
 use crate::health::Health;
-use crate::ports::{DeadLetter, FeedBatch, FeedError, RawRecord, StatusFeed, StatusStore, StoreError};
+use crate::ports::{
+    DeadLetter, FeedBatch, FeedError, RawRecord, SchemaLookup, SchemaLookupError, StatusFeed, StatusStore,
+    StoreError,
+};
 use crate::wire;
 
 #[derive(Debug, Clone)]
@@ -86,9 +92,10 @@ fn admit(batch: &FeedBatch, admission: Admission) -> Admitted<'_> {
     a
 }
 
-pub async fn run<F: StatusFeed, S: StatusStore>(
+pub async fn run<F: StatusFeed, S: StatusStore, L: SchemaLookup>(
     feed: &mut F,
     store: &S,
+    registry: &L,
     opts: &ConsumerOptions,
     health: &Health,
     shutdown: CancellationToken,
@@ -96,6 +103,7 @@ pub async fn run<F: StatusFeed, S: StatusStore>(
     let mut report = ConsumerReport::default();
     let mut idle_since: Option<Instant> = None;
     let mut next_prune = Instant::now();
+    let mut writer_schemas = wire::WriterSchemas::new();
     // While one batch is being stored, the next one is read and decoded.
     let mut prefetched: Option<Result<FeedBatch, FeedError>> = None;
     let grace_over = async {
@@ -125,7 +133,7 @@ pub async fn run<F: StatusFeed, S: StatusStore>(
                 _ = shutdown.cancelled() => break,
             },
         };
-        let batch = match batch {
+        let mut batch = match batch {
             Ok(b) => b,
             Err(FeedError::Closed) => break,
             Err(e) => return Err(e.into()),
@@ -149,6 +157,14 @@ pub async fn run<F: StatusFeed, S: StatusStore>(
         }
         idle_since = None;
         let started = Instant::now();
+        if !decode_registered(&mut batch, registry, &mut writer_schemas, health, &shutdown).await {
+            tracing::warn!(
+                records = batch.len(),
+                "shutdown while the schema registry was unavailable: not acknowledged, the group reads it again"
+            );
+            report.unstored += batch.len() as u64;
+            break;
+        }
         let admitted = admit(&batch, Admission::new(chrono::Utc::now(), opts.max_clock_skew));
         let fetch = async {
             tokio::select! {
@@ -179,6 +195,54 @@ pub async fn run<F: StatusFeed, S: StatusStore>(
         tracing::debug!(records = batch.len(), "batch stored and acknowledged");
     }
     Ok(report)
+}
+
+/// Decodes the batch's records in the schema-registry framing, fetching the writer schemas of
+/// ids not seen before. While the registry cannot be reached the batch waits with backoff,
+/// neither acknowledged nor dead-lettered (as during a database outage); an id the registry does
+/// not have is a dead letter. Returns `false` when shutdown came first.
+async fn decode_registered<L: SchemaLookup>(
+    batch: &mut FeedBatch,
+    registry: &L,
+    schemas: &mut wire::WriterSchemas,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> bool {
+    // Unknown ids are remembered for this batch only: a registry restored later may know them.
+    let mut unknown: HashMap<u32, String> = HashMap::new();
+    for rec in &mut batch.records {
+        let Some(bytes) = rec.raw.payload.as_deref() else { continue };
+        let Some(id) = wire::registry_id(bytes) else { continue };
+        let mut backoff = crate::retry::backoff();
+        while !schemas.knows(id) && !unknown.contains_key(&id) {
+            match registry.schema_by_id(id).await {
+                Ok(json) => {
+                    tracing::info!(schema_id = id, "writer schema fetched from the registry");
+                    schemas.learn(id, &json);
+                }
+                Err(SchemaLookupError::NotConfigured) => break,
+                Err(e @ SchemaLookupError::Unknown { .. }) => {
+                    unknown.insert(id, e.to_string());
+                }
+                Err(e) => {
+                    health.not_ready(format!("cannot fetch schema {id}: {}", Chain(&e)));
+                    metrics::counter!("sitemon_registry_retries_total").increment(1);
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                    tracing::warn!(error = %Chain(&e), schema_id = id, retry_in = ?delay, "fetching a writer schema failed; offsets stay put");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.cancelled() => return false,
+                    }
+                }
+            }
+        }
+        if let Some(why) = unknown.get(&id) {
+            rec.decoded = Err(why.clone());
+        } else if schemas.knows(id) {
+            rec.decoded = schemas.decode(bytes).map_err(|e| e.to_string());
+        }
+    }
+    true
 }
 
 /// Stores a batch, waiting out an unavailable database with backoff. A batch the database

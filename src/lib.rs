@@ -15,6 +15,7 @@ pub mod ports;
 pub mod probe;
 pub mod producer;
 pub mod readiness;
+pub mod registry;
 pub mod retry;
 pub mod schedule;
 pub mod shutdown;

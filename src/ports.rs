@@ -150,3 +150,32 @@ pub trait StatusStore: Send + Sync + 'static {
     /// Deletes history scheduled before `cutoff`; returns how many rows (or partitions) went.
     fn prune(&self, cutoff: DateTime<Utc>) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
+
+/// Why a schema registry gave no schema.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaLookupError {
+    /// The registry could not be reached or answered with a passing failure: ask again later.
+    #[error("schema registry unavailable")]
+    Unavailable(#[source] BoxError),
+    /// The registry answered that it has no schema with this id.
+    #[error("no schema with id {id} in the registry: {message}")]
+    Unknown { id: u32, message: String },
+    /// No registry is configured: records in its framing stay undecodable.
+    #[error("no schema registry configured")]
+    NotConfigured,
+}
+
+/// Writer schemas by the id a schema registry gave them (the Confluent framing carries the id).
+pub trait SchemaLookup: Send + Sync + 'static {
+    /// The schema's JSON text as the registry holds it.
+    fn schema_by_id(&self, id: u32) -> impl Future<Output = Result<String, SchemaLookupError>> + Send;
+}
+
+/// No registry configured: Confluent-framed records are dead letters that say so.
+pub struct NoRegistry;
+
+impl SchemaLookup for NoRegistry {
+    async fn schema_by_id(&self, _id: u32) -> Result<String, SchemaLookupError> {
+        Err(SchemaLookupError::NotConfigured)
+    }
+}

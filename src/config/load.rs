@@ -7,7 +7,9 @@ use serde_yaml_ng::Value;
 
 use super::locate::Locations;
 use super::reader::Reader;
-use super::sections::{read_consumer, read_kafka, read_postgres, read_producer, read_shard, read_sqlite};
+use super::sections::{
+    read_consumer, read_kafka, read_postgres, read_producer, read_schema_registry, read_shard, read_sqlite,
+};
 use super::sites::{read_defaults, read_sites};
 use super::{Config, ConfigError, ConsumerConfig, Problem, ProducerConfig, SqliteConfig};
 
@@ -22,6 +24,7 @@ const TOP: &[&str] = &[
     "retention",
     "producer",
     "shard",
+    "schema_registry",
 ];
 
 /// Reads and validates a config file, with `${VAR}` resolved from the process environment.
@@ -107,6 +110,7 @@ fn read_config(r: &mut Reader, root: &Value) -> Option<Config> {
         None => Some(ProducerConfig::default()),
     };
     let shard = top.get("shard").map(|(v, p)| read_shard(r, v, &p));
+    let schema_registry = top.get("schema_registry").map(|(v, p)| read_schema_registry(r, v, &p));
     Some(Config {
         region: region?,
         sites: sites?,
@@ -117,6 +121,7 @@ fn read_config(r: &mut Reader, root: &Value) -> Option<Config> {
         retention: retention.map_or(Some(None), |d| d.map(Some))?,
         producer: producer?,
         shard: shard.map_or(Some(None), |s| s.map(Some))?,
+        schema_registry: schema_registry.map_or(Some(None), |s| s.map(Some))?,
     })
 }
 
@@ -148,6 +153,27 @@ mod tests {
         let pg = c.postgres.unwrap();
         assert_eq!(pg.url.expose(), "postgres://u:p@localhost/db");
         assert!(!format!("{pg:?}").contains("u:p@"));
+    }
+
+    #[test]
+    fn schema_registry_section() {
+        let c = check("schema_registry:\n  url: https://r.test:8081/\n  username: u\n  password: ${DB}\n")
+            .unwrap();
+        let sr = c.schema_registry.unwrap();
+        assert_eq!((sr.url.as_str(), sr.username.as_deref()), ("https://r.test:8081", Some("u")));
+        assert_eq!(sr.password.as_ref().unwrap().expose(), "postgres://u:p@localhost/db");
+        assert!(!format!("{sr:?}").contains("u:p@"), "the password is never printed");
+        let err = check("schema_registry:\n  url: http://u:hunter2@r:8081\n").unwrap_err();
+        assert_eq!(err.problems[0].path, "schema_registry.url", "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let err = check("schema_registry:\n  url: ftp://r\n  password: x\n  colour: 1\n").unwrap_err();
+        let paths: Vec<_> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["schema_registry.colour", "schema_registry.url", "schema_registry.username"],
+            "{err}"
+        );
+        assert!(check("region: x\n").unwrap().schema_registry.is_none());
     }
 
     #[test]

@@ -11,5 +11,8 @@ mod sites;
 
 pub use crate::domain::Secret;
 pub use load::{load_file, locate, parse};
-pub use model::{Config, ConsumerConfig, KafkaConfig, PostgresConfig, ProducerConfig, Shard, SqliteConfig};
+pub use model::{
+    Config, ConsumerConfig, KafkaConfig, PostgresConfig, ProducerConfig, SchemaRegistryConfig, Shard,
+    SqliteConfig,
+};
 pub use problem::{ConfigError, Problem};

@@ -22,6 +22,19 @@ pub struct Config {
     pub producer: ProducerConfig,
     /// This producer's share of the site list when several producers split it.
     pub shard: Option<Shard>,
+    /// A Confluent-compatible schema registry: the producer registers the schema and writes the
+    /// Confluent framing; the consumer fetches writer schemas by id.
+    pub schema_registry: Option<SchemaRegistryConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SchemaRegistryConfig {
+    /// Base URL of the Confluent-compatible REST API (e.g. `http://registry:8081`,
+    /// Apicurio's `http://apicurio:8080/apis/ccompat/v7`), without a trailing slash.
+    pub url: String,
+    /// HTTP basic authentication, sent only to `url`.
+    pub username: Option<String>,
+    pub password: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]

@@ -1,10 +1,13 @@
 //! The sections that say where results go and how the processes run: kafka, postgres, sqlite,
-//! consumer, producer and shard.
+//! consumer, producer, shard and schema_registry.
 
 use serde_yaml_ng::Value;
 
 use super::reader::{Reader, join};
-use super::{ConsumerConfig, KafkaConfig, PostgresConfig, ProducerConfig, Secret, Shard, SqliteConfig};
+use super::{
+    ConsumerConfig, KafkaConfig, PostgresConfig, ProducerConfig, SchemaRegistryConfig, Secret, Shard,
+    SqliteConfig,
+};
 
 const KAFKA: &[&str] = &["bootstrap_servers", "topic", "group_id", "properties"];
 const POSTGRES: &[&str] = &["url", "max_connections"];
@@ -12,6 +15,42 @@ const CONSUMER: &[&str] = &["batch_size", "batch_wait", "max_clock_skew"];
 const SQLITE: &[&str] = &["path"];
 const PRODUCER: &[&str] = &["max_concurrency", "per_host_concurrency", "max_in_flight"];
 const SHARD: &[&str] = &["index", "count"];
+const SCHEMA_REGISTRY: &[&str] = &["url", "username", "password"];
+
+pub fn read_schema_registry(r: &mut Reader, v: &Value, path: &str) -> Option<SchemaRegistryConfig> {
+    let f = r.fields(v, path, SCHEMA_REGISTRY)?;
+    let url = match f.get("url") {
+        Some((v, p)) => r.nonempty_string(v, &p).and_then(|u| match url::Url::parse(&u) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {
+                if parsed.password().is_some() || !parsed.username().is_empty() {
+                    r.problem(&p, "put credentials in `username` and `password`, not in the url");
+                    None
+                } else {
+                    Some(u.trim_end_matches('/').to_owned())
+                }
+            }
+            _ => {
+                r.problem(&p, "expected an http:// or https:// url, e.g. `http://localhost:8081`");
+                None
+            }
+        }),
+        None => {
+            r.problem(&join(path, "url"), "missing: e.g. `http://localhost:8081`");
+            None
+        }
+    };
+    let username = f.get("username").map(|(v, p)| r.nonempty_string(v, &p));
+    let password = f.get("password").map(|(v, p)| r.nonempty_string(v, &p).map(Secret::new));
+    if password.is_some() && username.is_none() {
+        r.problem(&join(path, "username"), "missing: `password` is sent with a username (HTTP basic auth)");
+        return None;
+    }
+    Some(SchemaRegistryConfig {
+        url: url?,
+        username: username.map_or(Some(None), |u| u.map(Some))?,
+        password: password.map_or(Some(None), |p| p.map(Some))?,
+    })
+}
 
 pub fn read_kafka(r: &mut Reader, v: &Value, path: &str) -> Option<KafkaConfig> {
     let f = r.fields(v, path, KAFKA)?;

@@ -78,6 +78,7 @@ impl Admission {
             ("http_version", r.http_version.as_deref()),
             ("remote_addr", r.remote_addr.as_deref()),
             ("pattern", r.pattern.as_deref()),
+            ("producer_version", r.producer_version.as_deref()),
         ];
         for (name, value) in texts {
             text(name, value, MAX_TEXT_BYTES)?;

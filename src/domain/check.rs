@@ -107,6 +107,10 @@ pub struct CheckResult {
     pub pattern: Option<String>,
     pub pattern_matched: Option<bool>,
     pub tls_not_after: Option<DateTime<Utc>>,
+    /// sitemon version of the producer that wrote the record (schema v2; none before).
+    pub producer_version: Option<String>,
+    /// Redirects followed before the final response (schema v2; none before).
+    pub redirects: Option<u32>,
 }
 
 impl CheckResult {
@@ -141,6 +145,8 @@ impl CheckResult {
             pattern: None,
             pattern_matched: None,
             tls_not_after: None,
+            producer_version: None,
+            redirects: None,
         }
     }
 

@@ -50,6 +50,8 @@ pub struct KafkaPublisher {
     producer: FutureProducer<BrokerLink>,
     topic: String,
     up: Arc<AtomicBool>,
+    /// The id a schema registry gave the current schema: records are written in its framing.
+    schema_id: Option<u32>,
 }
 
 impl KafkaPublisher {
@@ -76,13 +78,23 @@ impl KafkaPublisher {
         let producer = config
             .create_with_context(BrokerLink { up: up.clone() })
             .map_err(|e| ClientSetupError::new(e, k))?;
-        Ok(KafkaPublisher { producer, topic: k.topic.clone(), up })
+        Ok(KafkaPublisher { producer, topic: k.topic.clone(), up, schema_id: None })
+    }
+
+    /// Writes the Confluent schema-registry framing with this schema id instead of Avro
+    /// single-object encoding.
+    pub fn with_schema_id(mut self, id: u32) -> Self {
+        self.schema_id = Some(id);
+        self
     }
 }
 
 impl StatusPublisher for KafkaPublisher {
     async fn publish(&self, result: &CheckResult) -> Result<(), PublishError> {
-        let payload = wire::encode(result);
+        let payload = match self.schema_id {
+            Some(id) => wire::encode_registered(result, id),
+            None => wire::encode(result),
+        };
         let record = FutureRecord::to(&self.topic).key(result.site_id.as_bytes()).payload(&payload);
         self.producer
             .send(record, Timeout::Never)

@@ -30,6 +30,8 @@ pub fn write(r: &CheckResult, out: &mut Vec<u8>) {
     w.opt(r.pattern.as_deref(), Writer::str);
     w.opt(r.pattern_matched, |w, b| w.0.push(u8::from(b)));
     w.opt(r.tls_not_after, |w, t| w.long(t.timestamp_micros()));
+    w.opt(r.producer_version.as_deref(), Writer::str);
+    w.opt(r.redirects, |w, n| w.long(i64::from(n)));
 }
 
 /// Reads one datum of the current schema from the front of `bytes`; returns it and what is left.
@@ -66,6 +68,11 @@ pub fn read(bytes: &[u8]) -> Result<(CheckResult, &[u8]), String> {
             b => Err(format!("field `pattern_matched`: {b} is not a boolean")),
         })?,
         tls_not_after: r.opt("tls_not_after", |r| r.time("tls_not_after"))?,
+        producer_version: r.opt("producer_version", |r| r.string("producer_version"))?,
+        redirects: r.opt("redirects", |r| {
+            let n = r.int("redirects")?;
+            u32::try_from(n).map_err(|_| format!("field `redirects`: {n} is out of range"))
+        })?,
     };
     Ok((result, r.rest))
 }
@@ -179,7 +186,7 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::wire::framing::Strict;
     use crate::wire::schema::{CURRENT, reader_for};
@@ -240,6 +247,8 @@ mod tests {
                 "tls_not_after".into(),
                 opt(r.tls_not_after.map(|t| Value::TimestampMicros(t.timestamp_micros()))),
             ),
+            ("producer_version".into(), opt_str(&r.producer_version)),
+            ("redirects".into(), opt(r.redirects.map(|n| Value::Int(n as i32)))),
         ])
     }
 
@@ -254,6 +263,8 @@ mod tests {
         full.pattern = Some(String::new());
         full.pattern_matched = Some(false);
         full.tls_not_after = Some(Utc.timestamp_micros(-5).unwrap());
+        full.producer_version = Some("0.1.0".into());
+        full.redirects = Some(64);
         let mut failed = CheckResult::new("s", "http://x/", "", t, t, CheckStatus::Success);
         failed.fail(FailureKind::RedirectLimit, "x".repeat(300));
         let missed = CheckResult::new("m", "http://x/", "r", t, t, CheckStatus::Missed);

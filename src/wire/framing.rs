@@ -16,6 +16,8 @@ pub enum DecodeError {
     Empty,
     #[error("confluent schema-registry framing (schema id {0}) needs schema_registry configured")]
     RegistryFraming(u32),
+    #[error("{0}")]
+    RegistrySchema(String),
     #[error("unknown framing: first bytes {0:02x?} are neither Avro single-object nor Confluent")]
     UnknownFraming(Vec<u8>),
     #[error("unknown writer schema fingerprint {0:02x?}")]
@@ -124,7 +126,62 @@ mod tests {
         // CRC-64-AVRO of schemas/check_result.avsc's Parsing Canonical Form as Apache Avro's
         // Java SchemaNormalization computes it (see wire::schema's VECTORS).
         let bytes = encode(&sample());
-        assert_eq!(bytes[..HEADER_LEN], [0xC3, 0x01, 0x0f, 0x0f, 0x00, 0xcc, 0xa2, 0x39, 0x34, 0x57]);
+        assert_eq!(bytes[..HEADER_LEN], [0xC3, 0x01, 0x9e, 0xec, 0xd6, 0x6d, 0x23, 0x3d, 0xd4, 0xd0]);
+    }
+
+    /// A version-1 record of `r` (whose v2 fields are none) with v1's header, its datum written
+    /// by apache-avro with the v1 schema.
+    fn v1_record(r: &CheckResult) -> Vec<u8> {
+        use apache_avro::types::Value;
+        use apache_avro::writer::datum::GenericDatumWriter;
+        let v1 = &super::super::schema::KNOWN[0];
+        let Value::Record(mut fields) = super::super::datum::tests::to_value(r) else { unreachable!() };
+        fields.truncate(fields.len() - 2);
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&v1.fingerprint);
+        out.extend(
+            GenericDatumWriter::builder(&v1.schema)
+                .build()
+                .unwrap()
+                .write_value_to_vec(Value::Record(fields))
+                .unwrap(),
+        );
+        out
+    }
+
+    #[test]
+    fn version_1_records_still_decode() {
+        let mut r = sample();
+        let bytes = v1_record(&r);
+        assert_eq!(hex_fp(&bytes), "0f0f00cca2393457");
+        assert_eq!(decode(&bytes), Ok(r.clone()));
+        // and a v2 record carries the new fields
+        r.producer_version = Some("0.1.0".into());
+        r.redirects = Some(2);
+        assert_eq!(decode(&encode(&r)), Ok(r));
+    }
+
+    #[test]
+    fn a_version_1_reader_reads_version_2_records_by_resolution() {
+        use apache_avro::reader::datum::GenericDatumReader;
+        let v1 = &super::super::schema::KNOWN[0];
+        let mut r = sample();
+        r.producer_version = Some("0.1.0".into());
+        r.redirects = Some(2);
+        let bytes = encode(&r);
+        let reader = GenericDatumReader::builder(&CURRENT.schema).reader_schema(&v1.schema).build().unwrap();
+        let mut datum = &bytes[HEADER_LEN..];
+        let value = reader.read_value(&mut datum).unwrap();
+        assert!(datum.is_empty(), "the v1 reader skipped the new fields");
+        let apache_avro::types::Value::Record(fields) = &value else { panic!("{value:?}") };
+        assert_eq!(fields.len(), 21, "v1's fields only");
+        let (producer_version, redirects) = (r.producer_version.take(), r.redirects.take());
+        assert!(producer_version.is_some() && redirects.is_some());
+        assert_eq!(from_value(value), Ok(r));
+    }
+
+    fn hex_fp(bytes: &[u8]) -> String {
+        bytes[2..HEADER_LEN].iter().map(|b| format!("{b:02x}")).collect()
     }
 
     #[test]
@@ -143,7 +200,7 @@ mod tests {
                 CheckStatus::Missed,
             ),
         ] {
-            let mut old = encode(&r);
+            let mut old = v1_record(&r);
             old[2..HEADER_LEN].copy_from_slice(&legacy);
             assert_eq!(decode(&old), Ok(r.clone()));
             // The generic reader (older versions' path) knows the legacy fingerprint too.

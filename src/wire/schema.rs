@@ -23,10 +23,13 @@ pub struct Published {
 }
 
 /// Every published version, oldest first. Never remove one: old records must stay readable.
-pub const PUBLISHED: &[Published] = &[Published {
-    json: include_str!("../../schemas/check_result.v1.avsc"),
-    legacy_fingerprint: Some(LEGACY_V1),
-}];
+pub const PUBLISHED: &[Published] = &[
+    Published {
+        json: include_str!("../../schemas/check_result.v1.avsc"),
+        legacy_fingerprint: Some(LEGACY_V1),
+    },
+    Published { json: include_str!("../../schemas/check_result.v2.avsc"), legacy_fingerprint: None },
+];
 
 /// apache-avro 0.22's `fingerprint::<Rabin>()` of check_result.v1.avsc, as its headers carry it
 /// (checked by a test). The `avro` 1.12.1 package from PyPI computes the same.
@@ -112,8 +115,12 @@ mod tests {
     /// fastavro.schema.parse_schema(json.load(f))), "CRC-64-AVRO")`, which printed the same.
     /// (The `avro` 1.12.1 package from PyPI prints 153716d988e95858: its canonical form keeps
     /// `{"type":"long"}` for logical types, the same deviation as apache-avro's.)
-    const VECTORS: &[(&str, &str)] =
-        &[("check_result.avsc", "0f0f00cca2393457"), ("check_result.v1.avsc", "0f0f00cca2393457")];
+    /// check_result.v2.avsc's by `scripts/avro-peer fingerprint` (Java Avro 1.12.1) only.
+    const VECTORS: &[(&str, &str)] = &[
+        ("check_result.avsc", "9eecd66d233dd4d0"),
+        ("check_result.v1.avsc", "0f0f00cca2393457"),
+        ("check_result.v2.avsc", "9eecd66d233dd4d0"),
+    ];
 
     #[test]
     fn every_schema_has_the_fingerprint_independent_implementations_compute() {
@@ -133,7 +140,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("schemas/{file} has no test vector: compute one (see VECTORS)"));
             assert_eq!(hex(&canonical::fingerprint(&json).unwrap()), *want, "schemas/{file}");
         }
-        assert_eq!(hex(&CURRENT.fingerprint), "0f0f00cca2393457");
+        assert_eq!(hex(&CURRENT.fingerprint), "9eecd66d233dd4d0");
     }
 
     #[test]
@@ -153,7 +160,8 @@ mod tests {
             r#"{"name":"tls_us","type":["null","long"]},{"name":"ttfb_us","type":["null","long"]},"#,
             r#"{"name":"total_us","type":["null","long"]},{"name":"body_bytes","type":["null","long"]},"#,
             r#"{"name":"pattern","type":["null","string"]},{"name":"pattern_matched","type":["null","boolean"]},"#,
-            r#"{"name":"tls_not_after","type":["null","long"]}]}"#,
+            r#"{"name":"tls_not_after","type":["null","long"]},{"name":"producer_version","type":["null","string"]},"#,
+            r#"{"name":"redirects","type":["null","int"]}]}"#,
         );
         assert_eq!(canonical::parsing_canonical_form(CURRENT_SCHEMA_JSON).unwrap(), want);
     }
@@ -170,6 +178,7 @@ mod tests {
             assert_ne!(legacy, k.fingerprint, "a legacy fingerprint differs from the spec's");
             assert!(reader_for(&legacy).is_some() && reader_for(&k.fingerprint).is_some());
         }
-        assert!(is_current(&CURRENT.fingerprint) && is_current(&LEGACY_V1));
+        assert!(is_current(&CURRENT.fingerprint) && !is_current(&LEGACY_V1));
+        assert!(reader_for(&LEGACY_V1).is_some(), "version 1's legacy header is still read");
     }
 }

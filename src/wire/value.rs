@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{CheckResult, CheckStatus, FailureKind};
 
-/// Reads fields out of a decoded record, naming the first field that does not fit.
+/// Reads fields out of a decoded record, naming the first field that does not fit. Fields added
+/// after version 1 may be absent (a version-1 reader's view) and read as none.
 struct Fields(Vec<(String, Value)>);
 
 impl Fields {
@@ -17,6 +18,10 @@ impl Fields {
             Value::Union(_, inner) => *inner,
             v => v,
         })
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| n == name)
     }
 
     fn string(&mut self, name: &str) -> Result<String, String> {
@@ -105,5 +110,13 @@ pub fn from_value(v: Value) -> Result<CheckResult, String> {
             }
         },
         tls_not_after: f.opt_time("tls_not_after")?,
+        producer_version: if f.has("producer_version") { f.opt_string("producer_version")? } else { None },
+        redirects: if f.has("redirects") {
+            f.opt_long("redirects")?
+                .map(|n| u32::try_from(n).map_err(|_| format!("field `redirects`: {n} is out of range")))
+                .transpose()?
+        } else {
+            None
+        },
     })
 }

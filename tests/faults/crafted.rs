@@ -54,7 +54,7 @@ fn write(v: &V, out: &mut Vec<u8>) {
     }
 }
 
-const FIELDS: [&str; 21] = [
+const FIELDS: [&str; 23] = [
     "check_id",
     "site_id",
     "url",
@@ -76,6 +76,8 @@ const FIELDS: [&str; 21] = [
     "pattern",
     "pattern_matched",
     "tls_not_after",
+    "producer_version",
+    "redirects",
 ];
 
 fn s(text: &str) -> V {
@@ -112,6 +114,8 @@ fn valid(site: &str, at_us: i64) -> Vec<V> {
         some(s("ok")),
         some(V::Bool(false)),
         V::Null,
+        some(s("0.1.0")),
+        some(V::Long(2)),
     ]
 }
 
@@ -200,6 +204,8 @@ fn crafted(site: &str, now_us: i64) -> Vec<(String, Vec<V>, &'static str)> {
     case("negative status_code".into(), 20, "status_code", some(V::Long(-1)), "status_code");
     case("status_code past u16".into(), 21, "status_code", some(V::Long(70_000)), "status_code");
     case("status_code not HTTP".into(), 22, "status_code", some(V::Long(42)), "status_code");
+    case("negative redirects".into(), 60, "redirects", some(V::Long(-1)), "redirects");
+    case("NUL in producer_version".into(), 61, "producer_version", some(s("a\0b")), "NUL");
     case("unknown status symbol".into(), 23, "status", V::Long(7), "status");
     case("unknown failure_kind symbol".into(), 24, "failure_kind", some(V::Long(99)), "failure_kind");
     case("oversized url".into(), 25, "url", s(&"u".repeat(40_000)), "url");

@@ -9,5 +9,6 @@ mod embedded;
 mod hostile;
 mod interop;
 mod pipeline;
+mod registry;
 mod scheduler;
 mod store;
