@@ -9,7 +9,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use super::client::client_config;
-use crate::config::KafkaConfig;
+use super::setup_error::redact;
+use crate::config::{KafkaConfig, Secret};
 use crate::ports::{FeedBatch, FeedError, FeedPosition, RawRecord, Received, StatusFeed};
 use crate::wire;
 
@@ -18,10 +19,18 @@ pub struct KafkaFeed {
 }
 
 /// Commits the stored offsets (results already in the database) before partitions are
-/// revoked, so the next owner starts where this consumer's commits ended.
-pub struct FeedContext;
+/// revoked, so the next owner starts where this consumer's commits ended. Logs librdkafka's
+/// errors with the config's passwords (`secrets`) redacted.
+pub struct FeedContext {
+    secrets: Vec<Secret>,
+}
 
-impl ClientContext for FeedContext {}
+impl ClientContext for FeedContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let text = redact(&format!("{error}: {reason}"), self.secrets.iter().map(Secret::expose));
+        tracing::error!("librdkafka: {text}");
+    }
+}
 
 impl ConsumerContext for FeedContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -64,7 +73,7 @@ impl KafkaFeed {
                 ("queued.max.messages.kbytes", "16384"),
             ],
         )
-        .create_with_context(FeedContext)?;
+        .create_with_context(FeedContext { secrets: k.secrets().map(Secret::new).collect() })?;
         consumer.subscribe(&[&k.topic])?;
         Ok(KafkaFeed { consumer })
     }

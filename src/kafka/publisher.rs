@@ -13,8 +13,8 @@ use rdkafka::statistics::Statistics;
 use rdkafka::util::Timeout;
 
 use super::client::client_config;
-use super::setup_error::ClientSetupError;
-use crate::config::KafkaConfig;
+use super::setup_error::{ClientSetupError, redact};
+use crate::config::{KafkaConfig, Secret};
 use crate::domain::CheckResult;
 use crate::ports::{PublishError, StatusPublisher};
 use crate::wire;
@@ -24,8 +24,10 @@ const STATISTICS_INTERVAL_MS: &str = "1000";
 
 /// The client context: `up` is true while a broker the cluster named (not a bootstrap entry)
 /// has a working connection. Statistics set it every second; "all brokers down" clears it at once.
+/// `secrets` (the config's passwords) are redacted from librdkafka's error texts.
 struct BrokerLink {
     up: Arc<AtomicBool>,
+    secrets: Vec<Secret>,
 }
 
 impl ClientContext for BrokerLink {
@@ -42,7 +44,8 @@ impl ClientContext for BrokerLink {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.up.store(false, Ordering::Relaxed);
         }
-        tracing::error!("librdkafka: {error}: {reason}");
+        let text = redact(&format!("{error}: {reason}"), self.secrets.iter().map(Secret::expose));
+        tracing::error!("librdkafka: {text}");
     }
 }
 
@@ -74,7 +77,7 @@ impl KafkaPublisher {
         }
         let up = Arc::new(AtomicBool::new(false));
         let producer = config
-            .create_with_context(BrokerLink { up: up.clone() })
+            .create_with_context(BrokerLink { up: up.clone(), secrets: k.secrets().map(Secret::new).collect() })
             .map_err(|e| ClientSetupError::new(e, k))?;
         Ok(KafkaPublisher { producer, topic: k.topic.clone(), up })
     }

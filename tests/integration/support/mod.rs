@@ -2,6 +2,7 @@
 //! test sites, and polling with a deadline.
 
 pub mod raw;
+pub mod secure_kafka;
 pub mod sites;
 pub mod tls;
 
