@@ -37,7 +37,8 @@ pub enum SaslMechanism {
 }
 
 impl SaslMechanism {
-    pub const ALL: [SaslMechanism; 3] = [SaslMechanism::Plain, SaslMechanism::ScramSha256, SaslMechanism::ScramSha512];
+    pub const ALL: [SaslMechanism; 3] =
+        [SaslMechanism::Plain, SaslMechanism::ScramSha256, SaslMechanism::ScramSha512];
 
     /// The name librdkafka and the brokers use.
     pub fn name(self) -> &'static str {
@@ -51,15 +52,20 @@ impl SaslMechanism {
 
 pub fn read_tls(r: &mut Reader, v: &Value, path: &str) -> Option<KafkaTls> {
     let f = r.fields(v, path, TLS)?;
-    let file = |r: &mut Reader, key: &str| f.get(key).map(|(v, p)| r.nonempty_string(v, &p).map(PathBuf::from));
+    let file =
+        |r: &mut Reader, key: &str| f.get(key).map(|(v, p)| r.nonempty_string(v, &p).map(PathBuf::from));
     let ca = file(r, "ca_file");
     let cert = file(r, "cert_file");
     let key = file(r, "key_file");
     let password = f.get("key_password").map(|(v, p)| r.string(v, &p).map(Secret::new));
     // A certificate is useless without its key and the other way round; a password needs a key.
     match (&cert, &key) {
-        (Some(_), None) => r.problem(&join(path, "key_file"), "missing: `cert_file` needs the key it was issued for"),
-        (None, Some(_)) => r.problem(&join(path, "cert_file"), "missing: `key_file` needs the certificate it belongs to"),
+        (Some(_), None) => {
+            r.problem(&join(path, "key_file"), "missing: `cert_file` needs the key it was issued for")
+        }
+        (None, Some(_)) => {
+            r.problem(&join(path, "cert_file"), "missing: `key_file` needs the certificate it belongs to")
+        }
         _ => {}
     }
     if password.is_some() && key.is_none() {
@@ -84,7 +90,10 @@ pub fn read_sasl(r: &mut Reader, v: &Value, path: &str) -> Option<KafkaSasl> {
             if found.is_none() {
                 r.problem(
                     &p,
-                    format!("`{m}` is not supported; expected one of: {} (others through `kafka.properties`)", names()),
+                    format!(
+                        "`{m}` is not supported; expected one of: {} (others through `kafka.properties`)",
+                        names()
+                    ),
                 );
             }
             found
@@ -152,13 +161,23 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             paths(&e),
-            ["kafka.tls.key_pasword", "kafka.tls.ca_file", "kafka.tls.key_file", "kafka.sasl.mechanism", "kafka.sasl.username", "kafka.sasl.password"],
+            [
+                "kafka.tls.key_pasword",
+                "kafka.tls.ca_file",
+                "kafka.tls.key_file",
+                "kafka.sasl.mechanism",
+                "kafka.sasl.username",
+                "kafka.sasl.password"
+            ],
             "{e}"
         );
         let text = e.to_string();
         assert!(text.contains("did you mean `key_password`?"), "{text}");
         assert!(text.contains("`cert_file` needs the key"), "{text}");
-        assert!(text.contains("`GSSAPI` is not supported; expected one of: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"), "{text}");
+        assert!(
+            text.contains("`GSSAPI` is not supported; expected one of: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+            "{text}"
+        );
         assert!(text.contains("`NOPE` is not set"), "{text}");
     }
 

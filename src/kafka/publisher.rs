@@ -77,7 +77,10 @@ impl KafkaPublisher {
         }
         let up = Arc::new(AtomicBool::new(false));
         let producer = config
-            .create_with_context(BrokerLink { up: up.clone(), secrets: k.secrets().map(Secret::new).collect() })
+            .create_with_context(BrokerLink {
+                up: up.clone(),
+                secrets: k.secrets().map(Secret::new).collect(),
+            })
             .map_err(|e| ClientSetupError::new(e, k))?;
         Ok(KafkaPublisher { producer, topic: k.topic.clone(), up })
     }

@@ -86,7 +86,11 @@ mod tests {
     }
 
     fn sasl() -> KafkaSasl {
-        KafkaSasl { mechanism: SaslMechanism::ScramSha512, username: "u".to_owned(), password: Secret::new("pw") }
+        KafkaSasl {
+            mechanism: SaslMechanism::ScramSha512,
+            username: "u".to_owned(),
+            password: Secret::new("pw"),
+        }
     }
 
     fn settings(k: &KafkaConfig) -> ClientConfig {
@@ -112,14 +116,22 @@ mod tests {
         assert_eq!(c.get("sasl.username"), Some("u"));
         assert_eq!(c.get("sasl.password"), Some("pw"));
         assert_eq!(c.get("ssl.ca.location"), None);
-        let c = settings(&kafka(Some(KafkaTls { ca_file: Some("/ca.pem".into()), ..Default::default() }), Some(sasl()), &[]));
+        let c = settings(&kafka(
+            Some(KafkaTls { ca_file: Some("/ca.pem".into()), ..Default::default() }),
+            Some(sasl()),
+            &[],
+        ));
         assert_eq!(c.get("security.protocol"), Some("sasl_ssl"));
         assert_eq!(c.get("ssl.ca.location"), Some("/ca.pem"));
     }
 
     #[test]
     fn properties_still_override() {
-        let k = kafka(None, Some(sasl()), &[("security.protocol", "sasl_plaintext"), ("sasl.mechanism", "PLAIN")]);
+        let k = kafka(
+            None,
+            Some(sasl()),
+            &[("security.protocol", "sasl_plaintext"), ("sasl.mechanism", "PLAIN")],
+        );
         let c = settings(&k);
         assert_eq!(c.get("security.protocol"), Some("sasl_plaintext"));
         assert_eq!(c.get("sasl.mechanism"), Some("PLAIN"));

@@ -92,7 +92,10 @@ async fn missing_kafka_tls_files_exit_64_located_without_the_passwords() {
             shown.contains("tls.yaml:7:5: kafka.tls.cert_file: `/nonexistent/client.pem` cannot be read"),
             "{command:?}: {shown}"
         );
-        assert!(shown.contains("tls.yaml:8:5: kafka.tls.key_file: ") && shown.contains("is not a file"), "{command:?}: {shown}");
+        assert!(
+            shown.contains("tls.yaml:8:5: kafka.tls.key_file: ") && shown.contains("is not a file"),
+            "{command:?}: {shown}"
+        );
     }
 }
 
