@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use super::client::client_config;
-use super::setup_error::redact;
-use crate::config::{KafkaConfig, Secret};
+use super::redacted_log::RedactedLog;
+use crate::config::KafkaConfig;
 use crate::ports::{FeedBatch, FeedError, FeedPosition, RawRecord, Received, StatusFeed};
 use crate::wire;
 
@@ -19,16 +20,19 @@ pub struct KafkaFeed {
 }
 
 /// Commits the stored offsets (results already in the database) before partitions are
-/// revoked, so the next owner starts where this consumer's commits ended. Logs librdkafka's
-/// errors with the config's passwords (`secrets`) redacted.
+/// revoked, so the next owner starts where this consumer's commits ended. librdkafka's logs and
+/// errors go out with the config's secrets masked.
 pub struct FeedContext {
-    secrets: Vec<Secret>,
+    log: RedactedLog,
 }
 
 impl ClientContext for FeedContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.log.log(level, fac, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
-        let text = redact(&format!("{error}: {reason}"), self.secrets.iter().map(Secret::expose));
-        tracing::error!("librdkafka: {text}");
+        self.log.error(&error, reason);
     }
 }
 
@@ -73,7 +77,7 @@ impl KafkaFeed {
                 ("queued.max.messages.kbytes", "16384"),
             ],
         )
-        .create_with_context(FeedContext { secrets: k.secrets().map(Secret::new).collect() })?;
+        .create_with_context(FeedContext { log: RedactedLog::new(k) })?;
         consumer.subscribe(&[&k.topic])?;
         Ok(KafkaFeed { consumer })
     }

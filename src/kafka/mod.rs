@@ -3,6 +3,7 @@
 mod client;
 mod feed;
 mod publisher;
+mod redacted_log;
 mod security;
 mod setup_error;
 
