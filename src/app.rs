@@ -33,14 +33,16 @@ use crate::ui;
 pub const CHECK_DOWN: i32 = 2;
 
 /// Loads the config and checks that it has what `command` needs, including librdkafka's view
-/// of `kafka.properties` when the command uses Kafka (or validates the config). Pure apart from
-/// reading the file: nothing is contacted before this has passed.
+/// of `kafka.properties` and the presence of the `kafka.tls` files when the command uses Kafka
+/// (or validates the config). Pure apart from reading the file and looking up those: nothing is
+/// contacted before this has passed.
 fn load(path: &Path, needs: &[&str], command: &str) -> Result<Config, ConfigError> {
     let cfg = config::load_file(path)?;
     let mut problems = Vec::new();
     if let Some(k) = &cfg.kafka
         && (needs.contains(&"kafka") || command == "config check")
     {
+        problems.extend(kafka::file_problems(k));
         problems.extend(kafka::property_problems(k));
     }
     for section in needs {

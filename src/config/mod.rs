@@ -1,6 +1,7 @@
 //! Configuration: the YAML model, its pure validation, and the error that lists every problem.
 
 mod interpolate;
+mod kafka_security;
 mod load;
 mod locate;
 mod model;
@@ -10,6 +11,7 @@ mod sections;
 mod sites;
 
 pub use crate::domain::Secret;
+pub use kafka_security::{KafkaSasl, KafkaTls, SaslMechanism};
 pub use load::{load_file, locate, parse};
 pub use model::{
     Config, ConsumerConfig, KafkaConfig, PostgresConfig, ProducerConfig, SchemaRegistryConfig, Shard,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Secret;
+use super::kafka_security::{KafkaSasl, KafkaTls};
 use crate::domain::Site;
 
 /// A fully validated config file.
@@ -71,8 +72,23 @@ pub struct KafkaConfig {
     pub bootstrap_servers: String,
     pub topic: String,
     pub group_id: String,
-    /// librdkafka properties passed through as they are (SSL, SASL, tuning).
+    /// TLS to the brokers (`kafka.tls`); with `sasl`, the channel SASL runs over.
+    pub tls: Option<KafkaTls>,
+    /// SASL authentication (`kafka.sasl`), over TLS.
+    pub sasl: Option<KafkaSasl>,
+    /// librdkafka properties passed through as they are (tuning, anything `tls` and `sasl` do
+    /// not cover); set last, so they override what `tls` and `sasl` set.
     pub properties: Vec<(String, Secret)>,
+}
+
+impl KafkaConfig {
+    /// Every value that must not appear in a message: the `properties` values (any of them may
+    /// be a credential), the key password and the SASL password.
+    pub fn secrets(&self) -> impl Iterator<Item = &str> {
+        let key_password = self.tls.as_ref().and_then(|t| t.key_password.as_ref());
+        let sasl_password = self.sasl.as_ref().map(|s| &s.password);
+        self.properties.iter().map(|(_, v)| v).chain(key_password).chain(sasl_password).map(Secret::expose)
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -3,13 +3,14 @@
 
 use serde_yaml_ng::Value;
 
+use super::kafka_security::{read_sasl, read_tls};
 use super::reader::{Reader, join};
 use super::{
     ConsumerConfig, KafkaConfig, PostgresConfig, ProducerConfig, SchemaRegistryConfig, Secret, Shard,
     SqliteConfig,
 };
 
-const KAFKA: &[&str] = &["bootstrap_servers", "topic", "group_id", "properties"];
+const KAFKA: &[&str] = &["bootstrap_servers", "topic", "group_id", "tls", "sasl", "properties"];
 const POSTGRES: &[&str] = &["url", "max_connections"];
 const CONSUMER: &[&str] = &["batch_size", "batch_wait", "max_clock_skew"];
 const SQLITE: &[&str] = &["path"];
@@ -69,6 +70,8 @@ pub fn read_kafka(r: &mut Reader, v: &Value, path: &str) -> Option<KafkaConfig> 
         Some((v, p)) => r.nonempty_string(v, &p),
         None => Some("sitemon".to_owned()),
     };
+    let tls = f.get("tls").map(|(v, p)| read_tls(r, v, &p));
+    let sasl = f.get("sasl").map(|(v, p)| read_sasl(r, v, &p));
     let properties = match f.get("properties") {
         Some((v, p)) => read_properties(r, v, &p),
         None => Some(Vec::new()),
@@ -77,6 +80,8 @@ pub fn read_kafka(r: &mut Reader, v: &Value, path: &str) -> Option<KafkaConfig> 
         bootstrap_servers: bootstrap?,
         topic: topic?,
         group_id: group_id?,
+        tls: tls.map_or(Some(None), |t| t.map(Some))?,
+        sasl: sasl.map_or(Some(None), |s| s.map(Some))?,
         properties: properties?,
     })
 }

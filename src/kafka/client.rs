@@ -1,8 +1,10 @@
 //! librdkafka client settings shared by the publisher and the feed: our defaults first, then
-//! the user's `kafka.properties` passed through (SSL, SASL, tuning).
+//! `kafka.tls` and `kafka.sasl`, then the user's `kafka.properties` passed through (tuning,
+//! overrides).
 
 use rdkafka::ClientConfig;
 
+use super::security;
 use super::setup_error::ClientSetupError;
 use crate::config::{KafkaConfig, Problem};
 
@@ -16,6 +18,7 @@ pub fn client_config(k: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig
     for (key, value) in defaults {
         c.set(*key, *value);
     }
+    security::apply(&mut c, k);
     for (key, value) in &k.properties {
         if PINNED.contains(&key.as_str()) {
             tracing::warn!(property = %key, "ignoring kafka property: sitemon's delivery guarantee depends on its own value");
@@ -56,6 +59,8 @@ mod tests {
             bootstrap_servers: "127.0.0.1:1".to_owned(),
             topic: "t".to_owned(),
             group_id: "g".to_owned(),
+            tls: None,
+            sasl: None,
             properties: [
                 ("sasl.pasword", "hunter2-s3cret"),
                 ("security.protocol", "SASL_SSL"),

@@ -4,11 +4,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use super::client::client_config;
+use super::redacted_log::RedactedLog;
 use crate::config::KafkaConfig;
 use crate::ports::{FeedBatch, FeedError, FeedPosition, RawRecord, Received, StatusFeed};
 use crate::wire;
@@ -18,10 +20,21 @@ pub struct KafkaFeed {
 }
 
 /// Commits the stored offsets (results already in the database) before partitions are
-/// revoked, so the next owner starts where this consumer's commits ended.
-pub struct FeedContext;
+/// revoked, so the next owner starts where this consumer's commits ended. librdkafka's logs and
+/// errors go out with the config's secrets masked.
+pub struct FeedContext {
+    log: RedactedLog,
+}
 
-impl ClientContext for FeedContext {}
+impl ClientContext for FeedContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.log.log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.log.error(&error, reason);
+    }
+}
 
 impl ConsumerContext for FeedContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -64,7 +77,7 @@ impl KafkaFeed {
                 ("queued.max.messages.kbytes", "16384"),
             ],
         )
-        .create_with_context(FeedContext)?;
+        .create_with_context(FeedContext { log: RedactedLog::new(k) })?;
         consumer.subscribe(&[&k.topic])?;
         Ok(KafkaFeed { consumer })
     }

@@ -7,12 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::util::Timeout;
 
 use super::client::client_config;
+use super::redacted_log::RedactedLog;
 use super::setup_error::ClientSetupError;
 use crate::config::KafkaConfig;
 use crate::domain::CheckResult;
@@ -24,8 +26,10 @@ const STATISTICS_INTERVAL_MS: &str = "1000";
 
 /// The client context: `up` is true while a broker the cluster named (not a bootstrap entry)
 /// has a working connection. Statistics set it every second; "all brokers down" clears it at once.
+/// librdkafka's logs and errors go out with the config's secrets masked.
 struct BrokerLink {
     up: Arc<AtomicBool>,
+    log: RedactedLog,
 }
 
 impl ClientContext for BrokerLink {
@@ -38,11 +42,15 @@ impl ClientContext for BrokerLink {
         }
     }
 
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.log.log(level, fac, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.up.store(false, Ordering::Relaxed);
         }
-        tracing::error!("librdkafka: {error}: {reason}");
+        self.log.error(&error, reason);
     }
 }
 
@@ -76,7 +84,7 @@ impl KafkaPublisher {
         }
         let up = Arc::new(AtomicBool::new(false));
         let producer = config
-            .create_with_context(BrokerLink { up: up.clone() })
+            .create_with_context(BrokerLink { up: up.clone(), log: RedactedLog::new(k) })
             .map_err(|e| ClientSetupError::new(e, k))?;
         Ok(KafkaPublisher { producer, topic: k.topic.clone(), up, schema_id: None })
     }

@@ -1,11 +1,12 @@
-//! Errors from creating a Kafka client, with every configured property value redacted:
-//! librdkafka and rdkafka echo a rejected property's value (`sasl.pasword <the password>`).
+//! Errors from creating a Kafka client, with every configured property value and password
+//! redacted: librdkafka and rdkafka echo a rejected property's value (`sasl.pasword <the password>`).
 
 use rdkafka::error::KafkaError;
 
 use crate::config::KafkaConfig;
 
-/// Why a Kafka client could not be created. The text holds no value of `kafka.properties`.
+/// Why a Kafka client could not be created. The text holds no value of `kafka.properties` and
+/// no password of `kafka.tls` or `kafka.sasl`.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientSetupError {
     /// librdkafka refused a property (unknown name or invalid value): a config problem, found
@@ -18,9 +19,10 @@ pub enum ClientSetupError {
 }
 
 impl ClientSetupError {
-    /// Classifies `e` and redacts every value of `k.properties` from its text.
+    /// Classifies `e` and redacts every value of `k.properties` and every password of
+    /// `k.tls` and `k.sasl` from its text.
     pub fn new(e: KafkaError, k: &KafkaConfig) -> Self {
-        let values = || k.properties.iter().map(|(_, v)| v.expose());
+        let values = || k.secrets();
         match e {
             // Display would print `desc key value`; the value is left out, and the description
             // (which may quote it) is redacted.
@@ -52,6 +54,8 @@ mod tests {
             bootstrap_servers: "127.0.0.1:1".to_owned(),
             topic: "t".to_owned(),
             group_id: "g".to_owned(),
+            tls: None,
+            sasl: None,
             properties: properties.iter().map(|(k, v)| (k.to_string(), Secret::new(*v))).collect(),
         }
     }

@@ -65,6 +65,40 @@ async fn refused_kafka_properties_exit_64_without_their_values() {
     }
 }
 
+/// `kafka.tls` files that are not there are located config problems for every command that
+/// uses Kafka, all at once with any other problem, and no password is echoed.
+#[tokio::test]
+async fn missing_kafka_tls_files_exit_64_located_without_the_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write(dir.path(), "ca.pem", "not checked here");
+    let cfg = write(
+        dir.path(),
+        "tls.yaml",
+        &format!(
+            "sites:\n  - {{name: a, url: 'http://127.0.0.1:1/'}}\nkafka:\n  bootstrap_servers: 127.0.0.1:1\n  tls:\n    ca_file: {ca}\n    cert_file: /nonexistent/client.pem\n    key_file: {dir}\n    key_password: ${{SITEMON_TEST_KEY_PASSWORD}}\n  sasl: {{mechanism: SCRAM-SHA-512, username: u, password: sasl-s3cret}}\npostgres:\n  url: postgres://u@127.0.0.1:1/db\n",
+            dir = dir.path().display()
+        ),
+    );
+    let env = [("SITEMON_TEST_KEY_PASSWORD", "k3y-s3cret")];
+    for command in
+        [&["producer", "--once", "-c", &cfg][..], &["consumer", "-c", &cfg], &["config", "check", "-c", &cfg]]
+    {
+        let out = sitemon(command, &env, Duration::from_secs(10)).await;
+        let shown = describe(&out);
+        assert_eq!(out.status.code(), Some(64), "{command:?}: {shown}");
+        assert!(!shown.contains("s3cret"), "{command:?} echoed a secret: {shown}");
+        assert!(shown.contains("2 problems"), "{command:?}: {shown}");
+        assert!(
+            shown.contains("tls.yaml:7:5: kafka.tls.cert_file: `/nonexistent/client.pem` cannot be read"),
+            "{command:?}: {shown}"
+        );
+        assert!(
+            shown.contains("tls.yaml:8:5: kafka.tls.key_file: ") && shown.contains("is not a file"),
+            "{command:?}: {shown}"
+        );
+    }
+}
+
 #[test]
 fn example_configs_are_valid() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/example_config");

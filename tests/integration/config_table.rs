@@ -140,6 +140,31 @@ const CASES: &[(&str, &str, &str)] = &[
         "kafka:\n  bootstrap_servers: h:9092\n  properties: [a]\n",
         "kafka.properties: expected a mapping",
     ),
+    (
+        "unknown kafka.tls key",
+        "kafka:\n  bootstrap_servers: h:9093\n  tls:\n    ca_flie: ca.pem\n",
+        "bad.yaml:7:5: kafka.tls.ca_flie: unknown field; did you mean `ca_file`?",
+    ),
+    (
+        "client certificate without its key",
+        "kafka:\n  bootstrap_servers: h:9093\n  tls:\n    cert_file: client.pem\n",
+        "kafka.tls.key_file: missing: `cert_file` needs the key it was issued for",
+    ),
+    (
+        "key password without a key",
+        "kafka:\n  bootstrap_servers: h:9093\n  tls:\n    key_password: k3y\n",
+        "bad.yaml:7:5: kafka.tls.key_password: there is no `key_file` for this password to open",
+    ),
+    (
+        "unknown SASL mechanism",
+        "kafka:\n  bootstrap_servers: h:9093\n  sasl: {mechanism: GSSAPI, username: u, password: p}\n",
+        "kafka.sasl.mechanism: `GSSAPI` is not supported; expected one of: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512",
+    ),
+    (
+        "SASL without a password",
+        "kafka:\n  bootstrap_servers: h:9093\n  sasl:\n    mechanism: SCRAM-SHA-512\n    username: u\n",
+        "kafka.sasl.password: missing",
+    ),
     ("zero batch size", "consumer:\n  batch_size: 0\n", "consumer.batch_size: 0 is out of range 1..=100000"),
     (
         "batch wait gibberish",

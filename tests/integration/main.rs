@@ -8,6 +8,7 @@ mod config_table;
 mod embedded;
 mod hostile;
 mod interop;
+mod kafka_security;
 mod pipeline;
 mod registry;
 mod scheduler;

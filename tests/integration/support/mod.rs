@@ -3,6 +3,7 @@
 
 pub mod raw;
 pub mod registry_standin;
+pub mod secure_kafka;
 pub mod sites;
 pub mod tls;
 
