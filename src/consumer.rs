@@ -215,7 +215,12 @@ async fn decode_registered<L: SchemaLookup>(
         let Some(id) = wire::registry_id(bytes) else { continue };
         let mut backoff = crate::retry::backoff();
         while !schemas.knows(id) && !unknown.contains_key(&id) {
-            match registry.schema_by_id(id).await {
+            // A registry that accepts the connection and never answers must not hold a shutdown.
+            let answer = tokio::select! {
+                a = registry.schema_by_id(id) => a,
+                _ = shutdown.cancelled() => return false,
+            };
+            match answer {
                 Ok(json) => {
                     tracing::info!(schema_id = id, "writer schema fetched from the registry");
                     schemas.learn(id, &json);

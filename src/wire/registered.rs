@@ -96,7 +96,12 @@ impl WriterSchemas {
 }
 
 fn writer(json: &str) -> Writer {
-    if super::canonical::fingerprint(json).is_ok_and(|fp| fp == CURRENT.fingerprint) {
+    // The canonical form drops logical types, so equal fingerprints do not make equal meaning
+    // (`timestamp-millis` where sitemon writes micros): the fast path also needs the same
+    // logical annotations, in the same places.
+    if super::canonical::fingerprint(json).is_ok_and(|fp| fp == CURRENT.fingerprint)
+        && annotations(json) == annotations(super::schema::CURRENT_SCHEMA_JSON)
+    {
         return Writer::Current;
     }
     let schema = match Schema::parse_str(json) {
@@ -107,6 +112,29 @@ fn writer(json: &str) -> Writer {
         Ok(_) => Writer::Other(Box::new(schema)),
         Err(e) => Writer::Unusable(format!("the registry's schema does not resolve into sitemon's: {e}")),
     }
+}
+
+/// Every `logicalType`, `precision` and `scale` of a schema, in a fixed order; `None` if the
+/// text is not JSON.
+fn annotations(json: &str) -> Option<Vec<String>> {
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for key in ["logicalType", "precision", "scale"] {
+                    if let Some(a) = m.get(key) {
+                        out.push(format!("{key}={a}"));
+                    }
+                }
+                m.values().for_each(|x| walk(x, out));
+            }
+            serde_json::Value::Array(xs) => xs.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let mut out = Vec::new();
+    walk(&v, &mut out);
+    Some(out)
 }
 
 #[cfg(test)]
@@ -187,5 +215,14 @@ mod tests {
         schemas.learn(2, "not json");
         assert!(matches!(schemas.decode(&[0, 0, 0, 0, 1, 2]), Err(DecodeError::Datum(_))));
         assert!(matches!(schemas.decode(&[0, 0, 0, 0, 2, 2]), Err(DecodeError::RegistrySchema(_))));
+    }
+
+    #[test]
+    fn a_schema_that_differs_only_in_logical_types_is_not_read_as_sitemons() {
+        let ours = crate::wire::schema::CURRENT_SCHEMA_JSON;
+        assert!(matches!(writer(ours), Writer::Current));
+        let millis = ours.replacen("timestamp-micros", "timestamp-millis", 1);
+        assert_ne!(millis, ours);
+        assert!(!matches!(writer(&millis), Writer::Current), "same canonical form, other meaning");
     }
 }
