@@ -107,9 +107,12 @@ impl SchemaLookup for RegistryClient {
             }),
             Err(e) => match answer(&e) {
                 // 40403: schema not found.
-                Some(raw) if raw.error_code == 40403 => Err(SchemaLookupError::Unknown {
+                // 40403 is the common code; a registry (or proxy) answering a bare 404 with the
+                // registry's JSON error body means the same. Refusals (401/403) are retried:
+                // a credential fixed by the operator lets the batch through, nothing is lost.
+                Some(raw) if matches!(raw.error_code, 40403 | 404) => Err(SchemaLookupError::Unknown {
                     id,
-                    message: format!("{} (error_code 40403)", raw.message),
+                    message: format!("{} (error_code {})", raw.message, raw.error_code),
                 }),
                 _ => Err(SchemaLookupError::Unavailable(classify(&e).into())),
             },
