@@ -72,8 +72,13 @@ def ensure_tools():
            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     # Many short connections: let loopback reuse TIME_WAIT ports, and keep the ephemeral range
     # off the services' ports (Kafka, PostgreSQL) so that churn cannot take them.
+    # Added to the ports already reserved (another instance of the services may be running).
     ports = os.environ.get("SITEMON_KAFKA_PORT", "39092"), os.environ.get("SITEMON_PG_PORT", "35432")
-    reserved = f"{ports[0]}-{int(ports[0]) + 1},{ports[1]}"
+    try:
+        current = Path("/proc/sys/net/ipv4/ip_local_reserved_ports").read_text().strip()
+    except OSError:
+        current = ""
+    reserved = ",".join(filter(None, [current, f"{ports[0]}-{int(ports[0]) + 3}", ports[1]]))
     for k, v in (("net.ipv4.tcp_tw_reuse", "1"), ("net.ipv4.ip_local_reserved_ports", reserved)):
         subprocess.run(["sysctl", "-q", "-w", f"{k}={v}"], stderr=subprocess.DEVNULL)
 
