@@ -17,7 +17,7 @@ use crate::consumer::{self, ConsumerOptions};
 use crate::domain::Site;
 use crate::exit;
 use crate::health::Health;
-use crate::kafka::{self, ClientSetupError, KafkaFeed, KafkaPublisher};
+use crate::kafka::{ClientSetupError, KafkaFeed, KafkaPublisher};
 use crate::memory;
 use crate::ops_server;
 use crate::ports::{NoRegistry, SiteProbe, StatusStore};
@@ -25,43 +25,13 @@ use crate::probe::{HyperProbe, ProbeSetupError};
 use crate::producer::{self, ProducerOptions, ProducerReport};
 use crate::readiness;
 use crate::registry::{RegistryClient, RegistryError};
+use crate::setup;
 use crate::shutdown;
 use crate::store::{PgStore, SqliteStore};
 use crate::ui;
 
 /// Exit code of `sitemon check` when the site is down.
 pub const CHECK_DOWN: i32 = 2;
-
-/// Loads the config and checks that it has what `command` needs, including librdkafka's view
-/// of `kafka.properties` and the presence of the `kafka.tls` files when the command uses Kafka
-/// (or validates the config). Pure apart from reading the file and looking up those: nothing is
-/// contacted before this has passed.
-fn load(path: &Path, needs: &[&str], command: &str) -> Result<Config, ConfigError> {
-    let cfg = config::load_file(path)?;
-    let mut problems = Vec::new();
-    if let Some(k) = &cfg.kafka
-        && (needs.contains(&"kafka") || command == "config check")
-    {
-        problems.extend(kafka::file_problems(k));
-        problems.extend(kafka::property_problems(k));
-    }
-    for section in needs {
-        let missing = match *section {
-            "sites" => cfg.sites.is_empty(),
-            "kafka" => cfg.kafka.is_none(),
-            "postgres" => cfg.postgres.is_none(),
-            _ => false,
-        };
-        if missing {
-            problems.push(Problem::new(*section, format!("missing: `sitemon {command}` needs this section")));
-        }
-    }
-    if problems.is_empty() {
-        return Ok(cfg);
-    }
-    config::locate(path, &mut problems);
-    Err(ConfigError { file: path.to_owned(), problems })
-}
 
 /// A Kafka client that could not be created: a refused property is a config problem (exit 64),
 /// anything else a runtime failure. Neither text holds a property value.
@@ -94,8 +64,8 @@ pub async fn run(command: Command, listen: Option<SocketAddr>) -> anyhow::Result
         Command::Producer(args) => run_producer(args, listen).await,
         Command::Consumer(args) => run_consumer(args, listen).await,
         Command::Migrate(args) => {
-            let cfg = load(&args.config, &["postgres"], "migrate")?;
-            let store = PgStore::connect(cfg.postgres.as_ref().expect("checked by load"))?;
+            let setup = setup::Migrate::load(&args.config)?;
+            let store = PgStore::connect(&setup.postgres)?;
             store.migrate().await.context("applying migrations")?;
             tracing::info!("migrations applied");
             Ok(exit::OK)
@@ -104,7 +74,7 @@ pub async fn run(command: Command, listen: Option<SocketAddr>) -> anyhow::Result
         Command::Check(args) => run_check(args).await,
         Command::Status(args) => run_status(args).await,
         Command::Config(ConfigCommand::Check(args)) => {
-            let cfg = load(&args.config, &[], "config check")?;
+            let cfg = setup::Checked::load(&args.config)?.config;
             println!(
                 "{}: ok ({} sites; kafka {}; postgres {})",
                 args.config.display(),
@@ -122,15 +92,20 @@ pub async fn run(command: Command, listen: Option<SocketAddr>) -> anyhow::Result
 }
 
 /// The probe for these sites. A CA file that cannot be used is a config problem (exit 64),
-/// found before anything is contacted.
-fn probe(file: &Path, region: &str, sites: &[Site]) -> anyhow::Result<HyperProbe> {
+/// found before anything is contacted. `inline` says whether the sites are the config file's
+/// own `sites:` (then the problem has its line there), not a `sites_file`'s.
+fn probe(file: &Path, region: &str, sites: &[Site], inline: bool) -> anyhow::Result<HyperProbe> {
     match HyperProbe::new(region, sites) {
         Ok(p) => Ok(p),
-        Err(ProbeSetupError::Tls(e)) => Err(ConfigError {
-            file: file.to_owned(),
-            problems: vec![Problem::new(format!("sites[{}].tls_ca_file", e.site), e.message)],
+        Err(ProbeSetupError::Tls(e)) => {
+            let path = match inline {
+                true => format!("sites[{}].tls_ca_file", e.site),
+                false => format!("site `{}`.tls_ca_file", sites[e.site].id),
+            };
+            let mut problems = vec![Problem::new(path, e.message)];
+            config::locate(file, &mut problems);
+            Err(ConfigError { file: file.to_owned(), problems }.into())
         }
-        .into()),
         Err(e) => Err(e.into()),
     }
 }
@@ -193,11 +168,11 @@ async fn ops(listen: Option<SocketAddr>, starting: &str) -> anyhow::Result<Arc<H
 }
 
 async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow::Result<i32> {
-    let mut cfg = load(&args.config.config, &["sites", "kafka"], "producer")?;
+    let setup::Producer { config: mut cfg, kafka } = setup::Producer::load(&args.config.config)?;
+    let kafka = &kafka;
     let health = ops(listen, "starting").await?;
     let sites = my_sites(&mut cfg);
-    let kafka = cfg.kafka.as_ref().expect("checked by load");
-    let probe = Arc::new(probe(&args.config.config, &cfg.region, &sites)?);
+    let probe = Arc::new(probe(&args.config.config, &cfg.region, &sites, cfg.sites_file.is_none())?);
     let mut publisher =
         KafkaPublisher::new(kafka).map_err(|e| kafka_setup(&args.config.config, "producer", e))?;
     let stop = shutdown::on_signals();
@@ -288,10 +263,10 @@ fn ensure_complete(report: &ProducerReport) -> anyhow::Result<()> {
 }
 
 async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow::Result<i32> {
-    let cfg = load(&args.config.config, &["kafka", "postgres"], "consumer")?;
+    let setup::Consumer { config: cfg, kafka, postgres } = setup::Consumer::load(&args.config.config)?;
+    let kafka = &kafka;
     let health = ops(listen, "starting").await?;
-    let kafka = cfg.kafka.as_ref().expect("checked by load");
-    let store = PgStore::connect(cfg.postgres.as_ref().expect("checked by load"))?;
+    let store = PgStore::connect(&postgres)?;
     store.migrate().await.context("applying migrations")?;
     let mut feed = KafkaFeed::new(kafka)
         .map_err(|e| kafka_setup(&args.config.config, "consumer", ClientSetupError::new(e, kafka)))?;
@@ -340,7 +315,7 @@ async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow:
 
 /// Producer and consumer in one process, joined by a bounded channel, storing in SQLite.
 async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Result<i32> {
-    let mut cfg = load(&args.config.config, &["sites"], "run")?;
+    let mut cfg = setup::Embedded::load(&args.config.config)?.config;
     let health = ops(listen, "starting").await?;
     let store = Arc::new(
         SqliteStore::open(&cfg.sqlite.path)
@@ -348,7 +323,7 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
             .with_context(|| format!("opening {}", cfg.sqlite.path.display()))?,
     );
     let sites = my_sites(&mut cfg);
-    let probe = Arc::new(probe(&args.config.config, &cfg.region, &sites)?);
+    let probe = Arc::new(probe(&args.config.config, &cfg.region, &sites, cfg.sites_file.is_none())?);
     let (publisher, mut feed) = memory::channel(10_000);
     let interactive = std::io::stdout().is_terminal() && !args.no_table;
     tracing::info!(sites = sites.len(), db = %cfg.sqlite.path.display(), "sitemon run starting");
@@ -425,7 +400,7 @@ fn check_site(args: &CheckArgs) -> Result<Site, ConfigError> {
 async fn run_check(args: CheckArgs) -> anyhow::Result<i32> {
     let site = check_site(&args)?;
     let region = gethostname::gethostname().to_string_lossy().into_owned();
-    let probe = probe(Path::new("command line"), &region, std::slice::from_ref(&site))?;
+    let probe = probe(Path::new("command line"), &region, std::slice::from_ref(&site), true)?;
     let result = probe.check(&site, chrono::Utc::now()).await;
     if args.json {
         println!("{}", ui::check_json(&result));
@@ -436,11 +411,12 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<i32> {
 }
 
 async fn run_status(args: StatusArgs) -> anyhow::Result<i32> {
-    let cfg = load(&args.config.config, &[], "status")?;
-    let rows = match &cfg.postgres {
-        Some(pg) => PgStore::connect(pg)?.latest().await.context("reading site_status from PostgreSQL")?,
-        None => {
-            let path = &cfg.sqlite.path;
+    let rows = match setup::Status::load(&args.config.config)? {
+        setup::Status::Postgres(pg) => {
+            PgStore::connect(&pg)?.latest().await.context("reading site_status from PostgreSQL")?
+        }
+        setup::Status::Sqlite { path } => {
+            let path = &path;
             anyhow::ensure!(
                 path.exists(),
                 "no database at {}: run `sitemon run -c {}` first",

@@ -18,6 +18,7 @@ pub mod readiness;
 pub mod registry;
 pub mod retry;
 pub mod schedule;
+pub mod setup;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

@@ -1,7 +1,8 @@
 //! Turns YAML text into a validated [`Config`]: parse, then read every section, collecting every
-//! problem with its location. No network or database I/O happens here.
+//! problem with its location; with [`SiteFile::Read`], the `sites_file` too. No network or
+//! database I/O happens here.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_yaml_ng::Value;
 
@@ -10,13 +11,15 @@ use super::reader::Reader;
 use super::sections::{
     read_consumer, read_kafka, read_postgres, read_producer, read_schema_registry, read_shard, read_sqlite,
 };
-use super::sites::{read_defaults, read_sites};
+use super::site_file::{FileSites, read_sites_file};
+use super::sites::{SiteDefaults, later_duplicates, read_defaults, read_sites};
 use super::{Config, ConfigError, ConsumerConfig, Problem, ProducerConfig, SqliteConfig};
 
 const TOP: &[&str] = &[
     "region",
     "defaults",
     "sites",
+    "sites_file",
     "kafka",
     "postgres",
     "sqlite",
@@ -27,17 +30,37 @@ const TOP: &[&str] = &[
     "schema_registry",
 ];
 
+/// Whether the site list of a `sites_file` is read (and checked) with the config. Commands that
+/// check no site skip it: a million-site file costs them nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SiteFile {
+    Read,
+    Skip,
+}
+
 /// Reads and validates a config file, with `${VAR}` resolved from the process environment.
-pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+pub fn load_file(path: &Path, site_file: SiteFile) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.to_owned(),
         problems: vec![Problem::new("", format!("cannot read file: {e}"))],
     })?;
-    parse(&text, path, &|name| std::env::var(name).ok())
+    parse_with(&text, path, &|name| std::env::var(name).ok(), site_file)
 }
 
-/// Validates config text. `env` resolves `${VAR}` references.
+/// Validates config text (a `sites_file` it names is not read). `env` resolves `${VAR}`.
 pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    parse_with(text, file, env, SiteFile::Skip)
+}
+
+/// Validates config text; with [`SiteFile::Read`], the sites of its `sites_file` (a path
+/// relative to `file`'s directory) are read and checked too, and follow the inline ones in
+/// `Config::sites`. Every problem of both files is reported at once.
+pub fn parse_with(
+    text: &str,
+    file: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    site_file: SiteFile,
+) -> Result<Config, ConfigError> {
     let fail = |problems| ConfigError { file: file.to_owned(), problems };
     let root: Value = serde_yaml_ng::from_str(text).map_err(|e| {
         let mut p = Problem::new("", format!("not valid YAML: {e}"));
@@ -45,14 +68,34 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
         fail(vec![p])
     })?;
     let mut r = Reader::new(env);
-    let config = read_config(&mut r, &root);
+    let (config, source) = read_config(&mut r, &root, file);
+    let from_file = match (&source.file, site_file) {
+        (Some(path), SiteFile::Read) => read_sites_file(&mut r, path, &source.defaults),
+        _ => FileSites::default(),
+    };
+    let places = Locations::of(text);
+    let mut problems = r.problems;
+    let mut config = config.filter(|_| problems.is_empty());
+    if let Some(c) = &mut config {
+        let inline = c.sites.len();
+        c.sites.extend(from_file.sites);
+        for i in later_duplicates(&c.sites) {
+            let message = format!("duplicate site name `{}`", c.sites[i].id);
+            problems.push(match i.checked_sub(inline) {
+                None => Problem::new(format!("sites[{i}].name"), message),
+                Some(j) => Problem {
+                    at: Some((from_file.lines[j] as usize, 0)),
+                    file: source.file.clone(),
+                    ..Problem::new(format!("{}.name", super::site_file::item_path(j)), message)
+                },
+            });
+        }
+    }
     match config {
-        Some(c) if r.problems.is_empty() => Ok(c),
+        Some(c) if problems.is_empty() => Ok(c),
         _ => {
-            let places = Locations::of(text);
-            let mut problems = r.problems;
-            for p in &mut problems {
-                p.at = places.find(&p.path);
+            for p in problems.iter_mut().filter(|p| p.file.is_none()) {
+                p.at = p.at.or_else(|| places.find(&p.path));
             }
             Err(fail(problems))
         }
@@ -64,17 +107,40 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
 pub fn locate(file: &Path, problems: &mut [Problem]) {
     let Ok(text) = std::fs::read_to_string(file) else { return };
     let places = Locations::of(&text);
-    for p in problems.iter_mut().filter(|p| p.at.is_none()) {
+    for p in problems.iter_mut().filter(|p| p.at.is_none() && p.file.is_none()) {
         p.at = places.find(&p.path);
     }
 }
 
-fn read_config(r: &mut Reader, root: &Value) -> Option<Config> {
+/// Where the rest of the site list comes from: read even when another section has problems, so
+/// that the sites file's are reported with them.
+struct SiteSource {
+    defaults: SiteDefaults,
+    file: Option<PathBuf>,
+}
+
+fn read_config(r: &mut Reader, root: &Value, file: &Path) -> (Option<Config>, SiteSource) {
+    let mut source = SiteSource { defaults: SiteDefaults::default(), file: None };
     if root.is_null() {
         r.problem("", "the file is empty");
-        return None;
+        return (None, source);
     }
-    let top = r.fields(root, "", TOP)?;
+    let Some(top) = r.fields(root, "", TOP) else { return (None, source) };
+    source.defaults = read_defaults(r, &top);
+    let sites_file = top.get("sites_file").map(|(v, p)| {
+        r.nonempty_string(v, &p).map(|f| file.parent().unwrap_or(Path::new("")).join(f.trim()))
+    });
+    source.file = sites_file.clone().flatten();
+    let config = read_sections(r, &top, &source.defaults, sites_file);
+    (config, source)
+}
+
+fn read_sections(
+    r: &mut Reader,
+    top: &super::reader::Fields,
+    defaults: &SiteDefaults,
+    sites_file: Option<Option<PathBuf>>,
+) -> Option<Config> {
     let region = match top.get("region") {
         Some((v, p)) => r.nonempty_string(v, &p).and_then(|region| {
             if region.len() > crate::domain::MAX_ID_BYTES || region.contains('\0') {
@@ -89,9 +155,8 @@ fn read_config(r: &mut Reader, root: &Value) -> Option<Config> {
         }),
         None => Some(gethostname::gethostname().to_string_lossy().into_owned()),
     };
-    let defaults = read_defaults(r, &top);
     let sites = match top.get("sites") {
-        Some((v, p)) => read_sites(r, v, &p, &defaults),
+        Some((v, p)) => read_sites(r, v, &p, defaults),
         None => Some(Vec::new()),
     };
     let kafka = top.get("kafka").map(|(v, p)| read_kafka(r, v, &p));
@@ -114,6 +179,7 @@ fn read_config(r: &mut Reader, root: &Value) -> Option<Config> {
     Some(Config {
         region: region?,
         sites: sites?,
+        sites_file: sites_file.map_or(Some(None), |f| f.map(Some))?,
         kafka: kafka.map_or(Some(None), |k| k.map(Some))?,
         postgres: postgres.map_or(Some(None), |p| p.map(Some))?,
         sqlite: sqlite?,

@@ -8,11 +8,14 @@ mod model;
 mod problem;
 mod reader;
 mod sections;
+mod site_file;
 mod sites;
+mod sites_csv;
+mod sites_yaml;
 
 pub use crate::domain::Secret;
 pub use kafka_security::{KafkaSasl, KafkaTls, SaslMechanism};
-pub use load::{load_file, locate, parse};
+pub use load::{SiteFile, load_file, locate, parse, parse_with};
 pub use model::{
     Config, ConsumerConfig, KafkaConfig, PostgresConfig, ProducerConfig, SchemaRegistryConfig, Shard,
     SqliteConfig,

@@ -12,7 +12,10 @@ use crate::domain::Site;
 pub struct Config {
     /// Producer location label stored with every result (default: the host name).
     pub region: String,
+    /// The sites: the inline `sites:` list, then (when read with it) the `sites_file`'s.
     pub sites: Vec<Site>,
+    /// The `sites_file`, resolved against the config file's directory.
+    pub sites_file: Option<PathBuf>,
     pub kafka: Option<KafkaConfig>,
     pub postgres: Option<PostgresConfig>,
     /// The embedded store of `sitemon run` (and `sitemon status` without `postgres`).

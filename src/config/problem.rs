@@ -8,17 +8,20 @@ use std::path::PathBuf;
 pub struct Problem {
     pub path: String,
     pub message: String,
-    /// Line and column (1-based) in the file, when the path stands in it.
+    /// Line and column (1-based) in the file, when the path stands in it; column 0 when only the
+    /// line is known (a CSV row).
     pub at: Option<(usize, usize)>,
+    /// The file the problem stands in when it is not the config file itself (a `sites_file`).
+    pub file: Option<PathBuf>,
 }
 
 impl Problem {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Problem { path: path.into(), message: message.into(), at: None }
+        Problem { path: path.into(), message: message.into(), at: None, file: None }
     }
 }
 
-/// Every problem found in one config file. Maps to exit code 64.
+/// Every problem found in one config file (and the site file it names). Maps to exit code 64.
 #[derive(Debug, thiserror::Error)]
 pub struct ConfigError {
     pub file: PathBuf,
@@ -30,9 +33,11 @@ impl fmt::Display for ConfigError {
         let n = self.problems.len();
         write!(f, "{}: {n} problem{} in config", self.file.display(), if n == 1 { "" } else { "s" })?;
         for p in &self.problems {
-            write!(f, "\n  {}", self.file.display())?;
-            if let Some((line, col)) = p.at {
-                write!(f, ":{line}:{col}")?;
+            write!(f, "\n  {}", p.file.as_ref().unwrap_or(&self.file).display())?;
+            match p.at {
+                Some((line, 0)) => write!(f, ":{line}")?,
+                Some((line, col)) => write!(f, ":{line}:{col}")?,
+                None => {}
             }
             if !p.path.is_empty() {
                 write!(f, ": {}", p.path)?;

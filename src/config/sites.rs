@@ -1,6 +1,5 @@
 //! The `sites` and `defaults` sections: every site checked field by field.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use regex::bytes::RegexBuilder;
@@ -12,7 +11,8 @@ use super::reader::{Fields, Reader, join};
 use crate::domain::{ExpectedStatus, Site, TlsOptions};
 
 const DEFAULTS: &[&str] = &["interval", "timeout", "expected_status"];
-const SITE: &[&str] = &[
+/// The options of one site, in `sites:` items, YAML site files and CSV header rows.
+pub(super) const SITE_FIELDS: &[&str] = &[
     "name",
     "url",
     "method",
@@ -36,18 +36,26 @@ pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Compiled-regex size cap, so a hostile pattern cannot take the producer's memory.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
+/// The `defaults:` section: what a site that does not say gets.
+#[derive(Debug, Clone)]
 pub struct SiteDefaults {
     interval: Duration,
     timeout: Duration,
     expected_status: ExpectedStatus,
 }
 
+impl Default for SiteDefaults {
+    fn default() -> Self {
+        SiteDefaults {
+            interval: DEFAULT_INTERVAL,
+            timeout: DEFAULT_TIMEOUT,
+            expected_status: ExpectedStatus::SuccessOrRedirect,
+        }
+    }
+}
+
 pub fn read_defaults(r: &mut Reader, top: &Fields) -> SiteDefaults {
-    let mut d = SiteDefaults {
-        interval: DEFAULT_INTERVAL,
-        timeout: DEFAULT_TIMEOUT,
-        expected_status: ExpectedStatus::SuccessOrRedirect,
-    };
+    let mut d = SiteDefaults::default();
     let Some((v, p)) = top.get("defaults") else {
         return d;
     };
@@ -66,33 +74,41 @@ pub fn read_defaults(r: &mut Reader, top: &Fields) -> SiteDefaults {
     d
 }
 
+/// The inline `sites:` list. Names are checked for duplicates once the whole list (with a
+/// `sites_file`'s) is read: [`later_duplicates`].
 pub fn read_sites(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> Option<Vec<Site>> {
     let items = r.list(v, path)?;
     if items.is_empty() {
         r.problem(path, "the site list is empty; add at least one site");
         return None;
     }
-    let mut seen = HashSet::new();
     let mut sites = Vec::with_capacity(items.len());
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
-        let p = format!("{path}[{i}]");
-        match read_site(r, item, &p, d) {
-            Some(site) => {
-                if !seen.insert(site.id.clone()) {
-                    r.problem(&join(&p, "name"), format!("duplicate site name `{}`", site.id));
-                    ok = false;
-                }
-                sites.push(site);
-            }
+        match read_site(r, item, &format!("{path}[{i}]"), d) {
+            Some(site) => sites.push(site),
             None => ok = false,
         }
     }
     ok.then_some(sites)
 }
 
-fn read_site(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> Option<Site> {
-    let f = r.fields(v, path, SITE)?;
+/// Indices of the sites whose name an earlier site already has, in order. Sorts indices rather
+/// than hashing names, so a million sites cost 4 MB here, not a copy of every name.
+pub fn later_duplicates(sites: &[Site]) -> Vec<usize> {
+    let mut order: Vec<u32> = (0..sites.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| sites[a as usize].id.cmp(&sites[b as usize].id).then(a.cmp(&b)));
+    let mut dups: Vec<usize> = order
+        .windows(2)
+        .filter(|w| sites[w[0] as usize].id == sites[w[1] as usize].id)
+        .map(|w| w[1] as usize)
+        .collect();
+    dups.sort_unstable();
+    dups
+}
+
+pub(super) fn read_site(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> Option<Site> {
+    let f = r.fields(v, path, SITE_FIELDS)?;
     let name = match f.get("name") {
         Some((v, p)) => r.nonempty_string(v, &p).and_then(|n| site_name(r, n, &p)),
         None => {

@@ -1,0 +1,159 @@
+//! One typed setup per subcommand: what the command uses from the config file, present and
+//! checked (with every problem at once, exit 64) before anything starts. A command asks only
+//! for what it uses: `consumer` and `migrate` need no sites (a `sites_file` is not even read),
+//! `producer` no database, `status` only its store.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{self, Config, ConfigError, KafkaConfig, PostgresConfig, Problem, SiteFile};
+use crate::kafka;
+
+/// `sitemon producer`: sites and Kafka.
+pub struct Producer {
+    pub config: Config,
+    pub kafka: KafkaConfig,
+}
+
+/// `sitemon consumer`: Kafka and PostgreSQL.
+pub struct Consumer {
+    pub config: Config,
+    pub kafka: KafkaConfig,
+    pub postgres: PostgresConfig,
+}
+
+/// `sitemon migrate`: PostgreSQL only.
+pub struct Migrate {
+    pub postgres: PostgresConfig,
+}
+
+/// `sitemon run`: sites (the store is the embedded SQLite).
+pub struct Embedded {
+    pub config: Config,
+}
+
+/// `sitemon status`: the store it reads, PostgreSQL when configured, else the embedded SQLite.
+pub enum Status {
+    Postgres(PostgresConfig),
+    Sqlite { path: PathBuf },
+}
+
+/// `sitemon config check`: everything, the sites file included.
+pub struct Checked {
+    pub config: Config,
+}
+
+/// What one command found missing or wrong beyond the YAML, gathered while it takes its parts.
+struct Needs<'a> {
+    command: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Needs<'_> {
+    fn section<T>(&mut self, name: &str, v: Option<T>) -> Option<T> {
+        if v.is_none() {
+            self.problems.push(Problem::new(name, format!("missing: `sitemon {}` needs this section", self.command)));
+        }
+        v
+    }
+
+    fn sites(&mut self, c: &Config) {
+        if c.sites.is_empty() {
+            self.problems.push(Problem::new(
+                "sites",
+                format!("missing: `sitemon {}` needs `sites:` or `sites_file:`", self.command),
+            ));
+        }
+    }
+
+    /// librdkafka's view of `kafka.properties` and the `kafka.tls` files.
+    fn kafka_client(&mut self, k: &KafkaConfig) {
+        self.problems.extend(kafka::file_problems(k));
+        self.problems.extend(kafka::property_problems(k));
+    }
+
+    fn done<T>(self, path: &Path, v: Option<T>) -> Result<T, ConfigError> {
+        match v {
+            Some(v) if self.problems.is_empty() => Ok(v),
+            _ => {
+                let mut problems = self.problems;
+                config::locate(path, &mut problems);
+                Err(ConfigError { file: path.to_owned(), problems })
+            }
+        }
+    }
+}
+
+fn load<T>(
+    path: &Path,
+    command: &str,
+    site_file: SiteFile,
+    take: impl FnOnce(Config, &mut Needs) -> Option<T>,
+) -> Result<T, ConfigError> {
+    let cfg = config::load_file(path, site_file)?;
+    let mut needs = Needs { command, problems: Vec::new() };
+    let v = take(cfg, &mut needs);
+    needs.done(path, v)
+}
+
+impl Producer {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        load(path, "producer", SiteFile::Read, |mut config, n| {
+            n.sites(&config);
+            let kafka = n.section("kafka", config.kafka.take())?;
+            n.kafka_client(&kafka);
+            Some(Producer { config, kafka })
+        })
+    }
+}
+
+impl Consumer {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        load(path, "consumer", SiteFile::Skip, |mut config, n| {
+            let kafka = n.section("kafka", config.kafka.take());
+            let postgres = n.section("postgres", config.postgres.take());
+            if let Some(k) = &kafka {
+                n.kafka_client(k);
+            }
+            Some(Consumer { config, kafka: kafka?, postgres: postgres? })
+        })
+    }
+}
+
+impl Migrate {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        load(path, "migrate", SiteFile::Skip, |config, n| {
+            Some(Migrate { postgres: n.section("postgres", config.postgres)? })
+        })
+    }
+}
+
+impl Embedded {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        load(path, "run", SiteFile::Read, |config, n| {
+            n.sites(&config);
+            Some(Embedded { config })
+        })
+    }
+}
+
+impl Status {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        load(path, "status", SiteFile::Skip, |config, _| {
+            Some(match config.postgres {
+                Some(pg) => Status::Postgres(pg),
+                None => Status::Sqlite { path: config.sqlite.path },
+            })
+        })
+    }
+}
+
+impl Checked {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        load(path, "config check", SiteFile::Read, |config, n| {
+            if let Some(k) = &config.kafka {
+                n.kafka_client(k);
+            }
+            Some(Checked { config })
+        })
+    }
+}
