@@ -510,7 +510,9 @@ def b4_profile():
         time.sleep(4)
         m0, c0 = metrics(), cpu_seconds(p.pid)
         data = WORK / "b4-perf.data"
-        sh(["perf", "record", "-F", "1999", "-g", "-p", str(p.pid), "-o", str(data), "--", "sleep", str(secs)],
+        # DWARF unwinding: Debian's libcrypto has no frame pointers (nor debug symbols: only its
+        # exported functions have names, which is enough to attribute time to them inclusively).
+        sh(["perf", "record", "-F", "499", "--call-graph", "dwarf,16384", "-p", str(p.pid), "-o", str(data), "--", "sleep", str(secs)],
            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         m1, c1 = metrics(), cpu_seconds(p.pid)
         sysdata = WORK / "b4-perf-all.data"
@@ -523,11 +525,11 @@ def b4_profile():
     print(f"{checks:.0f} checks in {secs} s ({checks / secs:.0f}/s), {(c1 - c0) / max(checks, 1) * 1e6:.0f} µs producer CPU per check")
     for title, args in (("producer by DSO", ["-i", str(data), "--no-children", "--sort", "dso"]),
                         ("producer top symbols", ["-i", str(data), "--no-children", "--sort", "dso,sym"]),
-                        ("producer callers (children)", ["-i", str(data), "--children", "--sort", "sym"]),
+                        ("producer inclusive (children)", ["-i", str(data), "--children", "--sort", "dso,sym"]),
                         ("machine by process", ["-i", str(sysdata), "--sort", "comm,dso"])):
         out = sh(["perf", "report", "--stdio", "-g", "none", "--percent-limit", "0.7", *args], capture_output=True).stdout
         (WORK / f"b4-perf-{title.split()[0]}-{title.split()[-1]}.txt").write_text(out)
-        print(f"== {title}\n" + "\n".join(x for x in out.splitlines() if x and not x.startswith("#"))[:6000])
+        print(f"== {title}\n" + "\n".join(x for x in out.splitlines() if x and not x.startswith("#"))[:12000])
 
 
 # ---------------------------------------------------------------------------------------- B5
