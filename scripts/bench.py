@@ -589,13 +589,16 @@ def producer_start(cfg, label, steady_at, until=None):
         steady, hwm = rss_mb(p.pid), rss_mb(p.pid, "VmHWM")
         out = {"up_s": up, "first_s": first, "hwm_first_mb": hwm_first, "steady_mb": steady, "hwm_mb": hwm}
         if until:
-            m0, t1 = metrics(), time.time()
+            m0, t1, c1, b1 = metrics(), time.time(), cpu_seconds(p.pid), machine_busy()
             peak = steady
             while time.time() < t0 + until:
                 time.sleep(0.5)
                 peak = max(peak, rss_mb(p.pid))
-            m1, t2 = metrics(), time.time()
+            m1, t2, c2, b2 = metrics(), time.time(), cpu_seconds(p.pid), machine_busy()
+            checks = checks_done(m1) - checks_done(m0)
             out.update({
+                "cpu_us_per_check": (c2 - c1) / max(checks, 1) * 1e6, "producer_cores": (c2 - c1) / (t2 - t1),
+                "busy": (b2 - b1) / ((t2 - t1) * os.cpu_count()),
                 "rate": (checks_done(m1) - checks_done(m0)) / (t2 - t1),
                 "missed": metric(m1, "sitemon_missed_slots_total") - metric(m0, "sitemon_missed_slots_total"),
                 "failed_rate": (m1.get('sitemon_results_published_total{status="FAILURE"}', 0.0)
@@ -614,6 +617,10 @@ def producer_start(cfg, label, steady_at, until=None):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+# B1's CPU per check at 10k/s, for comparison in the B5 table (it is measured in the full run only).
+B1_REF = "see the B1 rows (CPU-seconds per 1k checks at the high rate)"
 
 
 def b5():
@@ -832,7 +839,10 @@ def b5_section(r, cmd):
         rows.append((f"B5 {n:,} sites every {r['interval']} ({names[r['main']]}): checks/s / missed slots / failed/s",
                      f"{fmt(main['rate'], 0)} / {main['missed']:,.0f} / {main['failed_rate']:.1f}", f"offered {n / parse_secs(r['interval']):,.0f}/s", ""))
         rows.append(("B5 schedule lag p50 / p99 / max at 10k checks/s (ms)",
-                     f"{main['lag_p50_ms']:.2f} / {main['lag_p99_ms']:.2f} / {main['lag_max_ms']:.1f}", "", ""))
+                     f"{main['lag_p50_ms']:,.2f} / {main['lag_p99_ms']:,.2f} / {main['lag_max_ms']:,.1f}", "", ""))
+        rows.append(("B5 while checking: producer cores used / CPU µs per check / machine busy",
+                     f"{main['producer_cores']:.2f} / {main['cpu_us_per_check']:.0f} / {main['busy'] * 100:.0f} %",
+                     f"B1 at 50k sites: {B1_REF}", ""))
         rows.append(("B5 producer RSS while checking 10k/s: highest sample / VmHWM at the end (MB)",
                      f"{main['rss_run_mb']:.0f} / {main['hwm_end_mb']:.0f}", "goal steady < 250", ""))
     note = "" if r["supported"] else (" This build's config loader does not know `sites_file:` yet: only the inline list "
