@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench`: sitemon's benchmarks (B1–B3 in BENCHMARKS.md), each figure next to a ceiling measured in
+"""`make bench`: sitemon's benchmarks (B1–B5 in BENCHMARKS.md), each figure next to a ceiling measured in
 the same run on the same machine. Writes BENCHMARKS.md.
 
 B1  producer, new connection per check, publishing to Kafka, against a local nginx;
@@ -776,14 +776,17 @@ User-space instructions per connection (TLS 1.3, X25519, ECDSA P-256 leaf signed
   Kernel time is 17–18 % of the producer's CPU per check (/proc; wrk: 24–25 %, with 62 system calls
   per request to sitemon's 36). perf of the whole machine puts the client's libcrypto at about twice
   nginx's (the server signs once and derives once; the client verifies twice and decodes the leaf).
-- **Per phase (wall time)**: the phases row above is from the highest sustained step; with the cores
-  saturated they are mostly waiting for a core. Unloaded (300 checks/s) connect takes ~0.1 ms, the
-  handshake ~2–3 ms, request → first byte ~0.3 ms.
+- **Per phase (wall time)**: the phases row above is from the highest sustained step, where the cores
+  are saturated and each phase is mostly waiting for one. At 100 checks/s (p50, p99): connect 0.14 ms
+  (0.97), TLS handshake 2.1 ms (4.3), request → first byte 0.48 ms (2.4), whole check 2.9 ms (5.8):
+  the handshake is three quarters of a check.
 - **The gap to wrk is verification**: of sitemon's 1.35 M more instructions per connection, 0.93 M
   are `X509_verify_cert` (one ECDSA verification and the chain checks that wrk skips), ~0.25 M the
   handshake plumbing of native-tls (hostname check, BIO callbacks, the peer-certificate copy) and
   ~0.15 M sitemon's own work, with the Kafka broker's share of the machine on top. With the machine
-  shared by client, nginx and broker, that caps sitemon near 0.8–0.85 × wrk; 0.9 × would need
+  shared by client, nginx and broker, that caps sitemon near 0.8–0.85 × wrk (B4 runs on this day:
+  0.69–0.84 ×, wrk itself between 1,020 and 1,320 req/s, the cores shared with other builds; per
+  connection CPU sitemon/wrk 1.08–1.31 ×, nginx's about the same either way). 0.9 × would need
   sitemon's client to cost no more than wrk's, which does not verify. Keeping native-tls
   (the TLS phase is timed on its own) and verification on, nothing in the probe comes near that: the
   largest single cost, decoding the leaf's public key through OpenSSL 3.0's decoder framework
@@ -817,12 +820,15 @@ B5_NOTES = """### What limits B5 (2026-11-29, with `sites_file:` from main 66b11
   for the inline list (its whole YAML tree is built first). **Steady RSS** (goal < 250 MB): 480–520 MB
   after 20 s with a `sites_file:`, ~400 MB with the inline list (its tree is freed and trimmed):
   ~0.4–0.5 KB per site held by the producer.
-- **10k checks/s**: the producer fell behind (6.4k/s achieved, the lag is the backlog: tens of
-  seconds; no slot is MISSED because the next one is 100 s later), using 1.2 cores at ~180 µs per
-  check while the machine was 98 % busy. perf at 1M sites shows no scheduler hot spot
-  (`BinaryHeap::pop` 2 %) but wake-ups and context switches (`finish_task_switch` 12 %,
-  `_raw_spin_unlock_irqrestore` 10 %): the cores are the limit, as in B1, whose 10k/s step with 50k
-  sites was at the edge of capacity too.
+- **10k checks/s**: the producer fell behind (6.4–6.6k/s achieved; the lag is the backlog, tens of
+  seconds; no slot is MISSED because the next one is 100 s later), using 1.2 cores at ~185 µs per
+  check while the machine was 96–98 % busy. The same producer minutes apart on the same nginx, 10k/s
+  offered each time: 50k sites every 5 s 8.9k/s at 146 µs per check, 200k every 20 s 7.1k/s at
+  182 µs, 1M every 100 s 6.5k/s at 194 µs. So the cores are the limit (this machine did not reach
+  B1's 10k/s even at 50k sites that hour), and a large list costs ~30 % more CPU per check: a site's
+  data is cold by the time its slot comes round. perf at 1M sites shows no scheduler hot spot
+  (`BinaryHeap::pop` 2 %), but wake-ups and context switches (`finish_task_switch` 12 %,
+  `_raw_spin_unlock_irqrestore` 10 %).
 """
 
 
