@@ -51,7 +51,8 @@ struct Needs<'a> {
 impl Needs<'_> {
     fn section<T>(&mut self, name: &str, v: Option<T>) -> Option<T> {
         if v.is_none() {
-            self.problems.push(Problem::new(name, format!("missing: `sitemon {}` needs this section", self.command)));
+            self.problems
+                .push(Problem::new(name, format!("missing: `sitemon {}` needs this section", self.command)));
         }
         v
     }

@@ -110,7 +110,7 @@ mod tests {
             .map(|l| {
                 let l = l.trim();
                 let name = Path::new(l.split(':').next().unwrap()).file_name().unwrap().to_string_lossy();
-                let rest: Vec<&str> = l.splitn(2, ':').nth(1).unwrap().split(": ").collect();
+                let rest: Vec<&str> = l.split_once(':').unwrap().1.split(": ").collect();
                 format!("{name}:{}: {}", rest[0], rest.get(1).copied().unwrap_or(""))
             })
             .collect()
@@ -190,7 +190,10 @@ mod tests {
         let c = r.unwrap();
         assert_eq!(c.sites.len(), 2);
         let (a, b) = (&c.sites[0], &c.sites[1]);
-        assert_eq!((a.id.as_str(), a.url.as_str(), a.interval), ("site-1", "http://a/x", Duration::from_secs(10)));
+        assert_eq!(
+            (a.id.as_str(), a.url.as_str(), a.interval),
+            ("site-1", "http://a/x", Duration::from_secs(10))
+        );
         assert_eq!(a.expected_status, ExpectedStatus::Codes([200, 204].into()));
         assert!(a.follow_redirects);
         assert_eq!(a.headers[0].0, "Authorization");

@@ -165,7 +165,11 @@ pub(super) fn read(sink: &mut Sink, file: impl Read) {
             (_, Event::StreamStart | Event::DocumentStart | Event::DocumentEnd | Event::Nothing) => {}
             (0, Event::SequenceStart(..)) => depth = 1,
             (0, _) => {
-                sink.problem("", Some((mark.line(), 0)), "expected a list of sites at the top level (`- name: …`)");
+                sink.problem(
+                    "",
+                    Some((mark.line(), 0)),
+                    "expected a list of sites at the top level (`- name: …`)",
+                );
                 return;
             }
             (1, Event::SequenceEnd) if item.stack.is_empty() => depth = 2,
@@ -199,8 +203,12 @@ pub(super) fn read(sink: &mut Sink, file: impl Read) {
                         None
                     }
                     Event::SequenceEnd | Event::MappingEnd => match item.stack.pop() {
-                        Some(Frame::Seq { items, anchor, .. }) => item.attach(Value::Sequence(items), anchor, mark),
-                        Some(Frame::Map { map, anchor, .. }) => item.attach(Value::Mapping(map), anchor, mark),
+                        Some(Frame::Seq { items, anchor, .. }) => {
+                            item.attach(Value::Sequence(items), anchor, mark)
+                        }
+                        Some(Frame::Map { map, anchor, .. }) => {
+                            item.attach(Value::Mapping(map), anchor, mark)
+                        }
                         None => None,
                     },
                     _ => None,

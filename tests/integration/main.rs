@@ -12,4 +12,5 @@ mod kafka_security;
 mod pipeline;
 mod registry;
 mod scheduler;
+mod site_files;
 mod store;
