@@ -308,7 +308,7 @@ impl Roster {
             .into_iter()
             .map(|site| {
                 let host = hosts
-                    .entry(site.url.host_str().unwrap_or_default().to_owned())
+                    .entry(site.url.host())
                     .or_insert_with(|| Arc::new(Semaphore::new(opts.per_host_concurrency.max(1))))
                     .clone();
                 Scheduled { phase: phase(&site.id, site.interval), site, host, busy: AtomicBool::new(false) }

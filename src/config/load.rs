@@ -78,7 +78,11 @@ pub fn parse_with(
     let mut config = config.filter(|_| problems.is_empty());
     if let Some(c) = &mut config {
         let inline = c.sites.len();
-        c.sites.extend(from_file.sites);
+        if c.sites.is_empty() {
+            c.sites = from_file.sites;
+        } else {
+            c.sites.extend(from_file.sites);
+        }
         for i in later_duplicates(&c.sites) {
             let message = format!("duplicate site name `{}`", c.sites[i].id);
             problems.push(match i.checked_sub(inline) {

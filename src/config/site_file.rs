@@ -7,7 +7,7 @@ use serde_yaml_ng::Value;
 
 use super::Problem;
 use super::reader::Reader;
-use super::sites::{SiteDefaults, read_site};
+use super::sites::{OptionsPool, SiteDefaults, read_site};
 use crate::domain::Site;
 
 /// The sites of one file and the line each starts on, or the problems found in it.
@@ -32,6 +32,7 @@ pub(super) struct Sink<'r, 'e> {
     pub out: FileSites,
     /// Items seen, valid or not.
     pub count: usize,
+    pool: OptionsPool,
 }
 
 impl<'r, 'e> Sink<'r, 'e> {
@@ -48,7 +49,7 @@ impl<'r, 'e> Sink<'r, 'e> {
         let path = item_path(self.count);
         self.count += 1;
         let before = self.r.problems.len();
-        let site = read_site(self.r, item, &path, self.defaults);
+        let site = read_site(self.r, item, &path, self.defaults, &mut self.pool);
         for p in &mut self.r.problems[before..] {
             p.at = locate(&p.path).or(Some((line, 0)));
             p.file = Some(self.file.clone());
@@ -64,7 +65,14 @@ impl<'r, 'e> Sink<'r, 'e> {
 /// file and line it stands at.
 pub fn read_sites_file(r: &mut Reader, file: &Path, defaults: &SiteDefaults) -> FileSites {
     let before = r.problems.len();
-    let mut sink = Sink { r, defaults, file: file.to_owned(), out: FileSites::default(), count: 0 };
+    let mut sink = Sink {
+        r,
+        defaults,
+        file: file.to_owned(),
+        out: FileSites::default(),
+        count: 0,
+        pool: OptionsPool::default(),
+    };
     let ext = file.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     let opened = std::fs::File::open(file);
     match (ext.as_deref(), opened) {

@@ -94,7 +94,8 @@ impl SiteProbe for HyperProbe {
 
 impl HyperProbe {
     async fn follow(&self, site: &Site, r: &mut CheckResult, t0: Instant) -> Result<(), Failure> {
-        let mut url = site.url.clone();
+        let mut url = site.url.parse();
+        let origin = url.origin();
         let mut method = site.method.as_str();
         let mut body = site.body.as_deref();
         let mut credentials = true;
@@ -122,7 +123,7 @@ impl HyperProbe {
                             format!("redirect to unsupported {next}"),
                         ));
                     }
-                    let same_origin = next.origin() == site.url.origin();
+                    let same_origin = next.origin() == origin;
                     if matches!(code, 307 | 308) {
                         // 307/308 resend the body; the site's body goes to the site's origin
                         // only, so such a redirect elsewhere ends the check instead.
@@ -132,7 +133,7 @@ impl HyperProbe {
                                 format!(
                                     "{code} redirect to another origin ({}) not followed: the request body is only resent to {}",
                                     next.origin().ascii_serialization(),
-                                    site.url.origin().ascii_serialization()
+                                    origin.ascii_serialization()
                                 ),
                             ));
                         }
