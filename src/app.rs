@@ -25,6 +25,7 @@ use crate::probe::{HyperProbe, ProbeSetupError};
 use crate::producer::{self, ProducerOptions, ProducerReport};
 use crate::readiness;
 use crate::registry::{RegistryClient, RegistryError};
+use crate::reload;
 use crate::shutdown;
 use crate::store::{PgStore, SqliteStore};
 use crate::ui;
@@ -135,6 +136,41 @@ fn probe(file: &Path, region: &str, sites: &[Site]) -> anyhow::Result<HyperProbe
     }
 }
 
+/// The new site lists of a running producer: on SIGHUP (and with `watch` a change of the config
+/// file) the config is read and checked again as at start, this producer's share is taken and
+/// the probe prepares its TLS settings; a config with problems is reported and changes nothing.
+fn reloads(
+    file: &Path,
+    watch: bool,
+    needs: &'static [&'static str],
+    command: &'static str,
+    probe: Arc<HyperProbe>,
+) -> anyhow::Result<producer::Reloads> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let path = file.to_owned();
+    let load_sites = move || {
+        let mut cfg = load(&path, needs, command)?;
+        let sites = my_sites(&mut cfg);
+        release_parse_memory();
+        if let Err(errors) = probe.prepare(&sites) {
+            let mut problems: Vec<Problem> = errors
+                .into_iter()
+                .map(|e| match cfg.shard {
+                    None => Problem::new(format!("sites[{}].tls_ca_file", e.site), e.message),
+                    // Indices of the shard's share are not the file's.
+                    Some(_) => Problem::new(format!("site `{}`", sites[e.site].id), e.message),
+                })
+                .collect();
+            config::locate(&path, &mut problems);
+            return Err(ConfigError { file: path.clone(), problems });
+        }
+        Ok(sites)
+    };
+    let watched = if watch { vec![file.to_owned()] } else { Vec::new() };
+    reload::spawn(load_sites, watched, tx).context("installing the SIGHUP handler")?;
+    Ok(rx.into())
+}
+
 /// The sites this producer checks: all of them, or its shard's share. Takes them out of the
 /// config: a large site list is held once.
 fn my_sites(cfg: &mut Config) -> Vec<Site> {
@@ -215,9 +251,13 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
     let opts = producer_options(&cfg, args.once, args.grace, false);
     let roster = producer::Roster::new(sites, &opts);
     release_parse_memory();
+    let reloads = match args.once {
+        true => producer::Reloads::none(),
+        false => reloads(&args.config.config, args.watch, &["sites", "kafka"], "producer", probe.clone())?,
+    };
     // Ready while a broker is reachable, for as long as the producer runs.
     let report = tokio::select! {
-        report = producer::run(roster, probe, publisher.clone(), opts, stop) => report,
+        report = producer::run(roster, probe, publisher.clone(), opts, stop, reloads) => report,
         never = readiness::follow_publisher(&*publisher, &health) => match never {},
     };
     log_report(&report, "producer stopped");
@@ -379,7 +419,8 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
     let popts = producer_options(&cfg, false, args.grace, !interactive);
     let roster = producer::Roster::new(sites, &popts);
     release_parse_memory();
-    let report = producer::run(roster, probe, Arc::new(publisher), popts, shutdown).await;
+    let reloads = reloads(&args.config.config, args.watch, &["sites"], "run", probe.clone())?;
+    let report = producer::run(roster, probe, Arc::new(publisher), popts, shutdown, reloads).await;
     log_report(&report, "producer stopped");
     // The producer returns only after the signal, so the deadline is known by now.
     let deadline = deadline.await.context("the shutdown deadline task failed")?;

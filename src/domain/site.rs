@@ -35,6 +35,41 @@ pub struct Site {
     pub tls: TlsOptions,
 }
 
+impl Site {
+    /// True when a check of `other` would be the same request judged the same way: every field
+    /// but the id is equal (the pattern by its text). Listed field by field, so that a new field
+    /// cannot be forgotten here.
+    pub fn same_check(&self, other: &Site) -> bool {
+        let Site {
+            id: _,
+            url,
+            method,
+            interval,
+            timeout,
+            pattern,
+            expected_status,
+            headers,
+            body,
+            follow_redirects,
+            max_redirects,
+            max_body_bytes,
+            tls,
+        } = self;
+        *url == other.url
+            && *method == other.method
+            && *interval == other.interval
+            && *timeout == other.timeout
+            && pattern.as_ref().map(|p| p.as_str()) == other.pattern.as_ref().map(|p| p.as_str())
+            && *expected_status == other.expected_status
+            && *headers == other.headers
+            && *body == other.body
+            && *follow_redirects == other.follow_redirects
+            && *max_redirects == other.max_redirects
+            && *max_body_bytes == other.max_body_bytes
+            && *tls == other.tls
+    }
+}
+
 /// How the probe verifies a site's certificate.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TlsOptions {
