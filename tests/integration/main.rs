@@ -11,5 +11,6 @@ mod interop;
 mod kafka_security;
 mod pipeline;
 mod registry;
+mod reload;
 mod scheduler;
 mod store;
