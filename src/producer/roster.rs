@@ -200,7 +200,7 @@ mod tests {
             &opts(),
         );
         let r = roster.replace(sites(
-            "sites:\n  - {name: d, url: 'http://three.test/'}\n  - {name: c, url: 'http://two.test/', interval: 5s}\n  - {name: b, url: 'http://one.test/b'}\n",
+            "sites:\n  - {name: d, url: 'http://three.test/'}\n  - {name: c, url: 'http://two.test/', interval: 5s, timeout: 1s}\n  - {name: b, url: 'http://one.test/b'}\n",
         ));
         assert_eq!(r.changes, Changes { added: 1, removed: 1, changed: 1, unchanged: 1 });
         assert_eq!(r.previous, vec![NEW, 2, 1]);
