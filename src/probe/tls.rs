@@ -109,3 +109,55 @@ where
     let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
     DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sites(dir: &std::path::Path, ca_files: &[Option<&str>]) -> Vec<Site> {
+        let mut text = String::from("sites:\n");
+        for (i, ca) in ca_files.iter().enumerate() {
+            let ca = ca.map(|f| format!(", tls_ca_file: '{}'", dir.join(f).display())).unwrap_or_default();
+            text.push_str(&format!("  - {{name: s{i}, url: 'https://h{i}.test/'{ca}}}\n"));
+        }
+        crate::config::parse(&text, "s.yaml".as_ref(), &|_| None).unwrap().sites
+    }
+
+    fn ca_pem() -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().pem()
+    }
+
+    fn prepared(c: &Connectors) -> (usize, usize) {
+        let p = c.0.read().unwrap();
+        (p.current.len(), p.previous.len())
+    }
+
+    #[test]
+    fn a_new_list_gets_its_connectors_and_a_bad_one_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca_pem()).unwrap();
+        std::fs::write(dir.path().join("junk.pem"), "not a certificate").unwrap();
+        let c = Connectors::for_sites(&sites(dir.path(), &[None])).unwrap();
+        assert_eq!(prepared(&c), (1, 0));
+
+        // A new CA file: ready before a check needs it; the old list's setting stays for its
+        // checks still under way.
+        let next = sites(dir.path(), &[Some("ca.pem"), Some("ca.pem")]);
+        c.prepare(&next).unwrap();
+        assert_eq!(prepared(&c), (1, 1));
+        assert!(c.0.read().unwrap().current.contains_key(&next[0].tls));
+
+        // Every unusable setting is reported, by its first site, and nothing changes.
+        let bad = sites(dir.path(), &[None, Some("junk.pem"), Some("missing.pem"), Some("junk.pem")]);
+        let errors = c.prepare(&bad).unwrap_err();
+        let by_site: Vec<_> = errors.iter().map(|e| e.site).collect();
+        assert_eq!(by_site, [1, 2]);
+        assert!(errors[0].message.contains("is not a PEM certificate"), "{}", errors[0].message);
+        assert!(errors[1].message.contains("cannot read CA file"), "{}", errors[1].message);
+        assert_eq!(prepared(&c), (1, 1));
+        assert!(c.0.read().unwrap().current.contains_key(&next[0].tls));
+    }
+}
