@@ -114,7 +114,8 @@ impl Roster {
             .collect();
         changes.removed = seen.iter().filter(|kept| !**kept).count();
         drop(old);
-        let hosts = self.sites.iter().map(|e| (e.site.url.host_str().unwrap_or_default(), e.host.clone())).collect();
+        let hosts =
+            self.sites.iter().map(|e| (e.site.url.host_str().unwrap_or_default(), e.host.clone())).collect();
         let roster = Self::build(sites, self.per_host, hosts);
         Replacement { roster, previous, changes }
     }
@@ -212,7 +213,8 @@ mod tests {
 
     #[test]
     fn a_check_under_way_is_carried_across_replacements_until_it_is_over() {
-        let list = "sites:\n  - {name: a, url: 'http://one.test/'}\n  - {name: b, url: 'http://one.test/b'}\n";
+        let list =
+            "sites:\n  - {name: a, url: 'http://one.test/'}\n  - {name: b, url: 'http://one.test/b'}\n";
         let first = Roster::new(sites(list), &opts());
         first.sites[1].busy.store(true, Ordering::Release);
         let second = first.replace(sites(list));

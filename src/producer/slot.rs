@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use super::{ProducerOptions, ProducerReport};
 use super::roster::Scheduled;
+use super::{ProducerOptions, ProducerReport};
 use crate::domain::{CheckResult, CheckStatus, Site};
 use crate::ports::{SiteProbe, StatusPublisher};
 use crate::schedule::Clock;
@@ -64,7 +64,12 @@ pub(super) struct Shared<P, S> {
 }
 
 impl<P, S> Shared<P, S> {
-    pub(super) fn new(probe: Arc<P>, publisher: Arc<S>, opts: ProducerOptions, shutdown: CancellationToken) -> Self {
+    pub(super) fn new(
+        probe: Arc<P>,
+        publisher: Arc<S>,
+        opts: ProducerOptions,
+        shutdown: CancellationToken,
+    ) -> Self {
         Shared {
             probe,
             publisher,
@@ -117,7 +122,13 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
 
     /// One scheduled slot: permits (until the next slot is due or the producer stops), check,
     /// publish; or MISSED. `place` is this result's place in the in-flight window.
-    pub(super) async fn run_slot(&self, e: &Scheduled, slot: DateTime<Utc>, next: DateTime<Utc>, place: Place) {
+    pub(super) async fn run_slot(
+        &self,
+        e: &Scheduled,
+        slot: DateTime<Utc>,
+        next: DateTime<Utc>,
+        place: Place,
+    ) {
         let got = tokio::select! {
             biased;
             _ = self.shutdown.cancelled() => Err(STOPPED),
@@ -273,4 +284,3 @@ async fn permits(
     let g = global.acquire_owned().await.expect("semaphores are never closed");
     (h, g)
 }
-

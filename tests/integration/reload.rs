@@ -51,7 +51,8 @@ impl SiteProbe for Recording {
         }
         let _ = self.started.send((site.id.clone(), scheduled_at));
         // The behaviour under test: a check that takes this long, in paused time.
-        tokio::time::sleep(self.busy.get(site.id.as_str()).copied().unwrap_or(Duration::from_millis(100))).await;
+        tokio::time::sleep(self.busy.get(site.id.as_str()).copied().unwrap_or(Duration::from_millis(100)))
+            .await;
         self.running.lock().unwrap().get_mut(&site.id).expect("counted at the start").0 -= 1;
         CheckResult::new(&site.id, site.url.as_str(), "test", scheduled_at, Utc::now(), CheckStatus::Success)
     }
@@ -171,7 +172,12 @@ fn on_grid(rs: &[&CheckResult], id: &str, every: Duration, what: &str) {
     let p = phase(id, every);
     let us = every.as_micros() as i64;
     for r in rs {
-        assert_eq!((r.scheduled_at.timestamp_micros() - p).rem_euclid(us), 0, "{what}: {} off the grid", r.scheduled_at);
+        assert_eq!(
+            (r.scheduled_at.timestamp_micros() - p).rem_euclid(us),
+            0,
+            "{what}: {} off the grid",
+            r.scheduled_at
+        );
     }
 }
 
@@ -216,7 +222,10 @@ async fn a_reload_adds_removes_and_changes_sites_without_losing_or_repeating_a_s
     assert!(b_old.len() >= 2 && b_new.len() >= 6, "b: {} before, {} after", b_old.len(), b_new.len());
     assert!(b_old.iter().all(|r| r.url == "http://b.test/old"), "b before the reload");
     assert!(b_new.iter().all(|r| r.url == "http://b.test/new"), "b after the reload");
-    assert!(b_new[0].scheduled_at - reload_at <= chrono::Duration::seconds(10), "b: first slot after the reload");
+    assert!(
+        b_new[0].scheduled_at - reload_at <= chrono::Duration::seconds(10),
+        "b: first slot after the reload"
+    );
 
     // c: 10 s → 7 s. The old grid up to the reload, the new one from its first slot after it.
     let c: Vec<_> = by_site["c"].iter().collect();
@@ -285,7 +294,12 @@ async fn a_check_under_way_at_a_reload_keeps_its_site_busy() {
     assert!(t_new[0].scheduled_at < t_first_end, "t's first new slot falls within the check from before");
     for r in &t_new {
         if r.scheduled_at < t_first_end {
-            assert_eq!(r.status, CheckStatus::Missed, "t's slot at {} overlaps the check from before", r.scheduled_at);
+            assert_eq!(
+                r.status,
+                CheckStatus::Missed,
+                "t's slot at {} overlaps the check from before",
+                r.scheduled_at
+            );
         }
     }
     assert!(t_new.iter().any(|r| r.status == CheckStatus::Success));
@@ -419,15 +433,21 @@ impl Process {
 async fn stored(db: &std::path::Path) -> HashMap<String, i64> {
     let url = format!("sqlite://{}", db.display());
     let Ok(mut c) = SqliteConnection::connect(&url).await else { return HashMap::new() };
-    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT site_id, count(*) FROM check_results GROUP BY site_id")
-        .fetch_all(&mut c)
-        .await
-        .unwrap_or_default();
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT site_id, count(*) FROM check_results GROUP BY site_id")
+            .fetch_all(&mut c)
+            .await
+            .unwrap_or_default();
     rows.into_iter().collect()
 }
 
 /// Polls until every site in `want` has at least that many rows stored.
-async fn wait_stored(db: &std::path::Path, want: &[(&str, i64)], limit: Duration, p: &Process) -> HashMap<String, i64> {
+async fn wait_stored(
+    db: &std::path::Path,
+    want: &[(&str, i64)],
+    limit: Duration,
+    p: &Process,
+) -> HashMap<String, i64> {
     let got = wait_for(limit, || async {
         let counts = stored(db).await;
         want.iter().all(|(id, n)| counts.get(*id).is_some_and(|c| c >= n)).then_some(counts)
@@ -471,7 +491,8 @@ async fn sighup_reloads_the_site_list_of_sitemon_run_and_a_bad_config_changes_no
     let third = site("third", &format!("http://{addr}/ok?third"), ", pattern: '('");
     write(dir.path(), "run.yaml", &config(&format!("{first}{second}{third}")));
     run.signal("-HUP");
-    run.wait_log(&[&format!("{cfg}:9:"), "sites[2].pattern", "invalid regex", "config reload failed"], limit).await;
+    run.wait_log(&[&format!("{cfg}:9:"), "sites[2].pattern", "invalid regex", "config reload failed"], limit)
+        .await;
     let before = stored(&db).await;
     wait_stored(&db, &[("first", before["first"] + 2), ("second", before["second"] + 2)], limit, &run).await;
     assert!(run.alive(), "sitemon run ended after a bad config:\n{}", run.log());

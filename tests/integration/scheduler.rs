@@ -350,9 +350,15 @@ async fn once_checks_every_site_behind_a_one_permit_host() {
     let roster = producer::Roster::new(sites(20, "1m", |_| "same.test".into()), &opts);
     let probe = Arc::new(FakeProbe { busy: Duration::from_millis(300), running: Mutex::new((0, 0)) });
     let started = tokio::time::Instant::now();
-    let report =
-        producer::run(roster, probe, publisher.clone(), opts, CancellationToken::new(), producer::Reloads::none())
-            .await;
+    let report = producer::run(
+        roster,
+        probe,
+        publisher.clone(),
+        opts,
+        CancellationToken::new(),
+        producer::Reloads::none(),
+    )
+    .await;
     // 20 checks one after another: 6 s, far past the longest timeout plus the grace period.
     assert_eq!(started.elapsed(), Duration::from_secs(6));
     assert_eq!((report.slots, report.published, report.missed), (20, 20, 0), "{report:?}");
