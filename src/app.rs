@@ -251,9 +251,10 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
     let opts = producer_options(&cfg, args.once, args.grace, false);
     let roster = producer::Roster::new(sites, &opts);
     release_parse_memory();
-    let reloads = match args.once {
-        true => producer::Reloads::none(),
-        false => reloads(&args.config.config, args.watch, &["sites", "kafka"], "producer", probe.clone())?,
+    let reloads = if args.once {
+        producer::Reloads::none()
+    } else {
+        reloads(&args.config.config, args.watch, &["sites", "kafka"], "producer", probe.clone())?
     };
     // Ready while a broker is reachable, for as long as the producer runs.
     let report = tokio::select! {
