@@ -234,6 +234,12 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
     let sites = my_sites(&mut cfg);
     let kafka = cfg.kafka.as_ref().expect("checked by load");
     let probe = Arc::new(probe(&args.config.config, &cfg.region, &sites)?);
+    // SIGHUP reloads from here on, also while the schema is being registered.
+    let reloads = if args.once {
+        producer::Reloads::none()
+    } else {
+        reloads(&args.config.config, args.watch, &["sites", "kafka"], "producer", probe.clone())?
+    };
     let mut publisher =
         KafkaPublisher::new(kafka).map_err(|e| kafka_setup(&args.config.config, "producer", e))?;
     let stop = shutdown::on_signals();
@@ -251,11 +257,6 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
     let opts = producer_options(&cfg, args.once, args.grace, false);
     let roster = producer::Roster::new(sites, &opts);
     release_parse_memory();
-    let reloads = if args.once {
-        producer::Reloads::none()
-    } else {
-        reloads(&args.config.config, args.watch, &["sites", "kafka"], "producer", probe.clone())?
-    };
     // Ready while a broker is reachable, for as long as the producer runs.
     let report = tokio::select! {
         report = producer::run(roster, probe, publisher.clone(), opts, stop, reloads) => report,
