@@ -54,17 +54,41 @@ pub struct SiteOptions {
 }
 
 impl PartialEq for SiteOptions {
-    /// Equal options may share one allocation: patterns compare by their source text.
+    /// Equal options may share one allocation: patterns compare by their source text. Listed
+    /// field by field, so that a new field cannot be forgotten here.
     fn eq(&self, o: &Self) -> bool {
-        self.method == o.method
-            && self.pattern.as_ref().map(|p| p.as_str()) == o.pattern.as_ref().map(|p| p.as_str())
-            && self.expected_status == o.expected_status
-            && self.headers == o.headers
-            && self.body == o.body
-            && self.follow_redirects == o.follow_redirects
-            && self.max_redirects == o.max_redirects
-            && self.max_body_bytes == o.max_body_bytes
-            && self.tls == o.tls
+        let SiteOptions {
+            method,
+            pattern,
+            expected_status,
+            headers,
+            body,
+            follow_redirects,
+            max_redirects,
+            max_body_bytes,
+            tls,
+        } = self;
+        *method == o.method
+            && pattern.as_ref().map(|p| p.as_str()) == o.pattern.as_ref().map(|p| p.as_str())
+            && *expected_status == o.expected_status
+            && *headers == o.headers
+            && *body == o.body
+            && *follow_redirects == o.follow_redirects
+            && *max_redirects == o.max_redirects
+            && *max_body_bytes == o.max_body_bytes
+            && *tls == o.tls
+    }
+}
+
+impl Site {
+    /// True when a check of `other` would be the same request judged the same way: every field
+    /// but the id is equal.
+    pub fn same_check(&self, other: &Site) -> bool {
+        let Site { id: _, url, interval, timeout, options } = self;
+        *url == other.url
+            && *interval == other.interval
+            && *timeout == other.timeout
+            && (Arc::ptr_eq(options, &other.options) || **options == *other.options)
     }
 }
 
@@ -93,9 +117,17 @@ impl SiteUrl {
         Url::parse(&self.0).expect("a site url is validated when the config is read")
     }
 
-    /// The host the per-host concurrency cap counts by.
-    pub fn host(&self) -> String {
-        self.parse().host_str().unwrap_or_default().to_owned()
+    /// The host the per-host concurrency cap counts by, as [`Url::host_str`] gives it (an IPv6
+    /// address in brackets). Read off the text: it is the `url` crate's serialisation of an
+    /// http(s) url without credentials, so the host runs from `://` to the port, path, query or
+    /// fragment.
+    pub fn host(&self) -> &str {
+        let rest = self.0.split_once("://").map_or("", |(_, r)| r);
+        let end = match rest.starts_with('[') {
+            true => rest.find(']').map_or(rest.len(), |i| i + 1),
+            false => rest.find([':', '/', '?', '#']).unwrap_or(rest.len()),
+        };
+        &rest[..end]
     }
 }
 
@@ -135,6 +167,23 @@ impl ExpectedStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_is_read_off_the_text_as_url_would() {
+        for text in [
+            "http://example.com/",
+            "https://Example.COM:8443/a?b#c",
+            "http://127.0.0.1:18080/s/1",
+            "http://[::1]:8080/x",
+            "https://[2001:db8::1]/",
+            "http://xn--caf-dma.example/?q=1",
+            "http://h#frag",
+            "http://h?q",
+        ] {
+            let url = Url::parse(text).unwrap();
+            assert_eq!(SiteUrl::new(&url).host(), url.host_str().unwrap(), "{text}");
+        }
+    }
 
     #[test]
     fn a_site_stays_small() {

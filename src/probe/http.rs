@@ -47,6 +47,13 @@ impl HyperProbe {
             user_agent: format!("sitemon/{}", env!("CARGO_PKG_VERSION")),
         })
     }
+
+    /// Prepares TLS for a new site list (CA files read again), so that its sites' checks find
+    /// their connectors ready. On error nothing changes, and every site whose settings cannot be
+    /// used is named (by its index in `sites`); the running list's checks go on as before.
+    pub fn prepare(&self, sites: &[Site]) -> Result<(), Vec<TlsSetupError>> {
+        self.tls.prepare(sites)
+    }
 }
 
 /// One hop's request: the site's settings, and the URL, method and body for this hop (a

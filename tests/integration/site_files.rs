@@ -92,7 +92,7 @@ async fn run_checks_the_sites_of_a_csv_file_and_config_check_counts_them() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (3 sites"), "{}", describe(&out));
 
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sitemon"))
-        .args(["run", "--no-table", "-c", &cfg, "--grace", "3s"])
+        .args(["run", "--no-table", "--watch", "-c", &cfg, "--grace", "3s"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -109,11 +109,31 @@ async fn run_checks_the_sites_of_a_csv_file_and_config_check_counts_them() {
         (rows.len() == 3).then_some(rows)
     })
     .await;
-    let _ = child.start_kill();
-    let latest = latest.expect("the three sites were not all stored within 30 s");
+    let Some(latest) = latest else {
+        let _ = child.start_kill();
+        panic!("the three sites were not all stored within 30 s");
+    };
     let expect = [("from-csv-error", "SUCCESS"), ("from-csv-ok", "SUCCESS"), ("inline", "SUCCESS")];
     let got: Vec<(&str, &str)> = latest.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     assert_eq!(got, expect, "expected_status `500|503` from the CSV applies");
+
+    // `--watch` follows the sites file: a row added to it is a site checked without a restart.
+    let mut csv = std::fs::OpenOptions::new().append(true).open(dir.path().join("fleet.csv")).unwrap();
+    std::io::Write::write_all(&mut csv, format!("added-later,http://{addr}/ok,1s,500ms,\n").as_bytes())
+        .unwrap();
+    drop(csv);
+    let added = wait_for(Duration::from_secs(30), || async {
+        let mut c = SqliteConnection::connect(&url).await.ok()?;
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM check_results WHERE site_id = 'added-later'")
+            .fetch_one(&mut c)
+            .await
+            .ok()?;
+        (n > 0).then_some(n)
+    })
+    .await;
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    assert!(added.is_some(), "a site added to the watched sites file was not checked within 30 s");
 }
 
 /// `consumer`, `migrate` and `status` take a config with no site at all, and never read a
