@@ -112,6 +112,7 @@ fn reloads(
     sites_file: Option<PathBuf>,
     load: fn(&Path) -> Result<Config, ConfigError>,
     probe: Arc<HyperProbe>,
+    hangups: tokio::signal::unix::Signal,
 ) -> anyhow::Result<producer::Reloads> {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let path = file.to_owned();
@@ -128,7 +129,7 @@ fn reloads(
     };
     let watched =
         if watch { std::iter::once(file.to_owned()).chain(sites_file).collect() } else { Vec::new() };
-    reload::spawn(load_sites, watched, tx).context("installing the SIGHUP handler")?;
+    reload::spawn(load_sites, watched, tx, hangups).context("watching the config file")?;
     Ok(rx.into())
 }
 
@@ -204,6 +205,7 @@ async fn ops(listen: Option<SocketAddr>, starting: &str) -> anyhow::Result<Arc<H
 }
 
 async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow::Result<i32> {
+    let hangups = reload::hangups().context("installing the SIGHUP handler")?;
     let setup::Producer { config: mut cfg, kafka } = setup::Producer::load(&args.config.config)?;
     let kafka = &kafka;
     let health = ops(listen, "starting").await?;
@@ -219,7 +221,7 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
         producer::Reloads::none()
     } else {
         let load = |p: &Path| setup::Producer::load(p).map(|s| s.config);
-        reloads(&args.config.config, args.watch, cfg.sites_file.clone(), load, probe.clone())?
+        reloads(&args.config.config, args.watch, cfg.sites_file.clone(), load, probe.clone(), hangups)?
     };
     let mut publisher =
         KafkaPublisher::new(kafka).map_err(|e| kafka_setup(&args.config.config, "producer", e))?;
@@ -363,6 +365,7 @@ async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow:
 
 /// Producer and consumer in one process, joined by a bounded channel, storing in SQLite.
 async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Result<i32> {
+    let hangups = reload::hangups().context("installing the SIGHUP handler")?;
     let mut cfg = setup::Embedded::load(&args.config.config)?.config;
     let health = ops(listen, "starting").await?;
     let store = Arc::new(
@@ -408,7 +411,8 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
     let roster = producer::Roster::new(sites, &popts);
     release_parse_memory();
     let load = |p: &Path| setup::Embedded::load(p).map(|s| s.config);
-    let reloads = reloads(&args.config.config, args.watch, cfg.sites_file.clone(), load, probe.clone())?;
+    let reloads =
+        reloads(&args.config.config, args.watch, cfg.sites_file.clone(), load, probe.clone(), hangups)?;
     let report = producer::run(roster, probe, Arc::new(publisher), popts, shutdown, reloads).await;
     log_report(&report, "producer stopped");
     // The producer returns only after the signal, so the deadline is known by now.

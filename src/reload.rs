@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::config::ConfigError;
@@ -24,19 +25,31 @@ pub enum Trigger {
 /// How often watched files are looked at.
 const POLL: Duration = Duration::from_secs(1);
 
+/// SIGHUP's stream: taken as the producer starts, so that from then on SIGHUP (whose default
+/// action ends the process) asks for a reload, also during the first load of a long site list.
+pub fn hangups() -> std::io::Result<Signal> {
+    signal(SignalKind::hangup())
+}
+
 /// Reads the site list again on SIGHUP and, when `watch` names files, on a change of one of them
 /// (modification time or length, polled every second; a change is acted on once the file held
 /// still for one poll, so a file being written is not read half-way). `load` reads and checks the
 /// list (this producer's share, ready to be checked); each list it gives goes to `to`. Ends, with
 /// its tasks, once `to`'s receiver is gone.
 ///
-/// Installs the SIGHUP handler before returning: from then on SIGHUP no longer ends the process.
-pub fn spawn<L>(load: L, watch: Vec<PathBuf>, to: mpsc::Sender<Vec<Site>>) -> std::io::Result<()>
+/// Call [`hangups`] first thing: from then on SIGHUP no longer ends the process.
+///
+/// `hangup` is [`hangups`]' stream, taken when the process started: a SIGHUP while the list first
+/// loads is a reload as soon as the producer runs.
+pub fn spawn<L>(
+    load: L,
+    watch: Vec<PathBuf>,
+    to: mpsc::Sender<Vec<Site>>,
+    mut hangup: Signal,
+) -> std::io::Result<()>
 where
     L: Fn() -> Result<Vec<Site>, ConfigError> + Send + Sync + 'static,
 {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangup = signal(SignalKind::hangup())?;
     // One trigger waiting is enough: any number of them while a reload runs ask for one more.
     let (tx, triggers) = mpsc::channel(1);
     tokio::spawn({
@@ -138,11 +151,7 @@ where
 fn report(e: &ConfigError) {
     let file = e.file.display();
     for p in &e.problems {
-        let at = match p.at {
-            Some((line, col)) => format!("{file}:{line}:{col}"),
-            None => file.to_string(),
-        };
-        tracing::error!(at = %at, field = %p.path, problem = %p.message, "config reload: problem");
+        tracing::error!(at = %p.place(&e.file), field = %p.path, problem = %p.message, "config reload: problem");
     }
     tracing::error!(
         file = %file,

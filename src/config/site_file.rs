@@ -14,9 +14,10 @@ use crate::domain::Site;
 #[derive(Default)]
 pub struct FileSites {
     pub sites: Vec<Site>,
-    /// `lines[i]` is the line `sites[i]` starts on (for problems found later, such as a name
-    /// another site already has).
+    /// `lines[i]` is the line `sites[i]` starts on, and `items[i]` its index among the file's
+    /// items (for problems found later, such as a name another site already has).
     pub lines: Vec<u32>,
+    pub items: Vec<u32>,
 }
 
 /// The path a problem of the `index`-th site of the file is reported under.
@@ -57,6 +58,7 @@ impl<'r, 'e> Sink<'r, 'e> {
         if let Some(site) = site {
             self.out.sites.push(site);
             self.out.lines.push(u32::try_from(line).unwrap_or(u32::MAX));
+            self.out.items.push(u32::try_from(self.count - 1).unwrap_or(u32::MAX));
         }
     }
 }
@@ -94,7 +96,7 @@ mod tests {
     use std::path::Path;
     use std::time::Duration;
 
-    use crate::config::{Config, ConfigError, SiteFile, parse_with};
+    use crate::config::{Config, ConfigError, Sites, parse_with};
     use crate::domain::ExpectedStatus;
 
     fn env(name: &str) -> Option<String> {
@@ -106,7 +108,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(name), sites).unwrap();
         let file = dir.path().join("main.yaml");
-        let r = parse_with(main, &file, &env, SiteFile::Read);
+        let r = parse_with(main, &file, &env, Sites::All);
         (dir, r)
     }
 
@@ -158,10 +160,11 @@ mod tests {
                 "s.yml:5:3: sites_file[1].timout",
                 "s.yml:4:3: sites_file[1].url",
                 "s.yml:9:3: sites_file[3].interval",
+                "s.yml:6: sites_file[2].name",
             ],
             "{e}"
         );
-        // Duplicates are judged once the rest is valid: fix the others and it is reported.
+        // Within the file, and the inline name repeated in it.
         let (_d, r) = load(
             "sites:\n  - {name: dup, url: 'http://a/'}\nsites_file: s.yml\n",
             "s.yml",
@@ -242,10 +245,25 @@ mod tests {
     }
 
     #[test]
+    fn csv_lines_are_exact_with_crlf_comments_blanks_and_quoted_newlines() {
+        let text = "\u{feff}name,url,body\r\n# prod\r\n\r\na,gopher://x/,\r\nb,http://x/,\"two\r\nlines\"\r\nc,ftp://y/,\r\n";
+        let (_d, r) = load("sites_file: s.csv\n", "s.csv", text);
+        let e = r.unwrap_err();
+        assert_eq!(places(&e), ["s.csv:4: sites_file[0].url", "s.csv:7: sites_file[2].url"], "{e}");
+        let (_d, r) = load(
+            "sites_file: s.csv\n",
+            "s.csv",
+            "name,url,url,headers.Bad Name,headers.X\na,http://x/,http://y/,v,w\n",
+        );
+        let e = r.unwrap_err();
+        assert_eq!(places(&e), ["s.csv:1: column 3", "s.csv:1: column 4"], "{e}");
+    }
+
+    #[test]
     fn a_sites_file_is_not_read_unless_asked() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("main.yaml");
-        let c = parse_with("sites_file: nowhere.csv\n", &file, &env, SiteFile::Skip).unwrap();
+        let c = parse_with("sites_file: nowhere.csv\n", &file, &env, Sites::Skip).unwrap();
         assert!(c.sites.is_empty());
         assert_eq!(c.sites_file.unwrap(), dir.path().join("nowhere.csv"));
     }

@@ -76,24 +76,20 @@ pub fn read_defaults(r: &mut Reader, top: &Fields) -> SiteDefaults {
     d
 }
 
-/// The inline `sites:` list. Names are checked for duplicates once the whole list (with a
-/// `sites_file`'s) is read: [`later_duplicates`].
-pub fn read_sites(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> Option<Vec<Site>> {
-    let items = r.list(v, path)?;
+/// The valid sites of the inline `sites:` list, each with its index in the list (problems go to
+/// `r`). Names are checked for duplicates once the whole list (with a `sites_file`'s) is read:
+/// [`later_duplicates`].
+pub fn read_sites(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> (Vec<Site>, Vec<u32>) {
+    let Some(items) = r.list(v, path) else { return Default::default() };
     if items.is_empty() {
         r.problem(path, "the site list is empty; add at least one site");
-        return None;
     }
-    let mut sites = Vec::with_capacity(items.len());
-    let mut ok = true;
     let mut pool = OptionsPool::default();
-    for (i, item) in items.iter().enumerate() {
-        match read_site(r, item, &format!("{path}[{i}]"), d, &mut pool) {
-            Some(site) => sites.push(site),
-            None => ok = false,
-        }
-    }
-    ok.then_some(sites)
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| Some((read_site(r, item, &format!("{path}[{i}]"), d, &mut pool)?, i as u32)))
+        .unzip()
 }
 
 /// Indices of the sites whose name an earlier site already has, in order. Sorts indices rather

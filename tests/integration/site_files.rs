@@ -38,14 +38,16 @@ async fn sites_file_problems_are_located_and_exit_64_before_anything_starts() {
         ] {
             assert!(err.contains(place), "{command:?} did not report `{place}`:\n{err}");
         }
-        assert!(err.contains("3 problems"), "{command:?}: {err}");
+        assert!(
+            err.contains("sites.csv:5: sites_file[3].name: duplicate site name `ok`"),
+            "{command:?}: {err}"
+        );
+        assert!(err.contains("4 problems"), "{command:?}: {err}");
         assert!(!err.contains("tok3n"), "a header value was echoed: {err}");
     }
     assert!(!dir.path().join("never.db").exists(), "`run` created its store before the config was valid");
 
-    // Once the rest is valid, the repeated name is reported at its line.
-    let fixed = write(dir.path(), "fixed.csv", "name,url\nok,http://127.0.0.1:1/\nok,http://127.0.0.1:2/\n");
-    let _ = fixed;
+    write(dir.path(), "fixed.csv", "name,url\nok,http://127.0.0.1:1/\nok,http://127.0.0.1:2/\n");
     let cfg = write(dir.path(), "dup.yaml", "sites_file: fixed.csv\n");
     let out = sitemon(&["config", "check", "-c", &cfg], &[], Duration::from_secs(20)).await;
     assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
