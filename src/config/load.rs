@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_yaml_ng::Value;
 
 use super::locate::Locations;
-use super::reader::Reader;
+use super::reader::{Env, Reader};
 use super::sections::{
     read_consumer, read_kafka, read_postgres, read_producer, read_schema_registry, read_shard, read_sqlite,
 };
@@ -55,7 +55,7 @@ pub fn load_file(path: &Path, site_file: Sites) -> Result<Config, ConfigError> {
 
 /// Validates config text with its inline sites (a `sites_file` it names is not read). `env`
 /// resolves `${VAR}`.
-pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+pub fn parse(text: &str, file: &Path, env: Env) -> Result<Config, ConfigError> {
     parse_with(text, file, env, Sites::Inline)
 }
 
@@ -63,12 +63,7 @@ pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> R
 /// `sites_file` (a path relative to `file`'s directory) follow the inline ones in
 /// `Config::sites`. Every problem of both files is reported at once, duplicate names among the
 /// valid sites included.
-pub fn parse_with(
-    text: &str,
-    file: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-    site_file: Sites,
-) -> Result<Config, ConfigError> {
+pub fn parse_with(text: &str, file: &Path, env: Env, site_file: Sites) -> Result<Config, ConfigError> {
     let fail = |problems| ConfigError { file: file.to_owned(), problems };
     let root: Value = serde_yaml_ng::from_str(text).map_err(|e| {
         let mut p = Problem::new("", format!("not valid YAML: {e}"));

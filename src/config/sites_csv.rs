@@ -10,6 +10,9 @@ use serde_yaml_ng::{Mapping, Value};
 use super::site_file::Sink;
 use super::sites::SITE_FIELDS;
 
+/// Rows validated together (on two threads).
+const BATCH: usize = 8192;
+
 /// How one column's cells become a site's option.
 enum Column {
     /// The option of that name, typed by [`cell`].
@@ -139,11 +142,15 @@ pub(super) fn read(sink: &mut Sink, file: impl Read) {
         sink.problem("", Some((header_line, 0)), "the header row names no `name` column");
     }
     let mut row = csv::StringRecord::new();
+    let mut batch: Vec<(Value, usize)> = Vec::with_capacity(BATCH);
     loop {
         match csv.read_record(&mut row) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
+                // Problems stay in file order: the rows before this one go first.
+                sink.rows(&batch);
+                batch.clear();
                 let line = e.position().map(|p| (csv.get_ref().line_of(p.byte()), 0));
                 sink.problem("", line, format!("not valid CSV: {e}"));
                 sink.count += 1;
@@ -155,6 +162,8 @@ pub(super) fn read(sink: &mut Sink, file: impl Read) {
         }
         let line = row.position().map_or(0, |p| csv.get_ref().line_of(p.byte()));
         if row.len() != columns.len() {
+            sink.rows(&batch);
+            batch.clear();
             sink.problem(
                 &super::site_file::item_path(sink.count),
                 Some((line, 0)),
@@ -163,7 +172,7 @@ pub(super) fn read(sink: &mut Sink, file: impl Read) {
             sink.count += 1;
             continue;
         }
-        let mut site = Mapping::new();
+        let mut site = Mapping::with_capacity(columns.len());
         let mut headers = Mapping::new();
         for (column, text) in columns.iter().zip(row.iter()) {
             if text.is_empty() {
@@ -182,6 +191,11 @@ pub(super) fn read(sink: &mut Sink, file: impl Read) {
         if !headers.is_empty() {
             site.insert(Value::String("headers".to_owned()), Value::Mapping(headers));
         }
-        sink.site(&Value::Mapping(site), line, |_| None);
+        batch.push((Value::Mapping(site), line));
+        if batch.len() == BATCH {
+            sink.rows(&batch);
+            batch.clear();
+        }
     }
+    sink.rows(&batch);
 }
