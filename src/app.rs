@@ -76,6 +76,9 @@ pub async fn run(command: Command, listen: Option<SocketAddr>) -> anyhow::Result
         Command::Status(args) => run_status(args).await,
         Command::Config(ConfigCommand::Check(args)) => {
             let cfg = setup::Checked::load(&args.config)?.config;
+            // The sites' CA files, read as the producer would (nothing is contacted).
+            let inline = cfg.sites_file.is_none();
+            probe(&args.config, &cfg.region, &cfg.sites, inline)?;
             println!(
                 "{}: ok ({} sites; kafka {}; postgres {})",
                 args.config.display(),
@@ -98,7 +101,9 @@ pub async fn run(command: Command, listen: Option<SocketAddr>) -> anyhow::Result
 fn probe(file: &Path, region: &str, sites: &[Site], inline: bool) -> anyhow::Result<HyperProbe> {
     match HyperProbe::new(region, sites) {
         Ok(p) => Ok(p),
-        Err(ProbeSetupError::Tls(e)) => Err(located(file, vec![tls_problem(sites, e, inline)]).into()),
+        Err(ProbeSetupError::Tls(errors)) => {
+            Err(located(file, errors.into_iter().map(|e| tls_problem(sites, e, inline)).collect()).into())
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -367,19 +372,20 @@ async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow:
 async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Result<i32> {
     let hangups = reload::hangups().context("installing the SIGHUP handler")?;
     let mut cfg = setup::Embedded::load(&args.config.config)?.config;
-    let health = ops(listen, "starting").await?;
-    let store = Arc::new(
-        SqliteStore::open(&cfg.sqlite.path)
-            .await
-            .with_context(|| format!("opening {}", cfg.sqlite.path.display()))?,
-    );
     let sites = my_sites(&mut cfg);
+    // Before the store is created: a CA file that cannot be used is a config problem.
     let probe = Arc::new(probe(
         &args.config.config,
         &cfg.region,
         &sites,
         cfg.sites_file.is_none() && cfg.shard.is_none(),
     )?);
+    let health = ops(listen, "starting").await?;
+    let store = Arc::new(
+        SqliteStore::open(&cfg.sqlite.path)
+            .await
+            .with_context(|| format!("opening {}", cfg.sqlite.path.display()))?,
+    );
     let (publisher, mut feed) = memory::channel(10_000);
     let interactive = std::io::stdout().is_terminal() && !args.no_table;
     tracing::info!(sites = sites.len(), db = %cfg.sqlite.path.display(), "sitemon run starting");

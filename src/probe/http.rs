@@ -23,8 +23,9 @@ use crate::ports::SiteProbe;
 /// Why the probe could not be built. Both happen before any check runs.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeSetupError {
-    #[error(transparent)]
-    Tls(#[from] TlsSetupError),
+    /// Every site TLS setting that cannot be used (by its first site).
+    #[error("{} site TLS settings cannot be used", .0.len())]
+    Tls(Vec<TlsSetupError>),
     #[error("cannot set up DNS resolution: {0}")]
     Dns(String),
 }
@@ -43,7 +44,7 @@ impl HyperProbe {
         Ok(HyperProbe {
             region: region.into(),
             dns: Dns::from_system().map_err(ProbeSetupError::Dns)?,
-            tls: Connectors::for_sites(sites)?,
+            tls: Connectors::for_sites(sites).map_err(ProbeSetupError::Tls)?,
             user_agent: format!("sitemon/{}", env!("CARGO_PKG_VERSION")),
         })
     }

@@ -69,8 +69,8 @@ fn connector(opts: &TlsOptions) -> Result<TlsConnector, String> {
 impl Connectors {
     /// Builds a connector for every distinct setting among `sites`, so that a bad CA file stops
     /// start-up (the error names the first site with that setting).
-    pub fn for_sites(sites: &[Site]) -> Result<Self, TlsSetupError> {
-        let current = build_all(sites).map_err(|errors| errors.into_iter().next().expect("an error"))?;
+    pub fn for_sites(sites: &[Site]) -> Result<Self, Vec<TlsSetupError>> {
+        let current = build_all(sites)?;
         Ok(Connectors(RwLock::new(Prepared { current, previous: HashMap::new() })))
     }
 

@@ -129,3 +129,28 @@ fn example_configs_are_valid() {
     }
     assert!(seen >= 2, "expected the example configs in {dir}");
 }
+
+/// Every `tls_ca_file` that cannot be used is reported at once, at its place, by `config check`
+/// as by the commands that check sites — before anything is contacted.
+#[tokio::test]
+async fn every_unusable_ca_file_is_reported_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = write(dir.path(), "not.pem", "hello\n");
+    let cfg = write(
+        dir.path(),
+        "ca.yaml",
+        &format!(
+            "sites:\n  - {{name: a, url: 'https://127.0.0.1:1/', tls_ca_file: /nonexistent/ca.pem}}\n  - {{name: b, url: 'https://127.0.0.1:1/'}}\n  - {{name: c, url: 'https://127.0.0.1:1/', tls_ca_file: {not_pem}}}\nsqlite: {{path: {}}}\n",
+            dir.path().join("never.db").display()
+        ),
+    );
+    for command in [&["config", "check", "-c", &cfg][..], &["run", "-c", &cfg]] {
+        let out = sitemon(command, &[], Duration::from_secs(20)).await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{command:?}: {}", describe(&out));
+        for place in ["ca.yaml:2:44: sites[0].tls_ca_file: ", "ca.yaml:4:44: sites[2].tls_ca_file: "] {
+            assert!(err.contains(place), "{command:?} did not report `{place}`:\n{err}");
+        }
+    }
+    assert!(!dir.path().join("never.db").exists());
+}
