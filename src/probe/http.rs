@@ -16,7 +16,8 @@ use url::Url;
 
 use super::classify::{self, Failure};
 use super::dns::Dns;
-use super::tls::{Connectors, TlsSetupError, not_after};
+use super::expiry::not_after;
+use super::tls::{Connectors, TlsSetupError};
 use crate::domain::{CheckResult, CheckStatus, FailureKind, Secret, Site, micros};
 use crate::ports::SiteProbe;
 
