@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,10 +21,11 @@ use crate::kafka::{ClientSetupError, KafkaFeed, KafkaPublisher};
 use crate::memory;
 use crate::ops_server;
 use crate::ports::{NoRegistry, SiteProbe, StatusStore};
-use crate::probe::{HyperProbe, ProbeSetupError};
+use crate::probe::{HyperProbe, ProbeSetupError, TlsSetupError};
 use crate::producer::{self, ProducerOptions, ProducerReport};
 use crate::readiness;
 use crate::registry::{RegistryClient, RegistryError};
+use crate::reload;
 use crate::setup;
 use crate::shutdown;
 use crate::store::{PgStore, SqliteStore};
@@ -75,6 +76,9 @@ pub async fn run(command: Command, listen: Option<SocketAddr>) -> anyhow::Result
         Command::Status(args) => run_status(args).await,
         Command::Config(ConfigCommand::Check(args)) => {
             let cfg = setup::Checked::load(&args.config)?.config;
+            // The sites' CA files, read as the producer would (nothing is contacted).
+            let inline = cfg.sites_file.is_none();
+            probe(&args.config, &cfg.region, &cfg.sites, inline)?;
             println!(
                 "{}: ok ({} sites; kafka {}; postgres {})",
                 args.config.display(),
@@ -97,17 +101,55 @@ pub async fn run(command: Command, listen: Option<SocketAddr>) -> anyhow::Result
 fn probe(file: &Path, region: &str, sites: &[Site], inline: bool) -> anyhow::Result<HyperProbe> {
     match HyperProbe::new(region, sites) {
         Ok(p) => Ok(p),
-        Err(ProbeSetupError::Tls(e)) => {
-            let path = match inline {
-                true => format!("sites[{}].tls_ca_file", e.site),
-                false => format!("site `{}`.tls_ca_file", sites[e.site].id),
-            };
-            let mut problems = vec![Problem::new(path, e.message)];
-            config::locate(file, &mut problems);
-            Err(ConfigError { file: file.to_owned(), problems }.into())
+        Err(ProbeSetupError::Tls(errors)) => {
+            Err(located(file, errors.into_iter().map(|e| tls_problem(sites, e, inline)).collect()).into())
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The reload input of the producer: SIGHUP (and with `watch`, a change of the config file or
+/// its `sites_file`) reads the site list again through `load`, then prepares the probe for it; a
+/// list that fails either is reported and the running one kept.
+fn reloads(
+    file: &Path,
+    watch: bool,
+    sites_file: Option<PathBuf>,
+    load: fn(&Path) -> Result<Config, ConfigError>,
+    probe: Arc<HyperProbe>,
+    hangups: tokio::signal::unix::Signal,
+) -> anyhow::Result<producer::Reloads> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let path = file.to_owned();
+    let load_sites = move || {
+        let mut cfg = load(&path)?;
+        let sites = my_sites(&mut cfg);
+        release_parse_memory();
+        if let Err(errors) = probe.prepare(&sites) {
+            let inline = cfg.sites_file.is_none() && cfg.shard.is_none();
+            let problems = errors.into_iter().map(|e| tls_problem(&sites, e, inline)).collect();
+            return Err(located(&path, problems));
+        }
+        Ok(sites)
+    };
+    let watched =
+        if watch { std::iter::once(file.to_owned()).chain(sites_file).collect() } else { Vec::new() };
+    reload::spawn(load_sites, watched, tx, hangups).context("watching the config file")?;
+    Ok(rx.into())
+}
+
+/// A site's TLS setting the probe cannot use, as a config problem: at its place in the config
+/// file when `inline` (the list is the file's own `sites:`, unfiltered), else by site name.
+fn tls_problem(sites: &[Site], e: TlsSetupError, inline: bool) -> Problem {
+    match inline {
+        true => Problem::new(format!("sites[{}].tls_ca_file", e.site), e.message),
+        false => Problem::new(format!("site `{}`.tls_ca_file", sites[e.site].id), e.message),
+    }
+}
+
+fn located(file: &Path, mut problems: Vec<Problem>) -> ConfigError {
+    config::locate(file, &mut problems);
+    ConfigError { file: file.to_owned(), problems }
 }
 
 /// The sites this producer checks: all of them, or its shard's share. Takes them out of the
@@ -168,11 +210,24 @@ async fn ops(listen: Option<SocketAddr>, starting: &str) -> anyhow::Result<Arc<H
 }
 
 async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow::Result<i32> {
+    let hangups = reload::hangups().context("installing the SIGHUP handler")?;
     let setup::Producer { config: mut cfg, kafka } = setup::Producer::load(&args.config.config)?;
     let kafka = &kafka;
     let health = ops(listen, "starting").await?;
     let sites = my_sites(&mut cfg);
-    let probe = Arc::new(probe(&args.config.config, &cfg.region, &sites, cfg.sites_file.is_none())?);
+    let probe = Arc::new(probe(
+        &args.config.config,
+        &cfg.region,
+        &sites,
+        cfg.sites_file.is_none() && cfg.shard.is_none(),
+    )?);
+    // SIGHUP reloads from here on, also while the schema is being registered.
+    let reloads = if args.once {
+        producer::Reloads::none()
+    } else {
+        let load = |p: &Path| setup::Producer::load(p).map(|s| s.config);
+        reloads(&args.config.config, args.watch, cfg.sites_file.clone(), load, probe.clone(), hangups)?
+    };
     let mut publisher =
         KafkaPublisher::new(kafka).map_err(|e| kafka_setup(&args.config.config, "producer", e))?;
     let stop = shutdown::on_signals();
@@ -192,7 +247,7 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
     release_parse_memory();
     // Ready while a broker is reachable, for as long as the producer runs.
     let report = tokio::select! {
-        report = producer::run(roster, probe, publisher.clone(), opts, stop) => report,
+        report = producer::run(roster, probe, publisher.clone(), opts, stop, reloads) => report,
         never = readiness::follow_publisher(&*publisher, &health) => match never {},
     };
     log_report(&report, "producer stopped");
@@ -315,15 +370,22 @@ async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow:
 
 /// Producer and consumer in one process, joined by a bounded channel, storing in SQLite.
 async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Result<i32> {
+    let hangups = reload::hangups().context("installing the SIGHUP handler")?;
     let mut cfg = setup::Embedded::load(&args.config.config)?.config;
+    let sites = my_sites(&mut cfg);
+    // Before the store is created: a CA file that cannot be used is a config problem.
+    let probe = Arc::new(probe(
+        &args.config.config,
+        &cfg.region,
+        &sites,
+        cfg.sites_file.is_none() && cfg.shard.is_none(),
+    )?);
     let health = ops(listen, "starting").await?;
     let store = Arc::new(
         SqliteStore::open(&cfg.sqlite.path)
             .await
             .with_context(|| format!("opening {}", cfg.sqlite.path.display()))?,
     );
-    let sites = my_sites(&mut cfg);
-    let probe = Arc::new(probe(&args.config.config, &cfg.region, &sites, cfg.sites_file.is_none())?);
     let (publisher, mut feed) = memory::channel(10_000);
     let interactive = std::io::stdout().is_terminal() && !args.no_table;
     tracing::info!(sites = sites.len(), db = %cfg.sqlite.path.display(), "sitemon run starting");
@@ -354,7 +416,10 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
     let popts = producer_options(&cfg, false, args.grace, !interactive);
     let roster = producer::Roster::new(sites, &popts);
     release_parse_memory();
-    let report = producer::run(roster, probe, Arc::new(publisher), popts, shutdown).await;
+    let load = |p: &Path| setup::Embedded::load(p).map(|s| s.config);
+    let reloads =
+        reloads(&args.config.config, args.watch, cfg.sites_file.clone(), load, probe.clone(), hangups)?;
+    let report = producer::run(roster, probe, Arc::new(publisher), popts, shutdown, reloads).await;
     log_report(&report, "producer stopped");
     // The producer returns only after the signal, so the deadline is known by now.
     let deadline = deadline.await.context("the shutdown deadline task failed")?;

@@ -62,6 +62,9 @@ pub struct RunArgs {
     /// Print log lines instead of the refreshing table, even on a terminal.
     #[arg(long)]
     pub no_table: bool,
+    /// Also read the site list again when the config file changes (SIGHUP always does).
+    #[arg(long)]
+    pub watch: bool,
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +108,9 @@ pub struct ProducerArgs {
     /// Check every site once, wait for the broker's acknowledgements, and exit.
     #[arg(long)]
     pub once: bool,
+    /// Also read the site list again when the config file changes (SIGHUP always does).
+    #[arg(long, conflicts_with = "once")]
+    pub watch: bool,
     /// Time allowed to finish in-flight checks and deliveries after SIGINT/SIGTERM.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub grace: Duration,

@@ -16,6 +16,7 @@ pub mod probe;
 pub mod producer;
 pub mod readiness;
 pub mod registry;
+pub mod reload;
 pub mod retry;
 pub mod schedule;
 pub mod setup;

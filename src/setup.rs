@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{self, Config, ConfigError, KafkaConfig, PostgresConfig, Problem, SiteFile};
+use crate::config::{self, Config, ConfigError, KafkaConfig, PostgresConfig, Problem, Sites};
 use crate::kafka;
 
 /// `sitemon producer`: sites and Kafka.
@@ -51,7 +51,8 @@ struct Needs<'a> {
 impl Needs<'_> {
     fn section<T>(&mut self, name: &str, v: Option<T>) -> Option<T> {
         if v.is_none() {
-            self.problems.push(Problem::new(name, format!("missing: `sitemon {}` needs this section", self.command)));
+            self.problems
+                .push(Problem::new(name, format!("missing: `sitemon {}` needs this section", self.command)));
         }
         v
     }
@@ -86,7 +87,7 @@ impl Needs<'_> {
 fn load<T>(
     path: &Path,
     command: &str,
-    site_file: SiteFile,
+    site_file: Sites,
     take: impl FnOnce(Config, &mut Needs) -> Option<T>,
 ) -> Result<T, ConfigError> {
     let cfg = config::load_file(path, site_file)?;
@@ -97,7 +98,7 @@ fn load<T>(
 
 impl Producer {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        load(path, "producer", SiteFile::Read, |mut config, n| {
+        load(path, "producer", Sites::All, |mut config, n| {
             n.sites(&config);
             let kafka = n.section("kafka", config.kafka.take())?;
             n.kafka_client(&kafka);
@@ -108,7 +109,7 @@ impl Producer {
 
 impl Consumer {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        load(path, "consumer", SiteFile::Skip, |mut config, n| {
+        load(path, "consumer", Sites::Skip, |mut config, n| {
             let kafka = n.section("kafka", config.kafka.take());
             let postgres = n.section("postgres", config.postgres.take());
             if let Some(k) = &kafka {
@@ -121,7 +122,7 @@ impl Consumer {
 
 impl Migrate {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        load(path, "migrate", SiteFile::Skip, |config, n| {
+        load(path, "migrate", Sites::Skip, |config, n| {
             Some(Migrate { postgres: n.section("postgres", config.postgres)? })
         })
     }
@@ -129,7 +130,7 @@ impl Migrate {
 
 impl Embedded {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        load(path, "run", SiteFile::Read, |config, n| {
+        load(path, "run", Sites::All, |config, n| {
             n.sites(&config);
             Some(Embedded { config })
         })
@@ -138,7 +139,7 @@ impl Embedded {
 
 impl Status {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        load(path, "status", SiteFile::Skip, |config, _| {
+        load(path, "status", Sites::Skip, |config, _| {
             Some(match config.postgres {
                 Some(pg) => Status::Postgres(pg),
                 None => Status::Sqlite { path: config.sqlite.path },
@@ -149,7 +150,7 @@ impl Status {
 
 impl Checked {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        load(path, "config check", SiteFile::Read, |config, n| {
+        load(path, "config check", Sites::All, |config, n| {
             if let Some(k) = &config.kafka {
                 n.kafka_client(k);
             }

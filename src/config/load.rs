@@ -1,5 +1,5 @@
 //! Turns YAML text into a validated [`Config`]: parse, then read every section, collecting every
-//! problem with its location; with [`SiteFile::Read`], the `sites_file` too. No network or
+//! problem with its location; with [`Sites::Read`], the `sites_file` too. No network or
 //! database I/O happens here.
 
 use std::path::{Path, PathBuf};
@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 use serde_yaml_ng::Value;
 
 use super::locate::Locations;
-use super::reader::Reader;
+use super::reader::{Env, Reader};
 use super::sections::{
     read_consumer, read_kafka, read_postgres, read_producer, read_schema_registry, read_shard, read_sqlite,
 };
 use super::site_file::{FileSites, read_sites_file};
 use super::sites::{SiteDefaults, later_duplicates, read_defaults, read_sites};
 use super::{Config, ConfigError, ConsumerConfig, Problem, ProducerConfig, SqliteConfig};
+use crate::domain::Site;
 
 const TOP: &[&str] = &[
     "region",
@@ -30,16 +31,21 @@ const TOP: &[&str] = &[
     "schema_registry",
 ];
 
-/// Whether the site list of a `sites_file` is read (and checked) with the config. Commands that
-/// check no site skip it: a million-site file costs them nothing.
+/// Which sites are read (and checked) with the config. Commands that check no site skip them
+/// all: a site problem (or an unset `${VAR}` in a site's header) is not theirs, and a
+/// million-site file costs them nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SiteFile {
-    Read,
+pub enum Sites {
+    /// `sites:` and the `sites_file`.
+    All,
+    /// `sites:` only.
+    Inline,
+    /// None: `Config::sites` is empty.
     Skip,
 }
 
 /// Reads and validates a config file, with `${VAR}` resolved from the process environment.
-pub fn load_file(path: &Path, site_file: SiteFile) -> Result<Config, ConfigError> {
+pub fn load_file(path: &Path, site_file: Sites) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.to_owned(),
         problems: vec![Problem::new("", format!("cannot read file: {e}"))],
@@ -47,20 +53,17 @@ pub fn load_file(path: &Path, site_file: SiteFile) -> Result<Config, ConfigError
     parse_with(&text, path, &|name| std::env::var(name).ok(), site_file)
 }
 
-/// Validates config text (a `sites_file` it names is not read). `env` resolves `${VAR}`.
-pub fn parse(text: &str, file: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    parse_with(text, file, env, SiteFile::Skip)
+/// Validates config text with its inline sites (a `sites_file` it names is not read). `env`
+/// resolves `${VAR}`.
+pub fn parse(text: &str, file: &Path, env: Env) -> Result<Config, ConfigError> {
+    parse_with(text, file, env, Sites::Inline)
 }
 
-/// Validates config text; with [`SiteFile::Read`], the sites of its `sites_file` (a path
-/// relative to `file`'s directory) are read and checked too, and follow the inline ones in
-/// `Config::sites`. Every problem of both files is reported at once.
-pub fn parse_with(
-    text: &str,
-    file: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-    site_file: SiteFile,
-) -> Result<Config, ConfigError> {
+/// Validates config text and the `sites` asked for; with [`Sites::All`], the sites of its
+/// `sites_file` (a path relative to `file`'s directory) follow the inline ones in
+/// `Config::sites`. Every problem of both files is reported at once, duplicate names among the
+/// valid sites included.
+pub fn parse_with(text: &str, file: &Path, env: Env, site_file: Sites) -> Result<Config, ConfigError> {
     let fail = |problems| ConfigError { file: file.to_owned(), problems };
     let root: Value = serde_yaml_ng::from_str(text).map_err(|e| {
         let mut p = Problem::new("", format!("not valid YAML: {e}"));
@@ -68,29 +71,35 @@ pub fn parse_with(
         fail(vec![p])
     })?;
     let mut r = Reader::new(env);
-    let (config, source) = read_config(&mut r, &root, file);
+    let (config, source) = read_config(&mut r, &root, file, site_file);
     let from_file = match (&source.file, site_file) {
-        (Some(path), SiteFile::Read) => read_sites_file(&mut r, path, &source.defaults),
+        (Some(path), Sites::All) => read_sites_file(&mut r, path, &source.defaults),
         _ => FileSites::default(),
     };
     let places = Locations::of(text);
     let mut problems = r.problems;
-    let mut config = config.filter(|_| problems.is_empty());
-    if let Some(c) = &mut config {
-        let inline = c.sites.len();
-        c.sites.extend(from_file.sites);
-        for i in later_duplicates(&c.sites) {
-            let message = format!("duplicate site name `{}`", c.sites[i].id);
-            problems.push(match i.checked_sub(inline) {
-                None => Problem::new(format!("sites[{i}].name"), message),
-                Some(j) => Problem {
-                    at: Some((from_file.lines[j] as usize, 0)),
-                    file: source.file.clone(),
-                    ..Problem::new(format!("{}.name", super::site_file::item_path(j)), message)
-                },
-            });
-        }
+    let (inline, items) = source.inline;
+    let mut sites = inline;
+    if sites.is_empty() {
+        sites = from_file.sites;
+    } else {
+        sites.extend(from_file.sites);
     }
+    for i in later_duplicates(&sites) {
+        let message = format!("duplicate site name `{}`", sites[i].id);
+        problems.push(match i.checked_sub(items.len()) {
+            None => Problem::new(format!("sites[{}].name", items[i]), message),
+            Some(j) => Problem {
+                at: Some((from_file.lines[j] as usize, 0)),
+                file: source.file.clone(),
+                ..Problem::new(
+                    format!("{}.name", super::site_file::item_path(from_file.items[j] as usize)),
+                    message,
+                )
+            },
+        });
+    }
+    let config = config.map(|c| Config { sites, ..c });
     match config {
         Some(c) if problems.is_empty() => Ok(c),
         _ => {
@@ -112,33 +121,41 @@ pub fn locate(file: &Path, problems: &mut [Problem]) {
     }
 }
 
-/// Where the rest of the site list comes from: read even when another section has problems, so
-/// that the sites file's are reported with them.
+/// The site list as read apart from the other sections, so that its problems (the sites file's,
+/// duplicate names among the valid sites) are reported with theirs.
+#[derive(Default)]
 struct SiteSource {
     defaults: SiteDefaults,
     file: Option<PathBuf>,
+    /// The valid inline sites, and the index in `sites:` of each.
+    inline: (Vec<Site>, Vec<u32>),
 }
 
-fn read_config(r: &mut Reader, root: &Value, file: &Path) -> (Option<Config>, SiteSource) {
-    let mut source = SiteSource { defaults: SiteDefaults::default(), file: None };
+/// The sections, with `Config::sites` left empty, and the site list's source.
+fn read_config(r: &mut Reader, root: &Value, file: &Path, sites: Sites) -> (Option<Config>, SiteSource) {
+    let mut source = SiteSource::default();
     if root.is_null() {
         r.problem("", "the file is empty");
         return (None, source);
     }
     let Some(top) = r.fields(root, "", TOP) else { return (None, source) };
-    source.defaults = read_defaults(r, &top);
     let sites_file = top.get("sites_file").map(|(v, p)| {
         r.nonempty_string(v, &p).map(|f| file.parent().unwrap_or(Path::new("")).join(f.trim()))
     });
-    source.file = sites_file.clone().flatten();
-    let config = read_sections(r, &top, &source.defaults, sites_file);
+    if sites != Sites::Skip {
+        source.defaults = read_defaults(r, &top);
+        source.file = sites_file.clone().flatten();
+        if let Some((v, p)) = top.get("sites") {
+            source.inline = read_sites(r, v, &p, &source.defaults);
+        }
+    }
+    let config = read_sections(r, &top, sites_file);
     (config, source)
 }
 
 fn read_sections(
     r: &mut Reader,
     top: &super::reader::Fields,
-    defaults: &SiteDefaults,
     sites_file: Option<Option<PathBuf>>,
 ) -> Option<Config> {
     let region = match top.get("region") {
@@ -154,10 +171,6 @@ fn read_sections(
             }
         }),
         None => Some(gethostname::gethostname().to_string_lossy().into_owned()),
-    };
-    let sites = match top.get("sites") {
-        Some((v, p)) => read_sites(r, v, &p, defaults),
-        None => Some(Vec::new()),
     };
     let kafka = top.get("kafka").map(|(v, p)| read_kafka(r, v, &p));
     let postgres = top.get("postgres").map(|(v, p)| read_postgres(r, v, &p));
@@ -178,7 +191,7 @@ fn read_sections(
     let schema_registry = top.get("schema_registry").map(|(v, p)| read_schema_registry(r, v, &p));
     Some(Config {
         region: region?,
-        sites: sites?,
+        sites: Vec::new(),
         sites_file: sites_file.map_or(Some(None), |f| f.map(Some))?,
         kafka: kafka.map_or(Some(None), |k| k.map(Some))?,
         postgres: postgres.map_or(Some(None), |p| p.map(Some))?,

@@ -15,7 +15,7 @@ mod sites_yaml;
 
 pub use crate::domain::Secret;
 pub use kafka_security::{KafkaSasl, KafkaTls, SaslMechanism};
-pub use load::{SiteFile, load_file, locate, parse, parse_with};
+pub use load::{Sites, load_file, locate, parse, parse_with};
 pub use model::{
     Config, ConsumerConfig, KafkaConfig, PostgresConfig, ProducerConfig, SchemaRegistryConfig, Shard,
     SqliteConfig,

@@ -1,7 +1,7 @@
 //! Config problems with their location, collected so that all of them are reported at once.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// One thing wrong with the config, at a field path such as `sites[3].interval`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +19,17 @@ impl Problem {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Problem { path: path.into(), message: message.into(), at: None, file: None }
     }
+
+    /// Where the problem stands: `file[:line[:column]]`, with `config` the config file (the file
+    /// of every problem that names none of its own).
+    pub fn place(&self, config: &Path) -> String {
+        let file = self.file.as_deref().unwrap_or(config).display();
+        match self.at {
+            Some((line, 0)) => format!("{file}:{line}"),
+            Some((line, col)) => format!("{file}:{line}:{col}"),
+            None => file.to_string(),
+        }
+    }
 }
 
 /// Every problem found in one config file (and the site file it names). Maps to exit code 64.
@@ -33,12 +44,7 @@ impl fmt::Display for ConfigError {
         let n = self.problems.len();
         write!(f, "{}: {n} problem{} in config", self.file.display(), if n == 1 { "" } else { "s" })?;
         for p in &self.problems {
-            write!(f, "\n  {}", p.file.as_ref().unwrap_or(&self.file).display())?;
-            match p.at {
-                Some((line, 0)) => write!(f, ":{line}")?,
-                Some((line, col)) => write!(f, ":{line}:{col}")?,
-                None => {}
-            }
+            write!(f, "\n  {}", p.place(&self.file))?;
             if !p.path.is_empty() {
                 write!(f, ": {}", p.path)?;
             }

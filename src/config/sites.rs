@@ -8,7 +8,9 @@ use url::Url;
 
 use super::Secret;
 use super::reader::{Fields, Reader, join};
-use crate::domain::{ExpectedStatus, Site, TlsOptions};
+use std::sync::Arc;
+
+use crate::domain::{ExpectedStatus, Site, SiteOptions, SiteUrl, TlsOptions};
 
 const DEFAULTS: &[&str] = &["interval", "timeout", "expected_status"];
 /// The options of one site, in `sites:` items, YAML site files and CSV header rows.
@@ -74,23 +76,20 @@ pub fn read_defaults(r: &mut Reader, top: &Fields) -> SiteDefaults {
     d
 }
 
-/// The inline `sites:` list. Names are checked for duplicates once the whole list (with a
-/// `sites_file`'s) is read: [`later_duplicates`].
-pub fn read_sites(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> Option<Vec<Site>> {
-    let items = r.list(v, path)?;
+/// The valid sites of the inline `sites:` list, each with its index in the list (problems go to
+/// `r`). Names are checked for duplicates once the whole list (with a `sites_file`'s) is read:
+/// [`later_duplicates`].
+pub fn read_sites(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> (Vec<Site>, Vec<u32>) {
+    let Some(items) = r.list(v, path) else { return Default::default() };
     if items.is_empty() {
         r.problem(path, "the site list is empty; add at least one site");
-        return None;
     }
-    let mut sites = Vec::with_capacity(items.len());
-    let mut ok = true;
-    for (i, item) in items.iter().enumerate() {
-        match read_site(r, item, &format!("{path}[{i}]"), d) {
-            Some(site) => sites.push(site),
-            None => ok = false,
-        }
-    }
-    ok.then_some(sites)
+    let mut pool = OptionsPool::default();
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| Some((read_site(r, item, &format!("{path}[{i}]"), d, &mut pool)?, i as u32)))
+        .unzip()
 }
 
 /// Indices of the sites whose name an earlier site already has, in order. Sorts indices rather
@@ -107,7 +106,29 @@ pub fn later_duplicates(sites: &[Site]) -> Vec<usize> {
     dups
 }
 
-pub(super) fn read_site(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults) -> Option<Site> {
+/// Shares one [`SiteOptions`] between consecutive sites that have the same (a large list mostly
+/// repeats the defaults, or the options of its section of sites).
+#[derive(Default)]
+pub struct OptionsPool {
+    last: Option<Arc<SiteOptions>>,
+}
+
+impl OptionsPool {
+    fn share(&mut self, o: SiteOptions) -> Arc<SiteOptions> {
+        match &self.last {
+            Some(last) if **last == o => last.clone(),
+            _ => self.last.insert(Arc::new(o)).clone(),
+        }
+    }
+}
+
+pub(super) fn read_site(
+    r: &mut Reader,
+    v: &Value,
+    path: &str,
+    d: &SiteDefaults,
+    pool: &mut OptionsPool,
+) -> Option<Site> {
     let f = r.fields(v, path, SITE_FIELDS)?;
     let name = match f.get("name") {
         Some((v, p)) => r.nonempty_string(v, &p).and_then(|n| site_name(r, n, &p)),
@@ -188,20 +209,23 @@ pub(super) fn read_site(r: &mut Reader, v: &Value, path: &str, d: &SiteDefaults)
     let ca_file = f
         .get("tls_ca_file")
         .map(|(v, p)| r.nonempty_string(v, &p).map(|s| std::path::PathBuf::from(s).into_boxed_path()));
-    Some(Site {
+    let options = SiteOptions {
         headers: headers?,
         body: body.map_or(Some(None), |b| b.map(Some))?,
         follow_redirects: follow?,
         max_redirects: max_redirects? as u32,
         max_body_bytes: max_body?,
         tls: TlsOptions { verify: verify?, ca_file: ca_file.map_or(Some(None), |c| c.map(Some))? },
-        id: name?,
-        url: url?,
         method: method?,
-        interval: interval?,
-        timeout: timeout.filter(|t| interval.is_none_or(|i| *t <= i))?,
         pattern: pattern?,
         expected_status: expected_status?,
+    };
+    Some(Site {
+        id: name?,
+        url: SiteUrl::new(&url?),
+        interval: interval?,
+        timeout: timeout.filter(|t| interval.is_none_or(|i| *t <= i))?,
+        options: pool.share(options),
     })
 }
 

@@ -16,6 +16,8 @@ use super::site_file::Sink;
 /// is kept for the report.
 struct Chars<R> {
     reader: R,
+    /// Before the first character of the file.
+    first: bool,
     line: String,
     pos: usize,
     error: Option<std::io::Error>,
@@ -28,6 +30,12 @@ impl<R: BufRead> Iterator for Chars<R> {
         loop {
             if let Some(c) = self.line[self.pos..].chars().next() {
                 self.pos += c.len_utf8();
+                // A byte-order mark is not content (yaml-rust2 would read it as such).
+                if c == '\u{feff}' && self.pos == c.len_utf8() && self.first {
+                    self.first = false;
+                    continue;
+                }
+                self.first = false;
                 return Some(c);
             }
             self.line.clear();
@@ -55,6 +63,10 @@ struct Item {
     stack: Vec<Frame>,
     places: HashMap<String, (usize, usize)>,
     anchors: HashMap<usize, Value>,
+    /// Paths of keys given twice in a mapping of this site.
+    repeated: Vec<String>,
+    /// Nodes copied by aliases into this site.
+    aliased: usize,
 }
 
 fn place(mark: Marker) -> (usize, usize) {
@@ -86,7 +98,10 @@ impl Item {
             Some(Frame::Seq { items, .. }) => items.push(v),
             Some(Frame::Map { path, map, key, .. }) => match key.take() {
                 Some(k) => {
-                    map.insert(k, v);
+                    let shown = join(path, k.as_str().unwrap_or("?"));
+                    if map.insert(k, v).is_some() {
+                        self.repeated.push(shown);
+                    }
                 }
                 None => {
                     let at = place(mark);
@@ -114,39 +129,107 @@ impl Item {
     }
 }
 
-/// A plain scalar resolved as YAML 1.2's core schema does (as serde_yaml_ng does for `sites:`);
-/// quoted and block scalars, and `!!str`, are strings.
+/// A scalar as serde_yaml_ng resolves it for an inline `sites:` list (its
+/// `visit_untagged_scalar`: null, booleans, integers with `0x`/`0o`/`0b`, floats, and digits with
+/// a leading zero kept as text), so a site reads the same in a sites file; quoted and block
+/// scalars, and `!!str`, are strings.
 fn scalar(text: String, style: TScalarStyle, tag: Option<&Tag>) -> Value {
     if style != TScalarStyle::Plain || tag.is_some_and(|t| t.suffix == "str" || t.suffix.ends_with(":str")) {
         return Value::String(text);
     }
-    match text.as_str() {
-        "" | "~" | "null" | "Null" | "NULL" => Value::Null,
-        "true" | "True" | "TRUE" => Value::Bool(true),
-        "false" | "False" | "FALSE" => Value::Bool(false),
-        t => {
-            if let Ok(n) = t.parse::<u64>() {
-                Value::Number(Number::from(n))
-            } else if let Ok(n) = t.parse::<i64>() {
-                Value::Number(Number::from(n))
-            } else if let Some(n) = t.strip_prefix("0x").and_then(|h| u64::from_str_radix(h, 16).ok()) {
-                Value::Number(Number::from(n))
-            } else if let Some(n) = t.strip_prefix("0o").and_then(|o| u64::from_str_radix(o, 8).ok()) {
-                Value::Number(Number::from(n))
-            } else if t.bytes().any(|b| b.is_ascii_digit())
-                && let Ok(f) = t.parse::<f64>()
-            {
-                Value::Number(Number::from(f))
-            } else {
-                Value::String(text)
-            }
+    let t = text.as_str();
+    if t.is_empty() || matches!(t, "~" | "null" | "Null" | "NULL") {
+        return Value::Null;
+    }
+    match t {
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ => {}
+    }
+    if let Some(n) = unsigned(t) {
+        return Value::Number(Number::from(n));
+    }
+    if let Some(n) = negative(t) {
+        return Value::Number(Number::from(n));
+    }
+    if !leading_zero_digits(t)
+        && let Some(f) = float(t)
+    {
+        return Value::Number(Number::from(f));
+    }
+    Value::String(text)
+}
+
+/// `0123`, `-007`: text in YAML 1.2, not a number.
+fn leading_zero_digits(t: &str) -> bool {
+    let s = t.strip_prefix(['-', '+']).unwrap_or(t);
+    s.len() > 1 && s.starts_with('0') && s[1..].bytes().all(|b| b.is_ascii_digit())
+}
+
+fn radix_prefixed(s: &str) -> Option<(&str, u32)> {
+    [("0x", 16), ("0o", 8), ("0b", 2)].into_iter().find_map(|(p, r)| s.strip_prefix(p).map(|rest| (rest, r)))
+}
+
+fn unsigned(t: &str) -> Option<u64> {
+    let u = t.strip_prefix('+').unwrap_or(t);
+    if let Some((rest, radix)) = radix_prefixed(u) {
+        if rest.starts_with(['+', '-']) {
+            return None;
         }
+        if let Ok(n) = u64::from_str_radix(rest, radix) {
+            return Some(n);
+        }
+    }
+    if u.starts_with(['+', '-']) || leading_zero_digits(t) {
+        return None;
+    }
+    u.parse::<u64>().ok()
+}
+
+fn negative(t: &str) -> Option<i64> {
+    if let Some((rest, radix)) = t.strip_prefix('-').and_then(radix_prefixed)
+        && let Ok(n) = i64::from_str_radix(&format!("-{rest}"), radix)
+    {
+        return Some(n);
+    }
+    if leading_zero_digits(t) {
+        return None;
+    }
+    t.parse::<i64>().ok()
+}
+
+fn float(t: &str) -> Option<f64> {
+    let u = match t.strip_prefix('+') {
+        Some(u) if u.starts_with(['+', '-']) => return None,
+        Some(u) => u,
+        None => t,
+    };
+    match (u, t) {
+        (".inf" | ".Inf" | ".INF", _) => Some(f64::INFINITY),
+        (_, "-.inf" | "-.Inf" | "-.INF") => Some(f64::NEG_INFINITY),
+        (_, ".nan" | ".NaN" | ".NAN") => Some(f64::NAN),
+        _ => u.parse::<f64>().ok().filter(|f| f.is_finite()),
+    }
+}
+
+/// Deepest nesting within one site (serde_yaml_ng stops at 128), and most nodes that aliases may
+/// copy into one site: a small hostile file cannot take the producer's memory, even on reload.
+const MAX_DEPTH: usize = 32;
+const MAX_ALIAS_NODES: usize = 10_000;
+
+fn nodes(v: &Value) -> usize {
+    match v {
+        Value::Sequence(items) => 1 + items.iter().map(nodes).sum::<usize>(),
+        Value::Mapping(m) => 1 + m.iter().map(|(k, v)| nodes(k) + nodes(v)).sum::<usize>(),
+        Value::Tagged(t) => 1 + nodes(&t.value),
+        _ => 1,
     }
 }
 
 /// Reads the file's top-level list, handing each item to `sink`.
 pub(super) fn read(sink: &mut Sink, file: impl Read) {
-    let mut chars = Chars { reader: BufReader::new(file), line: String::new(), pos: 0, error: None };
+    let mut chars =
+        Chars { reader: BufReader::new(file), first: true, line: String::new(), pos: 0, error: None };
     let mut parser = Parser::new(&mut chars);
     let mut depth = 0usize; // 0: before the list, 1: in the list, 2: after it
     let mut item = Item::default();
@@ -162,10 +245,22 @@ pub(super) fn read(sink: &mut Sink, file: impl Read) {
         };
         match (depth, event) {
             (_, Event::StreamEnd) => break,
+            (2, Event::DocumentStart) => {
+                sink.problem(
+                    "",
+                    Some((mark.line(), 0)),
+                    "a sites file holds one YAML document: one list of sites",
+                );
+                return;
+            }
             (_, Event::StreamStart | Event::DocumentStart | Event::DocumentEnd | Event::Nothing) => {}
             (0, Event::SequenceStart(..)) => depth = 1,
             (0, _) => {
-                sink.problem("", Some((mark.line(), 0)), "expected a list of sites at the top level (`- name: …`)");
+                sink.problem(
+                    "",
+                    Some((mark.line(), 0)),
+                    "expected a list of sites at the top level (`- name: …`)",
+                );
                 return;
             }
             (1, Event::SequenceEnd) if item.stack.is_empty() => depth = 2,
@@ -185,6 +280,15 @@ pub(super) fn read(sink: &mut Sink, file: impl Read) {
                     Event::Alias(id) => {
                         let _ = item.next_path(&base, mark);
                         let v = item.anchors.get(&id).cloned().unwrap_or(Value::Null);
+                        item.aliased += nodes(&v);
+                        if item.aliased > MAX_ALIAS_NODES {
+                            sink.problem(
+                                &base,
+                                Some(place(mark)),
+                                format!("aliases copy more than {MAX_ALIAS_NODES} nodes into one site"),
+                            );
+                            return;
+                        }
                         item.attach(v, 0, mark)
                     }
                     Event::SequenceStart(anchor, _) => {
@@ -199,15 +303,32 @@ pub(super) fn read(sink: &mut Sink, file: impl Read) {
                         None
                     }
                     Event::SequenceEnd | Event::MappingEnd => match item.stack.pop() {
-                        Some(Frame::Seq { items, anchor, .. }) => item.attach(Value::Sequence(items), anchor, mark),
-                        Some(Frame::Map { map, anchor, .. }) => item.attach(Value::Mapping(map), anchor, mark),
+                        Some(Frame::Seq { items, anchor, .. }) => {
+                            item.attach(Value::Sequence(items), anchor, mark)
+                        }
+                        Some(Frame::Map { map, anchor, .. }) => {
+                            item.attach(Value::Mapping(map), anchor, mark)
+                        }
                         None => None,
                     },
                     _ => None,
                 };
+                if item.stack.len() > MAX_DEPTH {
+                    sink.problem(
+                        &base,
+                        Some(place(mark)),
+                        format!("nested more than {MAX_DEPTH} levels deep"),
+                    );
+                    return;
+                }
                 if let Some(v) = done {
+                    for p in std::mem::take(&mut item.repeated) {
+                        let at = item.find(&p);
+                        sink.problem(&p, at, "given twice; give each option once");
+                    }
                     sink.site(&v, item_line, |p| item.find(p));
                     item.places.clear();
+                    item.aliased = 0;
                 }
             }
             (_, _) => {}
@@ -216,5 +337,104 @@ pub(super) fn read(sink: &mut Sink, file: impl Read) {
     drop(parser);
     if let Some(e) = chars.error.take() {
         sink.problem("", None, format!("cannot read the sites file: {e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use serde_yaml_ng::Value;
+
+    use crate::config::{Sites, parse, parse_with};
+
+    /// Plain scalars resolve as serde_yaml_ng resolves them: compared with it directly.
+    #[test]
+    fn scalars_resolve_like_serde_yaml_ng() {
+        for t in [
+            "00123", "123", "-7", "+7", "0x1F", "-0x10", "+0x10", "0o17", "0b11", "-0b11", "1e3", "1e400",
+            ".inf", "-.Inf", ".nan", "1.5", "-0", "007", "true", "False", "TRUE", "yes", "~", "null",
+            "site-1", "100s", "0x", "0xZZ", "+-1", "1_000", "12:30", ".5", "5.",
+        ] {
+            let ours = super::scalar(t.to_owned(), yaml_rust2::scanner::TScalarStyle::Plain, None);
+            let theirs: Value = serde_yaml_ng::from_str(t).unwrap();
+            let same = match (&ours, &theirs) {
+                (Value::Number(a), Value::Number(b)) if a.is_nan() => b.is_nan(),
+                _ => ours == theirs,
+            };
+            assert!(same, "{t:?}: ours {ours:?}, serde_yaml_ng {theirs:?}");
+        }
+    }
+
+    fn file_and_inline(items: &str) -> (String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s.yaml"), items).unwrap();
+        let from_file = parse_with("sites_file: s.yaml\n", &dir.path().join("m.yaml"), &|_| None, Sites::All);
+        let indented: String = items.lines().map(|l| format!("  {l}\n")).collect();
+        let inline = parse(&format!("sites:\n{indented}"), Path::new("m.yaml"), &|_| None);
+        let show = |r: Result<crate::config::Config, crate::config::ConfigError>| match r {
+            Ok(c) => format!(
+                "{:?}",
+                c.sites.iter().map(|s| (&s.id, s.url.as_str(), s.interval)).collect::<Vec<_>>()
+            ),
+            Err(e) => format!(
+                "error: {}",
+                e.problems
+                    .iter()
+                    .map(|p| p.path.replace("sites_file", "sites"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        (show(from_file), show(inline))
+    }
+
+    #[test]
+    fn a_site_reads_the_same_in_a_file_and_inline() {
+        for items in [
+            "- {name: 00123, url: 'http://a/'}\n",
+            "- {name: 0x1F, url: 'http://a/'}\n",
+            "- {name: 1e3, url: 'http://a/'}\n",
+            "- {name: true, url: 'http://a/'}\n",
+            "- &a {name: a, url: 'http://a/', interval: 5s}\n- {name: b, url: 'http://b/', interval: 10s}\n",
+            "- {name: a, url: 'http://a/', headers: &h {X-Id: 0042}}\n- {name: b, url: 'http://b/', headers: *h}\n",
+            "- {name: a, url: 'http://a/', interval: 30}\n",
+        ] {
+            let (file, inline) = file_and_inline(items);
+            assert_eq!(file, inline, "{items}");
+        }
+    }
+
+    #[test]
+    fn repeated_keys_documents_boms_and_bombs() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("m.yaml");
+        let read = |text: &str| {
+            std::fs::write(dir.path().join("s.yaml"), text).unwrap();
+            parse_with("sites_file: s.yaml\n", &main, &|_| None, Sites::All)
+        };
+        let e = read("- name: a\n  url: http://a/\n  url: http://b/\n").unwrap_err();
+        assert_eq!(e.problems[0].path, "sites_file[0].url", "{e}");
+        assert!(e.problems[0].message.contains("given twice"), "{e}");
+        let e = read("- {name: a, url: 'http://a/'}\n---\n- {name: b, url: 'http://b/'}\n").unwrap_err();
+        assert!(e.to_string().contains("one YAML document"), "{e}");
+        assert_eq!(
+            read("\u{feff}- {name: a, url: 'http://a/'}\n").unwrap().sites.len(),
+            1,
+            "a BOM is not content"
+        );
+        let mut laughs = String::from("- &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for (i, name) in ["b", "c", "d", "e", "f", "g", "h", "i"].iter().enumerate() {
+            let prev = ["a", "b", "c", "d", "e", "f", "g", "h"][i];
+            laughs.push_str(&format!("- &{name} [{}]\n", vec![format!("*{prev}"); 10].join(", ")));
+        }
+        let e = read(&laughs).unwrap_err();
+        assert!(e.to_string().contains("aliases copy more than"), "{e}");
+        let deep = format!("- {}x{}\n", "[".repeat(40), "]".repeat(40));
+        let e = read(&deep).unwrap_err();
+        assert!(e.to_string().contains("nested more than"), "{e}");
+        // Deeper still, the YAML parser's own limit answers first.
+        let deeper = format!("- {}x{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(read(&deeper).unwrap_err().to_string().contains("not valid YAML"));
     }
 }

@@ -13,5 +13,5 @@ pub use check::{CheckResult, CheckStatus, FailureKind, MAX_ERROR_BYTES};
 pub use check_id::check_id;
 pub use micros::micros;
 pub use secret::Secret;
-pub use site::{ExpectedStatus, Site, TlsOptions};
+pub use site::{ExpectedStatus, Site, SiteOptions, SiteUrl, TlsOptions};
 pub use status::SiteStatus;

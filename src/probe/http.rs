@@ -16,7 +16,8 @@ use url::Url;
 
 use super::classify::{self, Failure};
 use super::dns::Dns;
-use super::tls::{Connectors, TlsSetupError, not_after};
+use super::expiry::not_after;
+use super::tls::{Connectors, TlsSetupError};
 use crate::domain::{CheckResult, CheckStatus, FailureKind, Secret, Site, micros};
 use crate::ports::SiteProbe;
 
@@ -26,8 +27,9 @@ const TLS_READ_AHEAD: usize = 8 * 1024;
 /// Why the probe could not be built. Both happen before any check runs.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeSetupError {
-    #[error(transparent)]
-    Tls(#[from] TlsSetupError),
+    /// Every site TLS setting that cannot be used (by its first site).
+    #[error("{} site TLS settings cannot be used", .0.len())]
+    Tls(Vec<TlsSetupError>),
     #[error("cannot set up DNS resolution: {0}")]
     Dns(String),
 }
@@ -46,9 +48,16 @@ impl HyperProbe {
         Ok(HyperProbe {
             region: region.into(),
             dns: Dns::from_system().map_err(ProbeSetupError::Dns)?,
-            tls: Connectors::for_sites(sites)?,
+            tls: Connectors::for_sites(sites).map_err(ProbeSetupError::Tls)?,
             user_agent: format!("sitemon/{}", env!("CARGO_PKG_VERSION")),
         })
+    }
+
+    /// Prepares TLS for a new site list (CA files read again), so that its sites' checks find
+    /// their connectors ready. On error nothing changes, and every site whose settings cannot be
+    /// used is named (by its index in `sites`); the running list's checks go on as before.
+    pub fn prepare(&self, sites: &[Site]) -> Result<(), Vec<TlsSetupError>> {
+        self.tls.prepare(sites)
     }
 }
 
@@ -97,7 +106,8 @@ impl SiteProbe for HyperProbe {
 
 impl HyperProbe {
     async fn follow(&self, site: &Site, r: &mut CheckResult, t0: Instant) -> Result<(), Failure> {
-        let mut url = site.url.clone();
+        let mut url = site.url.parse();
+        let origin = url.origin();
         let mut method = site.method.as_str();
         let mut body = site.body.as_deref();
         let mut credentials = true;
@@ -125,7 +135,7 @@ impl HyperProbe {
                             format!("redirect to unsupported {next}"),
                         ));
                     }
-                    let same_origin = next.origin() == site.url.origin();
+                    let same_origin = next.origin() == origin;
                     if matches!(code, 307 | 308) {
                         // 307/308 resend the body; the site's body goes to the site's origin
                         // only, so such a redirect elsewhere ends the check instead.
@@ -135,7 +145,7 @@ impl HyperProbe {
                                 format!(
                                     "{code} redirect to another origin ({}) not followed: the request body is only resent to {}",
                                     next.origin().ascii_serialization(),
-                                    site.url.origin().ascii_serialization()
+                                    origin.ascii_serialization()
                                 ),
                             ));
                         }

@@ -3,6 +3,7 @@
 
 mod classify;
 mod dns;
+mod expiry;
 mod http;
 mod tls;
 

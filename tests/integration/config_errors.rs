@@ -12,14 +12,23 @@ async fn three_mistakes_are_all_reported_and_exit_64() {
         "bad.yaml",
         "sites:\n  - name: a\n    url: http://127.0.0.1:1/\n    interval: soon\n  - name: b\n    url: gopher://x/\nkafka:\n  bootstrap_servers: 127.0.0.1:1\n  topik: x\n",
     );
-    for command in ["producer", "consumer", "migrate"] {
-        let out = sitemon(&[command, "-c", &cfg], &[], Duration::from_secs(10)).await;
+    for command in ["producer", "run", "config check"] {
+        let mut args: Vec<&str> = command.split(' ').collect();
+        args.extend(["-c", &cfg]);
+        let out = sitemon(&args, &[], Duration::from_secs(10)).await;
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
         for location in ["sites[0].interval", "sites[1].url", "kafka.topik"] {
             assert!(err.contains(location), "`{location}` not reported by {command}:\n{err}");
         }
         assert!(err.contains("3 problems"), "{err}");
+    }
+    // The commands that check no site do not read the site list: only the rest is theirs.
+    for command in ["consumer", "migrate"] {
+        let out = sitemon(&[command, "-c", &cfg], &[], Duration::from_secs(10)).await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{}", describe(&out));
+        assert!(err.contains("kafka.topik") && !err.contains("sites["), "{command}:\n{err}");
     }
 }
 
@@ -113,10 +122,36 @@ fn example_configs_are_valid() {
                 if name == "DATABASE_URL" { "postgres://u@h/db".to_owned() } else { "h:9092".to_owned() }
             })
         };
-        let cfg = sitemon::config::parse(&std::fs::read_to_string(&path).unwrap(), &path, &env)
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cfg = sitemon::config::parse_with(&text, &path, &env, sitemon::config::Sites::All)
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(!cfg.sites.is_empty(), "{}", path.display());
         seen += 1;
     }
-    assert!(seen >= 2, "expected the example configs in {dir}");
+    assert!(seen >= 3, "expected the example configs in {dir}");
+}
+
+/// Every `tls_ca_file` that cannot be used is reported at once, at its place, by `config check`
+/// as by the commands that check sites — before anything is contacted.
+#[tokio::test]
+async fn every_unusable_ca_file_is_reported_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = write(dir.path(), "not.pem", "hello\n");
+    let cfg = write(
+        dir.path(),
+        "ca.yaml",
+        &format!(
+            "sites:\n  - {{name: a, url: 'https://127.0.0.1:1/', tls_ca_file: /nonexistent/ca.pem}}\n  - {{name: b, url: 'https://127.0.0.1:1/'}}\n  - {{name: c, url: 'https://127.0.0.1:1/', tls_ca_file: {not_pem}}}\nsqlite: {{path: {}}}\n",
+            dir.path().join("never.db").display()
+        ),
+    );
+    for command in [&["config", "check", "-c", &cfg][..], &["run", "-c", &cfg]] {
+        let out = sitemon(command, &[], Duration::from_secs(20)).await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{command:?}: {}", describe(&out));
+        for place in ["ca.yaml:2:44: sites[0].tls_ca_file: ", "ca.yaml:4:44: sites[2].tls_ca_file: "] {
+            assert!(err.contains(place), "{command:?} did not report `{place}`:\n{err}");
+        }
+    }
+    assert!(!dir.path().join("never.db").exists());
 }

@@ -11,5 +11,7 @@ mod interop;
 mod kafka_security;
 mod pipeline;
 mod registry;
+mod reload;
 mod scheduler;
+mod site_files;
 mod store;

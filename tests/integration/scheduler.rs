@@ -89,7 +89,7 @@ async fn run_for(
         stopper.cancel();
     });
     let roster = producer::Roster::new(sites, &opts);
-    producer::run(roster, probe.clone(), publisher.clone(), opts, stop).await;
+    producer::run(roster, probe.clone(), publisher.clone(), opts, stop, producer::Reloads::none()).await;
     let results = publisher.0.lock().unwrap().clone();
     let peak = probe.running.lock().unwrap().1;
     (results, peak)
@@ -258,7 +258,7 @@ async fn stop_after<P: SiteProbe, S: StatusPublisher>(
     });
     let roster = producer::Roster::new(sites, &opts);
     // A producer that never returns fails here instead of hanging the test.
-    let run = producer::run(roster, Arc::new(probe), publisher, opts, stop);
+    let run = producer::run(roster, Arc::new(probe), publisher, opts, stop, producer::Reloads::none());
     let report = tokio::time::timeout(stop_after + Duration::from_secs(600), run)
         .await
         .expect("the producer did not return after the stop");
@@ -350,7 +350,15 @@ async fn once_checks_every_site_behind_a_one_permit_host() {
     let roster = producer::Roster::new(sites(20, "1m", |_| "same.test".into()), &opts);
     let probe = Arc::new(FakeProbe { busy: Duration::from_millis(300), running: Mutex::new((0, 0)) });
     let started = tokio::time::Instant::now();
-    let report = producer::run(roster, probe, publisher.clone(), opts, CancellationToken::new()).await;
+    let report = producer::run(
+        roster,
+        probe,
+        publisher.clone(),
+        opts,
+        CancellationToken::new(),
+        producer::Reloads::none(),
+    )
+    .await;
     // 20 checks one after another: 6 s, far past the longest timeout plus the grace period.
     assert_eq!(started.elapsed(), Duration::from_secs(6));
     assert_eq!((report.slots, report.published, report.missed), (20, 20, 0), "{report:?}");

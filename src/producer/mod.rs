@@ -1,0 +1,162 @@
+//! The producer runner: schedules every site on its slots, checks it through a [`SiteProbe`]
+//! under a global and a per-host concurrency cap, and publishes each result through a
+//! [`StatusPublisher`]. A slot that cannot start before the next one is due becomes a MISSED
+//! record. A new site list (see [`Reloads`]) replaces the running one between ticks without
+//! losing or repeating a slot. Once stopped, every wait (window, permits, check, publish) ends by
+//! the end of the grace period, and every slot is accounted for: published, failed or
+//! abandoned. Knows no adapter.
+//!
+//! `roster.rs` holds the sites and how a new list replaces them, `timer.rs` the slot heap,
+//! `once.rs` the `--once` round, `slot.rs` one slot's check and delivery.
+
+mod once;
+mod roster;
+mod slot;
+mod timer;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::Site;
+use crate::ports::{SiteProbe, StatusPublisher};
+pub use roster::{Changes, Roster};
+use slot::Shared;
+
+#[derive(Debug, Clone)]
+pub struct ProducerOptions {
+    /// Check every site once, publish, and return once every result is acknowledged.
+    pub once: bool,
+    /// Most checks running at the same time.
+    pub max_concurrency: usize,
+    /// Most checks running against one host at the same time.
+    pub per_host_concurrency: usize,
+    /// How long checks in flight and deliveries may take after the stop: shutdown, or with
+    /// `once` the end of the round's checks.
+    pub grace: Duration,
+    pub region: String,
+    /// Log one line per result (for `sitemon run` without a terminal).
+    pub log_results: bool,
+    /// Most results checked but not yet acknowledged; when full, the scheduler waits.
+    pub max_in_flight: usize,
+}
+
+/// What the producer did, for the exit status and the last log line. Every slot the producer
+/// took on ends in exactly one of `published`, `failed` or `abandoned`.
+#[derive(Debug, Default)]
+pub struct ProducerReport {
+    /// Slots taken on: due before the stop (or, with `once`, one per site).
+    pub slots: u64,
+    /// Results the broker acknowledged (checks and MISSED records).
+    pub published: u64,
+    /// Results made but not acknowledged before the grace period ended.
+    pub failed: u64,
+    /// MISSED records made (a slot that never started); each is also published or failed.
+    pub missed: u64,
+    /// Slots that ended without a result: the grace period ended while the check ran or before
+    /// the slot had a place in the in-flight window.
+    pub abandoned: u64,
+}
+
+impl ProducerReport {
+    /// True when every slot's result was acknowledged.
+    pub fn complete(&self) -> bool {
+        self.failed == 0 && self.abandoned == 0
+    }
+}
+
+/// New site lists for a running producer, each already this producer's share. Each one
+/// replaces the roster: see [`run`]. `--once` takes none.
+pub struct Reloads(Option<mpsc::Receiver<Vec<Site>>>);
+
+impl Reloads {
+    /// No reloads: the roster given at start is the one checked.
+    pub fn none() -> Self {
+        Reloads(None)
+    }
+
+    /// The next list; never ready once the sender is gone.
+    async fn next(&mut self) -> Vec<Site> {
+        if let Some(rx) = &mut self.0 {
+            match rx.recv().await {
+                Some(list) => return list,
+                None => self.0 = None,
+            }
+        }
+        std::future::pending().await
+    }
+}
+
+impl From<mpsc::Receiver<Vec<Site>>> for Reloads {
+    fn from(rx: mpsc::Receiver<Vec<Site>>) -> Self {
+        Reloads(Some(rx))
+    }
+}
+
+/// Runs the producer until shutdown (or, with `once`, until every site was checked once) and
+/// the results are delivered. Once stopped — shutdown, or the end of the `once` round — the
+/// producer has `grace` to finish checks in flight and deliver; then every wait ends and what is
+/// left is counted (failed, abandoned), so this returns within `grace` of the stop.
+///
+/// Each list from `reloads` replaces the roster (sites matched by id) once the slots due by then
+/// are taken: a site kept with the same interval keeps its next slot and is checked by its new
+/// definition from then on; an added site, or one whose interval changed, starts at its first
+/// slot after that moment; a removed site's check under way ends normally and is published and
+/// counted. A kept site's check under way from before makes its next slots MISSED until it is
+/// over, as without a reload. With `once`, reloads are not read.
+pub async fn run<P: SiteProbe, S: StatusPublisher>(
+    roster: Roster,
+    probe: Arc<P>,
+    publisher: Arc<S>,
+    opts: ProducerOptions,
+    shutdown: CancellationToken,
+    mut reloads: Reloads,
+) -> ProducerReport {
+    let shared = Arc::new(Shared::new(probe, publisher.clone(), opts.clone(), shutdown.clone()));
+    // The grace period starts at the stop, whatever the scheduler is waiting for at that moment.
+    let round_over = CancellationToken::new();
+    let deadline = Arc::new(OnceLock::new());
+    let grace_timer = tokio::spawn({
+        let (shutdown, round_over, abandon, deadline) =
+            (shutdown.clone(), round_over.clone(), shared.abandon.clone(), deadline.clone());
+        let grace = opts.grace;
+        async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = round_over.cancelled() => {}
+            }
+            let at = *deadline.get_or_init(|| tokio::time::Instant::now() + grace);
+            tokio::time::sleep_until(at).await;
+            abandon.cancel();
+        }
+    });
+    if opts.once {
+        once::once(&shared, roster.sites).await;
+        round_over.cancel();
+    } else {
+        timer::schedule(&shared, roster, &mut reloads).await;
+    }
+    shared.tracker.close();
+    tokio::select! {
+        _ = shared.tracker.wait() => {}
+        _ = shared.abandon.cancelled() => {
+            // Every wait races `abandon`: the tasks end at once.
+            if tokio::time::timeout(Duration::from_secs(1), shared.tracker.wait()).await.is_err() {
+                tracing::error!("tasks still running after the grace period; their slots are not counted");
+            }
+        }
+    }
+    grace_timer.abort();
+    let left =
+        deadline.get().map_or(opts.grace, |d| d.saturating_duration_since(tokio::time::Instant::now()));
+    if let Err(e) = publisher.flush(left).await {
+        tracing::error!(error = %e, "flushing the publisher failed");
+    }
+    let report = shared.report();
+    if report.slots != report.published + report.failed + report.abandoned {
+        tracing::error!(?report, "slots unaccounted for");
+    }
+    report
+}

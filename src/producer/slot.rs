@@ -1,0 +1,286 @@
+//! One slot's work: a place in the in-flight window, the permits (global and per host), the
+//! check, and the publish retried until acknowledged or the grace period ends; a slot that
+//! cannot start becomes a MISSED record. [`Shared`] is what all slot tasks share, counters
+//! included.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+
+use super::roster::Scheduled;
+use super::{ProducerOptions, ProducerReport};
+use crate::domain::{CheckResult, CheckStatus, Site};
+use crate::ports::{SiteProbe, StatusPublisher};
+use crate::schedule::Clock;
+
+/// Why a MISSED record was made.
+pub(super) const NOT_IN_TIME: &str = "the slot could not start before the next one was due";
+pub(super) const STOPPED: &str = "the producer stopped before the check could start";
+
+/// A result's place in the in-flight window, held until the broker acknowledged it (or it was
+/// given up); `sitemon_results_in_flight` counts the places taken.
+pub(super) struct Place {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Place {
+    fn new(permit: OwnedSemaphorePermit) -> Self {
+        metrics::gauge!("sitemon_results_in_flight").increment(1.0);
+        Place { _permit: permit }
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        metrics::gauge!("sitemon_results_in_flight").decrement(1.0);
+    }
+}
+
+/// Everything the per-slot tasks share.
+pub(super) struct Shared<P, S> {
+    pub(super) probe: Arc<P>,
+    pub(super) publisher: Arc<S>,
+    pub(super) global: Arc<Semaphore>,
+    pub(super) tracker: TaskTracker,
+    /// Cancelled on SIGINT/SIGTERM: no check starts after it.
+    pub(super) shutdown: CancellationToken,
+    /// Cancelled when the grace period is over: every wait ends, retries stop, and what is left
+    /// counts as failed or abandoned.
+    pub(super) abandon: CancellationToken,
+    pub(super) in_flight: Arc<Semaphore>,
+    pub(super) clock: Clock,
+    pub(super) opts: ProducerOptions,
+    pub(super) slots: AtomicU64,
+    pub(super) published: AtomicU64,
+    pub(super) failed: AtomicU64,
+    pub(super) missed: AtomicU64,
+    pub(super) abandoned: AtomicU64,
+}
+
+impl<P, S> Shared<P, S> {
+    pub(super) fn new(
+        probe: Arc<P>,
+        publisher: Arc<S>,
+        opts: ProducerOptions,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Shared {
+            probe,
+            publisher,
+            global: Arc::new(Semaphore::new(opts.max_concurrency.max(1))),
+            tracker: TaskTracker::new(),
+            shutdown,
+            abandon: CancellationToken::new(),
+            in_flight: Arc::new(Semaphore::new(opts.max_in_flight.max(1))),
+            clock: Clock::start(),
+            opts,
+            slots: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            missed: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
+        }
+    }
+
+    /// The counts so far.
+    pub(super) fn report(&self) -> ProducerReport {
+        ProducerReport {
+            slots: self.slots.load(Ordering::Relaxed),
+            published: self.published.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            missed: self.missed.load(Ordering::Relaxed),
+            abandoned: self.abandoned.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
+    /// Waits for a place in the in-flight window (a slow broker pushes back on the scheduler),
+    /// or gives up with `None` once `stop` is cancelled.
+    pub(super) async fn place(&self, stop: &CancellationToken) -> Option<Place> {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => None,
+            p = self.in_flight.clone().acquire_owned() => Some(Place::new(p.expect("semaphores are never closed"))),
+        }
+    }
+
+    /// Publishes `result` in the background; its window place is freed once that is done.
+    pub(super) fn spawn_publish(self: &Arc<Self>, result: CheckResult, place: Place) {
+        let me = self.clone();
+        self.tracker.spawn(async move {
+            me.publish_now(result).await;
+            drop(place);
+        });
+    }
+
+    /// One scheduled slot: permits (until the next slot is due or the producer stops), check,
+    /// publish; or MISSED. `place` is this result's place in the in-flight window.
+    pub(super) async fn run_slot(
+        &self,
+        e: &Scheduled,
+        slot: DateTime<Utc>,
+        next: DateTime<Utc>,
+        place: Place,
+    ) {
+        let got = tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => Err(STOPPED),
+            // Before the permits: a slot whose successor is already due is missed, not late.
+            _ = tokio::time::sleep_until(self.clock.instant(next)) => Err(NOT_IN_TIME),
+            p = permits(e.host.clone(), self.global.clone()) => Ok(p),
+        };
+        let result = match got {
+            Ok(p) => {
+                // Boxed: a slot waiting for permits then holds a pointer, not the whole check's
+                // state, so an overloaded producer's waiting slots stay small.
+                let r = Box::pin(self.check_or_abandon(&e.site, slot)).await;
+                drop(p);
+                r
+            }
+            Err(why) => Some(self.missed_result(&e.site, slot, why)),
+        };
+        // The site is free for its next slot once this one's check is over: delivery goes on
+        // in the window, so a broker outage does not stop the checks (until the window is full).
+        e.busy.store(false, Ordering::Release);
+        let Some(result) = result else { return };
+        self.publish_now(result).await;
+        drop(place);
+    }
+
+    /// `--once`: one check of a site (or a MISSED record if the producer stops before it could
+    /// start), then its delivery. `round` is held until the check is done.
+    pub(super) async fn run_once(&self, e: &Scheduled, round: TaskTrackerToken) {
+        let got = tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => None,
+            p = permits(e.host.clone(), self.global.clone()) => Some(p),
+        };
+        let result = match got {
+            Some(p) => {
+                let r = Box::pin(self.check_or_abandon(&e.site, self.clock.now())).await;
+                drop(p);
+                r
+            }
+            None => Some(self.missed_result(&e.site, self.clock.now(), STOPPED)),
+        };
+        drop(round);
+        let Some(result) = result else { return };
+        // The check is done; only its delivery waits for a place in the window.
+        match self.place(&self.abandon).await {
+            Some(place) => {
+                self.publish_now(result).await;
+                drop(place);
+            }
+            None => self.give_up(&result, "no place in the in-flight window before the grace period ended"),
+        }
+    }
+
+    /// Publishes until the broker acknowledges, retrying with backoff; gives up only when the
+    /// grace period after the stop is over.
+    pub(super) async fn publish_now(&self, result: CheckResult) {
+        if self.opts.log_results {
+            tracing::info!(
+                site = %result.site_id,
+                status = result.status.as_str(),
+                code = result.status_code,
+                total_ms = result.total_us.map(|us| us / 1000),
+                failure = result.failure_kind.map(|k| k.as_str()),
+                error = result.error.as_deref(),
+                "check"
+            );
+        }
+        let mut backoff = crate::retry::backoff();
+        loop {
+            let attempt = tokio::select! {
+                r = self.publisher.publish(&result) => r,
+                _ = self.abandon.cancelled() => Err(crate::ports::PublishError::Delivery("grace period over".into())),
+            };
+            match attempt {
+                Ok(()) => {
+                    self.published.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("sitemon_results_published_total", "status" => result.status.as_str())
+                        .increment(1);
+                    return;
+                }
+                Err(e) if self.abandon.is_cancelled() => {
+                    self.give_up(&result, &e.to_string());
+                    return;
+                }
+                Err(e) => {
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
+                    metrics::counter!("sitemon_publish_retries_total").increment(1);
+                    tracing::warn!(site = %result.site_id, error = %e, retry_in = ?delay, "publish failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.abandon.cancelled() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// A result that will not be published: counted as failed.
+    pub(super) fn give_up(&self, result: &CheckResult, why: &str) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("sitemon_results_failed_total").increment(1);
+        tracing::error!(site = %result.site_id, check_id = %result.check_id, error = why, "result not published before the grace period ended");
+    }
+
+    /// `n` slots that ended without a result.
+    pub(super) fn abandon_slots(&self, n: u64) {
+        self.abandoned.fetch_add(n, Ordering::Relaxed);
+        metrics::counter!("sitemon_abandoned_slots_total").increment(n);
+    }
+
+    pub(super) fn missed_result(&self, site: &Site, slot: DateTime<Utc>, why: &str) -> CheckResult {
+        self.missed.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("sitemon_missed_slots_total").increment(1);
+        let now = self.clock.now();
+        let mut r =
+            CheckResult::new(&site.id, site.url.as_str(), &self.opts.region, slot, now, CheckStatus::Missed);
+        r.error = Some(why.to_owned());
+        tracing::warn!(site = %site.id, slot = %slot, reason = why, "missed slot");
+        r
+    }
+
+    /// The check, unless the grace period ends first: then the slot is abandoned (`None`).
+    async fn check_or_abandon(&self, site: &Site, slot: DateTime<Utc>) -> Option<CheckResult> {
+        tokio::select! {
+            r = self.check(site, slot) => Some(r),
+            _ = self.abandon.cancelled() => {
+                tracing::error!(site = %site.id, slot = %slot, "check still running when the grace period ended");
+                self.abandon_slots(1);
+                None
+            }
+        }
+    }
+
+    /// One check with the caller's permits held; `started_at` is the scheduler's clock reading.
+    async fn check(&self, site: &Site, slot: DateTime<Utc>) -> CheckResult {
+        let started = self.clock.now();
+        let mut result = self.probe.check(site, slot).await;
+        result.started_at = started;
+        let lag = (started - slot).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
+        metrics::histogram!("sitemon_schedule_lag_seconds").record(lag);
+        if let Some(us) = result.total_us {
+            metrics::histogram!("sitemon_check_seconds").record(us as f64 / 1e6);
+        }
+        result
+    }
+}
+
+async fn permits(
+    host: Arc<Semaphore>,
+    global: Arc<Semaphore>,
+) -> (OwnedSemaphorePermit, OwnedSemaphorePermit) {
+    let h = host.acquire_owned().await.expect("semaphores are never closed");
+    let g = global.acquire_owned().await.expect("semaphores are never closed");
+    (h, g)
+}

@@ -1,0 +1,178 @@
+//! The continuous schedule: one timer heap of (next slot, site) pairs for the whole roster, slots
+//! taken as they fall due, a new site list swapped in between ticks, and at the stop the slots
+//! due by then drained as MISSED records.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use chrono::{DateTime, Utc};
+
+use super::Reloads;
+use super::roster::{Carried, NEW, Replacement, Roster, Scheduled};
+use super::slot::{NOT_IN_TIME, STOPPED, Shared};
+use crate::domain::{Site, micros};
+use crate::ports::{SiteProbe, StatusPublisher};
+use crate::schedule::next_slot_after;
+
+/// Each site's next slot (µs since the epoch) by its index in the roster; one entry per site.
+type Heap = BinaryHeap<Reverse<(i64, usize)>>;
+
+fn at(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).expect("slots stay within chrono's range")
+}
+
+/// How often, at most, the scheduler looks whether checks carried across a reload are over.
+const PRUNE_EVERY_US: i64 = 1_000_000;
+
+/// One timer for all sites: a heap of (next slot, site) pairs, one slot taken at a time. A due
+/// slot takes a place in the in-flight window (waiting while it is full), then gets a task that
+/// waits for its permits until the site's next slot, checks and publishes; a slot whose site is
+/// still busy, or that the scheduler reaches only after the next one is due, is a MISSED record.
+/// A new site list from `reloads` replaces the roster once the slots due by then are taken (see
+/// [`replace`]). At shutdown, the slots due by then that no check took are drained as MISSED
+/// records.
+pub(super) async fn schedule<P: SiteProbe, S: StatusPublisher>(
+    s: &Arc<Shared<P, S>>,
+    roster: Roster,
+    reloads: &mut Reloads,
+) {
+    let now = s.clock.now();
+    let mut heap: Heap = roster
+        .sites
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Reverse((next_slot_after(now, e.site.interval, e.phase).timestamp_micros(), i)))
+        .collect();
+    let mut roster = roster;
+    let mut carried = Carried::default();
+    let mut pruned = now.timestamp_micros();
+    'ticks: loop {
+        let next_due = heap.peek().map(|&Reverse((due, _))| due);
+        let mut reload = None;
+        tokio::select! {
+            biased;
+            _ = s.shutdown.cancelled() => break,
+            _ = tokio::time::sleep_until(s.clock.instant(at(next_due.unwrap_or_default()))), if next_due.is_some() => {}
+            list = reloads.next() => reload = Some(list),
+        }
+        let now = s.clock.now().timestamp_micros();
+        let sites = roster.sites.clone();
+        while let Some(&Reverse((due, i))) = heap.peek() {
+            if due > now {
+                break;
+            }
+            // Taken before the slot, so a full window holds the scheduler back instead of
+            // piling up tasks; shutdown ends the wait and the slot is drained below.
+            let Some(place) = s.place(&s.shutdown).await else { break 'ticks };
+            // The wait for a place may have been long: judge the slot by the clock as it is now.
+            let now = s.clock.now().timestamp_micros();
+            heap.pop();
+            s.slots.fetch_add(1, Ordering::Relaxed);
+            let e = &sites[i];
+            let next = due + micros(e.site.interval);
+            heap.push(Reverse((next, i)));
+            // A slot whose successor is already due was never started; nor was one whose site
+            // is still busy with the previous slot (in this roster or, across a reload, an
+            // earlier one).
+            if next <= now || carried.busy(i) || e.busy.swap(true, Ordering::AcqRel) {
+                let r = s.missed_result(&e.site, at(due), NOT_IN_TIME);
+                s.spawn_publish(r, place);
+                continue;
+            }
+            let (s2, all) = (s.clone(), sites.clone());
+            s.tracker.spawn(async move {
+                let e = &all[i];
+                s2.run_slot(e, at(due), at(next), place).await;
+            });
+        }
+        if let Some(list) = reload {
+            // Every slot due by `now` is taken: the new roster starts from there.
+            carried = replace(&mut roster, &mut heap, carried, list, now);
+        }
+        if !carried.is_empty() && now - pruned >= PRUNE_EVERY_US {
+            carried.prune();
+            pruned = now;
+        }
+    }
+    drain(s, &roster.sites, heap, s.clock.now().timestamp_micros()).await;
+}
+
+/// Replaces the roster with `list` once every slot due by `now` was taken. A site kept with the
+/// same interval keeps its next slot exactly (none skipped, none repeated) and is checked by its
+/// new definition from then on; an added site, or a kept one whose interval changed, starts at its
+/// first slot after `now`; a removed site gets no further slot, while its check under way runs
+/// to its end and is published. A kept site's check still under way is carried over: the site's
+/// next slots are MISSED until it is over. Returns the checks carried over.
+fn replace(roster: &mut Roster, heap: &mut Heap, carried: Carried, list: Vec<Site>, now: i64) -> Carried {
+    let Replacement { roster: new, previous, changes } = roster.replace(list);
+    let old = &roster.sites;
+    let mut next_of = vec![0i64; old.len()];
+    for Reverse((due, i)) in std::mem::take(heap).into_vec() {
+        next_of[i] = due;
+    }
+    *heap = new
+        .sites
+        .iter()
+        .zip(&previous)
+        .enumerate()
+        .map(|(j, (e, &i))| {
+            let due = if i != NEW && old[i as usize].site.interval == e.site.interval {
+                next_of[i as usize]
+            } else {
+                next_slot_after(at(now), e.site.interval, e.phase).timestamp_micros()
+            };
+            Reverse((due, j))
+        })
+        .collect();
+    let carried = carried.across(old, &previous);
+    tracing::info!(
+        sites = new.len(),
+        added = changes.added,
+        removed = changes.removed,
+        changed = changes.changed,
+        unchanged = changes.unchanged,
+        "site list reloaded"
+    );
+    *roster = new;
+    carried
+}
+
+/// After shutdown at `stopped`: every slot due by then that no check took becomes a MISSED
+/// record, each with its place in the in-flight window; if the grace period ends first, the
+/// slots still without a record are counted as abandoned.
+async fn drain<P: SiteProbe, S: StatusPublisher>(
+    s: &Arc<Shared<P, S>>,
+    sites: &[Scheduled],
+    mut heap: Heap,
+    stopped: i64,
+) {
+    while let Some(&Reverse((due, i))) = heap.peek() {
+        if due > stopped {
+            return;
+        }
+        let Some(place) = s.place(&s.abandon).await else {
+            let left: u64 = heap
+                .iter()
+                .filter(|Reverse((due, _))| *due <= stopped)
+                .map(|Reverse((due, i))| {
+                    ((stopped - due) / micros(sites[*i].site.interval).max(1) + 1) as u64
+                })
+                .sum();
+            tracing::error!(
+                slots = left,
+                "grace period over before these slots had a place in the in-flight window"
+            );
+            s.slots.fetch_add(left, Ordering::Relaxed);
+            s.abandon_slots(left);
+            return;
+        };
+        heap.pop();
+        s.slots.fetch_add(1, Ordering::Relaxed);
+        let e = &sites[i];
+        heap.push(Reverse((due + micros(e.site.interval), i)));
+        let r = s.missed_result(&e.site, at(due), STOPPED);
+        s.spawn_publish(r, place);
+    }
+}

@@ -1,0 +1,550 @@
+//! Site-list reloads: the scheduler taking a new list in paused time (no slot lost or repeated,
+//! checks under way carried over, an invalid list changing nothing), and `sitemon run` reading
+//! its config again on SIGHUP and with `--watch`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sitemon::config::{ConfigError, Problem};
+use sitemon::domain::{CheckResult, CheckStatus, Site};
+use sitemon::ports::{PublishError, SiteProbe, StatusPublisher};
+use sitemon::producer::{self, ProducerOptions, ProducerReport, Roster};
+use sitemon::reload::{self, Reloaded};
+use sitemon::schedule::{next_slot_after, phase};
+use sqlx::{Connection, SqliteConnection};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{sites as test_sites, wait_for, write};
+
+/// Records each check's start and how many checks of a site ran at once; a check of a site in
+/// `busy` takes that long (paused time), others 100 ms.
+struct Recording {
+    busy: HashMap<&'static str, Duration>,
+    started: mpsc::UnboundedSender<(String, DateTime<Utc>)>,
+    /// Per site: checks running now, and the most at once.
+    running: Mutex<HashMap<String, (usize, usize)>>,
+}
+
+impl Recording {
+    fn new(busy: &[(&'static str, Duration)]) -> (Arc<Self>, Starts) {
+        let (started, rx) = mpsc::unbounded_channel();
+        let probe = Recording { busy: busy.iter().copied().collect(), started, running: Mutex::default() };
+        (Arc::new(probe), Starts { rx, seen: Vec::new() })
+    }
+
+    fn peak(&self, site: &str) -> usize {
+        self.running.lock().unwrap().get(site).map_or(0, |r| r.1)
+    }
+}
+
+impl SiteProbe for Recording {
+    async fn check(&self, site: &Site, scheduled_at: DateTime<Utc>) -> CheckResult {
+        {
+            let mut running = self.running.lock().unwrap();
+            let r = running.entry(site.id.clone()).or_default();
+            r.0 += 1;
+            r.1 = r.1.max(r.0);
+        }
+        let _ = self.started.send((site.id.clone(), scheduled_at));
+        // The behaviour under test: a check that takes this long, in paused time.
+        tokio::time::sleep(self.busy.get(site.id.as_str()).copied().unwrap_or(Duration::from_millis(100)))
+            .await;
+        self.running.lock().unwrap().get_mut(&site.id).expect("counted at the start").0 -= 1;
+        CheckResult::new(&site.id, site.url.as_str(), "test", scheduled_at, Utc::now(), CheckStatus::Success)
+    }
+}
+
+#[derive(Default)]
+struct Collect(Mutex<Vec<CheckResult>>);
+
+impl StatusPublisher for Collect {
+    async fn publish(&self, result: &CheckResult) -> Result<(), PublishError> {
+        self.0.lock().unwrap().push(result.clone());
+        Ok(())
+    }
+    async fn flush(&self, _deadline: Duration) -> Result<(), PublishError> {
+        Ok(())
+    }
+    fn is_connected(&self) -> bool {
+        true
+    }
+}
+
+fn sites(items: &str) -> Vec<Site> {
+    sitemon::config::parse(&format!("sites:\n{items}"), "s.yaml".as_ref(), &|_| None).unwrap().sites
+}
+
+fn options() -> ProducerOptions {
+    ProducerOptions {
+        once: false,
+        max_concurrency: 100,
+        per_host_concurrency: 100,
+        grace: Duration::from_secs(30),
+        region: "test".into(),
+        log_results: false,
+        max_in_flight: 10_000,
+    }
+}
+
+/// A producer running on `before`, taking new lists from the returned sender.
+struct Running {
+    publisher: Arc<Collect>,
+    reloads: mpsc::Sender<Vec<Site>>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<ProducerReport>,
+}
+
+fn start(before: Vec<Site>, probe: Arc<Recording>) -> Running {
+    let publisher = Arc::new(Collect::default());
+    let (reloads, rx) = mpsc::channel(1);
+    let stop = CancellationToken::new();
+    let opts = options();
+    let roster = Roster::new(before, &opts);
+    let task = tokio::spawn(producer::run(roster, probe, publisher.clone(), opts, stop.clone(), rx.into()));
+    Running { publisher, reloads, stop, task }
+}
+
+impl Running {
+    /// Stops the producer and returns its report and every result it published, by site in
+    /// slot order.
+    async fn stop(self) -> (ProducerReport, BTreeMap<String, Vec<CheckResult>>) {
+        self.stop.cancel();
+        let report = tokio::time::timeout(Duration::from_secs(600), self.task)
+            .await
+            .expect("the producer did not return after the stop")
+            .unwrap();
+        let results = self.publisher.0.lock().unwrap().clone();
+        assert_eq!(report.slots, report.published + report.failed + report.abandoned, "{report:?}");
+        assert_eq!(report.published as usize, results.len(), "{report:?}");
+        let ids: HashSet<_> = results.iter().map(|r| r.check_id).collect();
+        assert_eq!(ids.len(), results.len(), "no slot was published twice");
+        let mut by_site: BTreeMap<String, Vec<CheckResult>> = BTreeMap::new();
+        for r in results {
+            by_site.entry(r.site_id.clone()).or_default().push(r);
+        }
+        for rs in by_site.values_mut() {
+            rs.sort_by_key(|r| r.scheduled_at);
+        }
+        (report, by_site)
+    }
+}
+
+/// The checks started so far, as the probe reports them.
+struct Starts {
+    rx: mpsc::UnboundedReceiver<(String, DateTime<Utc>)>,
+    seen: Vec<(String, DateTime<Utc>)>,
+}
+
+impl Starts {
+    /// The slot of the `n`th check of `site` to start (1-based), once it started.
+    async fn nth(&mut self, site: &str, n: usize) -> DateTime<Utc> {
+        let wait = async {
+            loop {
+                let mut of_site = self.seen.iter().filter(|(id, _)| id == site);
+                if let Some((_, slot)) = of_site.nth(n - 1) {
+                    return *slot;
+                }
+                self.seen.push(self.rx.recv().await.expect("the probe is alive"));
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(3600), wait).await.expect("the check never started")
+    }
+}
+
+/// Every pair of neighbouring slots is `every` apart: no gap, no repeat.
+fn consecutive(rs: &[&CheckResult], every: Duration, what: &str) {
+    for pair in rs.windows(2) {
+        assert_eq!(
+            (pair[1].scheduled_at - pair[0].scheduled_at).to_std().ok(),
+            Some(every),
+            "{what}: gap or repeat between {} and {}",
+            pair[0].scheduled_at,
+            pair[1].scheduled_at
+        );
+    }
+}
+
+fn on_grid(rs: &[&CheckResult], id: &str, every: Duration, what: &str) {
+    let p = phase(id, every);
+    let us = every.as_micros() as i64;
+    for r in rs {
+        assert_eq!(
+            (r.scheduled_at.timestamp_micros() - p).rem_euclid(us),
+            0,
+            "{what}: {} off the grid",
+            r.scheduled_at
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_adds_removes_and_changes_sites_without_losing_or_repeating_a_slot() {
+    let before = sites(
+        "  - {name: a, url: 'http://a.test/', interval: 10s, timeout: 5s}\n\
+         \x20 - {name: b, url: 'http://b.test/old', interval: 10s, timeout: 1s}\n\
+         \x20 - {name: c, url: 'http://c.test/', interval: 10s, timeout: 1s}\n",
+    );
+    let after = sites(
+        "  - {name: d, url: 'http://d.test/', interval: 10s, timeout: 1s}\n\
+         \x20 - {name: c, url: 'http://c.test/', interval: 7s, timeout: 1s}\n\
+         \x20 - {name: b, url: 'http://b.test/new', interval: 10s, timeout: 2s}\n",
+    );
+    // a's checks take 3 s, so that one is under way at the reload.
+    let (probe, mut started) = Recording::new(&[("a", Duration::from_secs(3))]);
+    let run = start(before, probe.clone());
+    // Paused time: the reload comes at the very instant a's third check starts.
+    let reload_at = started.nth("a", 3).await;
+    run.reloads.send(after).await.unwrap();
+    // Paused time: this is how long the producer runs on the new list.
+    tokio::time::sleep(Duration::from_secs(70)).await;
+    let (report, by_site) = run.stop().await;
+    assert_eq!((report.missed, report.failed, report.abandoned), (0, 0, 0), "{report:?}");
+    let ten = Duration::from_secs(10);
+    let seven = Duration::from_secs(7);
+
+    // a: removed. Its check under way at the reload ends normally and is published; no slot after.
+    let a: Vec<_> = by_site["a"].iter().collect();
+    assert_eq!(a.len(), 3, "a's slots up to the reload, the one under way included");
+    assert_eq!(a[2].scheduled_at, reload_at);
+    assert_eq!(a[2].status, CheckStatus::Success);
+    consecutive(&a, ten, "a");
+
+    // b: same interval, new url. Its slots run on across the reload, then with the new url.
+    let b: Vec<_> = by_site["b"].iter().collect();
+    consecutive(&b, ten, "b");
+    on_grid(&b, "b", ten, "b");
+    let (b_old, b_new): (Vec<&CheckResult>, Vec<&CheckResult>) =
+        b.iter().copied().partition(|r| r.scheduled_at <= reload_at);
+    assert!(b_old.len() >= 2 && b_new.len() >= 6, "b: {} before, {} after", b_old.len(), b_new.len());
+    assert!(b_old.iter().all(|r| r.url == "http://b.test/old"), "b before the reload");
+    assert!(b_new.iter().all(|r| r.url == "http://b.test/new"), "b after the reload");
+    assert!(
+        b_new[0].scheduled_at - reload_at <= chrono::Duration::seconds(10),
+        "b: first slot after the reload"
+    );
+
+    // c: 10 s → 7 s. The old grid up to the reload, the new one from its first slot after it.
+    let c: Vec<_> = by_site["c"].iter().collect();
+    let (c_old, c_new): (Vec<&CheckResult>, Vec<&CheckResult>) =
+        c.iter().copied().partition(|r| r.scheduled_at <= reload_at);
+    assert!(c_old.len() >= 2 && c_new.len() >= 9, "c: {} before, {} after", c_old.len(), c_new.len());
+    consecutive(&c_old, ten, "c before");
+    on_grid(&c_old, "c", ten, "c before");
+    assert_eq!(c_new[0].scheduled_at, next_slot_after(reload_at, seven, phase("c", seven)));
+    consecutive(&c_new, seven, "c after");
+    on_grid(&c_new, "c", seven, "c after");
+
+    // d: added. From its first phase slot after the reload.
+    let d: Vec<_> = by_site["d"].iter().collect();
+    assert_eq!(d[0].scheduled_at, next_slot_after(reload_at, ten, phase("d", ten)));
+    assert!(d.len() >= 6, "d: {} slots", d.len());
+    consecutive(&d, ten, "d");
+    assert!(by_site.values().flatten().all(|r| r.status == CheckStatus::Success));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_check_under_way_at_a_reload_keeps_its_site_busy() {
+    // s and t: a slot every 2 s, checks of 5 s, so a check spans the next two slots. The reload
+    // changes s's url and t's interval while the first check of each is under way.
+    let before = sites(
+        "  - {name: s, url: 'http://s.test/old', interval: 2s, timeout: 1s}\n\
+         \x20 - {name: t, url: 'http://t.test/', interval: 2s, timeout: 1s}\n",
+    );
+    let after = sites(
+        "  - {name: s, url: 'http://s.test/new', interval: 2s, timeout: 1s}\n\
+         \x20 - {name: t, url: 'http://t.test/', interval: 3s, timeout: 1s}\n",
+    );
+    let five = Duration::from_secs(5);
+    let (probe, mut started) = Recording::new(&[("s", five), ("t", five)]);
+    let run = start(before, probe.clone());
+    let s_first = started.nth("s", 1).await;
+    let t_first = started.nth("t", 1).await;
+    let reload_at = s_first.max(t_first);
+    run.reloads.send(after).await.unwrap();
+    // Paused time: this is how long the producer runs on the new list.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let (report, by_site) = run.stop().await;
+    assert_eq!(probe.peak("s"), 1, "a second check of s overlapped the one from before the reload");
+    assert_eq!(probe.peak("t"), 1, "a second check of t overlapped the one from before the reload");
+    assert!(report.missed > 0, "{report:?}");
+
+    let s: Vec<_> = by_site["s"].iter().collect();
+    consecutive(&s, Duration::from_secs(2), "s");
+    let first = s.iter().position(|r| r.scheduled_at == s_first).expect("s's first check was published");
+    let statuses: Vec<_> = s[first..first + 4].iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [CheckStatus::Success, CheckStatus::Missed, CheckStatus::Missed, CheckStatus::Success],
+        "the check from before the reload (0–5 s) makes the slots at 2 s and 4 s MISSED"
+    );
+    assert_eq!(s[first].url, "http://s.test/old");
+    assert_eq!(s[first + 3].url, "http://s.test/new");
+
+    // t: its new grid starts after the reload; its first slots there find the old check running.
+    let t: Vec<_> = by_site["t"].iter().collect();
+    let t_new: Vec<_> = t.iter().copied().filter(|r| r.scheduled_at > reload_at).collect();
+    let three = Duration::from_secs(3);
+    assert_eq!(t_new[0].scheduled_at, next_slot_after(reload_at, three, phase("t", three)));
+    consecutive(&t_new, three, "t after");
+    let t_first_end = t_first + chrono::Duration::seconds(5);
+    assert!(t_new[0].scheduled_at < t_first_end, "t's first new slot falls within the check from before");
+    for r in &t_new {
+        if r.scheduled_at < t_first_end {
+            assert_eq!(
+                r.status,
+                CheckStatus::Missed,
+                "t's slot at {} overlaps the check from before",
+                r.scheduled_at
+            );
+        }
+    }
+    assert!(t_new.iter().any(|r| r.status == CheckStatus::Success));
+}
+
+/// Counts the counters incremented while it is the thread's recorder.
+#[derive(Default)]
+struct Counters(Mutex<HashMap<String, Arc<AtomicU64>>>);
+
+impl Counters {
+    fn get(&self, name: &str) -> u64 {
+        self.0.lock().unwrap().get(name).map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+impl metrics::Recorder for Counters {
+    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::from_arc(self.0.lock().unwrap().entry(key.name().to_owned()).or_default().clone())
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_invalid_list_keeps_the_running_one_and_counts_a_failure() {
+    // The test runtime has one thread: every task increments this recorder's counters.
+    let counters = Counters::default();
+    let _recorder = metrics::set_default_local_recorder(&counters);
+    let two = "  - {name: a, url: 'http://a.test/', interval: 5s, timeout: 1s}\n  - {name: b, url: 'http://b.test/', interval: 5s, timeout: 1s}\n";
+    let (probe, mut started) = Recording::new(&[]);
+    let run = start(sites(two), probe);
+    started.nth("b", 2).await;
+    let bad = Arc::new(|| {
+        let mut p = Problem::new("sites[2].interval", "`soon` is not a duration");
+        p.at = Some((4, 40));
+        Err(ConfigError { file: "sites.yaml".into(), problems: vec![p] })
+    });
+    assert_eq!(reload::reload(bad, &run.reloads).await, Reloaded::Failed);
+    assert_eq!(counters.get("sitemon_config_reload_failures_total"), 1);
+    assert_eq!(counters.get("sitemon_config_reloads_total"), 0);
+    // Paused time: the producer runs on for a while after the failed reload.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let three = format!("{two}  - {{name: c, url: 'http://c.test/', interval: 5s, timeout: 1s}}\n");
+    let good = Arc::new(move || Ok(sites(&three)));
+    assert_eq!(reload::reload(good, &run.reloads).await, Reloaded::Sent);
+    assert_eq!(counters.get("sitemon_config_reloads_total"), 1);
+    assert_eq!(counters.get("sitemon_config_reload_failures_total"), 1);
+    let c_first = started.nth("c", 1).await;
+    // Paused time: and for a while on the new list (the stop falls between c's slots).
+    tokio::time::sleep(Duration::from_secs(32)).await;
+    let (report, by_site) = run.stop().await;
+    let missed: Vec<_> = by_site.values().flatten().filter(|r| r.status == CheckStatus::Missed).collect();
+    assert_eq!(report.missed, 0, "{report:?} {missed:#?}");
+    let five = Duration::from_secs(5);
+    for id in ["a", "b"] {
+        let rs: Vec<_> = by_site[id].iter().collect();
+        assert!(rs.len() >= 12, "{id}: {} slots in over a minute", rs.len());
+        consecutive(&rs, five, id);
+    }
+    let c: Vec<_> = by_site["c"].iter().collect();
+    assert_eq!(c[0].scheduled_at, c_first, "c starts only with the list that loaded");
+    assert!(c.len() >= 6, "c: {} slots", c.len());
+}
+
+/// `sitemon run` with its stderr collected as it comes.
+struct Process {
+    child: tokio::process::Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Process {
+    fn start(args: &[&str]) -> Process {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sitemon"))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Process { child, log }
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("still running").to_string();
+        assert!(std::process::Command::new("kill").args([name, &pid]).status().unwrap().success());
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    async fn wait_log(&self, parts: &[&str], limit: Duration) {
+        let found =
+            wait_for(limit, || async { parts.iter().all(|p| self.log().contains(p)).then_some(()) }).await;
+        assert!(found.is_some(), "log lines with {parts:?} within {limit:?}:\n{}", self.log());
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// SIGTERM, then the exit code.
+    async fn stop(mut self) -> Option<i32> {
+        self.signal("-TERM");
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await.unwrap().unwrap();
+        status.code()
+    }
+}
+
+/// Rows stored per site.
+async fn stored(db: &std::path::Path) -> HashMap<String, i64> {
+    let url = format!("sqlite://{}", db.display());
+    let Ok(mut c) = SqliteConnection::connect(&url).await else { return HashMap::new() };
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT site_id, count(*) FROM check_results GROUP BY site_id")
+            .fetch_all(&mut c)
+            .await
+            .unwrap_or_default();
+    rows.into_iter().collect()
+}
+
+/// Polls until every site in `want` has at least that many rows stored.
+async fn wait_stored(
+    db: &std::path::Path,
+    want: &[(&str, i64)],
+    limit: Duration,
+    p: &Process,
+) -> HashMap<String, i64> {
+    let got = wait_for(limit, || async {
+        let counts = stored(db).await;
+        want.iter().all(|(id, n)| counts.get(*id).is_some_and(|c| c >= n)).then_some(counts)
+    })
+    .await;
+    match got {
+        Some(counts) => counts,
+        None => panic!("{want:?} not stored within {limit:?}: {:?}\n{}", stored(db).await, p.log()),
+    }
+}
+
+fn site(name: &str, url: &str, extra: &str) -> String {
+    format!("  - {{name: {name}, url: '{url}', interval: 1s, timeout: 500ms{extra}}}\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_site_list_of_sitemon_run_and_a_bad_config_changes_nothing() {
+    let addr = test_sites::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("run.db");
+    let config = |items: &str| {
+        format!(
+            "region: embedded\nsqlite:\n  path: {}\nconsumer:\n  batch_wait: 100ms\nsites:\n{items}",
+            db.display()
+        )
+    };
+    let first = site("first", &format!("http://{addr}/ok"), "");
+    let second = site("second", &format!("http://{addr}/ok?second"), "");
+    let cfg = write(dir.path(), "run.yaml", &config(&first));
+    let mut run = Process::start(&["run", "-c", &cfg, "--grace", "3s", "--no-table"]);
+    let limit = Duration::from_secs(30);
+    wait_stored(&db, &[("first", 1)], limit, &run).await;
+
+    // Added: the second site is checked and stored after SIGHUP.
+    write(dir.path(), "run.yaml", &config(&format!("{first}{second}")));
+    run.signal("-HUP");
+    wait_stored(&db, &[("first", 2), ("second", 1)], limit, &run).await;
+    run.wait_log(&["site list reloaded", "added=1"], limit).await;
+
+    // A config with a problem (line 9: the third site): reported with its place, nothing changes.
+    let third = site("third", &format!("http://{addr}/ok?third"), ", pattern: '('");
+    write(dir.path(), "run.yaml", &config(&format!("{first}{second}{third}")));
+    run.signal("-HUP");
+    run.wait_log(&[&format!("{cfg}:9:"), "sites[2].pattern", "invalid regex", "config reload failed"], limit)
+        .await;
+    let before = stored(&db).await;
+    wait_stored(&db, &[("first", before["first"] + 2), ("second", before["second"] + 2)], limit, &run).await;
+    assert!(run.alive(), "sitemon run ended after a bad config:\n{}", run.log());
+
+    // A CA file that cannot be used fails the reload too, instead of every check of the site.
+    let ca = write(dir.path(), "ca.pem", "not a certificate\n");
+    let third = site("third", &format!("https://{addr}/"), &format!(", tls_ca_file: '{ca}'"));
+    write(dir.path(), "run.yaml", &config(&format!("{first}{second}{third}")));
+    run.signal("-HUP");
+    run.wait_log(&[&format!("{cfg}:9:"), "sites[2].tls_ca_file", "is not a PEM certificate"], limit).await;
+    let before = stored(&db).await;
+    wait_stored(&db, &[("first", before["first"] + 2), ("second", before["second"] + 2)], limit, &run).await;
+    assert!(run.alive(), "sitemon run ended after a bad CA file:\n{}", run.log());
+    assert!(!stored(&db).await.contains_key("third"), "a site of a failed reload was checked");
+    let log = run.log();
+    assert_eq!(log.matches("config reload failed").count(), 2, "{log}");
+    let code = run.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_reloads_the_site_list_when_the_config_file_changes() {
+    let addr = test_sites::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("watch.db");
+    let config = |items: &str| {
+        format!(
+            "region: embedded\nsqlite:\n  path: {}\nconsumer:\n  batch_wait: 100ms\nsites:\n{items}",
+            db.display()
+        )
+    };
+    let first = site("first", &format!("http://{addr}/ok"), "");
+    let second = site("second", &format!("http://{addr}/ok?second"), "");
+    let cfg = write(dir.path(), "watch.yaml", &config(&first));
+    let run = Process::start(&["run", "-c", &cfg, "--grace", "3s", "--no-table", "--watch"]);
+    let limit = Duration::from_secs(30);
+    wait_stored(&db, &[("first", 1)], limit, &run).await;
+
+    // No signal: the change of the file is enough.
+    write(dir.path(), "watch.yaml", &config(&format!("{first}{second}")));
+    wait_stored(&db, &[("second", 1)], limit, &run).await;
+
+    // Removed: first stops (after at most the check under way at the reload).
+    write(dir.path(), "watch.yaml", &config(&second));
+    run.wait_log(&["removed=1"], limit).await;
+    // By then what first's last check gave is stored; from then on nothing more comes.
+    let settled = stored(&db).await;
+    let settled = wait_stored(&db, &[("second", settled["second"] + 3)], limit, &run).await;
+    let after = wait_stored(&db, &[("second", settled["second"] + 3)], limit, &run).await;
+    assert_eq!(after["first"], settled["first"], "first is still checked after its removal");
+    let log = run.log();
+    assert!(!log.contains("SIGHUP"), "{log}");
+    let code = run.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+}
