@@ -810,7 +810,16 @@ B1, no change: 36 system calls and 7 futex calls per check either way).
 
 
 # What B5 showed (written by the session that measured it; not measured by this run).
-B5_NOTES = """### What limits B5 (2026-11-29, with `sites_file:` from main 66b115a)
+B5_NOTES = """### What limits B5 (2026-11-29)
+
+- **Since the first measurement** (with `sites_file:` as first merged, 66b115a): a site is now
+  80 bytes inline (url kept as validated text, options shared between sites that have the same,
+  `Deref`), consumer-style commands skip the list, and CSV rows are validated on two threads.
+  `config check` of the CSV went from 4.0–4.2 s / 594 MB peak to 3.0 s / 278 MB, the producer's
+  first check from 4.9–5.7 s to 3.2 s, its peak from 622 MB to 281 MB (goal 400 MB: met), its RSS
+  after 20 s from 485 MB to 329 MB (goal 250 MB: not met; ~0.33 KB per site: the roster entry,
+  the two strings, the heap slot, and the allocator's share). The notes below are from the first
+  measurement; the load-time split and the CPU-per-check scaling still hold.
 
 - **Load time** (goal < 3 s to the first check): a 1M-site CSV takes ~4.2 s in `config check` and
   ~4.9 s to the producer's first check, against 0.6 s for Python's `csv` module to read the rows;
