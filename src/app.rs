@@ -77,8 +77,7 @@ pub async fn run(command: Command, listen: Option<SocketAddr>) -> anyhow::Result
         Command::Config(ConfigCommand::Check(args)) => {
             let cfg = setup::Checked::load(&args.config)?.config;
             // The sites' CA files, read as the producer would (nothing is contacted).
-            let inline = cfg.sites_file.is_none();
-            probe(&args.config, &cfg.region, &cfg.sites, inline)?;
+            probe(&args.config, &cfg, &cfg.sites)?;
             println!(
                 "{}: ok ({} sites; kafka {}; postgres {})",
                 args.config.display(),
@@ -95,10 +94,19 @@ pub async fn run(command: Command, listen: Option<SocketAddr>) -> anyhow::Result
     }
 }
 
-/// The probe for these sites. A CA file that cannot be used is a config problem (exit 64),
-/// found before anything is contacted. `inline` says whether the sites are the config file's
-/// own `sites:` (then the problem has its line there), not a `sites_file`'s.
-fn probe(file: &Path, region: &str, sites: &[Site], inline: bool) -> anyhow::Result<HyperProbe> {
+/// The probe for `sites`, taken from `cfg`. A CA file that cannot be used is a config problem
+/// (exit 64), found before anything is contacted.
+fn probe(file: &Path, cfg: &Config, sites: &[Site]) -> anyhow::Result<HyperProbe> {
+    probe_for(file, &cfg.region, sites, inline(cfg))
+}
+
+/// Whether the sites of `cfg` stand in its own `sites:` in their order, so that a problem of the
+/// i-th has its place there (not so for a `sites_file`'s or a shard's share).
+fn inline(cfg: &Config) -> bool {
+    cfg.sites_file.is_none() && cfg.shard.is_none()
+}
+
+fn probe_for(file: &Path, region: &str, sites: &[Site], inline: bool) -> anyhow::Result<HyperProbe> {
     match HyperProbe::new(region, sites) {
         Ok(p) => Ok(p),
         Err(ProbeSetupError::Tls(errors)) => {
@@ -126,8 +134,7 @@ fn reloads(
         let sites = my_sites(&mut cfg);
         release_parse_memory();
         if let Err(errors) = probe.prepare(&sites) {
-            let inline = cfg.sites_file.is_none() && cfg.shard.is_none();
-            let problems = errors.into_iter().map(|e| tls_problem(&sites, e, inline)).collect();
+            let problems = errors.into_iter().map(|e| tls_problem(&sites, e, inline(&cfg))).collect();
             return Err(located(&path, problems));
         }
         Ok(sites)
@@ -215,12 +222,7 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
     let kafka = &kafka;
     let health = ops(listen, "starting").await?;
     let sites = my_sites(&mut cfg);
-    let probe = Arc::new(probe(
-        &args.config.config,
-        &cfg.region,
-        &sites,
-        cfg.sites_file.is_none() && cfg.shard.is_none(),
-    )?);
+    let probe = Arc::new(probe(&args.config.config, &cfg, &sites)?);
     // SIGHUP reloads from here on, also while the schema is being registered.
     let reloads = if args.once {
         producer::Reloads::none()
@@ -374,12 +376,7 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
     let mut cfg = setup::Embedded::load(&args.config.config)?.config;
     let sites = my_sites(&mut cfg);
     // Before the store is created: a CA file that cannot be used is a config problem.
-    let probe = Arc::new(probe(
-        &args.config.config,
-        &cfg.region,
-        &sites,
-        cfg.sites_file.is_none() && cfg.shard.is_none(),
-    )?);
+    let probe = Arc::new(probe(&args.config.config, &cfg, &sites)?);
     let health = ops(listen, "starting").await?;
     let store = Arc::new(
         SqliteStore::open(&cfg.sqlite.path)
@@ -465,7 +462,7 @@ fn check_site(args: &CheckArgs) -> Result<Site, ConfigError> {
 async fn run_check(args: CheckArgs) -> anyhow::Result<i32> {
     let site = check_site(&args)?;
     let region = gethostname::gethostname().to_string_lossy().into_owned();
-    let probe = probe(Path::new("command line"), &region, std::slice::from_ref(&site), true)?;
+    let probe = probe_for(Path::new("command line"), &region, std::slice::from_ref(&site), true)?;
     let result = probe.check(&site, chrono::Utc::now()).await;
     if args.json {
         println!("{}", ui::check_json(&result));

@@ -32,6 +32,17 @@ impl<'v> Fields<'v> {
 
 /// `path.key` (`key` at the top). Called for every field of every site: plain pushes, not the
 /// formatting machinery, since a million-site list calls it millions of times.
+/// `did you mean `x`? ` for the allowed name closest to a misspelt `key`, or nothing.
+pub fn did_you_mean(allowed: &[&str], key: &str) -> String {
+    allowed
+        .iter()
+        .map(|a| (strsim::jaro_winkler(a, key), a))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, a)| format!("did you mean `{a}`? "))
+        .unwrap_or_default()
+}
+
 pub fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         return key.to_owned();
@@ -84,13 +95,7 @@ impl<'e> Reader<'e> {
             if allowed.contains(&k) {
                 entries.push((k, val));
             } else {
-                let hint = allowed
-                    .iter()
-                    .map(|a| (strsim::jaro_winkler(a, k), a))
-                    .filter(|(score, _)| *score > 0.8)
-                    .max_by(|a, b| a.0.total_cmp(&b.0))
-                    .map(|(_, a)| format!("did you mean `{a}`? "))
-                    .unwrap_or_default();
+                let hint = did_you_mean(allowed, k);
                 self.problem(
                     &join(path, k),
                     format!("unknown field; {hint}expected one of: {}", allowed.join(", ")),

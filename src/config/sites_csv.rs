@@ -7,6 +7,7 @@ use std::io::Read;
 
 use serde_yaml_ng::{Mapping, Value};
 
+use super::reader::did_you_mean;
 use super::site_file::Sink;
 use super::sites::SITE_FIELDS;
 
@@ -119,13 +120,7 @@ pub(super) fn read(sink: &mut Sink, file: impl Read) {
         } else if let Some(&f) = SITE_FIELDS.iter().find(|f| **f == name && **f != "headers") {
             Column::Field(f)
         } else {
-            let hint = SITE_FIELDS
-                .iter()
-                .map(|a| (strsim::jaro_winkler(a, name), a))
-                .filter(|(score, _)| *score > 0.8)
-                .max_by(|a, b| a.0.total_cmp(&b.0))
-                .map(|(_, a)| format!("did you mean `{a}`? "))
-                .unwrap_or_default();
+            let hint = did_you_mean(SITE_FIELDS, name);
             sink.problem(
                 &column_path,
                 Some((header_line, 0)),

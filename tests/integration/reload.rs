@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sitemon::config::{ConfigError, Problem};
 use sitemon::domain::{CheckResult, CheckStatus, Site};
-use sitemon::ports::{PublishError, SiteProbe, StatusPublisher};
+use sitemon::ports::SiteProbe;
 use sitemon::producer::{self, ProducerOptions, ProducerReport, Roster};
 use sitemon::reload::{self, Reloaded};
 use sitemon::schedule::{next_slot_after, phase};
@@ -18,6 +18,7 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::support::collect::Collect;
 use crate::support::{sites as test_sites, wait_for, write};
 
 /// Records each check's start and how many checks of a site ran at once; a check of a site in
@@ -55,22 +56,6 @@ impl SiteProbe for Recording {
             .await;
         self.running.lock().unwrap().get_mut(&site.id).expect("counted at the start").0 -= 1;
         CheckResult::new(&site.id, site.url.as_str(), "test", scheduled_at, Utc::now(), CheckStatus::Success)
-    }
-}
-
-#[derive(Default)]
-struct Collect(Mutex<Vec<CheckResult>>);
-
-impl StatusPublisher for Collect {
-    async fn publish(&self, result: &CheckResult) -> Result<(), PublishError> {
-        self.0.lock().unwrap().push(result.clone());
-        Ok(())
-    }
-    async fn flush(&self, _deadline: Duration) -> Result<(), PublishError> {
-        Ok(())
-    }
-    fn is_connected(&self) -> bool {
-        true
     }
 }
 
@@ -459,6 +444,14 @@ async fn wait_stored(
     }
 }
 
+/// A `sitemon run` config storing in `db`, with these site items.
+fn embedded_config(db: &std::path::Path, items: &str) -> String {
+    format!(
+        "region: embedded\nsqlite:\n  path: {}\nconsumer:\n  batch_wait: 100ms\nsites:\n{items}",
+        db.display()
+    )
+}
+
 fn site(name: &str, url: &str, extra: &str) -> String {
     format!("  - {{name: {name}, url: '{url}', interval: 1s, timeout: 500ms{extra}}}\n")
 }
@@ -468,12 +461,7 @@ async fn sighup_reloads_the_site_list_of_sitemon_run_and_a_bad_config_changes_no
     let addr = test_sites::start().await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("run.db");
-    let config = |items: &str| {
-        format!(
-            "region: embedded\nsqlite:\n  path: {}\nconsumer:\n  batch_wait: 100ms\nsites:\n{items}",
-            db.display()
-        )
-    };
+    let config = |items: &str| embedded_config(&db, items);
     let first = site("first", &format!("http://{addr}/ok"), "");
     let second = site("second", &format!("http://{addr}/ok?second"), "");
     let cfg = write(dir.path(), "run.yaml", &config(&first));
@@ -518,12 +506,7 @@ async fn watch_reloads_the_site_list_when_the_config_file_changes() {
     let addr = test_sites::start().await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("watch.db");
-    let config = |items: &str| {
-        format!(
-            "region: embedded\nsqlite:\n  path: {}\nconsumer:\n  batch_wait: 100ms\nsites:\n{items}",
-            db.display()
-        )
-    };
+    let config = |items: &str| embedded_config(&db, items);
     let first = site("first", &format!("http://{addr}/ok"), "");
     let second = site("second", &format!("http://{addr}/ok?second"), "");
     let cfg = write(dir.path(), "watch.yaml", &config(&first));

@@ -13,6 +13,8 @@ use sitemon::producer::{self, ProducerOptions};
 use sitemon::schedule::phase;
 use tokio_util::sync::CancellationToken;
 
+use crate::support::collect::Collect;
+
 /// Takes `busy` of (paused) time per check and remembers the peak concurrency.
 struct FakeProbe {
     busy: Duration,
@@ -30,22 +32,6 @@ impl SiteProbe for FakeProbe {
         tokio::time::sleep(self.busy).await;
         self.running.lock().unwrap().0 -= 1;
         CheckResult::new(&site.id, site.url.as_str(), "test", scheduled_at, Utc::now(), CheckStatus::Success)
-    }
-}
-
-#[derive(Default)]
-struct Collect(Mutex<Vec<CheckResult>>);
-
-impl StatusPublisher for Collect {
-    async fn publish(&self, result: &CheckResult) -> Result<(), PublishError> {
-        self.0.lock().unwrap().push(result.clone());
-        Ok(())
-    }
-    async fn flush(&self, _deadline: Duration) -> Result<(), PublishError> {
-        Ok(())
-    }
-    fn is_connected(&self) -> bool {
-        true
     }
 }
 

@@ -1,6 +1,7 @@
 //! Test support: the services' addresses, fresh databases and topics, the built binary, local
 //! test sites, and polling with a deadline.
 
+pub mod collect;
 pub mod raw;
 pub mod registry_standin;
 pub mod secure_kafka;
