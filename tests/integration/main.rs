@@ -12,6 +12,7 @@ mod kafka_security;
 mod pipeline;
 mod registry;
 mod reload;
+mod reload_signals;
 mod scheduler;
 mod site_files;
 mod store;
