@@ -19,6 +19,10 @@ impl Process {
     fn start(args: &[&str]) -> Process {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sitemon"))
             .args(args)
+            // The log lines waited for are plain info lines, whatever the caller's shell says.
+            .env("RUST_LOG", "info")
+            .env_remove("SITEMON_LOG_FORMAT")
+            .env_remove("SITEMON_LISTEN")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
