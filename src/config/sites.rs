@@ -10,9 +10,9 @@ use super::Secret;
 use super::reader::{Fields, Reader, join};
 use std::sync::Arc;
 
-use crate::domain::{ExpectedStatus, Site, SiteOptions, SiteUrl, TlsOptions};
+use crate::domain::{ExpectedStatus, Site, SiteOptions, SiteUrl, Thresholds, TlsOptions};
 
-const DEFAULTS: &[&str] = &["interval", "timeout", "expected_status"];
+const DEFAULTS: &[&str] = &["interval", "timeout", "expected_status", "down_after", "up_after", "quorum"];
 /// The options of one site, in `sites:` items, YAML site files and CSV header rows.
 pub(super) const SITE_FIELDS: &[&str] = &[
     "name",
@@ -29,6 +29,9 @@ pub(super) const SITE_FIELDS: &[&str] = &[
     "max_body_bytes",
     "tls_verify",
     "tls_ca_file",
+    "down_after",
+    "up_after",
+    "quorum",
 ];
 const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
@@ -44,6 +47,7 @@ pub struct SiteDefaults {
     interval: Duration,
     timeout: Duration,
     expected_status: ExpectedStatus,
+    thresholds: Thresholds,
 }
 
 impl Default for SiteDefaults {
@@ -52,6 +56,7 @@ impl Default for SiteDefaults {
             interval: DEFAULT_INTERVAL,
             timeout: DEFAULT_TIMEOUT,
             expected_status: ExpectedStatus::SuccessOrRedirect,
+            thresholds: Thresholds::default(),
         }
     }
 }
@@ -73,7 +78,23 @@ pub fn read_defaults(r: &mut Reader, top: &Fields) -> SiteDefaults {
     if let Some(e) = f.get("expected_status").and_then(|(v, p)| read_expected(r, v, &p)) {
         d.expected_status = e;
     }
+    d.thresholds = read_thresholds(r, &f, d.thresholds);
     d
+}
+
+/// `down_after`, `up_after` and `quorum` of a site or of the defaults, over `base`.
+fn read_thresholds(r: &mut Reader, f: &Fields, base: Thresholds) -> Thresholds {
+    let mut t = base;
+    if let Some(n) = f.get("down_after").and_then(|(v, p)| r.uint(v, &p, 1, 1000)) {
+        t.down_after = n as u32;
+    }
+    if let Some(n) = f.get("up_after").and_then(|(v, p)| r.uint(v, &p, 1, 1000)) {
+        t.up_after = n as u32;
+    }
+    if let Some(n) = f.get("quorum").and_then(|(v, p)| r.uint(v, &p, 1, 100)) {
+        t.quorum = Some(n as u32);
+    }
+    t
 }
 
 /// The valid sites of the inline `sites:` list, each with its index in the list (problems go to
@@ -209,7 +230,9 @@ pub(super) fn read_site(
     let ca_file = f
         .get("tls_ca_file")
         .map(|(v, p)| r.nonempty_string(v, &p).map(|s| std::path::PathBuf::from(s).into_boxed_path()));
+    let thresholds = read_thresholds(r, &f, d.thresholds);
     let options = SiteOptions {
+        thresholds,
         headers: headers?,
         body: body.map_or(Some(None), |b| b.map(Some))?,
         follow_redirects: follow?,

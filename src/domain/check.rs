@@ -111,6 +111,13 @@ pub struct CheckResult {
     pub producer_version: Option<String>,
     /// Redirects followed before the final response (schema v2; none before).
     pub redirects: Option<u32>,
+    /// The site's check interval in milliseconds (schema v3): tells when a region went silent.
+    pub interval_ms: Option<u32>,
+    /// The site's incident thresholds (schema v3): consecutive failures that open an incident,
+    /// consecutive successes that close it, and the regions that must agree (none: a majority).
+    pub down_after: Option<u32>,
+    pub up_after: Option<u32>,
+    pub quorum: Option<u32>,
 }
 
 impl CheckResult {
@@ -147,6 +154,10 @@ impl CheckResult {
             tls_not_after: None,
             producer_version: None,
             redirects: None,
+            interval_ms: None,
+            down_after: None,
+            up_after: None,
+            quorum: None,
         }
     }
 

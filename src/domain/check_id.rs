@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// Namespace for sitemon's v5 UUIDs (itself a v5 UUID of "sitemon" in the URL namespace).
-const NAMESPACE: Uuid = Uuid::from_u128(0x6d2f_4c1e_9a57_5b0e_8f3a_2c6b_1d9e_7a41);
+pub(super) const NAMESPACE: Uuid = Uuid::from_u128(0x6d2f_4c1e_9a57_5b0e_8f3a_2c6b_1d9e_7a41);
 
 /// UUIDv5 of `site_id \n region \n scheduled_at (µs since epoch)`.
 pub fn check_id(site_id: &str, region: &str, scheduled_at: DateTime<Utc>) -> Uuid {

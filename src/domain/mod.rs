@@ -3,6 +3,7 @@
 mod admit;
 mod check;
 mod check_id;
+mod incident;
 mod micros;
 mod secret;
 mod site;
@@ -11,7 +12,11 @@ mod status;
 pub use admit::{Admission, MAX_ID_BYTES, MAX_TEXT_BYTES, storable_text};
 pub use check::{CheckResult, CheckStatus, FailureKind, MAX_ERROR_BYTES};
 pub use check_id::check_id;
+pub use incident::{
+    DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER, Derived, EventKind, Incident, IncidentEvent, SILENT_INTERVALS,
+    SiteTracks, Track,
+};
 pub use micros::micros;
 pub use secret::Secret;
-pub use site::{ExpectedStatus, Site, SiteOptions, SiteUrl, TlsOptions};
+pub use site::{ExpectedStatus, Site, SiteOptions, SiteUrl, Thresholds, TlsOptions};
 pub use status::SiteStatus;

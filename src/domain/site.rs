@@ -51,6 +51,24 @@ pub struct SiteOptions {
     /// Reading stops past this many body bytes: the check fails with `body_too_large`.
     pub max_body_bytes: u64,
     pub tls: TlsOptions,
+    /// When the consumer opens and closes incidents for this site (carried in every result).
+    pub thresholds: Thresholds,
+}
+
+/// Incident thresholds of a site: `down_after` consecutive failures open an incident, `up_after`
+/// consecutive successes close it, and `quorum` regions must agree for a site-wide incident
+/// (none: a majority of the regions that report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    pub down_after: u32,
+    pub up_after: u32,
+    pub quorum: Option<u32>,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds { down_after: super::DEFAULT_DOWN_AFTER, up_after: super::DEFAULT_UP_AFTER, quorum: None }
+    }
 }
 
 impl PartialEq for SiteOptions {
@@ -67,6 +85,7 @@ impl PartialEq for SiteOptions {
             max_redirects,
             max_body_bytes,
             tls,
+            thresholds,
         } = self;
         *method == o.method
             && pattern.as_ref().map(|p| p.as_str()) == o.pattern.as_ref().map(|p| p.as_str())
@@ -76,11 +95,21 @@ impl PartialEq for SiteOptions {
             && *follow_redirects == o.follow_redirects
             && *max_redirects == o.max_redirects
             && *max_body_bytes == o.max_body_bytes
+            && *thresholds == o.thresholds
             && *tls == o.tls
     }
 }
 
 impl Site {
+    /// Writes what the consumer needs to judge this site's results into one of them: its
+    /// interval and incident thresholds.
+    pub fn stamp(&self, r: &mut super::CheckResult) {
+        r.interval_ms = Some(u32::try_from(self.interval.as_millis()).unwrap_or(u32::MAX));
+        r.down_after = Some(self.thresholds.down_after);
+        r.up_after = Some(self.thresholds.up_after);
+        r.quorum = self.thresholds.quorum;
+    }
+
     /// True when a check of `other` would be the same request judged the same way: every field
     /// but the id is equal.
     pub fn same_check(&self, other: &Site) -> bool {

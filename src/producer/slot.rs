@@ -246,6 +246,7 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
         let mut r =
             CheckResult::new(&site.id, site.url.as_str(), &self.opts.region, slot, now, CheckStatus::Missed);
         r.error = Some(why.to_owned());
+        site.stamp(&mut r);
         tracing::warn!(site = %site.id, slot = %slot, reason = why, "missed slot");
         r
     }
@@ -267,6 +268,7 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
         let started = self.clock.now();
         let mut result = self.probe.check(site, slot).await;
         result.started_at = started;
+        site.stamp(&mut result);
         let lag = (started - slot).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
         metrics::histogram!("sitemon_schedule_lag_seconds").record(lag);
         if let Some(us) = result.total_us {

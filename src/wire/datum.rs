@@ -32,6 +32,10 @@ pub fn write(r: &CheckResult, out: &mut Vec<u8>) {
     w.opt(r.tls_not_after, |w, t| w.long(t.timestamp_micros()));
     w.opt(r.producer_version.as_deref(), Writer::str);
     w.opt(r.redirects, |w, n| w.long(i64::from(n)));
+    w.opt(r.interval_ms, |w, n| w.long(i64::from(n)));
+    for n in [r.down_after, r.up_after, r.quorum] {
+        w.opt(n, |w, n| w.long(i64::from(n)));
+    }
 }
 
 /// Reads one datum of the current schema from the front of `bytes`; returns it and what is left.
@@ -73,8 +77,17 @@ pub fn read(bytes: &[u8]) -> Result<(CheckResult, &[u8]), String> {
             let n = r.int("redirects")?;
             u32::try_from(n).map_err(|_| format!("field `redirects`: {n} is out of range"))
         })?,
+        interval_ms: r.opt("interval_ms", |r| unsigned("interval_ms", r.long("interval_ms")?))?,
+        down_after: r.opt("down_after", |r| unsigned("down_after", r.int("down_after")?.into()))?,
+        up_after: r.opt("up_after", |r| unsigned("up_after", r.int("up_after")?.into()))?,
+        quorum: r.opt("quorum", |r| unsigned("quorum", r.int("quorum")?.into()))?,
     };
     Ok((result, r.rest))
+}
+
+/// A count or duration that cannot be negative.
+pub(super) fn unsigned(field: &str, n: i64) -> Result<u32, String> {
+    u32::try_from(n).map_err(|_| format!("field `{field}`: {n} is out of range"))
 }
 
 fn index_of<T: Copy + PartialEq>(all: &[T], v: T) -> i64 {
@@ -249,6 +262,10 @@ pub(crate) mod tests {
             ),
             ("producer_version".into(), opt_str(&r.producer_version)),
             ("redirects".into(), opt(r.redirects.map(|n| Value::Int(n as i32)))),
+            ("interval_ms".into(), opt(r.interval_ms.map(|n| Value::Long(i64::from(n))))),
+            ("down_after".into(), opt(r.down_after.map(|n| Value::Int(n as i32)))),
+            ("up_after".into(), opt(r.up_after.map(|n| Value::Int(n as i32)))),
+            ("quorum".into(), opt(r.quorum.map(|n| Value::Int(n as i32)))),
         ])
     }
 
@@ -265,6 +282,8 @@ pub(crate) mod tests {
         full.tls_not_after = Some(Utc.timestamp_micros(-5).unwrap());
         full.producer_version = Some("0.1.0".into());
         full.redirects = Some(64);
+        full.interval_ms = Some(u32::MAX);
+        (full.down_after, full.up_after, full.quorum) = (Some(3), Some(1), Some(2));
         let mut failed = CheckResult::new("s", "http://x/", "", t, t, CheckStatus::Success);
         failed.fail(FailureKind::RedirectLimit, "x".repeat(300));
         let missed = CheckResult::new("m", "http://x/", "r", t, t, CheckStatus::Missed);

@@ -29,6 +29,7 @@ pub const PUBLISHED: &[Published] = &[
         legacy_fingerprint: Some(LEGACY_V1),
     },
     Published { json: include_str!("../../schemas/check_result.v2.avsc"), legacy_fingerprint: None },
+    Published { json: include_str!("../../schemas/check_result.v3.avsc"), legacy_fingerprint: None },
 ];
 
 /// apache-avro 0.22's `fingerprint::<Rabin>()` of check_result.v1.avsc, as its headers carry it
@@ -115,11 +116,13 @@ mod tests {
     /// fastavro.schema.parse_schema(json.load(f))), "CRC-64-AVRO")`, which printed the same.
     /// (The `avro` 1.12.1 package from PyPI prints 153716d988e95858: its canonical form keeps
     /// `{"type":"long"}` for logical types, the same deviation as apache-avro's.)
-    /// check_result.v2.avsc's by `scripts/avro-peer fingerprint` (Java Avro 1.12.1) only.
+    /// check_result.v2.avsc's and check_result.v3.avsc's by `scripts/avro-peer fingerprint`
+    /// (Java Avro 1.12.1) only.
     const VECTORS: &[(&str, &str)] = &[
-        ("check_result.avsc", "9eecd66d233dd4d0"),
+        ("check_result.avsc", "eb22158291aa9b65"),
         ("check_result.v1.avsc", "0f0f00cca2393457"),
         ("check_result.v2.avsc", "9eecd66d233dd4d0"),
+        ("check_result.v3.avsc", "eb22158291aa9b65"),
     ];
 
     #[test]
@@ -140,7 +143,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("schemas/{file} has no test vector: compute one (see VECTORS)"));
             assert_eq!(hex(&canonical::fingerprint(&json).unwrap()), *want, "schemas/{file}");
         }
-        assert_eq!(hex(&CURRENT.fingerprint), "9eecd66d233dd4d0");
+        assert_eq!(hex(&CURRENT.fingerprint), "eb22158291aa9b65");
     }
 
     #[test]
@@ -161,7 +164,9 @@ mod tests {
             r#"{"name":"total_us","type":["null","long"]},{"name":"body_bytes","type":["null","long"]},"#,
             r#"{"name":"pattern","type":["null","string"]},{"name":"pattern_matched","type":["null","boolean"]},"#,
             r#"{"name":"tls_not_after","type":["null","long"]},{"name":"producer_version","type":["null","string"]},"#,
-            r#"{"name":"redirects","type":["null","int"]}]}"#,
+            r#"{"name":"redirects","type":["null","int"]},{"name":"interval_ms","type":["null","long"]},"#,
+            r#"{"name":"down_after","type":["null","int"]},{"name":"up_after","type":["null","int"]},"#,
+            r#"{"name":"quorum","type":["null","int"]}]}"#,
         );
         assert_eq!(canonical::parsing_canonical_form(CURRENT_SCHEMA_JSON).unwrap(), want);
     }

@@ -49,6 +49,14 @@ impl Fields {
         }
     }
 
+    /// A count added after version 1: absent or null reads as none, a negative one is an error.
+    fn opt_count(&mut self, name: &str) -> Result<Option<u32>, String> {
+        if !self.has(name) {
+            return Ok(None);
+        }
+        self.opt_long(name)?.map(|n| super::datum::unsigned(name, n)).transpose()
+    }
+
     fn time(&mut self, name: &str) -> Result<DateTime<Utc>, String> {
         self.opt_time(name)?.ok_or_else(|| format!("field `{name}` is null"))
     }
@@ -118,5 +126,9 @@ pub fn from_value(v: Value) -> Result<CheckResult, String> {
         } else {
             None
         },
+        interval_ms: f.opt_count("interval_ms")?,
+        down_after: f.opt_count("down_after")?,
+        up_after: f.opt_count("up_after")?,
+        quorum: f.opt_count("quorum")?,
     })
 }

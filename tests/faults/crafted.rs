@@ -54,7 +54,7 @@ fn write(v: &V, out: &mut Vec<u8>) {
     }
 }
 
-const FIELDS: [&str; 23] = [
+const FIELDS: [&str; 27] = [
     "check_id",
     "site_id",
     "url",
@@ -78,6 +78,10 @@ const FIELDS: [&str; 23] = [
     "tls_not_after",
     "producer_version",
     "redirects",
+    "interval_ms",
+    "down_after",
+    "up_after",
+    "quorum",
 ];
 
 fn s(text: &str) -> V {
@@ -116,6 +120,10 @@ fn valid(site: &str, at_us: i64) -> Vec<V> {
         V::Null,
         some(s("0.1.0")),
         some(V::Long(2)),
+        some(V::Long(60_000)),
+        some(V::Long(3)),
+        some(V::Long(1)),
+        V::Null,
     ]
 }
 
@@ -205,6 +213,8 @@ fn crafted(site: &str, now_us: i64) -> Vec<(String, Vec<V>, &'static str)> {
     case("status_code past u16".into(), 21, "status_code", some(V::Long(70_000)), "status_code");
     case("status_code not HTTP".into(), 22, "status_code", some(V::Long(42)), "status_code");
     case("negative redirects".into(), 60, "redirects", some(V::Long(-1)), "redirects");
+    case("negative down_after".into(), 63, "down_after", some(V::Long(-3)), "down_after");
+    case("interval_ms past u32".into(), 64, "interval_ms", some(V::Long(1 << 40)), "interval_ms");
     case("NUL in producer_version".into(), 61, "producer_version", some(s("a\0b")), "NUL");
     case("unknown status symbol".into(), 23, "status", V::Long(7), "status");
     case("unknown failure_kind symbol".into(), 24, "failure_kind", some(V::Long(99)), "failure_kind");

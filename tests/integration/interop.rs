@@ -197,12 +197,16 @@ fn plain(r: &CheckResult) -> Value {
         "tls_not_after": r.tls_not_after.map(|t| t.timestamp_micros()),
         "producer_version": r.producer_version,
         "redirects": r.redirects,
+        "interval_ms": r.interval_ms,
+        "down_after": r.down_after,
+        "up_after": r.up_after,
+        "quorum": r.quorum,
     })
 }
 
 /// A result in Avro's JSON encoding (a union value is `{"branch": value}`), what the peer reads.
 pub(crate) fn avro_json(r: &CheckResult) -> String {
-    const UNIONS: [(&str, &str); 16] = [
+    const UNIONS: [(&str, &str); 20] = [
         ("failure_kind", "dev.sitemon.FailureKind"),
         ("error", "string"),
         ("status_code", "int"),
@@ -219,6 +223,10 @@ pub(crate) fn avro_json(r: &CheckResult) -> String {
         ("tls_not_after", "long"),
         ("producer_version", "string"),
         ("redirects", "int"),
+        ("interval_ms", "long"),
+        ("down_after", "int"),
+        ("up_after", "int"),
+        ("quorum", "int"),
     ];
     let mut v = plain(r);
     for (field, branch) in UNIONS {
@@ -254,9 +262,13 @@ pub(crate) fn from_row(row: &sqlx::postgres::PgRow) -> CheckResult {
         pattern: row.get("pattern"),
         pattern_matched: row.get("pattern_matched"),
         tls_not_after: row.get("tls_not_after"),
-        // Schema v2's fields are not stored yet.
+        // Schema v2's and v3's fields are not kept in the history.
         producer_version: None,
         redirects: None,
+        interval_ms: None,
+        down_after: None,
+        up_after: None,
+        quorum: None,
     }
 }
 
