@@ -20,7 +20,7 @@ use crate::health::Health;
 use crate::kafka::{ClientSetupError, KafkaFeed, KafkaPublisher};
 use crate::memory;
 use crate::ops_server;
-use crate::ports::{NoRegistry, SiteProbe, StatusStore};
+use crate::ports::{NoRegistry, SiteProbe};
 use crate::probe::{HyperProbe, ProbeSetupError, TlsSetupError};
 use crate::producer::{self, ProducerOptions, ProducerReport};
 use crate::readiness;
@@ -475,7 +475,7 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<i32> {
 async fn run_status(args: StatusArgs) -> anyhow::Result<i32> {
     let rows = match setup::Status::load(&args.config.config)? {
         setup::Status::Postgres(pg) => {
-            PgStore::connect(&pg)?.latest().await.context("reading site_status from PostgreSQL")?
+            ui::Overview::read(&PgStore::connect(&pg)?).await.context("reading the status from PostgreSQL")?
         }
         setup::Status::Sqlite { path } => {
             let path = &path;
@@ -485,11 +485,13 @@ async fn run_status(args: StatusArgs) -> anyhow::Result<i32> {
                 path.display(),
                 args.config.config.display()
             );
-            SqliteStore::open(path).await?.latest().await.context("reading site_status from SQLite")?
+            ui::Overview::read(&SqliteStore::open(path).await?)
+                .await
+                .context("reading the status from SQLite")?
         }
     };
     if args.json {
-        println!("{}", ui::status_json(&rows));
+        println!("{}", ui::status_json(&rows, chrono::Utc::now()));
     } else {
         print!("{}", ui::status_table(&rows, chrono::Utc::now()));
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{CheckResult, Site, SiteStatus, storable_text};
+use crate::domain::{CheckResult, Incident, Site, SiteStatus, storable_text};
 
 /// Performs one check. Infallible by design: every way a site can fail is data in the result.
 pub trait SiteProbe: Send + Sync + 'static {
@@ -146,6 +146,9 @@ pub trait StatusStore: Send + Sync + 'static {
 
     /// The latest status of every site, ordered by site and region.
     fn latest(&self) -> impl Future<Output = Result<Vec<SiteStatus>, StoreError>> + Send;
+
+    /// The incidents still open: site-wide ones first, then by site and region.
+    fn open_incidents(&self) -> impl Future<Output = Result<Vec<Incident>, StoreError>> + Send;
 
     /// Deletes history scheduled before `cutoff`; returns how many rows (or partitions) went.
     fn prune(&self, cutoff: DateTime<Utc>) -> impl Future<Output = Result<u64, StoreError>> + Send;

@@ -67,6 +67,10 @@ impl Admission {
         if r.site_id.is_empty() {
             return Err("`site_id` is empty".to_owned());
         }
+        // Every producer has a region label; the incident tracks keep `""` for the site itself.
+        if r.region.is_empty() {
+            return Err("`region` is empty".to_owned());
+        }
         // The history key: a record whose id is not the one its site, region and slot give could
         // stand in for (and silently shadow) another site's result.
         if r.check_id != super::check_id(&r.site_id, &r.region, r.scheduled_at) {
@@ -181,6 +185,15 @@ mod tests {
         let mut r = ok();
         r.check_id = crate::domain::check_id("other", "eu", now());
         assert!(a.check(&r).unwrap_err().contains("check_id"));
+    }
+
+    #[test]
+    fn an_empty_region_is_refused() {
+        let a = Admission::new(now(), Duration::from_secs(60));
+        let mut r = ok();
+        r.region = String::new();
+        r.check_id = crate::domain::check_id(&r.site_id, "", r.scheduled_at);
+        assert!(a.check(&r).unwrap_err().contains("region"));
     }
 
     #[test]

@@ -276,6 +276,26 @@ impl SiteTracks {
     }
 }
 
+/// Folds a batch's new results into the tracks of their sites (`tracks`: those stored, in any
+/// order; a site without one gets a fresh one, appended). Results of one site fold in time order.
+pub fn derive_incidents(tracks: &mut Vec<SiteTracks>, results: &[&CheckResult]) -> Derived {
+    let mut by_site: Vec<&CheckResult> =
+        results.iter().copied().filter(|r| r.status != CheckStatus::Missed).collect();
+    by_site.sort_by(|a, b| a.site_id.cmp(&b.site_id));
+    let mut out = Derived::default();
+    let mut index: std::collections::HashMap<String, usize> =
+        tracks.iter().enumerate().map(|(i, t)| (t.site_id.clone(), i)).collect();
+    for group in by_site.chunk_by(|a, b| a.site_id == b.site_id) {
+        let site = &group[0].site_id;
+        let i = *index.entry(site.clone()).or_insert_with(|| {
+            tracks.push(SiteTracks::new(site));
+            tracks.len() - 1
+        });
+        tracks[i].fold(group.iter().copied(), &mut out);
+    }
+    out
+}
+
 /// One result into its region's track; returns the end of the incident it closed, if any.
 fn fold_region(site_id: &str, t: &mut Track, r: &CheckResult, out: &mut Derived) -> Option<DateTime<Utc>> {
     let now = r.scheduled_at;

@@ -14,7 +14,7 @@ pub use check::{CheckResult, CheckStatus, FailureKind, MAX_ERROR_BYTES};
 pub use check_id::check_id;
 pub use incident::{
     DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER, Derived, EventKind, Incident, IncidentEvent, SILENT_INTERVALS,
-    SiteTracks, Track,
+    SiteTracks, Track, derive_incidents,
 };
 pub use micros::micros;
 pub use secret::Secret;

@@ -19,4 +19,14 @@ pub struct SiteStatus {
     pub status_since: DateTime<Utc>,
     /// Slot of the newest result.
     pub scheduled_at: DateTime<Utc>,
+    /// The site's check interval as its newest results said (none before schema v3).
+    pub interval_ms: Option<i64>,
+}
+
+impl SiteStatus {
+    /// Stale: the newest result is older than twice the site's interval — its producer stopped,
+    /// or its results are not getting through.
+    pub fn is_stale(&self, now: DateTime<Utc>) -> bool {
+        self.interval_ms.is_some_and(|ms| (now - self.scheduled_at).num_milliseconds() > ms.saturating_mul(2))
+    }
 }

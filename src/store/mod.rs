@@ -4,8 +4,11 @@
 mod latest;
 mod pg;
 mod pg_copy;
+mod pg_incidents;
 mod sqlite;
+mod sqlite_incidents;
 mod status_row;
+mod track_row;
 
 pub use latest::{LatestRow, latest_per_site};
 pub use pg::PgStore;

@@ -14,7 +14,7 @@ use super::pg_copy;
 use super::status_row::StatusRow;
 use super::{LatestRow, latest_per_site};
 use crate::config::PostgresConfig;
-use crate::domain::{CheckResult, SiteStatus};
+use crate::domain::{CheckResult, Incident, SiteStatus};
 use crate::ports::{DeadLetter, StatusStore, StoreError};
 use uuid::Uuid;
 
@@ -25,7 +25,7 @@ pub struct PgStore {
     partitions: Mutex<HashSet<NaiveDate>>,
 }
 
-fn classify(e: sqlx::Error) -> StoreError {
+pub(super) fn classify(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) => {
             // Only the data itself is rejected: class 22 (data exception) and 23 (integrity:
@@ -100,6 +100,7 @@ impl PgStore {
             }
         };
         fold_latest(&mut tx, &latest_per_site(&new)).await?;
+        super::pg_incidents::fold_incidents(&mut tx, &new).await?;
         tx.commit().await.map_err(classify)
     }
 
@@ -429,6 +430,10 @@ impl StatusStore for PgStore {
         Ok(rows.into_iter().map(SiteStatus::from).collect())
     }
 
+    async fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        super::pg_incidents::open_incidents(&self.pool).await
+    }
+
     /// Drops whole daily partitions that end at or before the cutoff's day.
     async fn prune(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         let names: Vec<String> =
@@ -453,10 +458,11 @@ impl StatusStore for PgStore {
     }
 }
 
-const LATEST: &str = "SELECT site_id, region, url, status, failure_kind, error, status_code, total_us, \
-     consecutive_failures, (extract(epoch FROM status_since) * 1000000)::bigint AS status_since, \
-     (extract(epoch FROM scheduled_at) * 1000000)::bigint AS scheduled_at \
-     FROM site_status ORDER BY site_id, region";
+const LATEST: &str = "SELECT s.site_id, s.region, s.url, s.status, s.failure_kind, s.error, s.status_code, \
+     s.total_us, s.consecutive_failures, (extract(epoch FROM s.status_since) * 1000000)::bigint AS status_since, \
+     (extract(epoch FROM s.scheduled_at) * 1000000)::bigint AS scheduled_at, t.interval_ms \
+     FROM site_status s LEFT JOIN incident_tracks t ON t.site_id = s.site_id AND t.region = s.region \
+     ORDER BY s.site_id, s.region";
 
 const PARTITIONS: &str = "SELECT c.relname::text FROM pg_inherits i \
      JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent \

@@ -12,7 +12,7 @@ use sqlx::sqlite::{
 
 use super::latest_per_site;
 use super::status_row::StatusRow;
-use crate::domain::{CheckResult, SiteStatus};
+use crate::domain::{CheckResult, Incident, SiteStatus};
 use crate::ports::{DeadLetter, StatusStore, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -21,7 +21,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-fn classify(e: sqlx::Error) -> StoreError {
+pub(super) fn classify(e: sqlx::Error) -> StoreError {
     match &e {
         // Only the data itself is rejected: a constraint it breaks, a value too big or of the
         // wrong type. Anything else (busy, locked, full, I/O) passes and the batch is retried.
@@ -158,6 +158,7 @@ impl StatusStore for SqliteStore {
                     .map_err(classify)?;
             }
         }
+        super::sqlite_incidents::fold_incidents(&mut tx, &new).await?;
         let now = us(Utc::now());
         for d in dead {
             sqlx::query(INSERT_DEAD)
@@ -177,13 +178,19 @@ impl StatusStore for SqliteStore {
 
     async fn latest(&self) -> Result<Vec<SiteStatus>, StoreError> {
         let rows: Vec<StatusRow> = sqlx::query_as(
-            "SELECT site_id, region, url, status, failure_kind, error, status_code, total_us, \
-             consecutive_failures, status_since, scheduled_at FROM site_status ORDER BY site_id, region",
+            "SELECT s.site_id, s.region, s.url, s.status, s.failure_kind, s.error, s.status_code, s.total_us, \
+             s.consecutive_failures, s.status_since, s.scheduled_at, t.interval_ms FROM site_status s \
+             LEFT JOIN incident_tracks t ON t.site_id = s.site_id AND t.region = s.region \
+             ORDER BY s.site_id, s.region",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(classify)?;
         Ok(rows.into_iter().map(SiteStatus::from).collect())
+    }
+
+    async fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        super::sqlite_incidents::open_incidents(&self.pool).await
     }
 
     async fn prune(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {

@@ -18,6 +18,7 @@ pub struct StatusRow {
     consecutive_failures: i32,
     status_since: i64,
     scheduled_at: i64,
+    interval_ms: Option<i64>,
 }
 
 impl From<StatusRow> for SiteStatus {
@@ -34,6 +35,7 @@ impl From<StatusRow> for SiteStatus {
             error: r.error,
             total_us: r.total_us,
             consecutive_failures: r.consecutive_failures,
+            interval_ms: r.interval_ms,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::status_table;
+use super::{Overview, status_table};
 use crate::ports::StatusStore;
 
 const CLEAR: &str = "\x1b[2J\x1b[H";
@@ -23,8 +23,8 @@ pub async fn live_table<S: StatusStore>(
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        let body = match store.latest().await {
-            Ok(rows) => status_table(&rows, chrono::Utc::now()),
+        let body = match Overview::read(store).await {
+            Ok(o) => status_table(&o, chrono::Utc::now()),
             Err(e) => format!("cannot read the status: {e}\n"),
         };
         let mut out = std::io::stdout().lock();

@@ -7,4 +7,4 @@ mod table;
 
 pub use check_report::{check_json, check_text};
 pub use live::live_table;
-pub use table::{status_json, status_table};
+pub use table::{Overview, status_json, status_table};

@@ -1,17 +1,41 @@
-//! The latest-status table: site, state, code, latency, since — as text or JSON.
+//! The latest-status table: site, state, code, latency, since — and the open incidents, as text
+//! or JSON. A site whose newest result is older than twice its interval shows as STALE.
 
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{CheckStatus, SiteStatus};
+use crate::domain::{CheckStatus, Incident, SiteStatus};
+use crate::ports::{StatusStore, StoreError};
 
-fn state(s: &SiteStatus) -> &'static str {
+/// What `sitemon status` shows: the latest status per site and region, and the open incidents.
+#[derive(Debug, Default)]
+pub struct Overview {
+    pub sites: Vec<SiteStatus>,
+    pub incidents: Vec<Incident>,
+}
+
+impl Overview {
+    pub async fn read<S: StatusStore>(store: &S) -> Result<Self, StoreError> {
+        Ok(Overview { sites: store.latest().await?, incidents: store.open_incidents().await? })
+    }
+
+    /// The open incident of a site (`region: None`: the site as a whole).
+    fn incident(&self, site: &str, region: Option<&str>) -> Option<&Incident> {
+        self.incidents.iter().find(|i| i.site_id == site && i.region.as_deref() == region)
+    }
+}
+
+fn up_down(s: &SiteStatus) -> &'static str {
     match s.status {
         CheckStatus::Success => "UP",
         CheckStatus::Failure => "DOWN",
         CheckStatus::Missed => "MISSED",
     }
+}
+
+fn state(s: &SiteStatus, now: DateTime<Utc>) -> &'static str {
+    if s.is_stale(now) { "STALE" } else { up_down(s) }
 }
 
 fn age(since: DateTime<Utc>, now: DateTime<Utc>) -> String {
@@ -28,30 +52,10 @@ fn latency(us: Option<i64>) -> String {
     }
 }
 
-/// A fixed-width table, one line per site, with a header.
-pub fn status_table(rows: &[SiteStatus], now: DateTime<Utc>) -> String {
-    let header = ["SITE", "REGION", "STATE", "CODE", "LATENCY", "SINCE", "DETAIL"];
-    let cells: Vec<[String; 7]> = rows
-        .iter()
-        .map(|s| {
-            let detail = match (&s.failure_kind, &s.error) {
-                (Some(k), Some(e)) => format!("{}: {e}", k.as_str().to_lowercase()),
-                (Some(k), None) => k.as_str().to_lowercase(),
-                _ => String::new(),
-            };
-            [
-                s.site_id.clone(),
-                s.region.clone(),
-                state(s).to_owned(),
-                s.status_code.map_or("-".to_owned(), |c| c.to_string()),
-                latency(s.total_us),
-                age(s.status_since, now),
-                detail,
-            ]
-        })
-        .collect();
+/// Fixed-width columns under a header; the last column is not padded.
+fn columns<const N: usize>(header: [&str; N], cells: &[[String; N]]) -> String {
     let mut widths = header.map(str::len);
-    for row in &cells {
+    for row in cells {
         for (w, c) in widths.iter_mut().zip(row) {
             *w = (*w).max(c.chars().count());
         }
@@ -70,25 +74,95 @@ pub fn status_table(rows: &[SiteStatus], now: DateTime<Utc>) -> String {
         out.push('\n');
     };
     line(&mut out, &header);
-    for row in &cells {
+    for row in cells {
         line(&mut out, &row.iter().map(String::as_str).collect::<Vec<_>>());
-    }
-    if rows.is_empty() {
-        out.push_str("(no results yet: each site is first checked at its own slot, within one interval)\n");
     }
     out
 }
 
-/// The same rows as a JSON array.
-pub fn status_json(rows: &[SiteStatus]) -> String {
-    let items: Vec<serde_json::Value> = rows
+fn failure(kind: Option<crate::domain::FailureKind>, error: Option<&str>) -> String {
+    match (kind, error) {
+        (Some(k), Some(e)) => format!("{}: {e}", k.as_str().to_lowercase()),
+        (Some(k), None) => k.as_str().to_lowercase(),
+        _ => String::new(),
+    }
+}
+
+/// One line per site and region, then the open incidents.
+pub fn status_table(o: &Overview, now: DateTime<Utc>) -> String {
+    let header = ["SITE", "REGION", "STATE", "CODE", "LATENCY", "SINCE", "DETAIL"];
+    let cells: Vec<[String; 7]> = o
+        .sites
+        .iter()
+        .map(|s| {
+            let mut detail = failure(s.failure_kind, s.error.as_deref());
+            if s.is_stale(now) {
+                detail = format!("no result for {} (was {}) {detail}", age(s.scheduled_at, now), up_down(s));
+            }
+            [
+                s.site_id.clone(),
+                s.region.clone(),
+                state(s, now).to_owned(),
+                s.status_code.map_or("-".to_owned(), |c| c.to_string()),
+                latency(s.total_us),
+                age(s.status_since, now),
+                detail.trim_end().to_owned(),
+            ]
+        })
+        .collect();
+    let mut out = columns(header, &cells);
+    if o.sites.is_empty() {
+        out.push_str("(no results yet: each site is first checked at its own slot, within one interval)\n");
+    }
+    if !o.incidents.is_empty() {
+        let header = ["OPEN INCIDENT", "SCOPE", "SINCE", "REGIONS", "FAILED", "FIRST FAILURE"];
+        let cells: Vec<[String; 6]> = o
+            .incidents
+            .iter()
+            .map(|i| {
+                [
+                    i.site_id.clone(),
+                    i.region.as_ref().map_or("site".to_owned(), |r| format!("region {r}")),
+                    age(i.started_at, now),
+                    i.regions.join(","),
+                    i.failed_checks.to_string(),
+                    failure(i.failure_kind, i.error.as_deref()),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&columns(header, &cells));
+    }
+    out
+}
+
+fn incident_json(i: Option<&Incident>) -> serde_json::Value {
+    i.map_or(serde_json::Value::Null, |i| {
+        serde_json::json!({
+            "incident_id": i.incident_id.to_string(),
+            "started_at": i.started_at.to_rfc3339(),
+            "confirmed_at": i.confirmed_at.to_rfc3339(),
+            "regions": i.regions,
+            "failed_checks": i.failed_checks,
+            "failure_kind": i.failure_kind.map(|k| k.as_str()),
+            "error": i.error,
+        })
+    })
+}
+
+/// The same rows as a JSON array; each carries `stale`, its region's open `incident` and its
+/// site's open `site_incident` (or null).
+pub fn status_json(o: &Overview, now: DateTime<Utc>) -> String {
+    let items: Vec<serde_json::Value> = o
+        .sites
         .iter()
         .map(|s| {
             serde_json::json!({
                 "site_id": s.site_id,
                 "region": s.region,
                 "url": s.url,
-                "state": state(s),
+                "state": state(s, now),
+                "stale": s.is_stale(now),
                 "status": s.status.as_str(),
                 "status_code": s.status_code,
                 "failure_kind": s.failure_kind.map(|k| k.as_str()),
@@ -97,6 +171,9 @@ pub fn status_json(rows: &[SiteStatus]) -> String {
                 "consecutive_failures": s.consecutive_failures,
                 "status_since": s.status_since.to_rfc3339(),
                 "scheduled_at": s.scheduled_at.to_rfc3339(),
+                "interval_ms": s.interval_ms,
+                "incident": incident_json(o.incident(&s.site_id, Some(&s.region))),
+                "site_incident": incident_json(o.incident(&s.site_id, None)),
             })
         })
         .collect();
@@ -123,28 +200,76 @@ mod tests {
             consecutive_failures: 0,
             status_since: t,
             scheduled_at: t,
+            interval_ms: Some(60_000),
         }
+    }
+
+    fn sites(sites: Vec<SiteStatus>) -> Overview {
+        Overview { sites, incidents: Vec::new() }
     }
 
     #[test]
     fn table_aligns_columns_and_explains_failures() {
         let now = Utc.timestamp_opt(1_090, 0).unwrap();
-        let t = status_table(&[row("a", CheckStatus::Success), row("long-name", CheckStatus::Failure)], now);
+        let t = status_table(
+            &sites(vec![row("a", CheckStatus::Success), row("long-name", CheckStatus::Failure)]),
+            now,
+        );
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("SITE       REGION  STATE"), "{t}");
         assert!(lines[1].contains("UP") && lines[1].contains("200") && lines[1].contains("1.5 ms"), "{t}");
         assert!(lines[1].contains("1m 30s ago"), "{t}");
         assert!(lines[2].contains("DOWN") && lines[2].contains("timeout: no complete response"), "{t}");
-        assert!(status_table(&[], now).contains("no results yet"));
+        assert!(status_table(&sites(vec![]), now).contains("no results yet"));
+    }
+
+    #[test]
+    fn a_site_silent_for_two_intervals_is_stale_and_open_incidents_are_listed() {
+        let at_2m = Utc.timestamp_opt(1_120, 0).unwrap();
+        let at_2m1s = Utc.timestamp_opt(1_121, 0).unwrap();
+        let o = sites(vec![row("a", CheckStatus::Success)]);
+        assert!(status_table(&o, at_2m).lines().nth(1).unwrap().contains(" UP "));
+        let t = status_table(&o, at_2m1s);
+        assert!(t.lines().nth(1).unwrap().contains("STALE") && t.contains("(was UP)"), "{t}");
+        let v: serde_json::Value = serde_json::from_str(&status_json(&o, at_2m1s)).unwrap();
+        assert_eq!((v[0]["state"].as_str(), v[0]["stale"].as_bool()), (Some("STALE"), Some(true)));
+
+        let started = Utc.timestamp_opt(900, 0).unwrap();
+        let incident = |region: Option<&str>| Incident {
+            incident_id: Incident::id_for("a", region, started),
+            site_id: "a".into(),
+            region: region.map(str::to_owned),
+            url: "http://x/".into(),
+            started_at: started,
+            confirmed_at: started,
+            ended_at: None,
+            regions: vec!["eu".into(), "us".into()],
+            failure_kind: Some(FailureKind::Connect),
+            error: Some("refused".into()),
+            failed_checks: 7,
+        };
+        let o = Overview { sites: o.sites, incidents: vec![incident(None), incident(Some("eu"))] };
+        let t = status_table(&o, at_2m);
+        let lines: Vec<&str> = t.lines().skip_while(|l| !l.starts_with("OPEN INCIDENT")).collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert!(
+            lines[1].contains("site") && lines[1].contains("eu,us") && lines[1].contains("connect: refused")
+        );
+        assert!(lines[2].contains("region eu") && lines[2].contains("3m 40s ago"), "{t}");
+        let v: serde_json::Value = serde_json::from_str(&status_json(&o, at_2m)).unwrap();
+        assert_eq!(v[0]["site_incident"]["failed_checks"], 7);
+        assert_eq!(v[0]["incident"]["regions"][1], "us");
     }
 
     #[test]
     fn json_has_one_object_per_site() {
+        let now = Utc.timestamp_opt(1_000, 0).unwrap();
         let v: serde_json::Value =
-            serde_json::from_str(&status_json(&[row("a", CheckStatus::Success)])).unwrap();
+            serde_json::from_str(&status_json(&sites(vec![row("a", CheckStatus::Success)]), now)).unwrap();
         assert_eq!(v[0]["site_id"], "a");
         assert_eq!(v[0]["state"], "UP");
         assert_eq!(v[0]["status_code"], 200);
+        assert_eq!(v[0]["incident"], serde_json::Value::Null);
     }
 }

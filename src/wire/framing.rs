@@ -126,17 +126,22 @@ mod tests {
         // CRC-64-AVRO of schemas/check_result.avsc's Parsing Canonical Form as Apache Avro's
         // Java SchemaNormalization computes it (see wire::schema's VECTORS).
         let bytes = encode(&sample());
-        assert_eq!(bytes[..HEADER_LEN], [0xC3, 0x01, 0x9e, 0xec, 0xd6, 0x6d, 0x23, 0x3d, 0xd4, 0xd0]);
+        assert_eq!(bytes[..HEADER_LEN], [0xC3, 0x01, 0xeb, 0x22, 0x15, 0x82, 0x91, 0xaa, 0x9b, 0x65]);
     }
 
-    /// A version-1 record of `r` (whose v2 fields are none) with v1's header, its datum written
-    /// by apache-avro with the v1 schema.
+    /// A version-1 record of `r` (whose later fields are none) with v1's header, its datum
+    /// written by apache-avro with the v1 schema.
     fn v1_record(r: &CheckResult) -> Vec<u8> {
+        older_record(r, 0, 21)
+    }
+
+    /// A record of published version `index` (its first `fields` fields), written by apache-avro.
+    fn older_record(r: &CheckResult, index: usize, fields_of_version: usize) -> Vec<u8> {
         use apache_avro::types::Value;
         use apache_avro::writer::datum::GenericDatumWriter;
-        let v1 = &super::super::schema::KNOWN[0];
+        let v1 = &super::super::schema::KNOWN[index];
         let Value::Record(mut fields) = super::super::datum::tests::to_value(r) else { unreachable!() };
-        fields.truncate(fields.len() - 2);
+        fields.truncate(fields_of_version);
         let mut out = MAGIC.to_vec();
         out.extend_from_slice(&v1.fingerprint);
         out.extend(
@@ -158,6 +163,12 @@ mod tests {
         // and a v2 record carries the new fields
         r.producer_version = Some("0.1.0".into());
         r.redirects = Some(2);
+        assert_eq!(decode(&encode(&r)), Ok(r.clone()));
+        // a v2 record (no interval or thresholds) decodes into the current schema with none
+        assert_eq!(decode(&older_record(&r, 1, 23)), Ok(r.clone()));
+        // and a v3 record carries them
+        r.interval_ms = Some(60_000);
+        (r.down_after, r.up_after, r.quorum) = (Some(3), Some(2), Some(2));
         assert_eq!(decode(&encode(&r)), Ok(r));
     }
 

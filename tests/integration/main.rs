@@ -7,6 +7,7 @@ mod config_errors;
 mod config_table;
 mod embedded;
 mod hostile;
+mod incidents;
 mod interop;
 mod kafka_security;
 mod pipeline;

@@ -222,23 +222,12 @@ fn oracle(stored: &[CheckResult], site: &str) -> Option<(CheckStatus, i32, DateT
 }
 
 /// A small deterministic generator (xorshift64*), so a failing sequence can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
-
 /// Replays, overlaps and out-of-order batches: after every batch, `consecutive_failures`,
 /// `status_since` and the newest result equal what the in-order, exactly-once stream of the
 /// distinct results stored so far gives.
 async fn replays_and_reordering<S: StatusStore>(store: &S, seed: u64) {
     let now = Utc.timestamp_opt(Utc::now().timestamp(), 0).unwrap();
-    let mut rng = Rng(seed);
+    let mut rng = support::Rng::new(seed);
     let sites = ["a", "b", "c"];
     let mut all = Vec::new();
     for site in sites {
@@ -316,7 +305,7 @@ async fn postgres_latest_status_is_exact_with_two_writers() {
     let cfg = PostgresConfig { url: Secret::new(url.clone()), max_connections: 2 };
     let two = PgStore::connect(&cfg).unwrap();
     let now = Utc.timestamp_opt(Utc::now().timestamp(), 0).unwrap();
-    let mut rng = Rng(99);
+    let mut rng = support::Rng::new(99);
     let mut all = Vec::new();
     for k in 0..200 {
         for site in ["a", "b", "c", "d"] {

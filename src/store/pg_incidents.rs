@@ -1,0 +1,174 @@
+//! Incidents in PostgreSQL, inside the batch's transaction: the tracks of the batch's sites are
+//! locked, the new results folded into them (`domain::derive_incidents`), and tracks, incidents
+//! and outbox events written back — so a replay, a second consumer or a restart derives each
+//! incident and event exactly once.
+
+use sqlx::{PgConnection, PgPool};
+
+use super::pg::classify;
+use super::track_row::{Dialect, IncidentRow, TrackRow, flatten, site_tracks};
+use crate::domain::{CheckResult, CheckStatus, Incident, derive_incidents};
+use crate::ports::StoreError;
+
+const PG: Dialect = Dialect {
+    time: |c| format!("(extract(epoch FROM {c}) * 1000000)::bigint"),
+    id: |c| format!("{c}::text"),
+    regions: |c| format!("array_to_json({c})::text"),
+};
+
+/// Creates the missing tracks (so that the lock below also covers a site seen for the first
+/// time by two consumers at once), sorted so that concurrent batches lock in one order.
+const ENSURE_TRACKS: &str = "INSERT INTO incident_tracks (site_id, region) \
+    SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING";
+
+const WRITE_TRACKS: &str = r#"
+INSERT INTO incident_tracks (site_id, region, down, run_up, run_len, run_start, run_kind, run_error,
+    last_at, interval_ms, down_after, up_after, quorum, incident_id)
+SELECT * FROM UNNEST($1::text[], $2::text[], $3::bool[], $4::bool[], $5::int[], $6::timestamptz[],
+    $7::text[], $8::text[], $9::timestamptz[], $10::bigint[], $11::int[], $12::int[], $13::int[],
+    $14::uuid[])
+ON CONFLICT (site_id, region) DO UPDATE SET
+    down = excluded.down, run_up = excluded.run_up, run_len = excluded.run_len,
+    run_start = excluded.run_start, run_kind = excluded.run_kind, run_error = excluded.run_error,
+    last_at = excluded.last_at, interval_ms = excluded.interval_ms,
+    down_after = excluded.down_after, up_after = excluded.up_after, quorum = excluded.quorum,
+    incident_id = excluded.incident_id
+"#;
+
+const WRITE_INCIDENTS: &str = r#"
+INSERT INTO incidents (incident_id, site_id, region, url, started_at, confirmed_at, ended_at,
+    regions, failure_kind, error, failed_checks)
+SELECT u.id, u.site_id, u.region, u.url, u.started_at, u.confirmed_at, u.ended_at,
+    ARRAY(SELECT json_array_elements_text(u.regions::json)), u.failure_kind, u.error, u.failed
+FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
+    $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::bigint[])
+    AS u(id, site_id, region, url, started_at, confirmed_at, ended_at, regions, failure_kind, error, failed)
+ON CONFLICT (incident_id) DO UPDATE SET
+    ended_at = excluded.ended_at, regions = excluded.regions, failed_checks = excluded.failed_checks
+"#;
+
+const WRITE_EVENT: &str = r#"
+INSERT INTO incident_events (event_id, kind, at, incident_id, site_id, region, url, started_at,
+    confirmed_at, ended_at, regions, failure_kind, error, failed_checks)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, ARRAY(SELECT json_array_elements_text($11::json)),
+    $12, $13, $14)
+ON CONFLICT (event_id) DO NOTHING
+"#;
+
+fn col<'a, T, U>(items: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
+    items.iter().map(f).collect()
+}
+
+fn regions_json(i: &Incident) -> String {
+    serde_json::to_string(&i.regions).expect("strings serialize")
+}
+
+/// Folds the batch's new results into incidents, in the caller's transaction.
+pub(super) async fn fold_incidents(conn: &mut PgConnection, new: &[&CheckResult]) -> Result<(), StoreError> {
+    let mut keys: Vec<(&str, &str)> = new
+        .iter()
+        .filter(|r| r.status != CheckStatus::Missed)
+        .flat_map(|r| [(r.site_id.as_str(), ""), (r.site_id.as_str(), r.region.as_str())])
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    sqlx::query(ENSURE_TRACKS)
+        .bind(col(&keys, |k| k.0))
+        .bind(col(&keys, |k| k.1))
+        .execute(&mut *conn)
+        .await
+        .map_err(classify)?;
+    let mut sites: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    sites.dedup();
+    let select = format!(
+        "SELECT {} FROM incident_tracks t LEFT JOIN incidents i ON i.incident_id = t.incident_id \
+         WHERE t.site_id = ANY($1) ORDER BY t.site_id, t.region FOR UPDATE OF t",
+        PG.track_columns()
+    );
+    let rows: Vec<TrackRow> =
+        sqlx::query_as(&select).bind(&sites).fetch_all(&mut *conn).await.map_err(classify)?;
+    let mut tracks = site_tracks(rows);
+    let derived = derive_incidents(&mut tracks, new);
+    write_tracks(conn, &flatten(&tracks)).await?;
+    let incidents = &derived.incidents;
+    if !incidents.is_empty() {
+        sqlx::query(WRITE_INCIDENTS)
+            .bind(col(incidents, |i| i.incident_id))
+            .bind(col(incidents, |i| i.site_id.as_str()))
+            .bind(col(incidents, |i| i.region.as_deref()))
+            .bind(col(incidents, |i| i.url.as_str()))
+            .bind(col(incidents, |i| i.started_at))
+            .bind(col(incidents, |i| i.confirmed_at))
+            .bind(col(incidents, |i| i.ended_at))
+            .bind(col(incidents, regions_json))
+            .bind(col(incidents, |i| i.failure_kind.map(|k| k.as_str())))
+            .bind(col(incidents, |i| i.error.as_deref()))
+            .bind(col(incidents, |i| i.failed_checks))
+            .execute(&mut *conn)
+            .await
+            .map_err(classify)?;
+    }
+    for e in &derived.events {
+        let i = &e.incident;
+        sqlx::query(WRITE_EVENT)
+            .bind(e.event_id)
+            .bind(e.kind.as_str())
+            .bind(e.at)
+            .bind(i.incident_id)
+            .bind(&i.site_id)
+            .bind(&i.region)
+            .bind(&i.url)
+            .bind(i.started_at)
+            .bind(i.confirmed_at)
+            .bind(i.ended_at)
+            .bind(regions_json(i))
+            .bind(i.failure_kind.map(|k| k.as_str()))
+            .bind(&i.error)
+            .bind(i.failed_checks)
+            .execute(&mut *conn)
+            .await
+            .map_err(classify)?;
+    }
+    if !derived.events.is_empty() {
+        metrics::counter!("sitemon_incident_events_total").increment(derived.events.len() as u64);
+    }
+    Ok(())
+}
+
+async fn write_tracks(
+    conn: &mut PgConnection,
+    t: &[(&str, &crate::domain::Track)],
+) -> Result<(), StoreError> {
+    sqlx::query(WRITE_TRACKS)
+        .bind(col(t, |x| x.0))
+        .bind(col(t, |x| x.1.region.as_str()))
+        .bind(col(t, |x| x.1.down))
+        .bind(col(t, |x| x.1.run_up))
+        .bind(col(t, |x| x.1.run_len))
+        .bind(col(t, |x| x.1.run_start))
+        .bind(col(t, |x| x.1.run_kind.map(|k| k.as_str())))
+        .bind(col(t, |x| x.1.run_error.as_deref()))
+        .bind(col(t, |x| x.1.last_at))
+        .bind(col(t, |x| x.1.interval_ms))
+        .bind(col(t, |x| x.1.down_after))
+        .bind(col(t, |x| x.1.up_after))
+        .bind(col(t, |x| x.1.quorum))
+        .bind(col(t, |x| x.1.incident.as_ref().map(|i| i.incident_id)))
+        .execute(conn)
+        .await
+        .map_err(classify)?;
+    Ok(())
+}
+
+/// The incidents still open, site-wide ones first, then by site and region.
+pub(super) async fn open_incidents(pool: &PgPool) -> Result<Vec<Incident>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM incidents WHERE ended_at IS NULL ORDER BY region IS NOT NULL, site_id, region",
+        PG.incident_columns()
+    );
+    let rows: Vec<IncidentRow> = sqlx::query_as(&sql).fetch_all(pool).await.map_err(classify)?;
+    Ok(rows.into_iter().map(Incident::from).collect())
+}

@@ -1,0 +1,138 @@
+//! Incidents in SQLite (`sitemon run`), inside the batch's transaction: the same derivation as
+//! PostgreSQL's (`domain::derive_incidents`) over the tracks of the batch's sites. SQLite has one
+//! writer at a time, so the transaction already holds them.
+
+use sqlx::{SqliteConnection, SqlitePool};
+
+use super::sqlite::classify;
+use super::track_row::{Dialect, IncidentRow, TrackRow, flatten, site_tracks};
+use crate::domain::{CheckResult, CheckStatus, Incident, derive_incidents};
+use crate::ports::StoreError;
+
+const SQLITE: Dialect = Dialect { time: |c| c.to_owned(), id: |c| c.to_owned(), regions: |c| c.to_owned() };
+
+const WRITE_TRACK: &str = "INSERT INTO incident_tracks (site_id, region, down, run_up, run_len, run_start, \
+    run_kind, run_error, last_at, interval_ms, down_after, up_after, quorum, incident_id) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+    ON CONFLICT (site_id, region) DO UPDATE SET down = excluded.down, run_up = excluded.run_up, \
+      run_len = excluded.run_len, run_start = excluded.run_start, run_kind = excluded.run_kind, \
+      run_error = excluded.run_error, last_at = excluded.last_at, interval_ms = excluded.interval_ms, \
+      down_after = excluded.down_after, up_after = excluded.up_after, quorum = excluded.quorum, \
+      incident_id = excluded.incident_id";
+
+const WRITE_INCIDENT: &str = "INSERT INTO incidents (incident_id, site_id, region, url, started_at, \
+    confirmed_at, ended_at, regions, failure_kind, error, failed_checks) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+    ON CONFLICT (incident_id) DO UPDATE SET ended_at = excluded.ended_at, regions = excluded.regions, \
+      failed_checks = excluded.failed_checks";
+
+const WRITE_EVENT: &str = "INSERT INTO incident_events (event_id, kind, at, incident_id, site_id, region, \
+    url, started_at, confirmed_at, ended_at, regions, failure_kind, error, failed_checks, created_at) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+    ON CONFLICT (event_id) DO NOTHING";
+
+fn us(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn regions_json(i: &Incident) -> String {
+    serde_json::to_string(&i.regions).expect("strings serialize")
+}
+
+/// Folds the batch's new results into incidents, in the caller's transaction.
+pub(super) async fn fold_incidents(
+    conn: &mut SqliteConnection,
+    new: &[&CheckResult],
+) -> Result<(), StoreError> {
+    let mut sites: Vec<&str> =
+        new.iter().filter(|r| r.status != CheckStatus::Missed).map(|r| r.site_id.as_str()).collect();
+    if sites.is_empty() {
+        return Ok(());
+    }
+    sites.sort_unstable();
+    sites.dedup();
+    let select = format!(
+        "SELECT {} FROM incident_tracks t LEFT JOIN incidents i ON i.incident_id = t.incident_id \
+         WHERE t.site_id IN (SELECT value FROM json_each(?1)) ORDER BY t.site_id, t.region",
+        SQLITE.track_columns()
+    );
+    let wanted = serde_json::to_string(&sites).expect("strings serialize");
+    let rows: Vec<TrackRow> =
+        sqlx::query_as(&select).bind(wanted).fetch_all(&mut *conn).await.map_err(classify)?;
+    let mut tracks = site_tracks(rows);
+    let derived = derive_incidents(&mut tracks, new);
+    for (site, t) in flatten(&tracks) {
+        sqlx::query(WRITE_TRACK)
+            .bind(site)
+            .bind(&t.region)
+            .bind(t.down)
+            .bind(t.run_up)
+            .bind(t.run_len)
+            .bind(t.run_start.map(us))
+            .bind(t.run_kind.map(|k| k.as_str()))
+            .bind(&t.run_error)
+            .bind(t.last_at.map(us))
+            .bind(t.interval_ms)
+            .bind(t.down_after)
+            .bind(t.up_after)
+            .bind(t.quorum)
+            .bind(t.incident.as_ref().map(|i| i.incident_id.to_string()))
+            .execute(&mut *conn)
+            .await
+            .map_err(classify)?;
+    }
+    for i in &derived.incidents {
+        sqlx::query(WRITE_INCIDENT)
+            .bind(i.incident_id.to_string())
+            .bind(&i.site_id)
+            .bind(&i.region)
+            .bind(&i.url)
+            .bind(us(i.started_at))
+            .bind(us(i.confirmed_at))
+            .bind(i.ended_at.map(us))
+            .bind(regions_json(i))
+            .bind(i.failure_kind.map(|k| k.as_str()))
+            .bind(&i.error)
+            .bind(i.failed_checks)
+            .execute(&mut *conn)
+            .await
+            .map_err(classify)?;
+    }
+    let now = us(chrono::Utc::now());
+    for e in &derived.events {
+        let i = &e.incident;
+        sqlx::query(WRITE_EVENT)
+            .bind(e.event_id.to_string())
+            .bind(e.kind.as_str())
+            .bind(us(e.at))
+            .bind(i.incident_id.to_string())
+            .bind(&i.site_id)
+            .bind(&i.region)
+            .bind(&i.url)
+            .bind(us(i.started_at))
+            .bind(us(i.confirmed_at))
+            .bind(i.ended_at.map(us))
+            .bind(regions_json(i))
+            .bind(i.failure_kind.map(|k| k.as_str()))
+            .bind(&i.error)
+            .bind(i.failed_checks)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(classify)?;
+    }
+    if !derived.events.is_empty() {
+        metrics::counter!("sitemon_incident_events_total").increment(derived.events.len() as u64);
+    }
+    Ok(())
+}
+
+/// The incidents still open, site-wide ones first, then by site and region.
+pub(super) async fn open_incidents(pool: &SqlitePool) -> Result<Vec<Incident>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM incidents WHERE ended_at IS NULL ORDER BY region IS NOT NULL, site_id, region",
+        SQLITE.incident_columns()
+    );
+    let rows: Vec<IncidentRow> = sqlx::query_as(&sql).fetch_all(pool).await.map_err(classify)?;
+    Ok(rows.into_iter().map(Incident::from).collect())
+}

@@ -1,0 +1,297 @@
+//! Incidents derived by both stores in the batch's transaction: thresholds, a quorum of three
+//! regions, and each incident and event exactly once under replays, other batch boundaries and
+//! two writers at once — compared with the derivation over the whole stream in one go.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use sitemon::config::{PostgresConfig, Secret};
+use sitemon::domain::{CheckResult, CheckStatus, FailureKind, SiteTracks, derive_incidents};
+use sitemon::ports::StatusStore;
+use sitemon::store::{PgStore, SqliteStore};
+
+use crate::support;
+
+/// One incident as stored: (id, region or "", start µs, end µs, failed checks, regions).
+type Row = (String, String, i64, Option<i64>, i64, String);
+/// One outbox event: (event id, kind, incident id).
+type Event = (String, String, String);
+
+/// Reads every incident and event back from one database.
+enum Db {
+    Pg(String),
+    Sqlite(String),
+}
+
+impl Db {
+    async fn incidents(&self) -> (Vec<Row>, Vec<Event>) {
+        let (inc, ev) = match self {
+            Db::Pg(_) => (
+                "SELECT incident_id::text, coalesce(region, ''), (extract(epoch FROM started_at) * 1000000)::bigint, \
+                 (extract(epoch FROM ended_at) * 1000000)::bigint, failed_checks, array_to_string(regions, ',') \
+                 FROM incidents ORDER BY 1",
+                "SELECT event_id::text, kind, incident_id::text FROM incident_events ORDER BY 1",
+            ),
+            Db::Sqlite(_) => (
+                "SELECT incident_id, coalesce(region, ''), started_at, ended_at, failed_checks, \
+                 (SELECT group_concat(value, ',') FROM json_each(regions)) FROM incidents ORDER BY 1",
+                "SELECT event_id, kind, incident_id FROM incident_events ORDER BY 1",
+            ),
+        };
+        match self {
+            Db::Pg(url) => {
+                let mut c = support::connect(url).await;
+                (
+                    sqlx::query_as(inc).fetch_all(&mut c).await.unwrap(),
+                    sqlx::query_as(ev).fetch_all(&mut c).await.unwrap(),
+                )
+            }
+            Db::Sqlite(url) => {
+                use sqlx::Connection;
+                let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+                (
+                    sqlx::query_as(inc).fetch_all(&mut c).await.unwrap(),
+                    sqlx::query_as(ev).fetch_all(&mut c).await.unwrap(),
+                )
+            }
+        }
+    }
+}
+
+async fn pg() -> (PgStore, Db) {
+    let url = support::fresh_database().await;
+    let cfg = PostgresConfig { url: Secret::new(url.clone()), max_connections: 2 };
+    let store = PgStore::connect(&cfg).unwrap();
+    store.migrate().await.unwrap();
+    (store, Db::Pg(url))
+}
+
+async fn sqlite(dir: &tempfile::TempDir, name: &str) -> (SqliteStore, Db) {
+    let path = dir.path().join(name);
+    let store = SqliteStore::open(&path).await.unwrap();
+    (store, Db::Sqlite(format!("sqlite://{}", path.display())))
+}
+
+fn base() -> DateTime<Utc> {
+    // Recent whole seconds: the history keeps daily partitions around now.
+    Utc.timestamp_opt(Utc::now().timestamp() - 3600, 0).unwrap()
+}
+
+/// `pattern`: one char per 10 s slot — `+` success, `x` failure, `m` missed.
+fn results(site: &str, region: &str, pattern: &str, f: impl Fn(&mut CheckResult)) -> Vec<CheckResult> {
+    let t0 = base();
+    pattern
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            let t = t0 + Duration::seconds(10 * i as i64);
+            let status = match c {
+                '+' => CheckStatus::Success,
+                'x' => CheckStatus::Failure,
+                _ => CheckStatus::Missed,
+            };
+            let mut r = CheckResult::new(site, "http://x/", region, t, t, status);
+            if c == 'x' {
+                r.fail(FailureKind::Connect, "refused");
+            }
+            r.interval_ms = Some(10_000);
+            f(&mut r);
+            r
+        })
+        .collect()
+}
+
+fn secs(us: i64) -> i64 {
+    (us - base().timestamp_micros()) / 1_000_000
+}
+
+async fn thresholds<S: StatusStore>(store: &S, db: &Db) {
+    // down_after 2, up_after 2: one failure is no outage, the MISSED slot interrupts nothing,
+    // and one success does not end it.
+    let rs = results("shop", "eu", "+x+xmx+x++", |r| (r.down_after, r.up_after) = (Some(2), Some(2)));
+    for r in &rs {
+        store.store(std::slice::from_ref(r), &[]).await.unwrap();
+    }
+    let (incidents, events) = db.incidents().await;
+    let got: Vec<(&str, i64, Option<i64>, i64)> =
+        incidents.iter().map(|r| (r.1.as_str(), secs(r.2), r.3.map(secs), r.4)).collect();
+    assert!(got.contains(&("eu", 30, Some(80), 3)), "{got:?}");
+    assert!(got.contains(&("", 30, Some(80), 3)), "{got:?}");
+    assert_eq!(incidents.len(), 2, "{got:?}");
+    let mut kinds: Vec<&str> = events.iter().map(|e| e.1.as_str()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["CLOSED", "CLOSED", "OPENED", "OPENED"]);
+    assert!(store.open_incidents().await.unwrap().is_empty());
+
+    // Down again and still down: open, and `status` reads it.
+    let more = results("shop", "eu", "++++++++++xxxx", |_| {});
+    store.store(&more[10..], &[]).await.unwrap();
+    let open = store.open_incidents().await.unwrap();
+    assert_eq!(open.len(), 2, "{open:?}");
+    assert_eq!((open[0].region.as_deref(), open[0].failed_checks), (None, 4), "site-wide first");
+    assert_eq!(open[1].region.as_deref(), Some("eu"));
+    let latest = store.latest().await.unwrap();
+    assert_eq!(latest[0].interval_ms, Some(10_000), "status knows the interval (for STALE)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn thresholds_open_and_close_incidents_on_both_stores() {
+    let (store, db) = pg().await;
+    thresholds(&store, &db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = sqlite(&dir, "t.db").await;
+    thresholds(&store, &db).await;
+}
+
+async fn quorum<S: StatusStore>(store: &S, db: &Db, two_down: bool) {
+    let us = if two_down { "+++xxxxx++" } else { "++++++++++" };
+    let mut rs = results("api", "eu", "++xxxxxx++", |_| {});
+    rs.extend(results("api", "us", us, |_| {}));
+    rs.extend(results("api", "ap", "++++++++++", |_| {}));
+    rs.sort_by_key(|r| (r.scheduled_at, r.region.clone()));
+    for chunk in rs.chunks(4) {
+        store.store(chunk, &[]).await.unwrap();
+    }
+    let (incidents, _) = db.incidents().await;
+    let site: Vec<&Row> = incidents.iter().filter(|r| r.1.is_empty()).collect();
+    let regions: Vec<&str> = incidents.iter().filter(|r| !r.1.is_empty()).map(|r| r.1.as_str()).collect();
+    if two_down {
+        assert_eq!(site.len(), 1, "two regions of three agree: {incidents:?}");
+        assert_eq!(site[0].5, "eu,us");
+        assert_eq!((secs(site[0].2), site[0].3.map(secs)), (30, Some(80)));
+        assert_eq!(regions.len(), 2);
+    } else {
+        assert!(site.is_empty(), "one region of three is no site-wide incident: {incidents:?}");
+        assert_eq!(regions, ["eu"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quorum_of_three_regions_decides_on_both_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    for two_down in [false, true] {
+        let (store, db) = pg().await;
+        quorum(&store, &db, two_down).await;
+        let (store, db) = sqlite(&dir, &format!("q{two_down}.db")).await;
+        quorum(&store, &db, two_down).await;
+    }
+}
+
+/// A stream of three sites in two regions with outages, as a partition holds it.
+fn stream(seed: u64) -> Vec<CheckResult> {
+    let mut rng = support::Rng::new(seed);
+    let mut all = Vec::new();
+    for site in ["a", "b", "c"] {
+        for region in ["eu", "us"] {
+            let pattern: String = (0..120)
+                .map(|i| {
+                    // Outages of a few slots now and then, single failures in between.
+                    let block = (i / 8) % 3 == 0 && rng.below(3) > 0;
+                    if block || rng.below(12) == 0 {
+                        'x'
+                    } else if rng.below(30) == 0 {
+                        'm'
+                    } else {
+                        '+'
+                    }
+                })
+                .collect();
+            all.extend(results(site, region, &pattern, |r| r.down_after = Some(2)));
+        }
+    }
+    all.sort_by_key(|r| (r.scheduled_at, r.site_id.clone(), r.region.clone()));
+    all
+}
+
+/// The incidents and events of the whole stream derived in one go, in the shape the database
+/// returns them.
+fn oracle(all: &[CheckResult]) -> (Vec<Row>, Vec<Event>) {
+    let mut tracks: Vec<SiteTracks> = Vec::new();
+    let refs: Vec<&CheckResult> = all.iter().collect();
+    let d = derive_incidents(&mut tracks, &refs);
+    let mut rows: Vec<Row> = d
+        .incidents
+        .iter()
+        .map(|i| {
+            (
+                i.incident_id.to_string(),
+                i.region.clone().unwrap_or_default(),
+                i.started_at.timestamp_micros(),
+                i.ended_at.map(|t| t.timestamp_micros()),
+                i.failed_checks,
+                i.regions.join(","),
+            )
+        })
+        .collect();
+    rows.sort();
+    let mut events: Vec<Event> = d
+        .events
+        .iter()
+        .map(|e| (e.event_id.to_string(), e.kind.as_str().to_owned(), e.incident.incident_id.to_string()))
+        .collect();
+    events.sort();
+    (rows, events)
+}
+
+/// Batches of random sizes, each replaying part of the one before (a consumer restarted after
+/// storing but before acknowledging), then the whole stream again.
+async fn replays<S: StatusStore>(store: &S, db: &Db, all: &[CheckResult], seed: u64) {
+    let mut rng = support::Rng::new(seed);
+    let mut from = 0;
+    while from < all.len() {
+        let to = (from + 1 + rng.below(40) as usize).min(all.len());
+        let back = from.saturating_sub(rng.below(20) as usize);
+        store.store(&all[back..to], &[]).await.unwrap();
+        from = to;
+    }
+    store.store(all, &[]).await.unwrap();
+    let (want_rows, want_events) = oracle(all);
+    assert!(want_events.len() >= 10, "the stream has outages: {}", want_events.len());
+    let (rows, events) = db.incidents().await;
+    assert_eq!(rows, want_rows, "seed {seed}");
+    assert_eq!(events, want_events, "seed {seed}: every state change once, by its deterministic id");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn incidents_and_events_exactly_once_under_replays_on_both_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    for seed in [3, 11] {
+        let all = stream(seed);
+        let (store, db) = pg().await;
+        replays(&store, &db, &all, seed).await;
+        let (store, db) = sqlite(&dir, &format!("r{seed}.db")).await;
+        replays(&store, &db, &all, seed).await;
+    }
+}
+
+/// Two consumers storing overlapping batches of the same partition at once (a rebalance): the
+/// second starts behind the first and replays what the first stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn incidents_and_events_exactly_once_with_two_writers() {
+    let (one, db) = pg().await;
+    let Db::Pg(url) = &db else { unreachable!() };
+    let two =
+        PgStore::connect(&PostgresConfig { url: Secret::new(url.clone()), max_connections: 2 }).unwrap();
+    let all = stream(5);
+    let first = async {
+        for chunk in all.chunks(7) {
+            retrying(&one, chunk).await;
+        }
+    };
+    let second = async {
+        for chunk in all.chunks(13) {
+            retrying(&two, chunk).await;
+        }
+    };
+    tokio::join!(first, second);
+    assert_eq!(db.incidents().await, oracle(&all));
+}
+
+async fn retrying(store: &PgStore, batch: &[CheckResult]) {
+    for _ in 0..20 {
+        match store.store(batch, &[]).await {
+            Ok(()) => return,
+            Err(sitemon::ports::StoreError::Unavailable(_)) => continue,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    panic!("the batch could not be stored in 20 attempts");
+}
