@@ -63,6 +63,33 @@ KIND_NAMES = {
 }
 
 
+
+DOWN_AFTER, UP_AFTER = 3, 1  # the soak's sites keep the default thresholds
+
+
+def incidents_of(checked):
+    """(started_us, ended_us or None, failed checks) of each outage in a region's checked slots
+    (deduplicated, MISSED left out, in time order): DOWN_AFTER failures in a row open one, UP_AFTER
+    successes in a row close it, ending at the first of them."""
+    out, run_up, run_len, run_start, open_ = [], True, 0, None, None
+    for us, status in checked:
+        up = status == "SUCCESS"
+        if up == run_up and run_len:
+            run_len += 1
+        else:
+            run_up, run_len, run_start = up, 1, us
+        if up:
+            if open_ and run_len >= UP_AFTER:
+                out.append((open_[0], run_start, open_[1]))
+                open_ = None
+        elif open_:
+            open_[1] += 1
+        elif run_len >= DOWN_AFTER:
+            open_ = [run_start, run_len]
+    if open_:
+        out.append((open_[0], None, open_[1]))
+    return out
+
 class InfraError(Exception):
     """The soak could not run (services, build); says nothing about sitemon."""
 
@@ -597,6 +624,7 @@ class Soak:
         lost = dup = off_grid = expected = missed_rows = 0
         gaps, incomplete, strangers = [], [], []
         recomputed = {}
+        want_incidents = set()
         start_us, stop_us = int(self.producer_start * 1e6), int(self.producer_stop * 1e6)
         seen_sites = set()
         for (site, region), rs in sorted(rows.items()):
@@ -636,6 +664,9 @@ class Soak:
                         break
                     run, since = run + 1, us
                 recomputed[(site, region)] = (newest, newest_us, run if newest == "FAILURE" else 0, since)
+            for inc in incidents_of(checked):
+                # One region: the site-wide incident is the region's, as the quorum of one agrees.
+                want_incidents.update({(site, region) + inc, (site, "") + inc})
         for name, _, _, _ in self.sites:
             if name not in seen_sites:
                 incomplete.append(f"{name}: no rows at all")
@@ -663,12 +694,36 @@ class Soak:
                                    for i, n in enumerate(names) if n in diffs)
             mismatch_examples.append(f"{key[0]}: {detail}")
         dead = int(self.psql("SELECT count(*) FROM dead_letters", db=True).strip())
+        inc = self.check_incidents(want_incidents)
         return {
+            **inc,
             "rows": total, "expected": expected, "lost": lost, "dup": dup, "off_grid": off_grid, "gaps": gaps,
             "incomplete": incomplete, "strangers": strangers, "missed_rows": missed_rows, "dead_letters": dead,
             "mismatched": mismatched, "mismatch_fields": mismatch_fields, "mismatch_examples": mismatch_examples,
             "sites_with_status": len(stored),
         }
+
+    def check_incidents(self, want):
+        """The incidents table against the history's own (the consumer derived them batch by batch,
+        through SIGKILLs and replays), and the outbox: one event per state change, by its id."""
+        got = set()
+        for line in self.psql("SELECT site_id, coalesce(region, ''), (extract(epoch FROM started_at) * 1000000)::bigint, "
+                              "coalesce((extract(epoch FROM ended_at) * 1000000)::bigint, -1), failed_checks "
+                              "FROM incidents", db=True).splitlines():
+            site, region, start, end, failed = line.split("|")
+            got.add((site, region, int(start), None if end == "-1" else int(end), int(failed)))
+        events, distinct = map(int, self.psql("SELECT count(*), count(DISTINCT event_id) FROM incident_events",
+                                              db=True).strip().split("|"))
+        changes = sum(1 + (end is not None) for _, _, _, end, _ in want)
+        orphans = int(self.psql(
+            "SELECT count(*) FROM incidents i WHERE NOT EXISTS (SELECT 1 FROM incident_events e "
+            "WHERE e.incident_id = i.incident_id AND e.kind = 'OPENED') OR (i.ended_at IS NOT NULL AND NOT EXISTS "
+            "(SELECT 1 FROM incident_events e WHERE e.incident_id = i.incident_id AND e.kind = 'CLOSED'))",
+            db=True).strip())
+        return {"incidents": len(got), "incidents_expected": len(want),
+                "incident_diff": sorted(want - got)[:5] + sorted(got - want)[:5],
+                "incident_mismatches": len(want ^ got), "events": events, "events_distinct": distinct,
+                "state_changes": changes, "incidents_without_events": orphans}
 
     def verdict(self, v):
         c = self.counts
@@ -695,6 +750,14 @@ class Soak:
                             f"({v['rows'] - c['published']:+d})")
         if v["mismatched"]:
             problems.append(f"{v['mismatched']} site(s) whose site_status disagrees with their history")
+        if v["incident_mismatches"]:
+            problems.append(f"{v['incident_mismatches']} incident(s) differ from those the history gives: "
+                            f"{v['incident_diff']}")
+        if v["events"] != v["state_changes"] or v["events_distinct"] != v["events"]:
+            problems.append(f"{v['events']} events ({v['events_distinct']} distinct ids) for "
+                            f"{v['state_changes']} incident state changes")
+        if v["incidents_without_events"]:
+            problems.append(f"{v['incidents_without_events']} incident(s) without their events")
         if v["dead_letters"]:
             problems.append(f"{v['dead_letters']} dead letters")
         if self.producer_code != 0:
@@ -716,6 +779,8 @@ class Soak:
             f"  producer: exit {self.producer_code}, slots={c['slots']} published={c['published']} failed={c['failed']} missed={c['missed']} abandoned={c['abandoned']}",
             f"  lost: {v['lost']}  duplicated: {v['dup']}  off-grid: {v['off_grid']}  incomplete sites: {len(v['incomplete'])}  "
             f"dead letters: {v['dead_letters']}",
+            f"  incidents: {v['incidents']} (history gives {v['incidents_expected']}); events: {v['events']} "
+            f"({v['events_distinct']} distinct ids) for {v['state_changes']} state changes",
             f"  status mismatches: {v['mismatched']}" + (f" ({dict(v['mismatch_fields'])})" if v["mismatched"] else ""),
             f"  unexpected exits: {len(self.unexpected)}  stop failures: {len(self.stop_failures)}  "
             f"stopped in an outage with unstored records reported (exit 1): {len(self.reported_unstored)}",
