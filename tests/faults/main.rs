@@ -13,6 +13,7 @@ mod consumer_stop;
 mod crafted;
 mod database_outage;
 mod graceful_stop;
+mod incident_replay;
 mod kafka_restart;
 mod once_round;
 mod poison;
