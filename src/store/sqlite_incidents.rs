@@ -39,6 +39,23 @@ fn regions_json(i: &Incident) -> String {
     serde_json::to_string(&i.regions).expect("strings serialize")
 }
 
+type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// The incident's columns, in the order both `incidents` and `incident_events` list them.
+fn bind_incident<'q>(q: Query<'q>, i: &'q Incident) -> Query<'q> {
+    q.bind(i.incident_id.to_string())
+        .bind(&i.site_id)
+        .bind(&i.region)
+        .bind(&i.url)
+        .bind(us(i.started_at))
+        .bind(us(i.confirmed_at))
+        .bind(i.ended_at.map(us))
+        .bind(regions_json(i))
+        .bind(i.failure_kind.map(|k| k.as_str()))
+        .bind(&i.error)
+        .bind(i.failed_checks)
+}
+
 /// Folds the batch's new results into incidents, in the caller's transaction.
 pub(super) async fn fold_incidents(
     conn: &mut SqliteConnection,
@@ -82,44 +99,12 @@ pub(super) async fn fold_incidents(
             .map_err(classify)?;
     }
     for i in &derived.incidents {
-        sqlx::query(WRITE_INCIDENT)
-            .bind(i.incident_id.to_string())
-            .bind(&i.site_id)
-            .bind(&i.region)
-            .bind(&i.url)
-            .bind(us(i.started_at))
-            .bind(us(i.confirmed_at))
-            .bind(i.ended_at.map(us))
-            .bind(regions_json(i))
-            .bind(i.failure_kind.map(|k| k.as_str()))
-            .bind(&i.error)
-            .bind(i.failed_checks)
-            .execute(&mut *conn)
-            .await
-            .map_err(classify)?;
+        bind_incident(sqlx::query(WRITE_INCIDENT), i).execute(&mut *conn).await.map_err(classify)?;
     }
     let now = us(chrono::Utc::now());
     for e in &derived.events {
-        let i = &e.incident;
-        sqlx::query(WRITE_EVENT)
-            .bind(e.event_id.to_string())
-            .bind(e.kind.as_str())
-            .bind(us(e.at))
-            .bind(i.incident_id.to_string())
-            .bind(&i.site_id)
-            .bind(&i.region)
-            .bind(&i.url)
-            .bind(us(i.started_at))
-            .bind(us(i.confirmed_at))
-            .bind(i.ended_at.map(us))
-            .bind(regions_json(i))
-            .bind(i.failure_kind.map(|k| k.as_str()))
-            .bind(&i.error)
-            .bind(i.failed_checks)
-            .bind(now)
-            .execute(&mut *conn)
-            .await
-            .map_err(classify)?;
+        let q = sqlx::query(WRITE_EVENT).bind(e.event_id.to_string()).bind(e.kind.as_str()).bind(us(e.at));
+        bind_incident(q, &e.incident).bind(now).execute(&mut *conn).await.map_err(classify)?;
     }
     if !derived.events.is_empty() {
         metrics::counter!("sitemon_incident_events_total").increment(derived.events.len() as u64);

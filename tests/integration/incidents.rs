@@ -273,25 +273,14 @@ async fn incidents_and_events_exactly_once_with_two_writers() {
     let all = stream(5);
     let first = async {
         for chunk in all.chunks(7) {
-            retrying(&one, chunk).await;
+            support::store_retrying(&one, chunk).await;
         }
     };
     let second = async {
         for chunk in all.chunks(13) {
-            retrying(&two, chunk).await;
+            support::store_retrying(&two, chunk).await;
         }
     };
     tokio::join!(first, second);
     assert_eq!(db.incidents().await, oracle(&all));
-}
-
-async fn retrying(store: &PgStore, batch: &[CheckResult]) {
-    for _ in 0..20 {
-        match store.store(batch, &[]).await {
-            Ok(()) => return,
-            Err(sitemon::ports::StoreError::Unavailable(_)) => continue,
-            Err(e) => panic!("{e:?}"),
-        }
-    }
-    panic!("the batch could not be stored in 20 attempts");
 }

@@ -322,12 +322,12 @@ async fn postgres_latest_status_is_exact_with_two_writers() {
     let (a, b) = (all.clone(), all.clone());
     let first = async {
         for chunk in a.chunks(7) {
-            store_retrying(&one, chunk).await;
+            support::store_retrying(&one, chunk).await;
         }
     };
     let second = async {
         for chunk in b.chunks(13) {
-            store_retrying(&two, chunk).await;
+            support::store_retrying(&two, chunk).await;
         }
     };
     tokio::join!(first, second);
@@ -342,17 +342,4 @@ async fn postgres_latest_status_is_exact_with_two_writers() {
             .map(|s| (s.status, s.consecutive_failures, s.status_since, s.scheduled_at));
         assert_eq!(got, oracle(&all, site), "site {site}");
     }
-}
-
-/// Stores a batch as the consumer does: a passing failure (a deadlock PostgreSQL broke between
-/// the two writers) is retried; a rejection fails the test.
-async fn store_retrying(store: &PgStore, batch: &[CheckResult]) {
-    for _ in 0..20 {
-        match store.store(batch, &[]).await {
-            Ok(()) => return,
-            Err(sitemon::ports::StoreError::Unavailable(_)) => continue,
-            Err(e) => panic!("{e:?}"),
-        }
-    }
-    panic!("the batch could not be stored in 20 attempts");
 }

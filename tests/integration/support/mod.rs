@@ -105,3 +105,19 @@ impl Rng {
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
     }
 }
+
+/// Stores a batch as the consumer does: a passing failure (a deadlock the database broke between
+/// two writers) is retried; a rejection fails the test.
+pub async fn store_retrying<S: sitemon::ports::StatusStore>(
+    store: &S,
+    batch: &[sitemon::domain::CheckResult],
+) {
+    for _ in 0..20 {
+        match store.store(batch, &[]).await {
+            Ok(()) => return,
+            Err(sitemon::ports::StoreError::Unavailable(_)) => continue,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    panic!("the batch could not be stored in 20 attempts");
+}
