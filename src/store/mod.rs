@@ -1,10 +1,14 @@
 //! Storage adapters: PostgreSQL (sqlx) for the Kafka pipeline, SQLite for `sitemon run`, and the batch reduction that
 //! turns many results into one latest-status row per site.
 
+mod incident_row;
 mod latest;
 mod pg;
 mod pg_copy;
+mod pg_report;
+mod result_row;
 mod sqlite;
+mod sqlite_report;
 mod status_row;
 
 pub use latest::{LatestRow, latest_per_site};
