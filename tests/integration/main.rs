@@ -13,6 +13,7 @@ mod pipeline;
 mod registry;
 mod reload;
 mod reload_signals;
+mod report_views;
 mod scheduler;
 mod site_files;
 mod store;
