@@ -5,6 +5,7 @@ mod support;
 
 mod config_errors;
 mod config_table;
+mod dashboard;
 mod embedded;
 mod hostile;
 mod interop;
@@ -13,6 +14,7 @@ mod pipeline;
 mod registry;
 mod reload;
 mod reload_signals;
+mod report_command;
 mod report_views;
 mod scheduler;
 mod site_files;

@@ -48,7 +48,10 @@ fn check_incidents(rows: &[IncidentRow]) {
     assert_eq!(rows[0], ("site".into(), Some("ended".into()), false, 3600, "r1,r2".into(), 60));
     assert_eq!(rows[1], ("site".into(), Some("ended".into()), false, 300, "r1,r2".into(), 3));
     let open = &rows[2];
-    assert_eq!((&open.0, &open.1, open.2, &open.4, open.5), (&"r1".to_owned(), &None, true, &"r1".to_owned(), 5));
+    assert_eq!(
+        (&open.0, &open.1, open.2, &open.4, open.5),
+        (&"r1".to_owned(), &None, true, &"r1".to_owned(), 5)
+    );
     assert!((3600..3700).contains(&open.3), "an open incident lasts until now: {open:?}");
 }
 

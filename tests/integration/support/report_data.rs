@@ -11,7 +11,13 @@ pub fn t(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap()
 }
 
-fn result(site: &str, region: &str, at: DateTime<Utc>, status: CheckStatus, total_us: Option<i64>) -> CheckResult {
+fn result(
+    site: &str,
+    region: &str,
+    at: DateTime<Utc>,
+    status: CheckStatus,
+    total_us: Option<i64>,
+) -> CheckResult {
     let mut r = CheckResult::new(site, &format!("http://{site}.test/"), region, at, at, status);
     if status == CheckStatus::Failure {
         r.fail(FailureKind::Connect, "refused");
@@ -129,7 +135,10 @@ pub async fn insert_sqlite_incidents(c: &mut SqliteConnection, now: DateTime<Utc
 pub async fn seeded_pg(now: DateTime<Utc>) -> String {
     use sitemon::ports::StatusStore;
     let url = super::fresh_database().await;
-    let cfg = sitemon::config::PostgresConfig { url: sitemon::config::Secret::new(url.clone()), max_connections: 2 };
+    let cfg = sitemon::config::PostgresConfig {
+        url: sitemon::config::Secret::new(url.clone()),
+        max_connections: 2,
+    };
     let store = sitemon::store::PgStore::connect(&cfg).unwrap();
     store.migrate().await.unwrap();
     store.store(&results(), &[]).await.unwrap();
