@@ -1,6 +1,7 @@
 //! Storage adapters: PostgreSQL (sqlx) for the Kafka pipeline, SQLite for `sitemon run`, and the batch reduction that
 //! turns many results into one latest-status row per site.
 
+mod day_row;
 mod incident_row;
 mod latest;
 mod pg;

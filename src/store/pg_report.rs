@@ -1,12 +1,13 @@
 //! [`ReportSource`] for [`PgStore`]: one site's daily tallies, incidents and history pages over a
 //! window, read from the base tables with bind parameters (days are UTC days).
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
+use super::day_row::DayRow;
 use super::incident_row::IncidentRow;
 use super::pg::{PgStore, classify};
 use super::result_row::ResultRow;
-use crate::domain::{CheckResult, DayTally, Incident, Tally};
+use crate::domain::{CheckResult, DayTally, Incident};
 use crate::ports::{ReportSource, ResultKey, StoreError};
 
 const DAILY: &str = "SELECT (scheduled_at AT TIME ZONE 'UTC')::date AS day, \
@@ -41,14 +42,14 @@ impl ReportSource for PgStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<DayTally>, StoreError> {
-        let rows: Vec<(NaiveDate, i64, i64, i64)> = sqlx::query_as(DAILY)
+        let rows: Vec<DayRow> = sqlx::query_as(DAILY)
             .bind(site_id)
             .bind(from)
             .bind(to)
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        Ok(rows.into_iter().map(|(day, s, f, m)| DayTally { day, tally: tally(s, f, m) }).collect())
+        Ok(rows.into_iter().map(DayTally::from).collect())
     }
 
     async fn incidents(
@@ -87,10 +88,4 @@ impl ReportSource for PgStore {
             .map_err(classify)?;
         Ok(rows.into_iter().map(CheckResult::from).collect())
     }
-}
-
-/// Counts as the database returns them (never negative).
-pub(super) fn tally(successes: i64, failures: i64, missed: i64) -> Tally {
-    let n = |v: i64| u64::try_from(v).unwrap_or(0);
-    Tally { successes: n(successes), failures: n(failures), missed: n(missed) }
 }

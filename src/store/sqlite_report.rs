@@ -1,10 +1,10 @@
 //! [`ReportSource`] for [`SqliteStore`]: the PostgreSQL queries of `pg_report.rs` over the
 //! embedded tables (times in µs since the epoch, UTC days).
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
+use super::day_row::DayRow;
 use super::incident_row::IncidentRow;
-use super::pg_report::tally;
 use super::result_row::ResultRow;
 use super::sqlite::{SqliteStore, classify};
 use crate::domain::{CheckResult, DayTally, Incident};
@@ -40,14 +40,14 @@ impl ReportSource for SqliteStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<DayTally>, StoreError> {
-        let rows: Vec<(NaiveDate, i64, i64, i64)> = sqlx::query_as(DAILY)
+        let rows: Vec<DayRow> = sqlx::query_as(DAILY)
             .bind(site_id)
             .bind(us(from))
             .bind(us(to))
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
-        Ok(rows.into_iter().map(|(day, s, f, m)| DayTally { day, tally: tally(s, f, m) }).collect())
+        Ok(rows.into_iter().map(DayTally::from).collect())
     }
 
     async fn incidents(
