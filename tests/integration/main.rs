@@ -15,6 +15,7 @@ mod registry;
 mod reload;
 mod reload_signals;
 mod report_command;
+mod report_source;
 mod report_views;
 mod scheduler;
 mod site_files;
