@@ -543,7 +543,7 @@ async fn report<S: ReportSource>(
     req: &ui::ReportRequest,
     format: ui::ReportFormat,
 ) -> anyhow::Result<crate::domain::Tally> {
-    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
-    let (mut out, mut aside) = (std::io::BufWriter::new(stdout.lock()), stderr.lock());
+    // No lock held across the awaits: other threads may log to stderr meanwhile.
+    let (mut out, mut aside) = (std::io::BufWriter::new(std::io::stdout()), std::io::stderr());
     Ok(ui::write_report(source, req, format, chrono::Utc::now(), &mut out, &mut aside).await?)
 }

@@ -104,17 +104,19 @@ pub async fn write_report<S: ReportSource>(
             aside.write_all(summary_text(req, &summary, now).as_bytes())?;
         }
         ReportFormat::Json => {
-            let head = serde_json::json!({
-                "site": req.site,
-                "from": req.from.to_rfc3339(),
-                "to": req.to.to_rfc3339(),
-                "summary": summary_value(&summary),
-                "days": summary.days.iter().map(day_value).collect::<Vec<_>>(),
-                "incidents": summary.incidents.iter().map(|i| incident_value(i, now)).collect::<Vec<_>>(),
-            })
-            .to_string();
-            // The object without its closing brace, then the results as they are read.
-            write!(out, "{},\"results\":[", &head[..head.len() - 1])?;
+            // The members in this order, then the results as they are read.
+            let days: Vec<_> = summary.days.iter().map(day_value).collect();
+            let incidents: Vec<_> = summary.incidents.iter().map(|i| incident_value(i, now)).collect();
+            write!(
+                out,
+                "{{\"site\":{},\"from\":{},\"to\":{},\"summary\":{},\"days\":{},\"incidents\":{},\"results\":[",
+                serde_json::Value::from(req.site.as_str()),
+                serde_json::Value::from(req.from.to_rfc3339()),
+                serde_json::Value::from(req.to.to_rfc3339()),
+                summary_value(&summary),
+                serde_json::Value::from(days),
+                serde_json::Value::from(incidents),
+            )?;
             let mut first = true;
             each_result(source, req, |r| {
                 let sep = if std::mem::take(&mut first) { "\n" } else { ",\n" };
@@ -399,6 +401,17 @@ mod tests {
         let (out, aside, _) = render(ReportFormat::Json).await;
         assert!(aside.is_empty());
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let order = [
+            "\"site\":",
+            "\"from\":",
+            "\"to\":",
+            "\"summary\":",
+            "\"days\":[",
+            "\"incidents\":[",
+            "\"results\":[",
+        ];
+        let at: Vec<usize> = order.iter().map(|k| out.find(k).unwrap()).collect();
+        assert!(at.is_sorted(), "members in the documented order: {out}");
         assert_eq!(v["site"], "s");
         assert_eq!(v["summary"]["checks"], 4);
         assert_eq!(v["summary"]["missed"], 1);
