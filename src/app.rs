@@ -11,7 +11,9 @@ use anyhow::Context;
 use clap::CommandFactory;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{CheckArgs, Cli, Command, ConfigCommand, ConsumerArgs, ProducerArgs, RunArgs, StatusArgs};
+use crate::cli::{
+    CheckArgs, Cli, Command, ConfigCommand, ConsumerArgs, ProducerArgs, ReportArgs, RunArgs, StatusArgs,
+};
 use crate::config::{self, Config, ConfigError, Problem};
 use crate::consumer::{self, ConsumerOptions};
 use crate::domain::Site;
@@ -20,7 +22,7 @@ use crate::health::Health;
 use crate::kafka::{ClientSetupError, KafkaFeed, KafkaPublisher};
 use crate::memory;
 use crate::ops_server;
-use crate::ports::{NoRegistry, SiteProbe};
+use crate::ports::{NoRegistry, ReportSource, SiteProbe};
 use crate::probe::{HyperProbe, ProbeSetupError, TlsSetupError};
 use crate::producer::{self, ProducerOptions, ProducerReport};
 use crate::readiness;
@@ -74,6 +76,7 @@ pub async fn run(command: Command, listen: Option<SocketAddr>) -> anyhow::Result
         Command::Run(args) => run_embedded(args, listen).await,
         Command::Check(args) => run_check(args).await,
         Command::Status(args) => run_status(args).await,
+        Command::Report(args) => run_report(args).await,
         Command::Config(ConfigCommand::Check(args)) => {
             let cfg = setup::Checked::load(&args.config)?.config;
             // The sites' CA files, read as the producer would (nothing is contacted).
@@ -496,4 +499,53 @@ async fn run_status(args: StatusArgs) -> anyhow::Result<i32> {
         print!("{}", ui::status_table(&rows, chrono::Utc::now()));
     }
     Ok(exit::OK)
+}
+
+/// History rows `sitemon report` reads per query.
+const REPORT_PAGE: u32 = 5_000;
+
+/// `sitemon report`: the window checked (exit 64 when empty), then the store `status` would
+/// read. A site without results in the window gives an empty report (zero counts, exit 0) and a
+/// note on stderr.
+async fn run_report(args: ReportArgs) -> anyhow::Result<i32> {
+    let to = args.to.unwrap_or_else(chrono::Utc::now);
+    let from = args.from.unwrap_or(to - chrono::Duration::hours(24));
+    if from >= to {
+        let message =
+            format!("must be before --to ({} is not before {})", from.to_rfc3339(), to.to_rfc3339());
+        let problems = vec![Problem::new("--from", message)];
+        return Err(ConfigError { file: PathBuf::from("command line"), problems }.into());
+    }
+    let req = ui::ReportRequest { site: args.site, from, to, page_size: REPORT_PAGE };
+    let total = match setup::Report::load(&args.config.config)?.store {
+        setup::Status::Postgres(pg) => report(&PgStore::connect(&pg)?, &req, args.format).await?,
+        setup::Status::Sqlite { path } => {
+            anyhow::ensure!(
+                path.exists(),
+                "no database at {}: run `sitemon run -c {}` first",
+                path.display(),
+                args.config.config.display()
+            );
+            report(&SqliteStore::open(&path).await?, &req, args.format).await?
+        }
+    };
+    if total.checks() + total.missed == 0 {
+        eprintln!(
+            "note: no results for site `{}` from {} to {}; is the site name right?",
+            req.site,
+            from.to_rfc3339(),
+            to.to_rfc3339()
+        );
+    }
+    Ok(exit::OK)
+}
+
+async fn report<S: ReportSource>(
+    source: &S,
+    req: &ui::ReportRequest,
+    format: ui::ReportFormat,
+) -> anyhow::Result<crate::domain::Tally> {
+    // No lock held across the awaits: other threads may log to stderr meanwhile.
+    let (mut out, mut aside) = (std::io::BufWriter::new(std::io::stdout()), std::io::stderr());
+    Ok(ui::write_report(source, req, format, chrono::Utc::now(), &mut out, &mut aside).await?)
 }

@@ -3,9 +3,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use chrono::{DateTime, NaiveDate, Utc};
+
 use clap::{Args, Parser, Subcommand};
 
 use crate::telemetry::LogFormat;
+use crate::ui::ReportFormat;
 
 /// Website-availability monitor: checks sites on precise schedules, ships every result as Avro
 /// through Apache Kafka, and keeps the latest status and full history in PostgreSQL.
@@ -36,6 +39,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Show the latest status of every site (from PostgreSQL if configured, else SQLite).
     Status(StatusArgs),
+    /// One site's SLA summary over a window (uptime per UTC day, incidents); its raw results as
+    /// CSV or JSON.
+    Report(ReportArgs),
     /// Work with config files.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -92,6 +98,37 @@ pub struct StatusArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The site (its `name` in the config).
+    #[arg(long)]
+    pub site: String,
+    /// Start of the window, included: RFC 3339 (2026-01-01T12:00:00Z) or a date (midnight UTC).
+    /// Default: 24 hours before --to.
+    #[arg(long, value_parser = instant)]
+    pub from: Option<DateTime<Utc>>,
+    /// End of the window, excluded, in the same forms. Default: now.
+    #[arg(long, value_parser = instant)]
+    pub to: Option<DateTime<Utc>>,
+    /// text: the SLA summary; csv: the raw results (the summary on stderr); json: one object
+    /// with the summary, days, incidents and raw results.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
+}
+
+/// A moment on the command line: RFC 3339, or a date meaning its midnight UTC.
+fn instant(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        Ok(d) => Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()),
+        Err(_) => Err("expected an RFC 3339 time (2026-01-01T12:00:00Z) or a date (2026-01-01)".to_owned()),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{CheckResult, Incident, Site, SiteStatus, storable_text};
+use crate::domain::{CheckResult, DayTally, Incident, Site, SiteStatus, storable_text};
 
 /// Performs one check. Infallible by design: every way a site can fail is data in the result.
 pub trait SiteProbe: Send + Sync + 'static {
@@ -152,6 +152,45 @@ pub trait StatusStore: Send + Sync + 'static {
 
     /// Deletes history scheduled before `cutoff`; returns how many rows (or partitions) went.
     fn prune(&self, cutoff: DateTime<Utc>) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// Where a page of a report's results ends: the next page starts after this result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResultKey {
+    pub scheduled_at: DateTime<Utc>,
+    pub check_id: uuid::Uuid,
+}
+
+/// What `sitemon report` reads: one site's history over a window `[from, to)` of scheduled
+/// times, every region together.
+pub trait ReportSource: Send + Sync + 'static {
+    /// Results per UTC day, days without a result left out, oldest first.
+    fn daily(
+        &self,
+        site_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<DayTally>, StoreError>> + Send;
+
+    /// The site's incidents (of the site as a whole and of each region) that overlap the
+    /// window: started before `to`, not ended at or before `from`; oldest first.
+    fn incidents(
+        &self,
+        site_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<Incident>, StoreError>> + Send;
+
+    /// Up to `limit` results of the window after `after`, ordered by scheduled time and check
+    /// id: a page of the history.
+    fn results(
+        &self,
+        site_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: Option<ResultKey>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<CheckResult>, StoreError>> + Send;
 }
 
 /// Why a schema registry gave no schema.

@@ -1,7 +1,7 @@
 //! One typed setup per subcommand: what the command uses from the config file, present and
 //! checked (with every problem at once, exit 64) before anything starts. A command asks only
 //! for what it uses: `consumer` and `migrate` need no sites (a `sites_file` is not even read),
-//! `producer` no database, `status` only its store.
+//! `producer` no database, `status` and `report` only their store.
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +35,11 @@ pub struct Embedded {
 pub enum Status {
     Postgres(PostgresConfig),
     Sqlite { path: PathBuf },
+}
+
+/// `sitemon report`: the store it reads, chosen as for `status`.
+pub struct Report {
+    pub store: Status,
 }
 
 /// `sitemon config check`: everything, the sites file included.
@@ -143,6 +148,19 @@ impl Status {
             Some(match config.postgres {
                 Some(pg) => Status::Postgres(pg),
                 None => Status::Sqlite { path: config.sqlite.path },
+            })
+        })
+    }
+}
+
+impl Report {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        load(path, "report", Sites::Skip, |config, _| {
+            Some(Report {
+                store: match config.postgres {
+                    Some(pg) => Status::Postgres(pg),
+                    None => Status::Sqlite { path: config.sqlite.path },
+                },
             })
         })
     }

@@ -7,6 +7,7 @@ mod incident;
 mod micros;
 mod secret;
 mod site;
+mod sla;
 mod status;
 
 pub use admit::{Admission, MAX_ID_BYTES, MAX_TEXT_BYTES, storable_text};
@@ -19,4 +20,5 @@ pub use incident::{
 pub use micros::micros;
 pub use secret::Secret;
 pub use site::{ExpectedStatus, Site, SiteOptions, SiteUrl, Thresholds, TlsOptions};
+pub use sla::{DayTally, Tally, downtime_secs};
 pub use status::SiteStatus;

@@ -21,7 +21,7 @@ use uuid::Uuid;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub struct PgStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
     partitions: Mutex<HashSet<NaiveDate>>,
 }
 

@@ -5,8 +5,9 @@
 
 use sqlx::{PgConnection, PgPool};
 
+use super::incident_row::IncidentRow;
 use super::pg::classify;
-use super::track_row::{Dialect, IncidentRow, TrackRow, flatten, site_tracks};
+use super::track_row::{Dialect, TrackRow, flatten, site_tracks};
 use crate::domain::{CheckResult, CheckStatus, Incident, derive_incidents};
 use crate::ports::StoreError;
 

@@ -18,7 +18,7 @@ use crate::ports::{DeadLetter, StatusStore, StoreError};
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
 pub(super) fn classify(e: sqlx::Error) -> StoreError {

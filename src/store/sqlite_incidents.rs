@@ -4,8 +4,9 @@
 
 use sqlx::{SqliteConnection, SqlitePool};
 
+use super::incident_row::IncidentRow;
 use super::sqlite::classify;
-use super::track_row::{Dialect, IncidentRow, TrackRow, flatten, site_tracks};
+use super::track_row::{Dialect, TrackRow, flatten, site_tracks};
 use crate::domain::{CheckResult, CheckStatus, Incident, derive_incidents};
 use crate::ports::StoreError;
 

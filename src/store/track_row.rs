@@ -1,5 +1,6 @@
-//! The incident rows as both databases return them (times as µs since the epoch, ids as text,
-//! regions as a JSON array), and their conversion to the domain's [`Track`] and [`Incident`].
+//! The `incident_tracks` rows as both databases return them, each with its open incident (times
+//! as µs since the epoch, ids as text, regions as a JSON array), and their conversion to the
+//! domain's [`Track`]; the SQL that selects them in each database's dialect.
 
 use chrono::{DateTime, Utc};
 
@@ -7,40 +8,6 @@ use crate::domain::{FailureKind, Incident, SiteTracks, Track};
 
 fn time(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or_default()
-}
-
-/// An `incidents` row (prefixed `i_` where it is joined to its track).
-#[derive(Debug, sqlx::FromRow)]
-pub struct IncidentRow {
-    incident_id: String,
-    site_id: String,
-    region: Option<String>,
-    url: String,
-    started_at: i64,
-    confirmed_at: i64,
-    ended_at: Option<i64>,
-    regions: String,
-    failure_kind: Option<String>,
-    error: Option<String>,
-    failed_checks: i64,
-}
-
-impl From<IncidentRow> for Incident {
-    fn from(r: IncidentRow) -> Self {
-        Incident {
-            incident_id: r.incident_id.parse().unwrap_or_default(),
-            site_id: r.site_id,
-            region: r.region,
-            url: r.url,
-            started_at: time(r.started_at),
-            confirmed_at: time(r.confirmed_at),
-            ended_at: r.ended_at.map(time),
-            regions: serde_json::from_str(&r.regions).unwrap_or_default(),
-            failure_kind: r.failure_kind.map(|k| FailureKind::parse(&k).unwrap_or(FailureKind::Other)),
-            error: r.error,
-            failed_checks: r.failed_checks,
-        }
-    }
 }
 
 /// An `incident_tracks` row with its open incident, if any.
@@ -103,7 +70,7 @@ impl Dialect {
         )
     }
 
-    /// The columns of [`IncidentRow`] from `incidents`.
+    /// The columns of an `IncidentRow` from `incidents`.
     pub fn incident_columns(&self) -> String {
         let Dialect { time, id, regions } = self;
         format!(

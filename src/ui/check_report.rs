@@ -44,7 +44,12 @@ pub fn check_text(r: &CheckResult) -> String {
 }
 
 pub fn check_json(r: &CheckResult) -> String {
-    let v = serde_json::json!({
+    serde_json::to_string_pretty(&result_value(r)).expect("json values serialize")
+}
+
+/// Every stored field of a result, named as its column.
+pub(super) fn result_value(r: &CheckResult) -> serde_json::Value {
+    serde_json::json!({
         "check_id": r.check_id.to_string(),
         "site_id": r.site_id,
         "url": r.url,
@@ -66,6 +71,5 @@ pub fn check_json(r: &CheckResult) -> String {
         "pattern": r.pattern,
         "pattern_matched": r.pattern_matched,
         "tls_not_after": r.tls_not_after.map(|t| t.to_rfc3339()),
-    });
-    serde_json::to_string_pretty(&v).expect("json values serialize")
+    })
 }

@@ -1,10 +1,12 @@
-//! What operators see: the status table (plain and JSON), the live view of `sitemon run`, and
-//! the report of a one-off `sitemon check`.
+//! What operators see: the status table (plain and JSON), the live view of `sitemon run`, the
+//! report of a one-off `sitemon check`, and `sitemon report`'s SLA summary and exports.
 
 mod check_report;
 mod live;
+mod report;
 mod table;
 
 pub use check_report::{check_json, check_text};
 pub use live::live_table;
+pub use report::{RESULT_COLUMNS, ReportError, ReportFormat, ReportRequest, write_report};
 pub use table::{Overview, status_json, status_table};

@@ -5,6 +5,7 @@ mod support;
 
 mod config_errors;
 mod config_table;
+mod dashboard;
 mod embedded;
 mod hostile;
 mod incidents;
@@ -14,6 +15,9 @@ mod pipeline;
 mod registry;
 mod reload;
 mod reload_signals;
+mod report_command;
+mod report_source;
+mod report_views;
 mod scheduler;
 mod site_files;
 mod store;

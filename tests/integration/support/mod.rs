@@ -4,6 +4,7 @@
 pub mod collect;
 pub mod raw;
 pub mod registry_standin;
+pub mod report_data;
 pub mod secure_kafka;
 pub mod sites;
 pub mod tls;

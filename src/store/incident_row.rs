@@ -1,0 +1,46 @@
+//! An `incidents` row as both databases return it to a report (id as text, times as µs since
+//! the epoch, regions as a JSON array), and its conversion to the domain [`Incident`].
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::{FailureKind, Incident};
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct IncidentRow {
+    incident_id: String,
+    site_id: String,
+    region: Option<String>,
+    url: String,
+    started_at: i64,
+    confirmed_at: i64,
+    ended_at: Option<i64>,
+    regions: String,
+    failure_kind: Option<String>,
+    error: Option<String>,
+    failed_checks: i64,
+}
+
+fn time(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+impl From<IncidentRow> for Incident {
+    fn from(r: IncidentRow) -> Self {
+        let started_at = time(r.started_at);
+        Incident {
+            incident_id: Uuid::parse_str(&r.incident_id)
+                .unwrap_or_else(|_| Incident::id_for(&r.site_id, r.region.as_deref(), started_at)),
+            started_at,
+            confirmed_at: time(r.confirmed_at),
+            ended_at: r.ended_at.map(time),
+            regions: serde_json::from_str(&r.regions).unwrap_or_default(),
+            failure_kind: r.failure_kind.map(|k| FailureKind::parse(&k).unwrap_or(FailureKind::Other)),
+            error: r.error,
+            failed_checks: r.failed_checks,
+            site_id: r.site_id,
+            region: r.region,
+            url: r.url,
+        }
+    }
+}
