@@ -71,8 +71,10 @@ async fn sqlite(dir: &tempfile::TempDir, name: &str) -> (SqliteStore, Db) {
 }
 
 fn base() -> DateTime<Utc> {
-    // Recent whole seconds: the history keeps daily partitions around now.
-    Utc.timestamp_opt(Utc::now().timestamp() - 3600, 0).unwrap()
+    // Recent whole seconds (the history keeps daily partitions around now), the same for every
+    // test of this file.
+    static BASE: std::sync::OnceLock<DateTime<Utc>> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| Utc.timestamp_opt(Utc::now().timestamp() - 3600, 0).unwrap())
 }
 
 /// `pattern`: one char per 10 s slot — `+` success, `x` failure, `m` missed.
