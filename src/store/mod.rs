@@ -1,12 +1,15 @@
-//! Storage adapters: PostgreSQL (sqlx) for the Kafka pipeline, SQLite for `sitemon run`, and the batch reduction that
-//! turns many results into one latest-status row per site.
+//! Storage adapters: PostgreSQL (sqlx) for the Kafka pipeline, SQLite for `sitemon run`, the batch reduction that
+//! turns many results into one latest-status row per site, and the incident-event outbox of each.
 
 mod latest;
 mod pg;
 mod pg_copy;
+mod pg_outbox;
 mod sqlite;
+mod sqlite_outbox;
 mod status_row;
 
 pub use latest::{LatestRow, latest_per_site};
 pub use pg::PgStore;
+pub use pg_outbox::PgOutbox;
 pub use sqlite::SqliteStore;

@@ -21,11 +21,11 @@ use uuid::Uuid;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub struct PgStore {
-    pool: PgPool,
+    pub(super) pool: PgPool,
     partitions: Mutex<HashSet<NaiveDate>>,
 }
 
-fn classify(e: sqlx::Error) -> StoreError {
+pub(super) fn classify(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) => {
             // Only the data itself is rejected: class 22 (data exception) and 23 (integrity:

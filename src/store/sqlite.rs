@@ -18,10 +18,10 @@ use crate::ports::{DeadLetter, StatusStore, StoreError};
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
-fn classify(e: sqlx::Error) -> StoreError {
+pub(super) fn classify(e: sqlx::Error) -> StoreError {
     match &e {
         // Only the data itself is rejected: a constraint it breaks, a value too big or of the
         // wrong type. Anything else (busy, locked, full, I/O) passes and the batch is retried.
@@ -35,7 +35,7 @@ fn classify(e: sqlx::Error) -> StoreError {
     }
 }
 
-fn us(t: DateTime<Utc>) -> i64 {
+pub(super) fn us(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
