@@ -16,12 +16,12 @@ impl EventSink for LogSink {
         let ended_at = i.ended_at.map(|t| t.to_rfc3339());
         match e.kind {
             EventKind::Opened => tracing::info!(
-                site = %i.site_id, region, regions, started_at = %i.started_at.to_rfc3339(),
+                site = %i.site_id, region = %region, regions = %regions, started_at = %i.started_at.to_rfc3339(),
                 failure_kind = kind, error = i.error.as_deref(), event_id = %e.event_id,
                 "incident opened"
             ),
             EventKind::Closed => tracing::info!(
-                site = %i.site_id, region, regions, started_at = %i.started_at.to_rfc3339(),
+                site = %i.site_id, region = %region, regions = %regions, started_at = %i.started_at.to_rfc3339(),
                 ended_at, failed_checks = i.failed_checks, event_id = %e.event_id,
                 "incident closed"
             ),

@@ -6,6 +6,7 @@ mod support;
 mod config_errors;
 mod config_table;
 mod embedded;
+mod events;
 mod hostile;
 mod interop;
 mod kafka_security;
