@@ -436,11 +436,11 @@ impl EventPublisher {
             Some(left) => tracing::warn!(
                 published = report.published,
                 left,
-                "incident events left in the outbox at the stop: they are published at the next start"
+                "incident events left in the outbox at the stop: the next publisher (another consumer, or this one's next start) publishes them"
             ),
             None => tracing::warn!(
                 published = report.published,
-                "incident event publisher stopped; the outbox could not be read, what is left is published at the next start"
+                "incident event publisher stopped; the outbox could not be read: what is left there is published by the next publisher"
             ),
         }
         Ok(())

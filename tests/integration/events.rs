@@ -19,7 +19,7 @@ use sitemon::config::{KafkaConfig, PostgresConfig, Secret};
 use sitemon::domain::{CheckResult, CheckStatus, EventKind, FailureKind, Incident, IncidentEvent};
 use sitemon::events::{self, EventOptions, EventReport};
 use sitemon::kafka::KafkaEventSink;
-use sitemon::ports::EventOutbox;
+use sitemon::ports::{EventOutbox, EventSink, PublishError};
 use sitemon::store::{PgStore, SqliteStore};
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use tokio::net::{TcpListener, TcpStream};
@@ -235,6 +235,22 @@ async fn outbox_rows_are_published_decodable_and_marked() {
     }
 }
 
+/// A sink that counts the publishes that failed.
+struct Counting<S> {
+    inner: S,
+    failed: AtomicUsize,
+}
+
+impl<S: EventSink> EventSink for Counting<S> {
+    async fn publish(&self, event: &IncidentEvent) -> Result<(), PublishError> {
+        let r = self.inner.publish(event).await;
+        if r.is_err() {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+        }
+        r
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_broker_keeps_events_pending_until_it_can_publish() {
     let (db, store, mut conn) = database().await;
@@ -248,19 +264,19 @@ async fn an_unreachable_broker_keeps_events_pending_until_it_can_publish() {
         &topic,
         &[("message.timeout.ms", "2000"), ("reconnect.backoff.max.ms", "500")],
     );
-    let sink = KafkaEventSink::new(&k).unwrap();
+    let sink = Arc::new(Counting { inner: KafkaEventSink::new(&k).unwrap(), failed: AtomicUsize::new(0) });
     let outbox = store.outbox();
     let (stop, abort) = (CancellationToken::new(), CancellationToken::new());
     let task = {
-        let (stop, abort) = (stop.clone(), abort.clone());
-        tokio::spawn(async move { events::run(&outbox, &sink, &EventOptions::default(), stop, abort).await })
+        let (stop, abort, sink) = (stop.clone(), abort.clone(), sink.clone());
+        tokio::spawn(async move { events::run(&outbox, &*sink, &EventOptions::default(), stop, abort).await })
     };
-    // Tried, refused, and kept: past the delivery timeout nothing is marked.
-    let tried = wait_for(Duration::from_secs(30), || async {
-        (gate.refused.load(Ordering::SeqCst) >= 4).then_some(())
+    // Tried, refused, failed (the delivery timed out), and kept: nothing is marked.
+    let failed = wait_for(Duration::from_secs(60), || async {
+        (gate.refused.load(Ordering::SeqCst) >= 1 && sink.failed.load(Ordering::SeqCst) >= 4).then_some(())
     })
     .await;
-    assert!(tried.is_some(), "the publisher never tried to reach the broker");
+    assert!(failed.is_some(), "the publishes did not fail while the broker was unreachable");
     let mut want: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
     assert_eq!(unpublished_pg(&mut conn).await, want, "nothing marked while the broker is unreachable");
 
