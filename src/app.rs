@@ -374,14 +374,16 @@ async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow:
     } else {
         tokio::time::Instant::now() + args.grace
     };
-    // Every batch is stored: the events they left in the outbox go out within the grace period.
-    let events = publisher.finish(events, end).await;
     // Leaving the group commits the stored offsets; with the broker gone librdkafka waits out its
     // own timeouts, so the wait ends with the grace period (the group then notices the member
     // gone after `session.timeout.ms`, and nothing stored is lost: it was committed before).
+    // Meanwhile, every batch being stored, the events they left in the outbox go out.
     let limit = end.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_secs(1));
-    let left =
-        tokio::task::spawn_blocking(move || feed.close_within(limit)).await.context("closing the feed")?;
+    let (events, left) = tokio::join!(
+        publisher.finish(events, end),
+        tokio::task::spawn_blocking(move || feed.close_within(limit))
+    );
+    let left = left.context("closing the feed")?;
     if !left {
         tracing::warn!("leaving the consumer group did not finish within the grace period");
     }
