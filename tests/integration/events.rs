@@ -282,42 +282,67 @@ async fn one_process_publishes_at_a_time() {
     assert!(taken.is_some(), "the second outbox never took over");
 }
 
+/// A database (migrated by `sitemon migrate`) with `events` in its outbox, a checks topic with
+/// one record in it (so that the consumer has a partition to idle on), and a consumer config
+/// with the registry.
+struct ConsumerSetup {
+    db: String,
+    events_topic: String,
+    bootstrap: String,
+    cfg: String,
+    _dir: tempfile::TempDir,
+}
+
+impl ConsumerSetup {
+    async fn new(registry: &Registry, events: &[IncidentEvent]) -> ConsumerSetup {
+        let db = support::fresh_database().await;
+        let (topic, events_topic) =
+            (support::unique("sitemon-ev-checks"), support::unique("sitemon-ev-events"));
+        let bootstrap = support::kafka_bootstrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(
+            dir.path(),
+            "sitemon.yaml",
+            &format!(
+                "kafka:\n  bootstrap_servers: ${{KAFKA_BOOTSTRAP_SERVERS}}\n  topic: {topic}\n  events_topic: {events_topic}\n  group_id: events\n\
+                 postgres:\n  url: ${{SITEMON_TEST_DATABASE_URL}}\nconsumer:\n  batch_size: 10\n  batch_wait: 100ms\n\
+                 schema_registry:\n  url: {}\n",
+                registry.url()
+            ),
+        );
+        let s = ConsumerSetup { db, events_topic, bootstrap, cfg, _dir: dir };
+        let out = sitemon(&["migrate", "-c", &s.cfg], &s.env(), LIMIT).await;
+        assert!(out.status.success(), "migrate: {}", describe(&out));
+        insert_pg(&mut support::connect(&s.db).await, events).await;
+        let producer: FutureProducer =
+            ClientConfig::new().set("bootstrap.servers", &s.bootstrap).create().unwrap();
+        let now = Utc.timestamp_micros(Utc::now().timestamp_micros()).unwrap();
+        let r = CheckResult::new("ev-check", "http://x/", "events", now, now, CheckStatus::Success);
+        let payload = sitemon::wire::encode(&r);
+        let record = FutureRecord::to(&topic).key("ev-check").payload(&payload);
+        producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("produce");
+        s
+    }
+
+    fn env(&self) -> [(&str, &str); 2] {
+        [
+            ("KAFKA_BOOTSTRAP_SERVERS", self.bootstrap.as_str()),
+            ("SITEMON_TEST_DATABASE_URL", self.db.as_str()),
+        ]
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_consumer_publishes_the_outbox_in_the_registry_framing() {
     let registry = Registry::start().await;
-    let db = support::fresh_database().await;
-    let (topic, events_topic) = (support::unique("sitemon-ev-checks"), support::unique("sitemon-ev-events"));
-    let bootstrap = support::kafka_bootstrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = write(
-        dir.path(),
-        "sitemon.yaml",
-        &format!(
-            "kafka:\n  bootstrap_servers: ${{KAFKA_BOOTSTRAP_SERVERS}}\n  topic: {topic}\n  events_topic: {events_topic}\n  group_id: events\n\
-             postgres:\n  url: ${{SITEMON_TEST_DATABASE_URL}}\nconsumer:\n  batch_size: 10\n  batch_wait: 100ms\n\
-             schema_registry:\n  url: {}\n",
-            registry.url()
-        ),
-    );
-    let env = [("KAFKA_BOOTSTRAP_SERVERS", bootstrap.as_str()), ("SITEMON_TEST_DATABASE_URL", db.as_str())];
-    let out = sitemon(&["migrate", "-c", &cfg], &env, LIMIT).await;
-    assert!(out.status.success(), "migrate: {}", describe(&out));
     let events = samples("consumer", 5);
-    insert_pg(&mut support::connect(&db).await, &events).await;
-    // One check result in the checks topic, so that the consumer has a partition to idle on.
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
-    let now = Utc.timestamp_micros(Utc::now().timestamp_micros()).unwrap();
-    let r = CheckResult::new("ev-check", "http://x/", "events", now, now, CheckStatus::Success);
-    let payload = sitemon::wire::encode(&r);
-    let record = FutureRecord::to(&topic).key("ev-check").payload(&payload);
-    producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("produce");
-
-    let out = sitemon(&["consumer", "-c", &cfg, "--exit-when-idle", "3s"], &env, LIMIT).await;
+    let s = ConsumerSetup::new(&registry, &events).await;
+    let out = sitemon(&["consumer", "-c", &s.cfg, "--exit-when-idle", "3s"], &s.env(), LIMIT).await;
     assert!(out.status.success(), "consumer: {}", describe(&out));
     assert!(describe(&out).contains("incident events published; none left"), "{}", describe(&out));
-    let versions = registry.versions(&format!("{events_topic}-value"));
+    let versions = registry.versions(&format!("{}-value", s.events_topic));
     assert_eq!(versions.len(), 1, "the event schema registered under <events_topic>-value");
-    let payloads = topic_payloads(&events_topic, events.len()).await;
+    let payloads = topic_payloads(&s.events_topic, events.len()).await;
     let mut got = HashSet::new();
     for p in &payloads {
         assert_eq!(p[0], 0, "Confluent framing");
@@ -325,7 +350,28 @@ async fn the_consumer_publishes_the_outbox_in_the_registry_framing() {
         got.insert(sitemon::wire::decode_event(p).expect("decodes").event_id);
     }
     assert_eq!(got, ids(&events));
-    assert_eq!(unpublished_pg(&mut support::connect(&db).await).await, Vec::<Uuid>::new());
+    assert_eq!(unpublished_pg(&mut support::connect(&s.db).await).await, Vec::<Uuid>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_that_refuses_the_event_schema_stops_the_consumer() {
+    let registry = Registry::start().await;
+    let events = samples("refused", 2);
+    let s = ConsumerSetup::new(&registry, &events).await;
+    // Another writer's schema under the subject, which the event schema cannot read (BACKWARD).
+    let other = r#"{"type":"record","name":"IncidentEvent","namespace":"dev.sitemon","fields":[{"name":"x","type":"int"}]}"#;
+    registry.register(&format!("{}-value", s.events_topic), other).expect("registered");
+    let started = std::time::Instant::now();
+    let out = sitemon(&["consumer", "-c", &s.cfg, "--exit-when-idle", "60s"], &s.env(), LIMIT).await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(started.elapsed() < Duration::from_secs(45), "it stopped at the refusal, not when idle");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused schemas/incident_event.avsc") && err.contains("incompatible"), "{err}");
+    assert_eq!(
+        unpublished_pg(&mut support::connect(&s.db).await).await.len(),
+        2,
+        "the events stay in the outbox"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
