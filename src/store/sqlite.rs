@@ -35,7 +35,7 @@ pub(super) fn classify(e: sqlx::Error) -> StoreError {
     }
 }
 
-pub(super) fn us(t: DateTime<Utc>) -> i64 {
+fn us(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
