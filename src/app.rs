@@ -17,12 +17,14 @@ use crate::cli::{
 use crate::config::{self, Config, ConfigError, Problem};
 use crate::consumer::{self, ConsumerOptions};
 use crate::domain::Site;
+use crate::event_log::LogSink;
+use crate::events::{self, EventOptions, EventReport};
 use crate::exit;
 use crate::health::Health;
-use crate::kafka::{ClientSetupError, KafkaFeed, KafkaPublisher};
+use crate::kafka::{ClientSetupError, KafkaEventSink, KafkaFeed, KafkaPublisher};
 use crate::memory;
 use crate::ops_server;
-use crate::ports::{NoRegistry, ReportSource, SiteProbe};
+use crate::ports::{EventOutbox, EventSink, NoRegistry, ReportSource, SiteProbe};
 use crate::probe::{HyperProbe, ProbeSetupError, TlsSetupError};
 use crate::producer::{self, ProducerOptions, ProducerReport};
 use crate::readiness;
@@ -30,7 +32,7 @@ use crate::registry::{RegistryClient, RegistryError};
 use crate::reload;
 use crate::setup;
 use crate::shutdown;
-use crate::store::{PgStore, SqliteStore};
+use crate::store::{PgOutbox, PgStore, SqliteStore};
 use crate::ui;
 
 /// Exit code of `sitemon check` when the site is down.
@@ -239,7 +241,10 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
     if let Some(sr) = &cfg.schema_registry {
         let registry = RegistryClient::new(sr)?;
         health.not_ready("registering the schema with the schema registry");
-        let Some(id) = register_schema(&registry, &kafka.topic, &stop).await? else {
+        let registered = register_schema(&registry, &kafka.topic, CHECK_RESULT_SCHEMA, &stop)
+            .await
+            .context("no checks were run")?;
+        let Some(id) = registered else {
             tracing::info!("stopped before the schema was registered");
             return Ok(exit::OK);
         };
@@ -260,19 +265,31 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
     Ok(exit::OK)
 }
 
-/// Registers the current schema under `<topic>-value` (Confluent's TopicNameStrategy) and returns
-/// its id. An unreachable registry is asked again with backoff until it answers or a stop signal
-/// comes (`None`); any refusal (incompatible, invalid, unauthorised) ends the producer before a
-/// single check runs (exit 1).
+/// A schema sitemon writes with: its file (for messages) and its text.
+struct WriterSchema {
+    file: &'static str,
+    json: &'static str,
+}
+
+const CHECK_RESULT_SCHEMA: WriterSchema =
+    WriterSchema { file: "schemas/check_result.avsc", json: crate::wire::CURRENT_SCHEMA_JSON };
+const EVENT_SCHEMA: WriterSchema =
+    WriterSchema { file: "schemas/incident_event.avsc", json: crate::wire::EVENT_SCHEMA_JSON };
+
+/// Registers `schema` under `<topic>-value` (Confluent's TopicNameStrategy) and returns its id.
+/// An unreachable registry is asked again with backoff until it answers or a stop signal comes
+/// (`None`); any refusal (incompatible, invalid, unauthorised) is an error: the producer ends
+/// before a single check runs, the consumer stops (exit 1).
 async fn register_schema(
     registry: &RegistryClient,
     topic: &str,
+    schema: WriterSchema,
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<u32>> {
     let subject = format!("{topic}-value");
     let mut backoff = crate::retry::backoff();
     loop {
-        match registry.register(&subject, crate::wire::CURRENT_SCHEMA_JSON).await {
+        match registry.register(&subject, schema.json).await {
             Ok(id) => {
                 tracing::info!(subject, schema_id = id, registry = registry.url(), "schema registered");
                 return Ok(Some(id));
@@ -287,14 +304,17 @@ async fn register_schema(
             }
             Err(e @ RegistryError::Incompatible(_)) => {
                 return Err(anyhow::Error::new(e).context(format!(
-                    "schema registry {} refused schemas/check_result.avsc under subject `{subject}`: \
-                     no checks were run",
-                    registry.url()
+                    "schema registry {} refused {} under subject `{subject}`",
+                    registry.url(),
+                    schema.file
                 )));
             }
             Err(e) => {
-                return Err(anyhow::Error::new(e)
-                    .context(format!("registering the schema under `{subject}` at {}", registry.url())));
+                return Err(anyhow::Error::new(e).context(format!(
+                    "registering {} under `{subject}` at {}",
+                    schema.file,
+                    registry.url()
+                )));
             }
         }
     }
@@ -330,10 +350,17 @@ async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow:
     store.migrate().await.context("applying migrations")?;
     let mut feed = KafkaFeed::new(kafka)
         .map_err(|e| kafka_setup(&args.config.config, "consumer", ClientSetupError::new(e, kafka)))?;
-    tracing::info!(brokers = %kafka.bootstrap_servers, topic = %kafka.topic, group = %kafka.group_id, "consumer starting");
+    let sink =
+        KafkaEventSink::new(kafka).map_err(|e| kafka_setup(&args.config.config, "event producer", e))?;
+    let events_registry = cfg.schema_registry.as_ref().map(RegistryClient::new).transpose()?;
+    tracing::info!(brokers = %kafka.bootstrap_servers, topic = %kafka.topic, group = %kafka.group_id, events_topic = %kafka.events_topic, "consumer starting");
     let opts = consumer_options(&cfg, args.exit_when_idle, args.grace);
     let stop = shutdown::on_signals();
     let deadline = shutdown::deadline(stop.clone(), args.grace);
+    // The incident events the store writes to its outbox go out alongside.
+    let publisher = EventPublisher::new();
+    let events =
+        tokio::spawn(publish_events(store.outbox(), sink, events_registry, publisher.clone(), stop.clone()));
     let report = match &cfg.schema_registry {
         Some(sr) => {
             let registry = RegistryClient::new(sr)?;
@@ -345,17 +372,21 @@ async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow:
         }
         None => consumer::run(&mut feed, &store, &NoRegistry, &opts, &health, stop.clone()).await?,
     };
+    let end = if stop.is_cancelled() {
+        deadline.await.context("the shutdown deadline task failed")?
+    } else {
+        tokio::time::Instant::now() + args.grace
+    };
     // Leaving the group commits the stored offsets; with the broker gone librdkafka waits out its
     // own timeouts, so the wait ends with the grace period (the group then notices the member
     // gone after `session.timeout.ms`, and nothing stored is lost: it was committed before).
-    let limit = if stop.is_cancelled() {
-        let end = deadline.await.context("the shutdown deadline task failed")?;
-        end.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_secs(1))
-    } else {
-        args.grace
-    };
-    let left =
-        tokio::task::spawn_blocking(move || feed.close_within(limit)).await.context("closing the feed")?;
+    // Meanwhile, every batch being stored, the events they left in the outbox go out.
+    let limit = end.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_secs(1));
+    let (events, left) = tokio::join!(
+        publisher.finish(events, end),
+        tokio::task::spawn_blocking(move || feed.close_within(limit))
+    );
+    let left = left.context("closing the feed")?;
     if !left {
         tracing::warn!("leaving the consumer group did not finish within the grace period");
     }
@@ -365,12 +396,90 @@ async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow:
         unstored = report.unstored,
         "consumer stopped"
     );
+    events?;
     anyhow::ensure!(
         report.complete(),
         "{} records were not stored before the grace period ended; the group reads them again",
         report.unstored
     );
     Ok(exit::OK)
+}
+
+/// The stop of an incident-event publisher task: `stop` asks it to publish what the outbox holds
+/// and end, `abort` (the end of the grace period) ends it at once.
+#[derive(Clone)]
+struct EventPublisher {
+    stop: CancellationToken,
+    abort: CancellationToken,
+}
+
+impl EventPublisher {
+    fn new() -> Self {
+        EventPublisher { stop: CancellationToken::new(), abort: CancellationToken::new() }
+    }
+
+    /// Stops the task: it drains the outbox until `end` (at least a second from now), then is
+    /// aborted; logs what it published and what it left for the next start.
+    async fn finish(
+        &self,
+        mut task: tokio::task::JoinHandle<anyhow::Result<EventReport>>,
+        end: tokio::time::Instant,
+    ) -> anyhow::Result<()> {
+        self.stop.cancel();
+        let end = end.max(tokio::time::Instant::now() + Duration::from_secs(1));
+        let joined = tokio::select! {
+            biased;
+            r = &mut task => r,
+            _ = tokio::time::sleep_until(end) => {
+                self.abort.cancel();
+                task.await
+            }
+        };
+        let report = joined.context("the incident event publisher failed")??;
+        match report.left {
+            Some(0) => tracing::info!(published = report.published, "incident events published; none left"),
+            Some(left) => tracing::warn!(
+                published = report.published,
+                left,
+                "incident events left in the outbox at the stop: the next publisher (another consumer, or this one's next start) publishes them"
+            ),
+            None => tracing::warn!(
+                published = report.published,
+                "incident event publisher stopped; the outbox could not be read: what is left there is published by the next publisher"
+            ),
+        }
+        Ok(())
+    }
+
+    async fn run<O: EventOutbox, S: EventSink>(&self, outbox: &O, sink: &S) -> EventReport {
+        events::run(outbox, sink, &EventOptions::default(), self.stop.clone(), self.abort.clone()).await
+    }
+}
+
+/// The consumer's incident events to Kafka: with a schema registry, the event schema is
+/// registered under `<events_topic>-value` first (asked again while the registry cannot be
+/// reached; a refusal stops the consumer, exit 1). Storing goes on meanwhile: the events wait
+/// in the outbox.
+async fn publish_events(
+    outbox: PgOutbox,
+    mut sink: KafkaEventSink,
+    registry: Option<RegistryClient>,
+    publisher: EventPublisher,
+    consumer_stop: CancellationToken,
+) -> anyhow::Result<EventReport> {
+    if let Some(registry) = registry {
+        let topic = sink.topic().to_owned();
+        match register_schema(&registry, &topic, EVENT_SCHEMA, &publisher.stop).await {
+            Ok(Some(id)) => sink = sink.with_schema_id(id),
+            Ok(None) => return Ok(EventReport { published: 0, left: outbox.unpublished().await.ok() }),
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "incident events cannot be published: stopping");
+                consumer_stop.cancel();
+                return Err(e.context("incident events were not published; they stay in the outbox"));
+            }
+        }
+    }
+    Ok(publisher.run(&outbox, &sink).await)
 }
 
 /// Producer and consumer in one process, joined by a bounded channel, storing in SQLite.
@@ -405,6 +514,12 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
         )
         .await
     });
+    // No Kafka here: incident events are logged (one line each) and marked published.
+    let event_publisher = EventPublisher::new();
+    let events = {
+        let (store, publisher) = (store.clone(), event_publisher.clone());
+        tokio::spawn(async move { Ok(publisher.run(&*store, &LogSink).await) })
+    };
     let shutdown = shutdown::on_signals();
     // Producer and consumer together stop within `--grace` of the signal.
     let deadline = shutdown::deadline(shutdown.clone(), args.grace);
@@ -427,6 +542,7 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
         .await
         .context("storing the last results took longer than the grace period")?
         .context("the consumer task failed")??;
+    event_publisher.finish(events, deadline).await?;
     if let Some(t) = table {
         let _ = t.await;
     }

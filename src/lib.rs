@@ -7,6 +7,8 @@ pub mod config;
 pub mod consumer;
 pub mod domain;
 pub mod error_chain;
+pub mod event_log;
+pub mod events;
 pub mod health;
 pub mod kafka;
 pub mod memory;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{CheckResult, DayTally, Incident, Site, SiteStatus, storable_text};
+use crate::domain::{CheckResult, DayTally, Incident, IncidentEvent, Site, SiteStatus, storable_text};
 
 /// Performs one check. Infallible by design: every way a site can fail is data in the result.
 pub trait SiteProbe: Send + Sync + 'static {
@@ -17,7 +17,7 @@ pub trait SiteProbe: Send + Sync + 'static {
 /// Why a publish did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("the broker did not acknowledge the result")]
+    #[error("the broker did not acknowledge the record")]
     Delivery(#[source] BoxError),
     #[error("flush did not finish before the deadline")]
     Flush(#[source] BoxError),
@@ -220,4 +220,29 @@ impl SchemaLookup for NoRegistry {
     async fn schema_by_id(&self, _id: u32) -> Result<String, SchemaLookupError> {
         Err(SchemaLookupError::NotConfigured)
     }
+}
+
+/// An incident event stored in the outbox and not yet published: its place in the outbox
+/// (increasing in the order the events were stored) and the event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingEvent {
+    pub seq: i64,
+    pub event: IncidentEvent,
+}
+
+/// The incident events the store wrote with their batches, to be published and then marked.
+/// Several processes may share one outbox: an adapter lets one of them publish at a time (the
+/// others see nothing pending), so that an event is published twice only after a failure.
+pub trait EventOutbox: Send + Sync + 'static {
+    /// Up to `max` unpublished events, oldest first; none while another process publishes.
+    fn pending(&self, max: usize) -> impl Future<Output = Result<Vec<PendingEvent>, StoreError>> + Send;
+    /// Marks these events (by `seq`) published. Marking one twice changes nothing.
+    fn mark_published(&self, seqs: &[i64]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// How many events wait to be published, whoever publishes them.
+    fn unpublished(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// Where incident events go. `publish` returns once the event is acknowledged (or failed).
+pub trait EventSink: Send + Sync + 'static {
+    fn publish(&self, event: &IncidentEvent) -> impl Future<Output = Result<(), PublishError>> + Send;
 }

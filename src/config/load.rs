@@ -235,6 +235,30 @@ mod tests {
     }
 
     #[test]
+    fn kafka_events_topic_defaults_and_is_validated_like_the_topic() {
+        let k = check("kafka:\n  bootstrap_servers: h:9092\n").unwrap().kafka.unwrap();
+        assert_eq!((k.topic.as_str(), k.events_topic.as_str()), ("sitemon.checks", "sitemon.events"));
+        let k =
+            check("kafka:\n  bootstrap_servers: h:9092\n  events_topic: alerts.in\n").unwrap().kafka.unwrap();
+        assert_eq!(k.events_topic, "alerts.in");
+        let problems = |text: &str| -> Vec<String> {
+            check(text).unwrap_err().problems.iter().map(|p| format!("{}: {}", p.path, p.message)).collect()
+        };
+        let p = problems("kafka:\n  bootstrap_servers: h:9092\n  events_topic: 'bad topic!'\n");
+        assert!(
+            p.len() == 1 && p[0].starts_with("kafka.events_topic: `bad topic!` is not a valid Kafka topic"),
+            "{p:?}"
+        );
+        let p = problems("kafka:\n  bootstrap_servers: h:9092\n  topic: a\n  events_topic: a\n");
+        assert!(p.len() == 1 && p[0].starts_with("kafka.events_topic: `a` is also kafka.topic"), "{p:?}");
+        let p = problems("kafka:\n  bootstrap_servers: h:9092\n  topic: sitemon.events\n");
+        assert!(
+            p.len() == 1 && p[0].starts_with("kafka.topic: `sitemon.events` is also the default"),
+            "{p:?}"
+        );
+    }
+
+    #[test]
     fn schema_registry_section() {
         let c = check("schema_registry:\n  url: https://r.test:8081/\n  username: u\n  password: ${DB}\n")
             .unwrap();

@@ -74,6 +74,8 @@ impl Default for SqliteConfig {
 pub struct KafkaConfig {
     pub bootstrap_servers: String,
     pub topic: String,
+    /// Where the consumer publishes incident events (opened, closed).
+    pub events_topic: String,
     pub group_id: String,
     /// TLS to the brokers (`kafka.tls`); with `sasl`, the channel SASL runs over.
     pub tls: Option<KafkaTls>,

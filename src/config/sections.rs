@@ -10,7 +10,8 @@ use super::{
     SqliteConfig,
 };
 
-const KAFKA: &[&str] = &["bootstrap_servers", "topic", "group_id", "tls", "sasl", "properties"];
+const KAFKA: &[&str] =
+    &["bootstrap_servers", "topic", "events_topic", "group_id", "tls", "sasl", "properties"];
 const POSTGRES: &[&str] = &["url", "max_connections"];
 const CONSUMER: &[&str] = &["batch_size", "batch_wait", "max_clock_skew"];
 const SQLITE: &[&str] = &["path"];
@@ -66,6 +67,19 @@ pub fn read_kafka(r: &mut Reader, v: &Value, path: &str) -> Option<KafkaConfig> 
         Some((v, p)) => r.nonempty_string(v, &p).and_then(|t| topic_name(r, t, &p)),
         None => Some("sitemon.checks".to_owned()),
     };
+    let events_topic = match f.get("events_topic") {
+        Some((v, p)) => r.nonempty_string(v, &p).and_then(|t| topic_name(r, t, &p)),
+        None => Some("sitemon.events".to_owned()),
+    };
+    if let (Some(t), Some(e)) = (&topic, &events_topic)
+        && t == e
+    {
+        let (at, other) = match f.get("events_topic") {
+            Some((_, p)) => (p, "kafka.topic"),
+            None => (join(path, "topic"), "the default `kafka.events_topic`"),
+        };
+        r.problem(&at, format!("`{e}` is also {other}: incident events need a topic of their own"));
+    }
     let group_id = match f.get("group_id") {
         Some((v, p)) => r.nonempty_string(v, &p),
         None => Some("sitemon".to_owned()),
@@ -79,6 +93,7 @@ pub fn read_kafka(r: &mut Reader, v: &Value, path: &str) -> Option<KafkaConfig> 
     Some(KafkaConfig {
         bootstrap_servers: bootstrap?,
         topic: topic?,
+        events_topic: events_topic?,
         group_id: group_id?,
         tls: tls.map_or(Some(None), |t| t.map(Some))?,
         sasl: sasl.map_or(Some(None), |s| s.map(Some))?,

@@ -1,6 +1,8 @@
-//! Apache Kafka adapters (rdkafka): the publisher and the feed, plus shared client settings.
+//! Apache Kafka adapters (rdkafka): the publisher, the feed and the incident-event sink, plus
+//! shared client settings.
 
 mod client;
+mod events;
 mod feed;
 mod publisher;
 mod redacted_log;
@@ -8,6 +10,7 @@ mod security;
 mod setup_error;
 
 pub use client::property_problems;
+pub use events::KafkaEventSink;
 pub use feed::KafkaFeed;
 pub use publisher::KafkaPublisher;
 pub use security::file_problems;

@@ -53,6 +53,7 @@ mod tests {
         let k = KafkaConfig {
             bootstrap_servers: "h:1".to_owned(),
             topic: "t".to_owned(),
+            events_topic: "e".to_owned(),
             group_id: "g".to_owned(),
             tls: Some(crate::config::KafkaTls {
                 key_file: Some("/k".into()),

@@ -69,6 +69,7 @@ mod tests {
         KafkaConfig {
             bootstrap_servers: "127.0.0.1:1".to_owned(),
             topic: "t".to_owned(),
+            events_topic: "e".to_owned(),
             group_id: "g".to_owned(),
             tls,
             sasl,

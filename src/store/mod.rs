@@ -1,5 +1,5 @@
-//! Storage adapters: PostgreSQL (sqlx) for the Kafka pipeline, SQLite for `sitemon run`, and the batch reduction that
-//! turns many results into one latest-status row per site.
+//! Storage adapters: PostgreSQL (sqlx) for the Kafka pipeline, SQLite for `sitemon run`, the batch reduction that
+//! turns many results into one latest-status row per site, and the incident-event outbox of each.
 
 mod day_row;
 mod incident_row;
@@ -7,14 +7,17 @@ mod latest;
 mod pg;
 mod pg_copy;
 mod pg_incidents;
+mod pg_outbox;
 mod pg_report;
 mod result_row;
 mod sqlite;
 mod sqlite_incidents;
+mod sqlite_outbox;
 mod sqlite_report;
 mod status_row;
 mod track_row;
 
 pub use latest::{LatestRow, latest_per_site};
 pub use pg::PgStore;
+pub use pg_outbox::PgOutbox;
 pub use sqlite::SqliteStore;

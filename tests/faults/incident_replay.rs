@@ -1,7 +1,8 @@
 //! Fault: a topic of results from three regions with outages, stored by consumers that are
 //! SIGKILLed mid-stream and restarted, then replayed from the start by a second group into the
 //! same database: every incident exactly once, every state change exactly one event (by its
-//! deterministic id) — what deriving the whole stream in one go gives.
+//! deterministic id) — what deriving the whole stream in one go gives — and every event on the
+//! events topic.
 
 use std::time::Duration;
 
@@ -81,12 +82,13 @@ async fn incidents_and_events_exactly_once_across_sigkills_and_a_replay() {
     for sent in futures::future::join_all(sends).await {
         sent.map_err(|(e, _)| e).expect("produce");
     }
+    let events_topic = support::unique("sitemon-faults-events");
     let consumer_cfg = |group: &str| {
         format!(
-            "region: faults\nkafka:\n  bootstrap_servers: ${{KAFKA_BOOTSTRAP_SERVERS}}\n  topic: {}\n  group_id: {group}\n\
+            "region: faults\nkafka:\n  bootstrap_servers: ${{KAFKA_BOOTSTRAP_SERVERS}}\n  topic: {}\n  events_topic: {}\n  group_id: {group}\n\
              \x20 properties:\n    session.timeout.ms: 6000\n    heartbeat.interval.ms: 1000\n\
              postgres:\n  url: ${{SITEMON_TEST_DATABASE_URL}}\nconsumer:\n  batch_size: 25\n  batch_wait: 100ms\n",
-            s.topic
+            s.topic, events_topic
         )
     };
     let cfg = s.write("consumer.yaml", &consumer_cfg("incidents"));
@@ -147,4 +149,43 @@ async fn incidents_and_events_exactly_once_across_sigkills_and_a_replay() {
     );
     assert_eq!(after_replay.0, want_incidents, "incidents as the whole stream gives them");
     assert_eq!(after_replay.1, want_events, "one event per state change");
+
+    // Published: every one on the events topic (a repeat allowed, a loss not), and marked.
+    assert_eq!(rows(&s.db, "SELECT count(*) FROM incident_events WHERE published_at IS NULL").await, 0);
+    let mut on_topic: Vec<String> = topic_payloads(&events_topic, want_events.len())
+        .iter()
+        .map(|p| sitemon::wire::decode_event(p).expect("an event sitemon can read").event_id.to_string())
+        .collect();
+    on_topic.sort();
+    on_topic.dedup();
+    assert_eq!(on_topic, want_events, "every event on the topic");
+}
+
+/// Every record's payload in `topic`, once it holds at least `n` (all partitions, from the start).
+fn topic_payloads(topic: &str, n: usize) -> Vec<Vec<u8>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", support::kafka_bootstrap())
+        .set("group.id", support::unique("faults-events-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut out = Vec::new();
+    loop {
+        match c.poll(Duration::from_millis(300)) {
+            Some(m) => out.push(m.expect("record").payload().unwrap_or_default().to_vec()),
+            // Read on past `n` until the topic is quiet: repeats count too.
+            None if out.len() >= n => break,
+            None => assert!(std::time::Instant::now() < deadline, "{} of {n} events on {topic}", out.len()),
+        }
+    }
+    out
 }

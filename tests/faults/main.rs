@@ -12,6 +12,7 @@ mod consumer_crash;
 mod consumer_stop;
 mod crafted;
 mod database_outage;
+mod events_outage;
 mod graceful_stop;
 mod incident_replay;
 mod kafka_restart;

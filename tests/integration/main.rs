@@ -7,6 +7,7 @@ mod config_errors;
 mod config_table;
 mod dashboard;
 mod embedded;
+mod events;
 mod hostile;
 mod incidents;
 mod interop;

@@ -2,6 +2,7 @@
 //! test sites, and polling with a deadline.
 
 pub mod collect;
+pub mod outbox;
 pub mod raw;
 pub mod registry_standin;
 pub mod report_data;

@@ -1,0 +1,161 @@
+//! [`PgOutbox`]: the `incident_events` outbox in PostgreSQL. One publisher at a time: whoever
+//! holds a session-level advisory lock, on a connection of its own (not one of the store's pool,
+//! which it would take away from storing), reads and marks the events; the other consumer
+//! processes find nothing pending until that session ends (a stop, a crash, a lost connection),
+//! when the next one to ask takes the lock over. A transaction-mode pooler (PgBouncer) between
+//! sitemon and PostgreSQL does not keep session locks: point `postgres.url` past it.
+
+use chrono::{DateTime, Utc};
+use sqlx::{ConnectOptions, PgConnection, PgPool};
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use super::PgStore;
+use super::pg::classify;
+use crate::domain::{EventKind, FailureKind, Incident, IncidentEvent};
+use crate::ports::{EventOutbox, PendingEvent, StoreError};
+
+/// The advisory lock key of the outbox's publisher: the 8 ASCII bytes `sitemon.` read big-endian.
+/// One database holds one outbox, so one key.
+const PUBLISHER_LOCK: i64 = i64::from_be_bytes(*b"sitemon.");
+
+const PENDING: &str = "SELECT seq, event_id, kind, at, incident_id, site_id, region, url, started_at, \
+    confirmed_at, ended_at, regions, failure_kind, error, failed_checks \
+    FROM incident_events WHERE published_at IS NULL ORDER BY seq LIMIT $1";
+
+const MARK: &str =
+    "UPDATE incident_events SET published_at = now() WHERE seq = ANY($1) AND published_at IS NULL";
+
+const UNPUBLISHED: &str = "SELECT count(*) FROM incident_events WHERE published_at IS NULL";
+
+/// The publisher's own connection, and whether it holds the lock.
+struct Session {
+    conn: PgConnection,
+    locked: bool,
+}
+
+pub struct PgOutbox {
+    pool: PgPool,
+    session: Mutex<Option<Session>>,
+}
+
+impl PgStore {
+    /// The outbox of this store's database.
+    pub fn outbox(&self) -> PgOutbox {
+        PgOutbox { pool: self.pool.clone(), session: Mutex::new(None) }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    seq: i64,
+    event_id: Uuid,
+    kind: String,
+    at: DateTime<Utc>,
+    incident_id: Uuid,
+    site_id: String,
+    region: Option<String>,
+    url: String,
+    started_at: DateTime<Utc>,
+    confirmed_at: DateTime<Utc>,
+    ended_at: Option<DateTime<Utc>>,
+    regions: Vec<String>,
+    failure_kind: Option<String>,
+    error: Option<String>,
+    failed_checks: i64,
+}
+
+impl EventRow {
+    fn into_pending(self) -> Result<PendingEvent, StoreError> {
+        let kind = EventKind::parse(&self.kind).ok_or_else(|| {
+            StoreError::Rejected(format!("incident_events seq {}: unknown kind", self.seq).into())
+        })?;
+        Ok(PendingEvent {
+            seq: self.seq,
+            event: IncidentEvent {
+                event_id: self.event_id,
+                kind,
+                at: self.at,
+                incident: Incident {
+                    incident_id: self.incident_id,
+                    site_id: self.site_id,
+                    region: self.region,
+                    url: self.url,
+                    started_at: self.started_at,
+                    confirmed_at: self.confirmed_at,
+                    ended_at: self.ended_at,
+                    regions: self.regions,
+                    // A kind this build does not know (written by a newer one) reads as OTHER.
+                    failure_kind: self
+                        .failure_kind
+                        .map(|k| FailureKind::parse(&k).unwrap_or(FailureKind::Other)),
+                    error: self.error,
+                    failed_checks: self.failed_checks,
+                },
+            },
+        })
+    }
+}
+
+impl PgOutbox {
+    /// Opens the session if there is none and tries to take the lock; true while it holds it.
+    async fn lock(&self, session: &mut Option<Session>) -> Result<bool, sqlx::Error> {
+        if session.is_none() {
+            let conn = self.pool.connect_options().connect().await?;
+            *session = Some(Session { conn, locked: false });
+        }
+        let s = session.as_mut().expect("opened above");
+        if !s.locked {
+            s.locked = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(PUBLISHER_LOCK)
+                .fetch_one(&mut s.conn)
+                .await?;
+            if s.locked {
+                tracing::info!("publishing incident events from this process");
+            }
+        }
+        Ok(s.locked)
+    }
+}
+
+impl EventOutbox for PgOutbox {
+    async fn pending(&self, max: usize) -> Result<Vec<PendingEvent>, StoreError> {
+        let mut session = self.session.lock().await;
+        let rows: Result<Vec<EventRow>, sqlx::Error> = async {
+            if !self.lock(&mut session).await? {
+                return Ok(Vec::new());
+            }
+            let s = session.as_mut().expect("locked above");
+            sqlx::query_as(PENDING).bind(i64::try_from(max).unwrap_or(i64::MAX)).fetch_all(&mut s.conn).await
+        }
+        .await;
+        match rows {
+            Ok(rows) => rows.into_iter().map(EventRow::into_pending).collect(),
+            Err(e) => {
+                // The session may be gone, and the lock with it: start afresh next time.
+                *session = None;
+                Err(classify(e))
+            }
+        }
+    }
+
+    async fn mark_published(&self, seqs: &[i64]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let mut session = self.session.lock().await;
+        let done = match session.as_mut() {
+            Some(s) => sqlx::query(MARK).bind(seqs).execute(&mut s.conn).await,
+            None => sqlx::query(MARK).bind(seqs).execute(&self.pool).await,
+        };
+        if done.is_err() {
+            *session = None;
+        }
+        done.map(drop).map_err(classify)
+    }
+
+    async fn unpublished(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(UNPUBLISHED).fetch_one(&self.pool).await.map_err(classify)?;
+        Ok(n.max(0) as u64)
+    }
+}
