@@ -720,7 +720,8 @@ class Soak:
             "WHERE e.incident_id = i.incident_id AND e.kind = 'OPENED') OR (i.ended_at IS NOT NULL AND NOT EXISTS "
             "(SELECT 1 FROM incident_events e WHERE e.incident_id = i.incident_id AND e.kind = 'CLOSED'))",
             db=True).strip())
-        return {"incidents": len(got), "incidents_expected": len(want),
+        unpublished = int(self.psql("SELECT count(*) FROM incident_events WHERE published_at IS NULL", db=True).strip())
+        return {"incidents": len(got), "unpublished_events": unpublished, "incidents_expected": len(want),
                 "incident_diff": sorted(want - got)[:5] + sorted(got - want)[:5],
                 "incident_mismatches": len(want ^ got), "events": events, "events_distinct": distinct,
                 "state_changes": changes, "incidents_without_events": orphans}
@@ -756,6 +757,8 @@ class Soak:
         if v["events"] != v["state_changes"] or v["events_distinct"] != v["events"]:
             problems.append(f"{v['events']} events ({v['events_distinct']} distinct ids) for "
                             f"{v['state_changes']} incident state changes")
+        if v["unpublished_events"]:
+            problems.append(f"{v['unpublished_events']} event(s) still unpublished after the consumers drained")
         if v["incidents_without_events"]:
             problems.append(f"{v['incidents_without_events']} incident(s) without their events")
         if v["dead_letters"]:
@@ -780,7 +783,8 @@ class Soak:
             f"  lost: {v['lost']}  duplicated: {v['dup']}  off-grid: {v['off_grid']}  incomplete sites: {len(v['incomplete'])}  "
             f"dead letters: {v['dead_letters']}",
             f"  incidents: {v['incidents']} (history gives {v['incidents_expected']}); events: {v['events']} "
-            f"({v['events_distinct']} distinct ids) for {v['state_changes']} state changes",
+            f"({v['events_distinct']} distinct ids) for {v['state_changes']} state changes, "
+            f"{v['unpublished_events']} unpublished",
             f"  status mismatches: {v['mismatched']}" + (f" ({dict(v['mismatch_fields'])})" if v["mismatched"] else ""),
             f"  unexpected exits: {len(self.unexpected)}  stop failures: {len(self.stop_failures)}  "
             f"stopped in an outage with unstored records reported (exit 1): {len(self.reported_unstored)}",
