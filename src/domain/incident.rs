@@ -14,6 +14,15 @@ pub const DEFAULT_DOWN_AFTER: u32 = 3;
 pub const DEFAULT_UP_AFTER: u32 = 1;
 /// A region whose newest result is older than this many intervals counts as unknown.
 pub const SILENT_INTERVALS: i64 = 3;
+/// Regions tracked per site: results of further regions (only a client inventing labels makes
+/// them) are kept in the history but judge nothing, so they cannot make every batch of the site
+/// rewrite a growing number of tracks.
+pub const MAX_REGIONS: usize = 64;
+
+/// A threshold a record carries, as the tracks keep it.
+fn clamp(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
 
 /// One outage of one site: in one region, or (`region: None`) of the site as a whole.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +49,13 @@ impl Incident {
     pub fn id_for(site_id: &str, region: Option<&str>, started_at: DateTime<Utc>) -> Uuid {
         let name =
             format!("incident\n{site_id}\n{}\n{}", region.unwrap_or(""), started_at.timestamp_micros());
+        Uuid::new_v5(&super::check_id::NAMESPACE, name.as_bytes())
+    }
+
+    /// The id of a site-wide incident: its start and the check that confirmed it.
+    pub fn site_id_for(site_id: &str, started_at: DateTime<Utc>, confirmed_at: DateTime<Utc>) -> Uuid {
+        let (start, confirmed) = (started_at.timestamp_micros(), confirmed_at.timestamp_micros());
+        let name = format!("incident\n{site_id}\n\n{start}\n{confirmed}");
         Uuid::new_v5(&super::check_id::NAMESPACE, name.as_bytes())
     }
 }
@@ -128,11 +144,16 @@ impl Track {
     /// Reporting at `now`: its newest result is at most [`SILENT_INTERVALS`] intervals old (a
     /// region without a known interval counts as reporting once it has reported).
     fn reporting(&self, now: DateTime<Utc>) -> bool {
-        match (self.last_at, self.interval_ms) {
+        match (self.last_at, self.interval_ms.filter(|ms| *ms > 0)) {
             (None, _) => false,
             (Some(_), None) => true,
             (Some(last), Some(ms)) => (now - last).num_milliseconds() <= ms.saturating_mul(SILENT_INTERVALS),
         }
+    }
+
+    /// Down with its incident open (a stored track that says down without one counts as up).
+    fn is_down(&self) -> bool {
+        self.down && self.incident.is_some()
     }
 }
 
@@ -150,6 +171,8 @@ pub struct Derived {
     /// Incidents opened, changed or closed, each as it stands after the fold (once per id).
     pub incidents: Vec<Incident>,
     pub events: Vec<IncidentEvent>,
+    /// Results of regions past [`MAX_REGIONS`] for their site: kept in the history only.
+    pub ignored: u64,
 }
 
 impl Derived {
@@ -183,6 +206,10 @@ impl SiteTracks {
         for r in rs {
             let i = match self.regions.iter().position(|t| t.region == r.region) {
                 Some(i) => i,
+                None if self.regions.len() >= MAX_REGIONS => {
+                    out.ignored += 1;
+                    continue;
+                }
                 None => {
                     self.regions.push(Track::new(&r.region));
                     self.regions.len() - 1
@@ -201,7 +228,11 @@ impl SiteTracks {
                 out.touch(inc);
             }
             self.site.last_at = self.site.last_at.max(Some(r.scheduled_at));
-            self.site.quorum = r.quorum.map(|q| q as i32).or(self.site.quorum);
+            // A v3 record (it has an interval) says the quorum, none meaning a majority; an older
+            // one says nothing, and the last known stays.
+            if r.interval_ms.is_some() {
+                self.site.quorum = r.quorum.map(clamp);
+            }
             self.site.interval_ms = self.regions[i].interval_ms;
             self.judge(r, closed_at, out);
         }
@@ -211,28 +242,34 @@ impl SiteTracks {
     /// down (default a majority of them; a region that went silent is not counted as up).
     fn judge(&mut self, r: &CheckResult, closed_at: Option<DateTime<Utc>>, out: &mut Derived) {
         let now = r.scheduled_at;
-        let reporting: Vec<&Track> = self.regions.iter().filter(|t| t.reporting(now)).collect();
-        if reporting.is_empty() {
+        // Unknown is not up: while the site is down, a down region that went silent still counts
+        // as down (only a recovery closes the incident); a silent region that was up counts as
+        // neither.
+        let open = self.site.incident.is_some();
+        let counted: Vec<&Track> =
+            self.regions.iter().filter(|t| t.reporting(now) || (open && t.is_down())).collect();
+        if counted.is_empty() {
             return;
         }
-        let mut down: Vec<&Track> =
-            reporting.iter().copied().filter(|t| t.down && t.incident.is_some()).collect();
+        let down: Vec<&Track> = counted.iter().copied().filter(|t| t.is_down()).collect();
         let quorum = match self.site.quorum.filter(|q| *q > 0) {
             Some(q) => q as usize,
-            None => reporting.len() / 2 + 1,
+            None => counted.len() / 2 + 1,
         };
         let is_down = down.len() >= quorum;
         match (&mut self.site.incident, is_down) {
             (None, true) => {
                 // Down since the moment `quorum` of them were failing: the quorum-th earliest start.
-                down.sort_by_key(|t| t.incident.as_ref().map(|i| i.started_at));
-                let first = down[0].incident.as_ref().expect("down regions have incidents");
-                let started_at =
-                    down[quorum - 1].incident.as_ref().expect("down regions have incidents").started_at;
-                let mut regions: Vec<String> = down.iter().map(|t| t.region.clone()).collect();
+                let mut down: Vec<&Incident> = down.iter().filter_map(|t| t.incident.as_ref()).collect();
+                down.sort_by_key(|i| i.started_at);
+                let (first, started_at) = (down[0], down[quorum - 1].started_at);
+                let mut regions: Vec<String> = down.iter().filter_map(|i| i.region.clone()).collect();
                 regions.sort();
                 let incident = Incident {
-                    incident_id: Incident::id_for(&self.site_id, None, started_at),
+                    // With the confirmation in the id: the site may close while its regions'
+                    // incidents stay open (a region appeared, the quorum changed), then open again
+                    // from the same start.
+                    incident_id: Incident::site_id_for(&self.site_id, started_at, now),
                     site_id: self.site_id.clone(),
                     region: None,
                     url: r.url.clone(),
@@ -242,11 +279,7 @@ impl SiteTracks {
                     regions,
                     failure_kind: first.failure_kind,
                     error: first.error.clone(),
-                    failed_checks: down
-                        .iter()
-                        .filter_map(|t| t.incident.as_ref())
-                        .map(|i| i.failed_checks)
-                        .sum(),
+                    failed_checks: down.iter().map(|i| i.failed_checks).sum(),
                 };
                 out.event(EventKind::Opened, now, &incident);
                 self.site.incident = Some(incident);
@@ -301,8 +334,8 @@ fn fold_region(site_id: &str, t: &mut Track, r: &CheckResult, out: &mut Derived)
     let now = r.scheduled_at;
     t.last_at = Some(now);
     t.interval_ms = r.interval_ms.map(i64::from).or(t.interval_ms);
-    t.down_after = r.down_after.map(|n| n as i32).or(t.down_after);
-    t.up_after = r.up_after.map(|n| n as i32).or(t.up_after);
+    t.down_after = r.down_after.map(clamp).or(t.down_after);
+    t.up_after = r.up_after.map(clamp).or(t.up_after);
     let up = r.status == CheckStatus::Success;
     if up == t.run_up && t.run_len > 0 {
         t.run_len = t.run_len.saturating_add(1);
@@ -314,13 +347,14 @@ fn fold_region(site_id: &str, t: &mut Track, r: &CheckResult, out: &mut Derived)
     }
     if up {
         if t.down && t.run_len >= t.up_after() {
-            let inc = t.incident.as_mut().expect("a down region has an incident");
-            let end = t.run_start.unwrap_or(now);
-            inc.ended_at = Some(end);
-            let inc = t.incident.take().expect("checked above");
-            out.event(EventKind::Closed, now, &inc);
             t.down = false;
-            return Some(end);
+            // (A stored track that is down without its incident has nothing to close.)
+            if let Some(mut inc) = t.incident.take() {
+                let end = t.run_start.unwrap_or(now);
+                inc.ended_at = Some(end);
+                out.event(EventKind::Closed, now, &inc);
+                return Some(end);
+            }
         }
     } else if let Some(inc) = t.incident.as_mut() {
         inc.failed_checks += 1;
@@ -463,6 +497,71 @@ mod tests {
         let site = d.incidents.iter().find(|i| i.region.is_none()).expect("site incident");
         assert_eq!(site.confirmed_at, at(40), "us went silent after 3 intervals");
         assert_eq!(site.regions, vec!["eu".to_owned()]);
+    }
+
+    #[test]
+    fn a_down_region_that_goes_silent_keeps_the_site_down_until_a_recovery() {
+        // eu and us fail from the start, ap is up; eu's producer stops after slot 4 (its results
+        // end): unknown is not up, so the site stays down until us recovers at slot 12.
+        let mut rs = results("eu", "xxxxx", |_| {});
+        rs.extend(results("us", "xxxxxxxxxxxx+", |_| {}));
+        rs.extend(results("ap", "+++++++++++++", |_| {}));
+        rs.sort_by(|a, b| (a.scheduled_at, &a.region).cmp(&(b.scheduled_at, &b.region)));
+        let (_, d) = fold(&rs);
+        let site: Vec<(EventKind, i64)> = d
+            .events
+            .iter()
+            .filter(|e| e.incident.region.is_none())
+            .map(|e| (e.kind, (e.at.timestamp() - T0) / 10))
+            .collect();
+        assert_eq!(site, vec![(EventKind::Opened, 2), (EventKind::Closed, 12)], "{d:?}");
+    }
+
+    #[test]
+    fn a_site_that_closes_and_opens_again_from_the_same_start_gets_a_new_incident() {
+        // eu fails throughout. quorum 1 opens the site incident; the config then drops the
+        // override (a majority of eu, us: 2), which closes it; put back, it opens again: the
+        // same start, so the confirmation keeps the ids apart.
+        let quorum = |k: usize| if (4..7).contains(&k) { None } else { Some(1) };
+        let mut rs = results("eu", "xxxxxxxxxx", |_| {});
+        rs.extend(results("us", "++++++++++", |_| {}));
+        for r in rs.iter_mut() {
+            r.quorum = quorum(((r.scheduled_at.timestamp() - T0) / 10) as usize);
+        }
+        rs.sort_by(|a, b| (a.scheduled_at, &a.region).cmp(&(b.scheduled_at, &b.region)));
+        let (_, d) = fold(&rs);
+        let site: Vec<&IncidentEvent> = d.events.iter().filter(|e| e.incident.region.is_none()).collect();
+        let kinds: Vec<EventKind> = site.iter().map(|e| e.kind).collect();
+        use EventKind::*;
+        assert_eq!(kinds, vec![Opened, Closed, Opened], "{d:?}");
+        assert_eq!(site[0].incident.started_at, site[2].incident.started_at);
+        assert_ne!(site[0].incident.incident_id, site[2].incident.incident_id);
+        let mut ids: Vec<Uuid> = d.events.iter().map(|e| e.event_id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), d.events.len(), "every event its own id");
+    }
+
+    #[test]
+    fn odd_tracks_and_invented_regions_do_not_break_the_fold() {
+        // A track stored as down without its incident: a success only clears it.
+        let mut t = SiteTracks::new("s");
+        t.regions.push(Track { down: true, ..Track::new("eu") });
+        let mut d = Derived::default();
+        t.fold(&results("eu", "+", |_| {}), &mut d);
+        assert!(d.events.is_empty() && !t.regions[0].down);
+        // Interval 0 and thresholds past i32 are read as unknown and as large.
+        let (t, _) = fold(&results("eu", "xx", |r| {
+            (r.interval_ms, r.down_after) = (Some(0), Some(u32::MAX));
+        }));
+        assert_eq!(t.regions[0].down_after, Some(i32::MAX));
+        // More regions than MAX_REGIONS: the rest judge nothing.
+        let mut rs = Vec::new();
+        for i in 0..MAX_REGIONS + 6 {
+            rs.extend(results(&format!("r{i}"), "x", |_| {}));
+        }
+        let (t, d) = fold(&rs);
+        assert_eq!((t.regions.len(), d.ignored), (MAX_REGIONS, 6));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use sqlx::{PgConnection, PgPool};
 
 use super::incident_row::IncidentRow;
 use super::pg::classify;
-use super::track_row::{Dialect, TrackRow, flatten, site_tracks};
+use super::track_row::{Dialect, TrackRow, changed, site_tracks};
 use crate::domain::{CheckResult, CheckStatus, Incident, derive_incidents};
 use crate::ports::StoreError;
 
@@ -21,6 +21,10 @@ const PG: Dialect = Dialect {
 /// time by two consumers at once), sorted so that concurrent batches lock in one order.
 const ENSURE_TRACKS: &str = "INSERT INTO incident_tracks (site_id, region) \
     SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING";
+
+/// The batch's sites' tracks, locked in one order (site, region) so that writers cannot deadlock.
+const LOCK_TRACKS: &str =
+    "SELECT 1 FROM incident_tracks WHERE site_id = ANY($1) ORDER BY site_id, region FOR UPDATE";
 
 const WRITE_TRACKS: &str = r#"
 INSERT INTO incident_tracks (site_id, region, down, run_up, run_len, run_start, run_kind, run_error,
@@ -84,16 +88,23 @@ pub(super) async fn fold_incidents(conn: &mut PgConnection, new: &[&CheckResult]
         .map_err(classify)?;
     let mut sites: Vec<&str> = keys.iter().map(|k| k.0).collect();
     sites.dedup();
+    // Locks first, then a fresh read: a `FOR UPDATE` that waited re-reads only the locked rows,
+    // not the joined incidents another transaction changed meanwhile.
+    sqlx::query(LOCK_TRACKS).bind(&sites).execute(&mut *conn).await.map_err(classify)?;
     let select = format!(
         "SELECT {} FROM incident_tracks t LEFT JOIN incidents i ON i.incident_id = t.incident_id \
-         WHERE t.site_id = ANY($1) ORDER BY t.site_id, t.region FOR UPDATE OF t",
+         WHERE t.site_id = ANY($1) ORDER BY t.site_id, t.region",
         PG.track_columns()
     );
     let rows: Vec<TrackRow> =
         sqlx::query_as(&select).bind(&sites).fetch_all(&mut *conn).await.map_err(classify)?;
-    let mut tracks = site_tracks(rows);
+    let stored = site_tracks(rows);
+    let mut tracks = stored.clone();
     let derived = derive_incidents(&mut tracks, new);
-    write_tracks(conn, &flatten(&tracks)).await?;
+    if derived.ignored > 0 {
+        metrics::counter!("sitemon_incident_regions_ignored_total").increment(derived.ignored);
+    }
+    write_tracks(conn, &changed(&stored, &tracks)).await?;
     let incidents = &derived.incidents;
     if !incidents.is_empty() {
         sqlx::query(WRITE_INCIDENTS)
@@ -143,6 +154,9 @@ async fn write_tracks(
     conn: &mut PgConnection,
     t: &[(&str, &crate::domain::Track)],
 ) -> Result<(), StoreError> {
+    if t.is_empty() {
+        return Ok(());
+    }
     sqlx::query(WRITE_TRACKS)
         .bind(col(t, |x| x.0))
         .bind(col(t, |x| x.1.region.as_str()))

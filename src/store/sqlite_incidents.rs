@@ -6,7 +6,7 @@ use sqlx::{SqliteConnection, SqlitePool};
 
 use super::incident_row::IncidentRow;
 use super::sqlite::classify;
-use super::track_row::{Dialect, TrackRow, flatten, site_tracks};
+use super::track_row::{Dialect, TrackRow, changed, site_tracks};
 use crate::domain::{CheckResult, CheckStatus, Incident, derive_incidents};
 use crate::ports::StoreError;
 
@@ -77,9 +77,13 @@ pub(super) async fn fold_incidents(
     let wanted = serde_json::to_string(&sites).expect("strings serialize");
     let rows: Vec<TrackRow> =
         sqlx::query_as(&select).bind(wanted).fetch_all(&mut *conn).await.map_err(classify)?;
-    let mut tracks = site_tracks(rows);
+    let stored = site_tracks(rows);
+    let mut tracks = stored.clone();
     let derived = derive_incidents(&mut tracks, new);
-    for (site, t) in flatten(&tracks) {
+    if derived.ignored > 0 {
+        metrics::counter!("sitemon_incident_regions_ignored_total").increment(derived.ignored);
+    }
+    for (site, t) in changed(&stored, &tracks) {
         sqlx::query(WRITE_TRACK)
             .bind(site)
             .bind(&t.region)

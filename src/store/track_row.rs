@@ -138,10 +138,16 @@ pub fn site_tracks(rows: Vec<TrackRow>) -> Vec<SiteTracks> {
     out
 }
 
-/// Every track of the sites, as rows to write back: the site's own first (region `""`).
-pub fn flatten(sites: &[SiteTracks]) -> Vec<(&str, &Track)> {
+/// Every track of the sites: the site's own first (region `""`).
+fn flatten(sites: &[SiteTracks]) -> impl Iterator<Item = (&str, &Track)> {
     sites
         .iter()
         .flat_map(|s| std::iter::once(&s.site).chain(&s.regions).map(move |t| (s.site_id.as_str(), t)))
-        .collect()
+}
+
+/// The tracks to write back: those the fold changed or created, not every track of the sites.
+pub fn changed<'a>(before: &[SiteTracks], after: &'a [SiteTracks]) -> Vec<(&'a str, &'a Track)> {
+    let stored: std::collections::HashMap<(&str, &str), &Track> =
+        flatten(before).map(|(site, t)| ((site, t.region.as_str()), t)).collect();
+    flatten(after).filter(|(site, t)| stored.get(&(*site, t.region.as_str())) != Some(t)).collect()
 }

@@ -286,3 +286,98 @@ async fn incidents_and_events_exactly_once_with_two_writers() {
     tokio::join!(first, second);
     assert_eq!(db.incidents().await, oracle(&all));
 }
+
+/// A consumer whose batch waits for the lock of a site's tracks while another transaction opens
+/// an incident on them reads that incident once it may go on (not the state from before it
+/// waited), and leaves the other region's track as the other transaction wrote it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_that_waited_for_the_tracks_reads_what_the_other_writer_committed() {
+    use sqlx::Connection;
+    let (store, db) = pg().await;
+    let Db::Pg(url) = &db else { unreachable!() };
+    let first = |region: &str| results("race", region, "+", |_| {});
+    store.store(&[first("eu"), first("us")].concat(), &[]).await.unwrap();
+
+    // Another writer opens an incident for eu and holds its transaction open.
+    let mut other = sqlx::PgConnection::connect(url).await.unwrap();
+    let mut tx = other.begin().await.unwrap();
+    let id = uuid::Uuid::new_v4();
+    let t = base() + Duration::seconds(5);
+    sqlx::query("SELECT 1 FROM incident_tracks WHERE site_id = 'race' FOR UPDATE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO incidents (incident_id, site_id, region, url, started_at, confirmed_at, regions, failed_checks) \
+         VALUES ($1, 'race', 'eu', 'http://x/', $2, $2, ARRAY['eu'], 3)",
+    )
+    .bind(id)
+    .bind(t)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE incident_tracks SET down = true, run_up = false, run_len = 3, last_at = $2, incident_id = $1 \
+         WHERE site_id = 'race' AND region = 'eu'",
+    )
+    .bind(id)
+    .bind(t)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+
+    // Meanwhile a batch with a success of us and another failure of eu: it waits for the lock.
+    let batch =
+        [&results("race", "us", "++", |_| {})[1..], &results("race", "eu", "+x", |_| {})[1..]].concat();
+    let waiting = tokio::spawn({
+        let url = url.clone();
+        async move {
+            let cfg = PostgresConfig { url: Secret::new(url), max_connections: 1 };
+            let store = PgStore::connect(&cfg).unwrap();
+            store.store(&batch, &[]).await
+        }
+    });
+    let blocked = support::wait_for(std::time::Duration::from_secs(20), || async {
+        let mut c = support::connect(url).await;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        (n > 0).then_some(())
+    })
+    .await;
+    assert!(blocked.is_some(), "the batch waits for the tracks' lock");
+    tx.commit().await.unwrap();
+    waiting.await.unwrap().unwrap();
+
+    let mut c = support::connect(url).await;
+    let (down, incident): (bool, Option<uuid::Uuid>) = sqlx::query_as(
+        "SELECT down, incident_id FROM incident_tracks WHERE site_id = 'race' AND region = 'eu'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!((down, incident), (true, Some(id)), "eu's track continues the other writer's");
+    let eu: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+        "SELECT incident_id, failed_checks FROM incidents WHERE site_id = 'race' AND region = 'eu'",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(eu, [(id, 4)], "the failure counted in the open incident, not a second one opened");
+    // And eu's recovery closes that incident (a stale read would have had none to close).
+    let mut up = results("race", "eu", "+", |_| {});
+    up[0].scheduled_at = base() + Duration::seconds(15);
+    up[0].started_at = up[0].scheduled_at;
+    up[0].check_id = sitemon::domain::check_id("race", "eu", up[0].scheduled_at);
+    store.store(&up, &[]).await.unwrap();
+    let ended: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT ended_at FROM incidents WHERE incident_id = $1")
+            .bind(id)
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(ended, Some(up[0].scheduled_at));
+}
