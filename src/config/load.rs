@@ -170,7 +170,13 @@ fn read_sections(
                 Some(region)
             }
         }),
-        None => Some(gethostname::gethostname().to_string_lossy().into_owned()),
+        None => match gethostname::gethostname().to_string_lossy().into_owned() {
+            host if host.is_empty() || host.len() > crate::domain::MAX_ID_BYTES => {
+                r.problem("region", "no region label and the host name cannot be one: set `region:`");
+                None
+            }
+            host => Some(host),
+        },
     };
     let kafka = top.get("kafka").map(|(v, p)| read_kafka(r, v, &p));
     let postgres = top.get("postgres").map(|(v, p)| read_postgres(r, v, &p));

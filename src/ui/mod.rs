@@ -3,6 +3,7 @@
 
 mod check_report;
 mod live;
+mod printable;
 mod report;
 mod table;
 

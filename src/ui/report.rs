@@ -243,8 +243,8 @@ fn secs(s: i64) -> String {
 fn summary_text(req: &ReportRequest, s: &Summary, now: DateTime<Utc>) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let _ =
-        writeln!(out, "site {}: {} to {} (UTC days)", req.site, req.from.to_rfc3339(), req.to.to_rfc3339());
+    let site = super::printable::printable(&req.site);
+    let _ = writeln!(out, "site {site}: {} to {} (UTC days)", req.from.to_rfc3339(), req.to.to_rfc3339());
     let _ = writeln!(
         out,
         "{:<10}  {:>8}  {:>9}  {:>8}  {:>6}  {:>8}",
@@ -279,6 +279,7 @@ fn summary_text(req: &ReportRequest, s: &Summary, now: DateTime<Utc>) -> String 
             (Some(k), None) => k.as_str().to_lowercase(),
             (None, _) => String::new(),
         };
+        let (scope, cause) = (super::printable::printable(&scope), super::printable::printable(&cause));
         let _ = writeln!(
             out,
             "  {} – {ended}  {}  {scope}  {} failed checks  {cause}",

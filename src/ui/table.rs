@@ -54,6 +54,9 @@ fn latency(us: Option<i64>) -> String {
 
 /// Fixed-width columns under a header; the last column is not padded.
 fn columns<const N: usize>(header: [&str; N], cells: &[[String; N]]) -> String {
+    let cells: Vec<[String; N]> =
+        cells.iter().map(|row| row.clone().map(|c| super::printable::printable(&c).into_owned())).collect();
+    let cells = &cells[..];
     let mut widths = header.map(str::len);
     for row in cells {
         for (w, c) in widths.iter_mut().zip(row) {
@@ -260,6 +263,16 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&status_json(&o, at_2m)).unwrap();
         assert_eq!(v[0]["site_incident"]["failed_checks"], 7);
         assert_eq!(v[0]["incident"]["regions"][1], "us");
+    }
+
+    #[test]
+    fn hostile_text_stays_on_its_line() {
+        let now = Utc.timestamp_opt(1_000, 0).unwrap();
+        let mut r = row("a", CheckStatus::Failure);
+        r.error = Some("boom\n\x1b[2JFAKE  UP".into());
+        let t = status_table(&sites(vec![r]), now);
+        assert_eq!(t.lines().count(), 2, "{t}");
+        assert!(!t.contains('\x1b'));
     }
 
     #[test]
