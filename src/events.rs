@@ -100,8 +100,18 @@ pub async fn run<O: EventOutbox, S: EventSink>(
             }
         }
     }
+    // Asked again on failure: each pooled connection the database dropped (a restart) fails its
+    // first query.
+    let count = async {
+        loop {
+            match outbox.unpublished().await {
+                Ok(n) => break Some(n),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    };
     report.left = tokio::select! {
-        n = outbox.unpublished() => n.ok(),
+        n = count => n,
         _ = tokio::time::sleep(Duration::from_secs(1)) => None,
     };
     if let Some(n) = report.left {
