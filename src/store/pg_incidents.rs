@@ -3,11 +3,13 @@
 //! and outbox events written back — so a replay, a second consumer or a restart derives each
 //! incident and event exactly once.
 
+use std::collections::HashSet;
+
 use sqlx::{PgConnection, PgPool};
 
 use super::incident_row::IncidentRow;
 use super::pg::classify;
-use super::track_row::{Dialect, TrackRow, changed, site_tracks};
+use super::track_row::{Dialect, TrackRow, changed, open_ids, site_tracks};
 use crate::domain::{CheckResult, CheckStatus, Incident, derive_incidents};
 use crate::ports::StoreError;
 
@@ -17,14 +19,10 @@ const PG: Dialect = Dialect {
     regions: |c| format!("array_to_json({c})::text"),
 };
 
-/// Creates the missing tracks (so that the lock below also covers a site seen for the first
-/// time by two consumers at once), sorted so that concurrent batches lock in one order.
+/// Creates the tracks seen for the first time (sorted, so that concurrent batches insert in one
+/// order).
 const ENSURE_TRACKS: &str = "INSERT INTO incident_tracks (site_id, region) \
     SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING";
-
-/// The batch's sites' tracks, locked in one order (site, region) so that writers cannot deadlock.
-const LOCK_TRACKS: &str =
-    "SELECT 1 FROM incident_tracks WHERE site_id = ANY($1) ORDER BY site_id, region FOR UPDATE";
 
 const WRITE_TRACKS: &str = r#"
 INSERT INTO incident_tracks (site_id, region, down, run_up, run_len, run_start, run_kind, run_error,
@@ -80,25 +78,39 @@ pub(super) async fn fold_incidents(conn: &mut PgConnection, new: &[&CheckResult]
     }
     keys.sort_unstable();
     keys.dedup();
-    sqlx::query(ENSURE_TRACKS)
-        .bind(col(&keys, |k| k.0))
-        .bind(col(&keys, |k| k.1))
-        .execute(&mut *conn)
-        .await
-        .map_err(classify)?;
     let mut sites: Vec<&str> = keys.iter().map(|k| k.0).collect();
     sites.dedup();
-    // Locks first, then a fresh read: a `FOR UPDATE` that waited re-reads only the locked rows,
-    // not the joined incidents another transaction changed meanwhile.
-    sqlx::query(LOCK_TRACKS).bind(&sites).execute(&mut *conn).await.map_err(classify)?;
-    let select = format!(
-        "SELECT {} FROM incident_tracks t LEFT JOIN incidents i ON i.incident_id = t.incident_id \
-         WHERE t.site_id = ANY($1) ORDER BY t.site_id, t.region",
+    // Locked and read in one statement: a `FOR UPDATE` that waited for another writer reads the
+    // rows as that writer left them. Their open incidents are read after, by a new statement
+    // (a new snapshot), so they are the ones that writer committed too.
+    let lock_and_read = format!(
+        "SELECT {} FROM incident_tracks WHERE site_id = ANY($1) ORDER BY site_id, region FOR UPDATE",
         PG.track_columns()
     );
-    let rows: Vec<TrackRow> =
-        sqlx::query_as(&select).bind(&sites).fetch_all(&mut *conn).await.map_err(classify)?;
-    let stored = site_tracks(rows);
+    let mut rows: Vec<TrackRow> =
+        sqlx::query_as(&lock_and_read).bind(&sites).fetch_all(&mut *conn).await.map_err(classify)?;
+    let have: HashSet<(&str, &str)> = rows.iter().map(TrackRow::key).collect();
+    let missing: Vec<(&str, &str)> = keys.iter().copied().filter(|k| !have.contains(k)).collect();
+    if !missing.is_empty() {
+        // First seen: created (another consumer may create them at the same moment), then
+        // locked and read with the others.
+        sqlx::query(ENSURE_TRACKS)
+            .bind(col(&missing, |k| k.0))
+            .bind(col(&missing, |k| k.1))
+            .execute(&mut *conn)
+            .await
+            .map_err(classify)?;
+        rows = sqlx::query_as(&lock_and_read).bind(&sites).fetch_all(&mut *conn).await.map_err(classify)?;
+    }
+    let ids = open_ids(&rows);
+    let open: Vec<IncidentRow> = if ids.is_empty() {
+        Vec::new()
+    } else {
+        let sql =
+            format!("SELECT {} FROM incidents WHERE incident_id = ANY($1::uuid[])", PG.incident_columns());
+        sqlx::query_as(&sql).bind(&ids).fetch_all(&mut *conn).await.map_err(classify)?
+    };
+    let stored = site_tracks(rows, open.into_iter().map(Incident::from).collect());
     let mut tracks = stored.clone();
     let derived = derive_incidents(&mut tracks, new);
     if derived.ignored > 0 {

@@ -6,7 +6,7 @@ use sqlx::{SqliteConnection, SqlitePool};
 
 use super::incident_row::IncidentRow;
 use super::sqlite::classify;
-use super::track_row::{Dialect, TrackRow, changed, site_tracks};
+use super::track_row::{Dialect, TrackRow, changed, open_ids, site_tracks};
 use crate::domain::{CheckResult, CheckStatus, Incident, derive_incidents};
 use crate::ports::StoreError;
 
@@ -70,14 +70,25 @@ pub(super) async fn fold_incidents(
     sites.sort_unstable();
     sites.dedup();
     let select = format!(
-        "SELECT {} FROM incident_tracks t LEFT JOIN incidents i ON i.incident_id = t.incident_id \
-         WHERE t.site_id IN (SELECT value FROM json_each(?1)) ORDER BY t.site_id, t.region",
+        "SELECT {} FROM incident_tracks WHERE site_id IN (SELECT value FROM json_each(?1)) \
+         ORDER BY site_id, region",
         SQLITE.track_columns()
     );
     let wanted = serde_json::to_string(&sites).expect("strings serialize");
     let rows: Vec<TrackRow> =
         sqlx::query_as(&select).bind(wanted).fetch_all(&mut *conn).await.map_err(classify)?;
-    let stored = site_tracks(rows);
+    let ids = open_ids(&rows);
+    let open: Vec<IncidentRow> = if ids.is_empty() {
+        Vec::new()
+    } else {
+        let sql = format!(
+            "SELECT {} FROM incidents WHERE incident_id IN (SELECT value FROM json_each(?1))",
+            SQLITE.incident_columns()
+        );
+        let ids = serde_json::to_string(&ids).expect("strings serialize");
+        sqlx::query_as(&sql).bind(ids).fetch_all(&mut *conn).await.map_err(classify)?
+    };
+    let stored = site_tracks(rows, open.into_iter().map(Incident::from).collect());
     let mut tracks = stored.clone();
     let derived = derive_incidents(&mut tracks, new);
     if derived.ignored > 0 {

@@ -1,6 +1,6 @@
-//! The `incident_tracks` rows as both databases return them, each with its open incident (times
-//! as µs since the epoch, ids as text, regions as a JSON array), and their conversion to the
-//! domain's [`Track`]; the SQL that selects them in each database's dialect.
+//! The `incident_tracks` rows as both databases return them (times as µs since the epoch, ids as
+//! text), joined in memory with their open incidents into the domain's [`Track`]s; the SQL that
+//! selects tracks and incidents in each database's dialect.
 
 use chrono::{DateTime, Utc};
 
@@ -10,7 +10,7 @@ fn time(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or_default()
 }
 
-/// An `incident_tracks` row with its open incident, if any.
+/// An `incident_tracks` row; its open incident is read apart, by id.
 #[derive(Debug, sqlx::FromRow)]
 pub struct TrackRow {
     site_id: String,
@@ -26,26 +26,11 @@ pub struct TrackRow {
     down_after: Option<i32>,
     up_after: Option<i32>,
     quorum: Option<i32>,
-    #[sqlx(flatten)]
-    incident: OpenIncident,
+    incident_id: Option<String>,
 }
 
-/// The joined incident's columns (all null when none is open).
-#[derive(Debug, sqlx::FromRow)]
-struct OpenIncident {
-    i_incident_id: Option<String>,
-    i_url: Option<String>,
-    i_started_at: Option<i64>,
-    i_confirmed_at: Option<i64>,
-    i_regions: Option<String>,
-    i_failure_kind: Option<String>,
-    i_error: Option<String>,
-    i_failed_checks: Option<i64>,
-}
-
-/// The columns of [`TrackRow`], for a `SELECT … FROM incident_tracks t LEFT JOIN incidents i
-/// ON i.incident_id = t.incident_id`, in each database's dialect: `time` turns a column into
-/// µs, `id` a uuid into text, `regions` the regions into a JSON array's text.
+/// The SQL that selects these rows in each database's dialect: `time` turns a column into µs,
+/// `id` a uuid into text, `regions` the regions into a JSON array's text.
 pub struct Dialect {
     pub time: fn(&str) -> String,
     pub id: fn(&str) -> String,
@@ -53,20 +38,15 @@ pub struct Dialect {
 }
 
 impl Dialect {
+    /// The columns of a [`TrackRow`] from `incident_tracks`.
     pub fn track_columns(&self) -> String {
-        let Dialect { time, id, regions } = self;
+        let Dialect { time, id, .. } = self;
         format!(
-            "t.site_id, t.region, t.down, t.run_up, t.run_len, {} AS run_start, t.run_kind, t.run_error, \
-             {} AS last_at, t.interval_ms, t.down_after, t.up_after, t.quorum, \
-             {} AS i_incident_id, i.url AS i_url, {} AS i_started_at, {} AS i_confirmed_at, \
-             {} AS i_regions, i.failure_kind AS i_failure_kind, i.error AS i_error, \
-             i.failed_checks AS i_failed_checks",
-            time("t.run_start"),
-            time("t.last_at"),
-            id("i.incident_id"),
-            time("i.started_at"),
-            time("i.confirmed_at"),
-            regions("i.regions"),
+            "site_id, region, down, run_up, run_len, {} AS run_start, run_kind, run_error, {} AS last_at, \
+             interval_ms, down_after, up_after, quorum, {} AS incident_id",
+            time("run_start"),
+            time("last_at"),
+            id("incident_id"),
         )
     }
 
@@ -86,47 +66,40 @@ impl Dialect {
 }
 
 impl TrackRow {
-    fn into_track(self) -> (String, Track) {
-        let o = self.incident;
-        let incident = o.i_incident_id.map(|id| Incident {
-            incident_id: id.parse().unwrap_or_default(),
-            site_id: self.site_id.clone(),
-            region: (!self.region.is_empty()).then(|| self.region.clone()),
-            url: o.i_url.unwrap_or_default(),
-            started_at: time(o.i_started_at.unwrap_or_default()),
-            confirmed_at: time(o.i_confirmed_at.unwrap_or_default()),
-            ended_at: None,
-            regions: o.i_regions.and_then(|r| serde_json::from_str(&r).ok()).unwrap_or_default(),
-            failure_kind: o.i_failure_kind.map(|k| FailureKind::parse(&k).unwrap_or(FailureKind::Other)),
-            error: o.i_error,
-            failed_checks: o.i_failed_checks.unwrap_or_default(),
-        });
-        let track = Track {
-            region: self.region,
-            down: self.down,
-            run_up: self.run_up,
-            run_len: self.run_len,
-            run_start: self.run_start.map(time),
-            run_kind: self.run_kind.map(|k| FailureKind::parse(&k).unwrap_or(FailureKind::Other)),
-            run_error: self.run_error,
-            last_at: self.last_at.map(time),
-            interval_ms: self.interval_ms,
-            down_after: self.down_after,
-            up_after: self.up_after,
-            quorum: self.quorum,
-            incident,
-        };
-        (self.site_id, track)
+    pub fn key(&self) -> (&str, &str) {
+        (&self.site_id, &self.region)
     }
 }
 
-/// Rows ordered by site (and region) → one [`SiteTracks`] per site; region `""` is the site's own.
-pub fn site_tracks(rows: Vec<TrackRow>) -> Vec<SiteTracks> {
+/// The ids of the incidents the tracks have open (to read them).
+pub fn open_ids(rows: &[TrackRow]) -> Vec<String> {
+    rows.iter().filter_map(|r| r.incident_id.clone()).collect()
+}
+
+/// Rows ordered by site (and region) with their open incidents → one [`SiteTracks`] per site;
+/// region `""` is the site's own.
+pub fn site_tracks(rows: Vec<TrackRow>, open: Vec<Incident>) -> Vec<SiteTracks> {
+    let mut open: std::collections::HashMap<String, Incident> =
+        open.into_iter().map(|i| (i.incident_id.to_string(), i)).collect();
     let mut out: Vec<SiteTracks> = Vec::new();
-    for row in rows {
-        let (site, track) = row.into_track();
-        if out.last().is_none_or(|s| s.site_id != site) {
-            out.push(SiteTracks::new(&site));
+    for r in rows {
+        let track = Track {
+            incident: r.incident_id.as_ref().and_then(|id| open.remove(id)),
+            region: r.region,
+            down: r.down,
+            run_up: r.run_up,
+            run_len: r.run_len,
+            run_start: r.run_start.map(time),
+            run_kind: r.run_kind.map(|k| FailureKind::parse(&k).unwrap_or(FailureKind::Other)),
+            run_error: r.run_error,
+            last_at: r.last_at.map(time),
+            interval_ms: r.interval_ms,
+            down_after: r.down_after,
+            up_after: r.up_after,
+            quorum: r.quorum,
+        };
+        if out.last().is_none_or(|s| s.site_id != r.site_id) {
+            out.push(SiteTracks::new(&r.site_id));
         }
         let s = out.last_mut().expect("pushed above");
         if track.region.is_empty() {
