@@ -418,21 +418,31 @@ impl EventPublisher {
         EventPublisher { stop: CancellationToken::new(), abort: CancellationToken::new() }
     }
 
-    /// Stops the task: it drains the outbox until `end` (at least a second from now), then is
-    /// aborted; logs what it published and what it left for the next start.
+    /// Stops the task: it drains the outbox until a second before `end`, is then aborted (and
+    /// counts what it leaves), and is dropped at `end` whatever it is waiting for; logs what it
+    /// published and what it left for the next start.
     async fn finish(
         &self,
         mut task: tokio::task::JoinHandle<anyhow::Result<EventReport>>,
         end: tokio::time::Instant,
     ) -> anyhow::Result<()> {
         self.stop.cancel();
-        let end = end.max(tokio::time::Instant::now() + Duration::from_secs(1));
+        let now = tokio::time::Instant::now();
+        let abort_at = end.checked_sub(Duration::from_secs(1)).unwrap_or(now).max(now);
         let joined = tokio::select! {
             biased;
             r = &mut task => r,
-            _ = tokio::time::sleep_until(end) => {
+            _ = tokio::time::sleep_until(abort_at) => {
                 self.abort.cancel();
-                task.await
+                match tokio::time::timeout_at(end.max(abort_at), &mut task).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        task.abort();
+                        tracing::warn!("incident event publisher still busy at the end of the grace period; \
+                            what it did not mark stays in the outbox for the next publisher");
+                        return Ok(());
+                    }
+                }
             }
         };
         let report = joined.context("the incident event publisher failed")??;

@@ -71,7 +71,10 @@ pub async fn run<O: EventOutbox, S: EventSink>(
                     break;
                 }
                 if Instant::now() >= next_gauge {
-                    gauge(outbox).await;
+                    tokio::select! {
+                        _ = gauge(outbox) => {}
+                        _ = abort.cancelled() => break,
+                    }
                     next_gauge = Instant::now() + GAUGE_EVERY;
                 }
                 tokio::select! {
@@ -84,7 +87,15 @@ pub async fn run<O: EventOutbox, S: EventSink>(
                 backoff = crate::retry::backoff();
                 report.published += n as u64;
                 metrics::counter!("sitemon_events_published_total").increment(n as u64);
-                gauge(outbox).await;
+                // Stopping, and this took the rest of what was there: done, even if other
+                // consumers keep storing events (the next publisher takes those).
+                if stopping && n < opts.batch {
+                    break;
+                }
+                tokio::select! {
+                    _ = gauge(outbox) => {}
+                    _ = abort.cancelled() => break,
+                }
                 next_gauge = Instant::now() + GAUGE_EVERY;
             }
             Err((done, e)) => {
@@ -140,10 +151,16 @@ async fn cycle<O: EventOutbox, S: EventSink>(
     let acks = join_all(pending.iter().map(|p| sink.publish(&p.event))).await;
     let mut done = Vec::with_capacity(pending.len());
     let mut failure = None;
+    // A site's events after one of its failed stay unmarked too: published again after it, so
+    // that a reader dropping repeats sees each site's events in order (OPENED before CLOSED).
+    let mut failed_sites: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for (p, ack) in pending.iter().zip(acks) {
+        let site = p.event.incident.site_id.as_str();
         match ack {
-            Ok(()) => done.push(p.seq),
+            Ok(()) if !failed_sites.contains(site) => done.push(p.seq),
+            Ok(()) => {}
             Err(e) => {
+                failed_sites.insert(site);
                 failure.get_or_insert(e);
             }
         }
@@ -290,6 +307,26 @@ mod tests {
             assert!(acked.contains(&event(i).event_id), "event {i} published: {acked:?}");
         }
         assert!(acked.len() > 5, "the batch whose marking failed was published again: {acked:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_failed_event_its_sites_later_events_wait_for_it() {
+        // Events 1 and 2 of one site (OPENED, CLOSED), 3 of another; the first publish fails.
+        let outbox = Outbox::with(3);
+        {
+            let mut rows = outbox.rows.lock().unwrap();
+            let opened = rows[0].0.event.incident.clone();
+            let mut closed = opened.clone();
+            closed.ended_at = Some(closed.started_at);
+            rows[1].0.event = IncidentEvent::new(EventKind::Closed, closed.started_at, &closed);
+        }
+        let sink = Sink::default();
+        sink.fail.store(1, Ordering::SeqCst);
+        let err = cycle(&outbox, &sink, 10).await.unwrap_err();
+        assert_eq!(err.0, 1, "only the other site's event is marked");
+        assert_eq!(outbox.unpublished_seqs(), [1, 2], "the site's CLOSED waits for its OPENED");
+        assert_eq!(cycle(&outbox, &sink, 10).await.unwrap(), 2);
+        assert!(outbox.unpublished_seqs().is_empty());
     }
 
     #[tokio::test(start_paused = true)]

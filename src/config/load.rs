@@ -262,6 +262,9 @@ mod tests {
             p.len() == 1 && p[0].starts_with("kafka.topic: `sitemon.events` is also the default"),
             "{p:?}"
         );
+        // Kafka cannot hold both `sitemon_events` and `sitemon.events`.
+        let p = problems("kafka:\n  bootstrap_servers: h:9092\n  topic: sitemon_events\n");
+        assert!(p.len() == 1 && p[0].contains("is also the default"), "{p:?}");
     }
 
     #[test]

@@ -71,14 +71,18 @@ pub fn read_kafka(r: &mut Reader, v: &Value, path: &str) -> Option<KafkaConfig> 
         Some((v, p)) => r.nonempty_string(v, &p).and_then(|t| topic_name(r, t, &p)),
         None => Some("sitemon.events".to_owned()),
     };
+    // Kafka refuses two topics whose names differ only in `.` against `_` (metric names collide).
     if let (Some(t), Some(e)) = (&topic, &events_topic)
-        && t == e
+        && t.replace('.', "_") == e.replace('.', "_")
     {
         let (at, other) = match f.get("events_topic") {
             Some((_, p)) => (p, "kafka.topic"),
             None => (join(path, "topic"), "the default `kafka.events_topic`"),
         };
-        r.problem(&at, format!("`{e}` is also {other}: incident events need a topic of their own"));
+        r.problem(
+            &at,
+            format!("`{e}` is also {other} (Kafka treats `.` and `_` alike): incident events need a topic of their own"),
+        );
     }
     let group_id = match f.get("group_id") {
         Some((v, p)) => r.nonempty_string(v, &p),

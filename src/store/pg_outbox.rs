@@ -101,7 +101,11 @@ impl PgOutbox {
     /// Opens the session if there is none and tries to take the lock; true while it holds it.
     async fn lock(&self, session: &mut Option<Session>) -> Result<bool, sqlx::Error> {
         if session.is_none() {
-            let conn = self.pool.connect_options().connect().await?;
+            let mut conn = self.pool.connect_options().connect().await?;
+            // The lock lives as long as the server believes in this session: if this host dies
+            // or the network is cut, it must notice within seconds (not the kernel's two hours)
+            // so that another consumer takes over.
+            sqlx::query(SESSION_KEEPALIVE).execute(&mut conn).await?;
             *session = Some(Session { conn, locked: false });
         }
         let s = session.as_mut().expect("opened above");
@@ -118,16 +122,31 @@ impl PgOutbox {
     }
 }
 
+/// Server-side keepalives and a send timeout on the lock's session: a dead holder's session (and
+/// lock) is gone in about 25 s.
+const SESSION_KEEPALIVE: &str = "SELECT set_config('tcp_keepalives_idle', '10', false), \
+    set_config('tcp_keepalives_interval', '5', false), set_config('tcp_keepalives_count', '3', false), \
+    set_config('tcp_user_timeout', '20000', false)";
+
+/// Longest a statement on the lock's session may take: past it the session is presumed cut (a
+/// half-open socket would otherwise hang for the kernel's retransmission time), dropped, and
+/// opened afresh next time.
+const SESSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn bounded<T>(f: impl std::future::Future<Output = Result<T, sqlx::Error>>) -> Result<T, sqlx::Error> {
+    tokio::time::timeout(SESSION_TIMEOUT, f).await.unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut))
+}
+
 impl EventOutbox for PgOutbox {
     async fn pending(&self, max: usize) -> Result<Vec<PendingEvent>, StoreError> {
         let mut session = self.session.lock().await;
-        let rows: Result<Vec<EventRow>, sqlx::Error> = async {
+        let rows: Result<Vec<EventRow>, sqlx::Error> = bounded(async {
             if !self.lock(&mut session).await? {
                 return Ok(Vec::new());
             }
             let s = session.as_mut().expect("locked above");
             sqlx::query_as(PENDING).bind(i64::try_from(max).unwrap_or(i64::MAX)).fetch_all(&mut s.conn).await
-        }
+        })
         .await;
         match rows {
             Ok(rows) => rows.into_iter().map(EventRow::into_pending).collect(),
@@ -144,10 +163,13 @@ impl EventOutbox for PgOutbox {
             return Ok(());
         }
         let mut session = self.session.lock().await;
-        let done = match session.as_mut() {
-            Some(s) => sqlx::query(MARK).bind(seqs).execute(&mut s.conn).await,
-            None => sqlx::query(MARK).bind(seqs).execute(&self.pool).await,
-        };
+        let done = bounded(async {
+            match session.as_mut() {
+                Some(s) => sqlx::query(MARK).bind(seqs).execute(&mut s.conn).await,
+                None => sqlx::query(MARK).bind(seqs).execute(&self.pool).await,
+            }
+        })
+        .await;
         if done.is_err() {
             *session = None;
         }

@@ -10,7 +10,7 @@ use chrono::{TimeZone, Utc};
 use rdkafka::producer::FutureRecord;
 use sitemon::domain::{CheckResult, CheckStatus, FailureKind, SiteTracks, derive_incidents};
 
-use crate::harness::{ONE_AT_A_TIME, Setup, rows, spawn, try_history};
+use crate::harness::{ONE_AT_A_TIME, Setup, rows, spawn, topic_payloads, try_history};
 use crate::support::{self, describe, sitemon, wait_for};
 
 const SITES: usize = 12;
@@ -159,33 +159,4 @@ async fn incidents_and_events_exactly_once_across_sigkills_and_a_replay() {
     on_topic.sort();
     on_topic.dedup();
     assert_eq!(on_topic, want_events, "every event on the topic");
-}
-
-/// Every record's payload in `topic`, once it holds at least `n` (all partitions, from the start).
-fn topic_payloads(topic: &str, n: usize) -> Vec<Vec<u8>> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{Message, Offset, TopicPartitionList};
-    let c: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", support::kafka_bootstrap())
-        .set("group.id", support::unique("faults-events-reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
-    let mut tpl = TopicPartitionList::new();
-    for p in md.topics()[0].partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let mut out = Vec::new();
-    loop {
-        match c.poll(Duration::from_millis(300)) {
-            Some(m) => out.push(m.expect("record").payload().unwrap_or_default().to_vec()),
-            // Read on past `n` until the topic is quiet: repeats count too.
-            None if out.len() >= n => break,
-            None => assert!(std::time::Instant::now() < deadline, "{} of {n} events on {topic}", out.len()),
-        }
-    }
-    out
 }
