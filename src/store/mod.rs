@@ -2,6 +2,7 @@
 //! turns many results into one latest-status row per site, and the incident-event outbox of each.
 
 mod day_row;
+mod event_row;
 mod incident_row;
 mod latest;
 mod pg;

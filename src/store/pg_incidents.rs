@@ -13,7 +13,7 @@ use super::track_row::{Dialect, TrackRow, changed, open_ids, site_tracks};
 use crate::domain::{CheckResult, CheckStatus, Incident, derive_incidents};
 use crate::ports::StoreError;
 
-const PG: Dialect = Dialect {
+pub(super) const PG: Dialect = Dialect {
     time: |c| format!("(extract(epoch FROM {c}) * 1000000)::bigint"),
     id: |c| format!("{c}::text"),
     regions: |c| format!("array_to_json({c})::text"),

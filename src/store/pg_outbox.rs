@@ -5,23 +5,18 @@
 //! when the next one to ask takes the lock over. A transaction-mode pooler (PgBouncer) between
 //! sitemon and PostgreSQL does not keep session locks: point `postgres.url` past it.
 
-use chrono::{DateTime, Utc};
 use sqlx::{ConnectOptions, PgConnection, PgPool};
 use tokio::sync::Mutex;
-use uuid::Uuid;
 
 use super::PgStore;
+use super::event_row::{EventRow, pending_sql};
 use super::pg::classify;
-use crate::domain::{EventKind, FailureKind, Incident, IncidentEvent};
+use super::pg_incidents::PG;
 use crate::ports::{EventOutbox, PendingEvent, StoreError};
 
 /// The advisory lock key of the outbox's publisher: the 8 ASCII bytes `sitemon.` read big-endian.
 /// One database holds one outbox, so one key.
 const PUBLISHER_LOCK: i64 = i64::from_be_bytes(*b"sitemon.");
-
-const PENDING: &str = "SELECT seq, event_id, kind, at, incident_id, site_id, region, url, started_at, \
-    confirmed_at, ended_at, regions, failure_kind, error, failed_checks \
-    FROM incident_events WHERE published_at IS NULL ORDER BY seq LIMIT $1";
 
 const MARK: &str =
     "UPDATE incident_events SET published_at = now() WHERE seq = ANY($1) AND published_at IS NULL";
@@ -43,57 +38,6 @@ impl PgStore {
     /// The outbox of this store's database.
     pub fn outbox(&self) -> PgOutbox {
         PgOutbox { pool: self.pool.clone(), session: Mutex::new(None) }
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    seq: i64,
-    event_id: Uuid,
-    kind: String,
-    at: DateTime<Utc>,
-    incident_id: Uuid,
-    site_id: String,
-    region: Option<String>,
-    url: String,
-    started_at: DateTime<Utc>,
-    confirmed_at: DateTime<Utc>,
-    ended_at: Option<DateTime<Utc>>,
-    regions: Vec<String>,
-    failure_kind: Option<String>,
-    error: Option<String>,
-    failed_checks: i64,
-}
-
-impl EventRow {
-    fn into_pending(self) -> Result<PendingEvent, StoreError> {
-        let kind = EventKind::parse(&self.kind).ok_or_else(|| {
-            StoreError::Rejected(format!("incident_events seq {}: unknown kind", self.seq).into())
-        })?;
-        Ok(PendingEvent {
-            seq: self.seq,
-            event: IncidentEvent {
-                event_id: self.event_id,
-                kind,
-                at: self.at,
-                incident: Incident {
-                    incident_id: self.incident_id,
-                    site_id: self.site_id,
-                    region: self.region,
-                    url: self.url,
-                    started_at: self.started_at,
-                    confirmed_at: self.confirmed_at,
-                    ended_at: self.ended_at,
-                    regions: self.regions,
-                    // A kind this build does not know (written by a newer one) reads as OTHER.
-                    failure_kind: self
-                        .failure_kind
-                        .map(|k| FailureKind::parse(&k).unwrap_or(FailureKind::Other)),
-                    error: self.error,
-                    failed_checks: self.failed_checks,
-                },
-            },
-        })
     }
 }
 
@@ -145,7 +89,8 @@ impl EventOutbox for PgOutbox {
                 return Ok(Vec::new());
             }
             let s = session.as_mut().expect("locked above");
-            sqlx::query_as(PENDING).bind(i64::try_from(max).unwrap_or(i64::MAX)).fetch_all(&mut s.conn).await
+            let sql = pending_sql(&PG, "$1");
+            sqlx::query_as(&sql).bind(i64::try_from(max).unwrap_or(i64::MAX)).fetch_all(&mut s.conn).await
         })
         .await;
         match rows {

@@ -10,7 +10,8 @@ use super::track_row::{Dialect, TrackRow, changed, open_ids, site_tracks};
 use crate::domain::{CheckResult, CheckStatus, Incident, derive_incidents};
 use crate::ports::StoreError;
 
-const SQLITE: Dialect = Dialect { time: |c| c.to_owned(), id: |c| c.to_owned(), regions: |c| c.to_owned() };
+pub(super) const SQLITE: Dialect =
+    Dialect { time: |c| c.to_owned(), id: |c| c.to_owned(), regions: |c| c.to_owned() };
 
 const WRITE_TRACK: &str = "INSERT INTO incident_tracks (site_id, region, down, run_up, run_len, run_start, \
     run_kind, run_error, last_at, interval_ms, down_after, up_after, quorum, incident_id) \
