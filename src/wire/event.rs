@@ -4,12 +4,12 @@
 
 use std::sync::LazyLock;
 
+use super::fields::Fields;
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use super::canonical;
 use super::framing::{DecodeError, Strict};
@@ -129,67 +129,10 @@ pub fn decode_event(bytes: &[u8]) -> Result<IncidentEvent, DecodeError> {
     from_value(value).map_err(DecodeError::Datum)
 }
 
-/// Reads the record's fields by name, naming the first that does not fit.
-struct Fields(Vec<(String, Value)>);
-
-impl Fields {
-    fn take(&mut self, name: &str) -> Result<Value, String> {
-        let i =
-            self.0.iter().position(|(n, _)| n == name).ok_or_else(|| format!("field `{name}` is missing"))?;
-        Ok(match self.0.swap_remove(i).1 {
-            Value::Union(_, inner) => *inner,
-            v => v,
-        })
-    }
-
-    fn uuid(&mut self, name: &str) -> Result<Uuid, String> {
-        match self.take(name)? {
-            Value::Uuid(u) => Ok(u),
-            Value::String(s) => Uuid::parse_str(&s).map_err(|e| format!("field `{name}`: {e}")),
-            other => Err(format!("field `{name}`: expected a uuid, found {other:?}")),
-        }
-    }
-
-    fn opt_string(&mut self, name: &str) -> Result<Option<String>, String> {
-        match self.take(name)? {
-            Value::Null => Ok(None),
-            Value::String(s) => Ok(Some(s)),
-            other => Err(format!("field `{name}`: expected a string, found {other:?}")),
-        }
-    }
-
-    fn string(&mut self, name: &str) -> Result<String, String> {
-        self.opt_string(name)?.ok_or_else(|| format!("field `{name}` is null"))
-    }
-
-    fn opt_time(&mut self, name: &str) -> Result<Option<DateTime<Utc>>, String> {
-        let us = match self.take(name)? {
-            Value::Null => return Ok(None),
-            Value::Long(n) | Value::TimestampMicros(n) => n,
-            other => return Err(format!("field `{name}`: expected a time, found {other:?}")),
-        };
-        DateTime::from_timestamp_micros(us)
-            .map(Some)
-            .ok_or_else(|| format!("field `{name}`: {us} µs is out of range"))
-    }
-
-    fn time(&mut self, name: &str) -> Result<DateTime<Utc>, String> {
-        self.opt_time(name)?.ok_or_else(|| format!("field `{name}` is null"))
-    }
-
-    fn opt_symbol(&mut self, name: &str) -> Result<Option<String>, String> {
-        match self.take(name)? {
-            Value::Null => Ok(None),
-            Value::Enum(_, s) => Ok(Some(s)),
-            other => Err(format!("field `{name}`: expected an enum, found {other:?}")),
-        }
-    }
-}
-
 fn from_value(value: Value) -> Result<IncidentEvent, String> {
     let Value::Record(fields) = value else { return Err(format!("expected a record, found {value:?}")) };
     let mut f = Fields(fields);
-    let kind = f.opt_symbol("kind")?.ok_or("field `kind` is null")?;
+    let kind = f.symbol("kind")?.ok_or("field `kind` is null")?;
     let kind = EventKind::parse(&kind).ok_or_else(|| format!("field `kind`: unknown symbol {kind}"))?;
     let regions = match f.take("regions")? {
         Value::Array(items) => items
@@ -206,7 +149,7 @@ fn from_value(value: Value) -> Result<IncidentEvent, String> {
         other => return Err(format!("field `failed_checks`: expected a long, found {other:?}")),
     };
     let failure_kind =
-        f.opt_symbol("failure_kind")?.map(|s| FailureKind::parse(&s).unwrap_or(FailureKind::Other));
+        f.symbol("failure_kind")?.map(|s| FailureKind::parse(&s).unwrap_or(FailureKind::Other));
     let incident = Incident {
         incident_id: f.uuid("incident_id")?,
         site_id: f.string("site_id")?,

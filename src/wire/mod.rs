@@ -6,6 +6,7 @@
 mod canonical;
 mod datum;
 mod event;
+mod fields;
 mod framing;
 mod registered;
 mod schema;
