@@ -9,16 +9,15 @@ mod secret;
 mod site;
 mod sla;
 mod status;
+mod tracks;
 
 pub use admit::{Admission, MAX_ID_BYTES, MAX_TEXT_BYTES, storable_text};
 pub use check::{CheckResult, CheckStatus, FailureKind, MAX_ERROR_BYTES};
 pub use check_id::check_id;
-pub use incident::{
-    DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER, Derived, EventKind, Incident, IncidentEvent, SILENT_INTERVALS,
-    SiteTracks, Track, derive_incidents,
-};
+pub use incident::{DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER, Derived, EventKind, Incident, IncidentEvent};
 pub use micros::micros;
 pub use secret::Secret;
 pub use site::{ExpectedStatus, Site, SiteOptions, SiteUrl, Thresholds, TlsOptions};
 pub use sla::{DayTally, Tally, downtime_secs};
 pub use status::SiteStatus;
+pub use tracks::{MAX_REGIONS, SILENT_INTERVALS, SiteTracks, Track, derive_incidents};
