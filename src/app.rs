@@ -18,18 +18,20 @@ use crate::config::{self, Config, ConfigError, Problem};
 use crate::consumer::{self, ConsumerOptions};
 use crate::domain::Site;
 use crate::event_log::LogSink;
-use crate::events::{self, EventOptions, EventReport};
+use crate::event_publisher::EventPublisher;
+use crate::events::EventReport;
 use crate::exit;
 use crate::health::Health;
 use crate::kafka::{ClientSetupError, KafkaEventSink, KafkaFeed, KafkaPublisher};
 use crate::memory;
 use crate::ops_server;
-use crate::ports::{EventOutbox, EventSink, NoRegistry, ReportSource, SiteProbe};
+use crate::ports::{EventOutbox, NoRegistry, ReportSource, SiteProbe};
 use crate::probe::{HyperProbe, ProbeSetupError, TlsSetupError};
 use crate::producer::{self, ProducerOptions, ProducerReport};
 use crate::readiness;
-use crate::registry::{RegistryClient, RegistryError};
+use crate::registry::RegistryClient;
 use crate::reload;
+use crate::schema_registration::{CHECK_RESULT_SCHEMA, EVENT_SCHEMA, register_schema};
 use crate::setup;
 use crate::shutdown;
 use crate::store::{PgOutbox, PgStore, SqliteStore};
@@ -265,61 +267,6 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
     Ok(exit::OK)
 }
 
-/// A schema sitemon writes with: its file (for messages) and its text.
-struct WriterSchema {
-    file: &'static str,
-    json: &'static str,
-}
-
-const CHECK_RESULT_SCHEMA: WriterSchema =
-    WriterSchema { file: "schemas/check_result.avsc", json: crate::wire::CURRENT_SCHEMA_JSON };
-const EVENT_SCHEMA: WriterSchema =
-    WriterSchema { file: "schemas/incident_event.avsc", json: crate::wire::EVENT_SCHEMA_JSON };
-
-/// Registers `schema` under `<topic>-value` (Confluent's TopicNameStrategy) and returns its id.
-/// An unreachable registry is asked again with backoff until it answers or a stop signal comes
-/// (`None`); any refusal (incompatible, invalid, unauthorised) is an error: the producer ends
-/// before a single check runs, the consumer stops (exit 1).
-async fn register_schema(
-    registry: &RegistryClient,
-    topic: &str,
-    schema: WriterSchema,
-    stop: &CancellationToken,
-) -> anyhow::Result<Option<u32>> {
-    let subject = format!("{topic}-value");
-    let mut backoff = crate::retry::backoff();
-    loop {
-        match registry.register(&subject, schema.json).await {
-            Ok(id) => {
-                tracing::info!(subject, schema_id = id, registry = registry.url(), "schema registered");
-                return Ok(Some(id));
-            }
-            Err(e) if e.is_transient() => {
-                let delay = backoff.next().unwrap_or(Duration::from_secs(5));
-                tracing::warn!(error = %e, subject, retry_in = ?delay, "registering the schema failed; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = stop.cancelled() => return Ok(None),
-                }
-            }
-            Err(e @ RegistryError::Incompatible(_)) => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "schema registry {} refused {} under subject `{subject}`",
-                    registry.url(),
-                    schema.file
-                )));
-            }
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "registering {} under `{subject}` at {}",
-                    schema.file,
-                    registry.url()
-                )));
-            }
-        }
-    }
-}
-
 fn log_report(report: &ProducerReport, message: &str) {
     tracing::info!(
         slots = report.slots,
@@ -358,7 +305,7 @@ async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow:
     let stop = shutdown::on_signals();
     let deadline = shutdown::deadline(stop.clone(), args.grace);
     // The incident events the store writes to its outbox go out alongside.
-    let publisher = EventPublisher::new();
+    let publisher = EventPublisher::default();
     let events =
         tokio::spawn(publish_events(store.outbox(), sink, events_registry, publisher.clone(), stop.clone()));
     let report = match &cfg.schema_registry {
@@ -403,67 +350,6 @@ async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow:
         report.unstored
     );
     Ok(exit::OK)
-}
-
-/// The stop of an incident-event publisher task: `stop` asks it to publish what the outbox holds
-/// and end, `abort` (the end of the grace period) ends it at once.
-#[derive(Clone)]
-struct EventPublisher {
-    stop: CancellationToken,
-    abort: CancellationToken,
-}
-
-impl EventPublisher {
-    fn new() -> Self {
-        EventPublisher { stop: CancellationToken::new(), abort: CancellationToken::new() }
-    }
-
-    /// Stops the task: it drains the outbox until a second before `end`, is then aborted (and
-    /// counts what it leaves), and is dropped at `end` whatever it is waiting for; logs what it
-    /// published and what it left for the next start.
-    async fn finish(
-        &self,
-        mut task: tokio::task::JoinHandle<anyhow::Result<EventReport>>,
-        end: tokio::time::Instant,
-    ) -> anyhow::Result<()> {
-        self.stop.cancel();
-        let now = tokio::time::Instant::now();
-        let abort_at = end.checked_sub(Duration::from_secs(1)).unwrap_or(now).max(now);
-        let joined = tokio::select! {
-            biased;
-            r = &mut task => r,
-            _ = tokio::time::sleep_until(abort_at) => {
-                self.abort.cancel();
-                match tokio::time::timeout_at(end.max(abort_at), &mut task).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        task.abort();
-                        tracing::warn!("incident event publisher still busy at the end of the grace period; \
-                            what it did not mark stays in the outbox for the next publisher");
-                        return Ok(());
-                    }
-                }
-            }
-        };
-        let report = joined.context("the incident event publisher failed")??;
-        match report.left {
-            Some(0) => tracing::info!(published = report.published, "incident events published; none left"),
-            Some(left) => tracing::warn!(
-                published = report.published,
-                left,
-                "incident events left in the outbox at the stop: the next publisher (another consumer, or this one's next start) publishes them"
-            ),
-            None => tracing::warn!(
-                published = report.published,
-                "incident event publisher stopped; the outbox could not be read: what is left there is published by the next publisher"
-            ),
-        }
-        Ok(())
-    }
-
-    async fn run<O: EventOutbox, S: EventSink>(&self, outbox: &O, sink: &S) -> EventReport {
-        events::run(outbox, sink, &EventOptions::default(), self.stop.clone(), self.abort.clone()).await
-    }
 }
 
 /// The consumer's incident events to Kafka: with a schema registry, the event schema is
@@ -525,7 +411,7 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
         .await
     });
     // No Kafka here: incident events are logged (one line each) and marked published.
-    let event_publisher = EventPublisher::new();
+    let event_publisher = EventPublisher::default();
     let events = {
         let (store, publisher) = (store.clone(), event_publisher.clone());
         tokio::spawn(async move { Ok(publisher.run(&*store, &LogSink).await) })
