@@ -19,10 +19,14 @@ pub(super) const PG: Dialect = Dialect {
     regions: |c| format!("array_to_json({c})::text"),
 };
 
-/// Creates the tracks seen for the first time (sorted, so that concurrent batches insert in one
-/// order).
-const ENSURE_TRACKS: &str = "INSERT INTO incident_tracks (site_id, region) \
-    SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING";
+/// The sites' own tracks (region ''), locked in site order.
+const LOCK_SITES: &str = "SELECT site_id FROM incident_tracks WHERE site_id = ANY($1) AND region = '' \
+    ORDER BY site_id FOR UPDATE";
+
+/// The own tracks of sites seen for the first time (another consumer may create them at the same
+/// moment: then this waits for it and leaves its row).
+const ENSURE_SITES: &str = "INSERT INTO incident_tracks (site_id, region) \
+    SELECT site_id, '' FROM UNNEST($1::text[]) AS u(site_id) ORDER BY 1 ON CONFLICT DO NOTHING";
 
 const WRITE_TRACKS: &str = r#"
 INSERT INTO incident_tracks (site_id, region, down, run_up, run_len, run_start, run_kind, run_error,
@@ -68,40 +72,31 @@ fn regions_json(i: &Incident) -> String {
 
 /// Folds the batch's new results into incidents, in the caller's transaction.
 pub(super) async fn fold_incidents(conn: &mut PgConnection, new: &[&CheckResult]) -> Result<(), StoreError> {
-    let mut keys: Vec<(&str, &str)> = new
-        .iter()
-        .filter(|r| r.status != CheckStatus::Missed)
-        .flat_map(|r| [(r.site_id.as_str(), ""), (r.site_id.as_str(), r.region.as_str())])
-        .collect();
-    if keys.is_empty() {
+    let mut sites: Vec<&str> =
+        new.iter().filter(|r| r.status != CheckStatus::Missed).map(|r| r.site_id.as_str()).collect();
+    if sites.is_empty() {
         return Ok(());
     }
-    keys.sort_unstable();
-    keys.dedup();
-    let mut sites: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    sites.sort_unstable();
     sites.dedup();
-    // Locked and read in one statement: a `FOR UPDATE` that waited for another writer reads the
-    // rows as that writer left them. Their open incidents are read after, by a new statement
-    // (a new snapshot), so they are the ones that writer committed too.
-    let lock_and_read = format!(
-        "SELECT {} FROM incident_tracks WHERE site_id = ANY($1) ORDER BY site_id, region FOR UPDATE",
+    // Every writer of a site first locks the site's own track (region ''), created if missing:
+    // one writer of a site at a time, in one order.
+    let locked: Vec<String> =
+        sqlx::query_scalar(LOCK_SITES).bind(&sites).fetch_all(&mut *conn).await.map_err(classify)?;
+    if locked.len() < sites.len() {
+        let have: HashSet<&str> = locked.iter().map(String::as_str).collect();
+        let missing: Vec<&str> = sites.iter().copied().filter(|s| !have.contains(s)).collect();
+        sqlx::query(ENSURE_SITES).bind(&missing).execute(&mut *conn).await.map_err(classify)?;
+        sqlx::query(LOCK_SITES).bind(&missing).execute(&mut *conn).await.map_err(classify)?;
+    }
+    // Then every track of those sites, read by a statement that starts after the locks are held:
+    // what another writer of these sites committed, region tracks it created included.
+    let select = format!(
+        "SELECT {} FROM incident_tracks WHERE site_id = ANY($1) ORDER BY site_id, region",
         PG.track_columns()
     );
-    let mut rows: Vec<TrackRow> =
-        sqlx::query_as(&lock_and_read).bind(&sites).fetch_all(&mut *conn).await.map_err(classify)?;
-    let have: HashSet<(&str, &str)> = rows.iter().map(TrackRow::key).collect();
-    let missing: Vec<(&str, &str)> = keys.iter().copied().filter(|k| !have.contains(k)).collect();
-    if !missing.is_empty() {
-        // First seen: created (another consumer may create them at the same moment), then
-        // locked and read with the others.
-        sqlx::query(ENSURE_TRACKS)
-            .bind(col(&missing, |k| k.0))
-            .bind(col(&missing, |k| k.1))
-            .execute(&mut *conn)
-            .await
-            .map_err(classify)?;
-        rows = sqlx::query_as(&lock_and_read).bind(&sites).fetch_all(&mut *conn).await.map_err(classify)?;
-    }
+    let rows: Vec<TrackRow> =
+        sqlx::query_as(&select).bind(&sites).fetch_all(&mut *conn).await.map_err(classify)?;
     let ids = open_ids(&rows);
     let open: Vec<IncidentRow> = if ids.is_empty() {
         Vec::new()

@@ -65,12 +65,6 @@ impl Dialect {
     }
 }
 
-impl TrackRow {
-    pub fn key(&self) -> (&str, &str) {
-        (&self.site_id, &self.region)
-    }
-}
-
 /// The ids of the incidents the tracks have open (to read them).
 pub fn open_ids(rows: &[TrackRow]) -> Vec<String> {
     rows.iter().filter_map(|r| r.incident_id.clone()).collect()

@@ -381,3 +381,32 @@ async fn a_batch_that_waited_for_the_tracks_reads_what_the_other_writer_committe
             .unwrap();
     assert_eq!(ended, Some(up[0].scheduled_at));
 }
+
+/// A client inventing region labels for one site: at most `MAX_REGIONS` tracks are kept for it
+/// (the rest of its results are history only), on both stores.
+#[tokio::test(flavor = "multi_thread")]
+async fn invented_regions_add_at_most_the_cap_of_tracks() {
+    let extra = 6;
+    let batch: Vec<CheckResult> = (0..sitemon::domain::MAX_REGIONS + extra)
+        .flat_map(|i| results("many", &format!("r{i:03}"), "x", |_| {}))
+        .collect();
+    let tracks = "SELECT count(*) FROM incident_tracks WHERE site_id = 'many'";
+    let history = "SELECT count(*) FROM check_results WHERE site_id = 'many'";
+    let (store, db) = pg().await;
+    store.store(&batch, &[]).await.unwrap();
+    let Db::Pg(url) = &db else { unreachable!() };
+    let mut c = support::connect(url).await;
+    let n: i64 = sqlx::query_scalar(tracks).fetch_one(&mut c).await.unwrap();
+    assert_eq!(n, sitemon::domain::MAX_REGIONS as i64 + 1, "the site's own track and the cap's");
+    let n: i64 = sqlx::query_scalar(history).fetch_one(&mut c).await.unwrap();
+    assert_eq!(n, batch.len() as i64, "every result in the history");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = sqlite(&dir, "many.db").await;
+    store.store(&batch, &[]).await.unwrap();
+    let Db::Sqlite(url) = &db else { unreachable!() };
+    use sqlx::Connection;
+    let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+    let n: i64 = sqlx::query_scalar(tracks).fetch_one(&mut c).await.unwrap();
+    assert_eq!(n, sitemon::domain::MAX_REGIONS as i64 + 1);
+}
