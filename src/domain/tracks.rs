@@ -118,13 +118,13 @@ impl SiteTracks {
                 inc.failed_checks += 1;
                 out.touch(inc);
             }
-            self.site.last_at = self.site.last_at.max(Some(r.scheduled_at));
+            // (The site's own track keeps no time of its own: written only when its state or
+            // quorum changes, it is not rewritten for every result.)
             // A v3 record (it has an interval) says the quorum, none meaning a majority; an older
             // one says nothing, and the last known stays.
             if r.interval_ms.is_some() {
                 self.site.quorum = r.quorum.map(clamp);
             }
-            self.site.interval_ms = self.regions[i].interval_ms;
             self.judge(r, closed_at, out);
         }
     }
