@@ -38,10 +38,14 @@ fn state(s: &SiteStatus, now: DateTime<Utc>) -> &'static str {
     if s.is_stale(now) { "STALE" } else { up_down(s) }
 }
 
-fn age(since: DateTime<Utc>, now: DateTime<Utc>) -> String {
+/// How long from `since` to `now`, in whole seconds (`16m 53s`).
+fn elapsed(since: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let secs = (now - since).num_seconds().max(0) as u64;
-    let rounded = std::time::Duration::from_secs(secs);
-    format!("{} ago", humantime::format_duration(rounded))
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+}
+
+fn age(since: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    format!("{} ago", elapsed(since, now))
 }
 
 fn latency(us: Option<i64>) -> String {
@@ -100,7 +104,8 @@ pub fn status_table(o: &Overview, now: DateTime<Utc>) -> String {
         .map(|s| {
             let mut detail = failure(s.failure_kind, s.error.as_deref());
             if s.is_stale(now) {
-                detail = format!("no result for {} (was {}) {detail}", age(s.scheduled_at, now), up_down(s));
+                detail =
+                    format!("no result for {} (was {}) {detail}", elapsed(s.scheduled_at, now), up_down(s));
             }
             [
                 s.site_id.clone(),
@@ -235,6 +240,7 @@ mod tests {
         assert!(status_table(&o, at_2m).lines().nth(1).unwrap().contains(" UP "));
         let t = status_table(&o, at_2m1s);
         assert!(t.lines().nth(1).unwrap().contains("STALE") && t.contains("(was UP)"), "{t}");
+        assert!(t.contains("no result for 2m 1s (was UP)"), "{t}");
         let v: serde_json::Value = serde_json::from_str(&status_json(&o, at_2m1s)).unwrap();
         assert_eq!((v[0]["state"].as_str(), v[0]["stale"].as_bool()), (Some("STALE"), Some(true)));
 
