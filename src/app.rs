@@ -293,7 +293,7 @@ async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow:
     let setup::Consumer { config: cfg, kafka, postgres } = setup::Consumer::load(&args.config.config)?;
     let kafka = &kafka;
     let health = ops(listen, "starting").await?;
-    let store = PgStore::connect(&postgres)?;
+    let store = PgStore::connect(&postgres)?.judging(cfg.consumer.judging());
     store.migrate().await.context("applying migrations")?;
     let mut feed = KafkaFeed::new(kafka)
         .map_err(|e| kafka_setup(&args.config.config, "consumer", ClientSetupError::new(e, kafka)))?;
@@ -389,7 +389,8 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
     let store = Arc::new(
         SqliteStore::open(&cfg.sqlite.path)
             .await
-            .with_context(|| format!("opening {}", cfg.sqlite.path.display()))?,
+            .with_context(|| format!("opening {}", cfg.sqlite.path.display()))?
+            .judging(cfg.consumer.judging()),
     );
     let (publisher, mut feed) = memory::channel(10_000);
     let interactive = std::io::stdout().is_terminal() && !args.no_table;

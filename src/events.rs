@@ -194,6 +194,7 @@ mod tests {
             started_at: t,
             confirmed_at: t,
             ended_at: None,
+            end_reason: None,
             regions: vec!["eu".into()],
             failure_kind: None,
             error: None,

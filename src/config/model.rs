@@ -110,6 +110,15 @@ pub struct ConsumerConfig {
     pub batch_wait: Duration,
     /// How far in the future a record's times may lie before it is a dead letter.
     pub max_clock_skew: Duration,
+    /// A region without a result for this long (in its site's own time) is retired.
+    pub region_expiry: Duration,
+}
+
+impl ConsumerConfig {
+    /// The time bounds incidents are judged with.
+    pub fn judging(&self) -> crate::domain::Judging {
+        crate::domain::Judging::new(self.max_clock_skew, self.region_expiry)
+    }
 }
 
 impl Default for ConsumerConfig {
@@ -117,7 +126,10 @@ impl Default for ConsumerConfig {
         ConsumerConfig {
             batch_size: 1000,
             batch_wait: Duration::from_millis(500),
-            max_clock_skew: Duration::from_secs(3600),
+            // Producers' clocks are NTP-synchronised: two minutes is plenty, and keeps a record
+            // from the future from holding a site's latest status (or a partition) for long.
+            max_clock_skew: Duration::from_secs(120),
+            region_expiry: Duration::from_secs(3600),
         }
     }
 }

@@ -13,7 +13,7 @@ use super::{
 const KAFKA: &[&str] =
     &["bootstrap_servers", "topic", "events_topic", "group_id", "tls", "sasl", "properties"];
 const POSTGRES: &[&str] = &["url", "max_connections"];
-const CONSUMER: &[&str] = &["batch_size", "batch_wait", "max_clock_skew"];
+const CONSUMER: &[&str] = &["batch_size", "batch_wait", "max_clock_skew", "region_expiry"];
 const SQLITE: &[&str] = &["path"];
 const PRODUCER: &[&str] = &["max_concurrency", "per_host_concurrency", "max_in_flight"];
 const SHARD: &[&str] = &["index", "count"];
@@ -151,7 +151,13 @@ pub fn read_consumer(r: &mut Reader, v: &Value, path: &str) -> Option<ConsumerCo
     let size = f.get("batch_size").map_or(Some(d.batch_size as u64), |(v, p)| r.uint(v, &p, 1, 100_000));
     let wait = f.get("batch_wait").map_or(Some(d.batch_wait), |(v, p)| r.duration(v, &p));
     let skew = f.get("max_clock_skew").map_or(Some(d.max_clock_skew), |(v, p)| r.duration(v, &p));
-    Some(ConsumerConfig { batch_size: size? as usize, batch_wait: wait?, max_clock_skew: skew? })
+    let expiry = f.get("region_expiry").map_or(Some(d.region_expiry), |(v, p)| r.duration(v, &p));
+    Some(ConsumerConfig {
+        batch_size: size? as usize,
+        batch_wait: wait?,
+        max_clock_skew: skew?,
+        region_expiry: expiry?,
+    })
 }
 
 pub fn read_sqlite(r: &mut Reader, v: &Value, path: &str) -> Option<SqliteConfig> {

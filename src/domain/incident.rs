@@ -22,8 +22,11 @@ pub struct Incident {
     pub started_at: DateTime<Utc>,
     /// `scheduled_at` of the check that opened it (the threshold or the quorum reached).
     pub confirmed_at: DateTime<Utc>,
-    /// `scheduled_at` of the first successful check of the run that closed it.
+    /// `scheduled_at` of the first successful check of the run that closed it (retired: of the
+    /// region's last result).
     pub ended_at: Option<DateTime<Utc>>,
+    /// Why it closed: its regions recovered, or the region was retired (silent past the expiry).
+    pub end_reason: Option<EndReason>,
     /// The regions that agreed (one for a region's incident), sorted.
     pub regions: Vec<String>,
     pub failure_kind: Option<FailureKind>,
@@ -44,6 +47,31 @@ impl Incident {
         let (start, confirmed) = (started_at.timestamp_micros(), confirmed_at.timestamp_micros());
         let name = format!("incident\n{site_id}\n\n{start}\n{confirmed}");
         Uuid::new_v5(&super::check_id::NAMESPACE, name.as_bytes())
+    }
+}
+
+/// Why an incident closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// Its region (for a site-wide one: enough of its regions) checked successfully again.
+    Recovered,
+    /// Its region stopped reporting for longer than `consumer.region_expiry` (or made room for a
+    /// new label): nothing says it recovered.
+    Retired,
+}
+
+impl EndReason {
+    pub const ALL: [EndReason; 2] = [EndReason::Recovered, EndReason::Retired];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Recovered => "RECOVERED",
+            EndReason::Retired => "RETIRED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -100,6 +128,10 @@ pub struct Derived {
     pub events: Vec<IncidentEvent>,
     /// Results of regions past [`MAX_REGIONS`](super::MAX_REGIONS) for their site: kept in the history only.
     pub ignored: u64,
+    /// Results whose slot was judged before they came: kept in the history only.
+    pub late: u64,
+    /// Regions retired (silent past the expiry, or making room for a new label).
+    pub retired: u64,
 }
 
 impl Derived {

@@ -106,6 +106,7 @@ mod tests {
             started_at: start,
             confirmed_at: start,
             ended_at: end,
+            end_reason: None,
             regions: vec!["a".into()],
             failure_kind: None,
             error: None,

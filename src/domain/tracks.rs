@@ -1,23 +1,93 @@
 //! The incident derivation: what it remembers per region of a site and of the site as a whole
-//! (`Track`, `SiteTracks`), and how a batch's new results fold into them. Per region,
-//! `down_after` failures open an incident and `up_after` successes close it; the site as a whole
-//! is down while a quorum of the regions that report are down.
+//! (`Track`, `SiteTracks`), and how results fold into them. Results are judged slot by slot in
+//! `scheduled_at` order, each slot once, when every live region reported it or it fell behind the
+//! site's watermark, so the verdict depends on the results, not on how they were batched.
+//!
+//! Per region, `down_after` failures open an incident and `up_after` successes close it; the site
+//! as a whole is down while a quorum of the regions that report are down. A region silent for the
+//! expiry is retired: it stops counting and its incident closes as retired.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
 
-use super::incident::{Derived, EventKind, Incident};
+use super::incident::{Derived, EndReason, EventKind, Incident};
 use super::{CheckResult, CheckStatus, DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER, FailureKind};
 
-/// A region whose newest result is older than this many intervals counts as unknown.
+/// A region whose newest result is older than this many intervals counts as unknown (not up).
 pub const SILENT_INTERVALS: i64 = 3;
-/// Regions tracked per site: results of further regions (only a client inventing labels makes
-/// them) are kept in the history but judge nothing, so they cannot make every batch of the site
-/// rewrite a growing number of tracks.
+/// Regions tracked per site at once. A new label past it takes the place of the least recently
+/// heard silent region (retired); only while all of them are live is it kept in the history only.
 pub const MAX_REGIONS: usize = 64;
+/// The interval assumed for results that do not say theirs (schema v1/v2).
+const DEFAULT_INTERVAL_MS: i64 = 60_000;
+
+/// The time bounds of the derivation (`consumer.max_clock_skew`, `consumer.region_expiry`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Judging {
+    /// How far ahead of the consumer's clock a result may be (older admission rule). A slot waits
+    /// for a live region that has not reported it until the site's newest result is this much
+    /// plus [`SILENT_INTERVALS`] intervals past it, so a region running ahead by up to this much
+    /// can never push a slot past the regions that report on time.
+    pub max_skew: TimeDelta,
+    /// A region without a result for this long (in the site's own time) is retired.
+    pub region_expiry: TimeDelta,
+}
+
+impl Default for Judging {
+    fn default() -> Self {
+        Judging { max_skew: TimeDelta::minutes(2), region_expiry: TimeDelta::hours(1) }
+    }
+}
+
+impl Judging {
+    pub fn new(max_skew: std::time::Duration, region_expiry: std::time::Duration) -> Self {
+        let d = |x: std::time::Duration| TimeDelta::from_std(x).unwrap_or(TimeDelta::MAX);
+        Judging { max_skew: d(max_skew), region_expiry: d(region_expiry) }
+    }
+}
 
 /// A threshold a record carries, as the tracks keep it.
 fn clamp(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// One result as the derivation needs it, kept while its slot waits to be judged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub region: String,
+    #[serde(with = "chrono::serde::ts_microseconds")]
+    pub at: DateTime<Utc>,
+    pub status: CheckStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_kind: Option<FailureKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_after: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up_after: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<u32>,
+}
+
+impl From<&CheckResult> for Sample {
+    fn from(r: &CheckResult) -> Self {
+        Sample {
+            region: r.region.clone(),
+            at: r.scheduled_at,
+            status: r.status,
+            failure_kind: r.failure_kind,
+            error: r.error.clone(),
+            url: r.url.clone(),
+            interval_ms: r.interval_ms,
+            down_after: r.down_after,
+            up_after: r.up_after,
+            quorum: r.quorum,
+        }
+    }
 }
 
 /// What the derivation remembers of one region of a site (or, with region `""`, of the site as
@@ -29,18 +99,25 @@ pub struct Track {
     /// The current run is of successes (`true`) or failures.
     pub run_up: bool,
     pub run_len: i32,
+    /// A region: the start of its current run. The site: the end of its last incident (the next
+    /// one never starts before it).
     pub run_start: Option<DateTime<Utc>>,
     /// First failure of the current failure run.
     pub run_kind: Option<FailureKind>,
     pub run_error: Option<String>,
-    /// Newest result folded in; older ones arriving later are kept in the history only.
+    /// A region: its newest result judged. The site: the newest slot judged (results of a slot
+    /// up to it that arrive later are history only).
     pub last_at: Option<DateTime<Utc>>,
+    /// A region: its newest result received (MISSED included), judged or waiting.
+    pub seen_at: Option<DateTime<Utc>>,
     pub interval_ms: Option<i64>,
     pub down_after: Option<i32>,
     pub up_after: Option<i32>,
     pub quorum: Option<i32>,
     /// The open incident.
     pub incident: Option<Incident>,
+    /// The site: results received whose slot is not judged yet, in (`at`, region) order.
+    pub pending: Vec<Sample>,
 }
 
 impl Track {
@@ -56,14 +133,24 @@ impl Track {
         self.up_after.filter(|n| *n > 0).unwrap_or(DEFAULT_UP_AFTER as i32)
     }
 
-    /// Reporting at `now`: its newest result is at most [`SILENT_INTERVALS`] intervals old (a
-    /// region without a known interval counts as reporting once it has reported).
+    fn interval(&self) -> TimeDelta {
+        TimeDelta::milliseconds(self.interval_ms.filter(|ms| *ms > 0).unwrap_or(DEFAULT_INTERVAL_MS))
+    }
+
+    /// How long this region may stay quiet before it is unknown.
+    fn silence(&self) -> TimeDelta {
+        self.interval() * SILENT_INTERVALS as i32
+    }
+
+    /// Its newest judged result is at most [`SILENT_INTERVALS`] intervals before `now`.
     fn reporting(&self, now: DateTime<Utc>) -> bool {
-        match (self.last_at, self.interval_ms.filter(|ms| *ms > 0)) {
-            (None, _) => false,
-            (Some(_), None) => true,
-            (Some(last), Some(ms)) => (now - last).num_milliseconds() <= ms.saturating_mul(SILENT_INTERVALS),
-        }
+        self.last_at.is_some_and(|last| now - last <= self.silence())
+    }
+
+    /// A slot at `t` waits for this region: it has not sent anything for `t` or later yet, and it
+    /// was heard within its silence before the site's last judged slot `judged` (it is current).
+    fn awaited(&self, t: DateTime<Utc>, judged: Option<DateTime<Utc>>) -> bool {
+        self.seen_at.is_some_and(|seen| seen < t && judged.is_none_or(|j| j - seen <= self.silence()))
     }
 
     /// Down with its incident open (a stored track that says down without one counts as up).
@@ -85,88 +172,224 @@ impl SiteTracks {
         SiteTracks { site_id: site_id.to_owned(), site: Track::new(""), regions: Vec::new() }
     }
 
-    /// Folds this site's results (new to the history, in any order) into its tracks. MISSED
-    /// slots are skipped; a result not newer than its region's newest one folded is skipped too
-    /// (it is in the history, but the past is not rewritten).
-    pub fn fold<'a>(&mut self, results: impl IntoIterator<Item = &'a CheckResult>, out: &mut Derived) {
-        let mut rs: Vec<&CheckResult> = results
-            .into_iter()
-            .filter(|r| r.status != CheckStatus::Missed && r.site_id == self.site_id)
+    /// Folds this site's results (new to the history) in the order they arrived: each is kept
+    /// until its slot is judged; a slot is judged, in `scheduled_at` order, as soon as it can be.
+    pub fn fold<'a>(
+        &mut self,
+        results: impl IntoIterator<Item = &'a CheckResult>,
+        j: &Judging,
+        out: &mut Derived,
+    ) {
+        for r in results {
+            if r.site_id == self.site_id {
+                self.receive(r, out);
+                self.settle(j, out);
+            }
+        }
+    }
+
+    /// One result: its region heard from, and the result kept for its slot (or, if the slot was
+    /// judged already, counted as late: history only).
+    fn receive(&mut self, r: &CheckResult, out: &mut Derived) {
+        let at = r.scheduled_at;
+        let Some(i) = self.region_index(&r.region, at, out) else {
+            out.ignored += 1;
+            return;
+        };
+        let t = &mut self.regions[i];
+        t.seen_at = t.seen_at.max(Some(at));
+        t.interval_ms = r.interval_ms.map(i64::from).or(t.interval_ms);
+        if self.site.last_at.is_some_and(|judged| at <= judged) {
+            out.late += 1;
+            // It still says its region is alive from then on, as it would had it come in time
+            // (a region's first result only makes it known; see `judge`).
+            if r.status != CheckStatus::Missed && t.last_at.is_none_or(|last| at > last) {
+                t.last_at = Some(at);
+                remember_thresholds(t, &Sample::from(r));
+            }
+            return;
+        }
+        if r.status == CheckStatus::Missed {
+            return;
+        }
+        let s = Sample::from(r);
+        let pos = self.site.pending.partition_point(|p| (p.at, &p.region) < (s.at, &s.region));
+        if self.site.pending.get(pos).is_some_and(|p| p.at == s.at && p.region == s.region) {
+            return; // (another result of the same region and slot: not a sitemon producer's)
+        }
+        self.site.pending.insert(pos, s);
+    }
+
+    /// The region's track, made if new; a new one past [`MAX_REGIONS`] replaces the least recently
+    /// heard region that is silent at `at` and has nothing waiting (none: `None`).
+    fn region_index(&mut self, region: &str, at: DateTime<Utc>, out: &mut Derived) -> Option<usize> {
+        if let Some(i) = self.regions.iter().position(|t| t.region == region) {
+            return Some(i);
+        }
+        if self.regions.len() >= MAX_REGIONS {
+            let victim = self
+                .regions
+                .iter()
+                .filter(|t| t.seen_at.is_none_or(|seen| at - seen > t.silence()))
+                .filter(|t| !self.site.pending.iter().any(|p| p.region == t.region))
+                .min_by(|a, b| (a.seen_at, &a.region).cmp(&(b.seen_at, &b.region)))?
+                .region
+                .clone();
+            self.retire(&victim, at, out);
+        }
+        self.regions.push(Track::new(region));
+        Some(self.regions.len() - 1)
+    }
+
+    /// Judges every waiting slot that can be judged, oldest first: once no current region still
+    /// owes it a result, if it is within [`SILENT_INTERVALS`] intervals of the last slot judged or
+    /// later results already went that far past it; and any slot once the site's newest result
+    /// is `max_skew` and those intervals past it. So a slot far ahead (a clock running ahead, a
+    /// single result from the future) waits for the regions on time to come to it, and a region
+    /// that stopped holds a slot up only that long.
+    fn settle(&mut self, j: &Judging, out: &mut Derived) {
+        while let Some(t) = self.site.pending.first().map(|s| s.at) {
+            let newest = self.regions.iter().filter_map(|r| r.seen_at).max();
+            let window = self.interval() * SILENT_INTERVALS as i32;
+            let overdue = newest.is_some_and(|n| n - t >= j.max_skew + window);
+            let judged = self.site.last_at;
+            // The slot after the last judged, or one that later results already went past.
+            let next = judged.is_some_and(|last| t - last <= window);
+            let passed = newest.is_some_and(|n| n - t >= window);
+            if !overdue && !((next || passed) && !self.regions.iter().any(|r| r.awaited(t, judged))) {
+                return;
+            }
+            let n = self.site.pending.iter().take_while(|s| s.at == t).count();
+            let slot: Vec<Sample> = self.site.pending.drain(..n).collect();
+            self.judge(t, &slot, j, out);
+        }
+    }
+
+    /// The longest interval its regions say (a site's regions normally share one).
+    fn interval(&self) -> TimeDelta {
+        self.regions.iter().map(Track::interval).max().unwrap_or(TimeDelta::milliseconds(DEFAULT_INTERVAL_MS))
+    }
+
+    /// A region silent for the expiry (or making room for a new one) stops counting; its open
+    /// incident closes as retired, at its last result.
+    fn retire(&mut self, region: &str, now: DateTime<Utc>, out: &mut Derived) {
+        let Some(i) = self.regions.iter().position(|t| t.region == region) else { return };
+        let t = self.regions.remove(i);
+        if let Some(mut inc) = t.incident {
+            inc.ended_at = Some(t.last_at.unwrap_or(now).max(inc.started_at));
+            inc.end_reason = Some(EndReason::Retired);
+            out.event(EventKind::Closed, now, &inc);
+        }
+        out.retired += 1;
+    }
+
+    /// One slot, with every result of it that came in time (any order: they are sorted by
+    /// region). A region's result counts only if the region was reporting before the slot; the
+    /// first result of a new or returning region only makes it known, so that whether it came
+    /// before or after the slot was judged changes nothing.
+    fn judge(&mut self, now: DateTime<Utc>, slot: &[Sample], j: &Judging, out: &mut Derived) {
+        self.site.last_at = Some(now);
+        let expired: Vec<String> = self
+            .regions
+            .iter()
+            .filter(|t| !slot.iter().any(|s| s.region == t.region))
+            .filter(|t| t.seen_at.max(t.last_at).is_none_or(|seen| now - seen > j.region_expiry))
+            .map(|t| t.region.clone())
             .collect();
-        rs.sort_by(|a, b| (a.scheduled_at, &a.region).cmp(&(b.scheduled_at, &b.region)));
-        for r in rs {
-            let i = match self.regions.iter().position(|t| t.region == r.region) {
+        let mut retired = false;
+        for region in expired {
+            retired |= self.regions.iter().any(|t| t.region == region && t.is_down());
+            self.retire(&region, now, out);
+        }
+        let mut closed_at = None;
+        let mut joined = Vec::new();
+        for s in slot {
+            let i = match self.regions.iter().position(|t| t.region == s.region) {
                 Some(i) => i,
-                None if self.regions.len() >= MAX_REGIONS => {
-                    out.ignored += 1;
-                    continue;
-                }
-                None => {
-                    self.regions.push(Track::new(&r.region));
-                    self.regions.len() - 1
-                }
+                None => match self.region_index(&s.region, now, out) {
+                    Some(i) => i,
+                    None => {
+                        out.ignored += 1;
+                        continue;
+                    }
+                },
             };
-            if self.regions[i].last_at.is_some_and(|last| r.scheduled_at <= last) {
+            let t = &mut self.regions[i];
+            let counts = t.reporting(now) && t.last_at.is_some_and(|last| last < now);
+            if !counts {
+                joined.push((i, s));
                 continue;
             }
-            let site_id = self.site_id.clone();
-            let closed_at = fold_region(&site_id, &mut self.regions[i], r, out);
+            if let Some(end) = fold_region(&self.site_id, t, s, out) {
+                closed_at = closed_at.max(Some(end));
+            }
             if let Some(inc) = self.site.incident.as_mut()
-                && r.status == CheckStatus::Failure
-                && r.scheduled_at >= inc.started_at
+                && s.status == CheckStatus::Failure
+                && s.at >= inc.started_at
             {
                 inc.failed_checks += 1;
                 out.touch(inc);
             }
-            // (The site's own track keeps no time of its own: written only when its state or
-            // quorum changes, it is not rewritten for every result.)
-            // A v3 record (it has an interval) says the quorum, none meaning a majority; an older
-            // one says nothing, and the last known stays.
-            if r.interval_ms.is_some() {
-                self.site.quorum = r.quorum.map(clamp);
-            }
-            self.judge(r, closed_at, out);
+        }
+        // A v3 record (it has an interval) says the quorum, none meaning a majority; an older
+        // one says nothing, and the last known stays. Several in one slot: the first region's.
+        if let Some(s) = slot.iter().find(|s| s.interval_ms.is_some()) {
+            self.site.quorum = s.quorum.map(clamp);
+        }
+        let reason = if closed_at.is_none() && retired { EndReason::Retired } else { EndReason::Recovered };
+        self.verdict(now, slot, closed_at, reason, out);
+        // Known from now on, after the verdict (as if it had come after the slot was judged), with
+        // its thresholds as it says them.
+        for (i, s) in joined {
+            self.regions[i].last_at = Some(now);
+            remember_thresholds(&mut self.regions[i], s);
         }
     }
 
-    /// The site as a whole at `r.scheduled_at`: down while a quorum of the reporting regions is
-    /// down (default a majority of them; a region that went silent is not counted as up).
-    fn judge(&mut self, r: &CheckResult, closed_at: Option<DateTime<Utc>>, out: &mut Derived) {
-        let now = r.scheduled_at;
+    /// The site as a whole at `now`: down while a quorum of the reporting regions is down
+    /// (default a majority of them; a region that went silent is not counted as up).
+    fn verdict(
+        &mut self,
+        now: DateTime<Utc>,
+        slot: &[Sample],
+        closed_at: Option<DateTime<Utc>>,
+        reason: EndReason,
+        out: &mut Derived,
+    ) {
         // Unknown is not up: while the site is down, a down region that went silent still counts
-        // as down (only a recovery closes the incident); a silent region that was up counts as
-        // neither.
+        // as down (only a recovery or its retirement closes the incident); a silent region that
+        // was up counts as neither.
         let open = self.site.incident.is_some();
         let counted: Vec<&Track> =
             self.regions.iter().filter(|t| t.reporting(now) || (open && t.is_down())).collect();
-        if counted.is_empty() {
-            return;
-        }
         let down: Vec<&Track> = counted.iter().copied().filter(|t| t.is_down()).collect();
         let quorum = match self.site.quorum.filter(|q| *q > 0) {
             Some(q) => q as usize,
             None => counted.len() / 2 + 1,
         };
-        let is_down = down.len() >= quorum;
+        let is_down = !counted.is_empty() && down.len() >= quorum;
         match (&mut self.site.incident, is_down) {
             (None, true) => {
-                // Down since the moment `quorum` of them were failing: the quorum-th earliest start.
+                // Down since the moment `quorum` of them were failing (the quorum-th earliest
+                // start), but never before the site's previous incident ended.
                 let mut down: Vec<&Incident> = down.iter().filter_map(|t| t.incident.as_ref()).collect();
                 down.sort_by_key(|i| i.started_at);
-                let (first, started_at) = (down[0], down[quorum - 1].started_at);
+                let first = down[0];
+                let started_at = down[quorum - 1].started_at.max(self.site.run_start.unwrap_or_default());
                 let mut regions: Vec<String> = down.iter().filter_map(|i| i.region.clone()).collect();
                 regions.sort();
+                let url = slot.first().map_or_else(|| first.url.clone(), |s| s.url.clone());
                 let incident = Incident {
-                    // With the confirmation in the id: the site may close while its regions'
-                    // incidents stay open (a region appeared, the quorum changed), then open again
-                    // from the same start.
+                    // One verdict per slot: an opening is confirmed at a slot no other opening of
+                    // this site was, so the confirmation makes the id unique per opening.
                     incident_id: Incident::site_id_for(&self.site_id, started_at, now),
                     site_id: self.site_id.clone(),
                     region: None,
-                    url: r.url.clone(),
+                    url,
                     started_at,
                     confirmed_at: now,
                     ended_at: None,
+                    end_reason: None,
                     regions,
                     failure_kind: first.failure_kind,
                     error: first.error.clone(),
@@ -189,22 +412,25 @@ impl SiteTracks {
                 }
             }
             (Some(inc), false) => {
-                inc.ended_at = Some(closed_at.unwrap_or(now).max(inc.started_at));
+                let end = closed_at.unwrap_or(now).max(inc.started_at);
+                inc.ended_at = Some(end);
+                inc.end_reason = Some(reason);
                 let inc = inc.clone();
                 out.event(EventKind::Closed, now, &inc);
                 self.site.incident = None;
                 self.site.down = false;
+                self.site.run_start = Some(end);
             }
             (None, false) => {}
         }
     }
 }
 
-/// Folds a batch's new results into the tracks of their sites (`tracks`: those stored, in any
-/// order; a site without one gets a fresh one, appended). Results of one site fold in time order.
-pub fn derive_incidents(tracks: &mut Vec<SiteTracks>, results: &[&CheckResult]) -> Derived {
-    let mut by_site: Vec<&CheckResult> =
-        results.iter().copied().filter(|r| r.status != CheckStatus::Missed).collect();
+/// Folds results (new to the history, in the order they arrived) into the tracks of their sites
+/// (`tracks`: those stored, in any order; a site without one gets a fresh one, appended).
+pub fn derive_incidents(tracks: &mut Vec<SiteTracks>, results: &[&CheckResult], j: &Judging) -> Derived {
+    let mut by_site: Vec<&CheckResult> = results.to_vec();
+    // (Stable: each site's results stay in arrival order.)
     by_site.sort_by(|a, b| a.site_id.cmp(&b.site_id));
     let mut out = Derived::default();
     let mut index: std::collections::HashMap<String, usize> =
@@ -215,26 +441,30 @@ pub fn derive_incidents(tracks: &mut Vec<SiteTracks>, results: &[&CheckResult]) 
             tracks.push(SiteTracks::new(site));
             tracks.len() - 1
         });
-        tracks[i].fold(group.iter().copied(), &mut out);
+        tracks[i].fold(group.iter().copied(), j, &mut out);
     }
     out
 }
 
+fn remember_thresholds(t: &mut Track, s: &Sample) {
+    t.interval_ms = s.interval_ms.map(i64::from).or(t.interval_ms);
+    t.down_after = s.down_after.map(clamp).or(t.down_after);
+    t.up_after = s.up_after.map(clamp).or(t.up_after);
+}
+
 /// One result into its region's track; returns the end of the incident it closed, if any.
-fn fold_region(site_id: &str, t: &mut Track, r: &CheckResult, out: &mut Derived) -> Option<DateTime<Utc>> {
-    let now = r.scheduled_at;
+fn fold_region(site_id: &str, t: &mut Track, s: &Sample, out: &mut Derived) -> Option<DateTime<Utc>> {
+    let now = s.at;
     t.last_at = Some(now);
-    t.interval_ms = r.interval_ms.map(i64::from).or(t.interval_ms);
-    t.down_after = r.down_after.map(clamp).or(t.down_after);
-    t.up_after = r.up_after.map(clamp).or(t.up_after);
-    let up = r.status == CheckStatus::Success;
+    remember_thresholds(t, s);
+    let up = s.status == CheckStatus::Success;
     if up == t.run_up && t.run_len > 0 {
         t.run_len = t.run_len.saturating_add(1);
     } else {
         t.run_up = up;
         t.run_len = 1;
         t.run_start = Some(now);
-        (t.run_kind, t.run_error) = if up { (None, None) } else { (r.failure_kind, r.error.clone()) };
+        (t.run_kind, t.run_error) = if up { (None, None) } else { (s.failure_kind, s.error.clone()) };
     }
     if up {
         if t.down && t.run_len >= t.up_after() {
@@ -243,6 +473,7 @@ fn fold_region(site_id: &str, t: &mut Track, r: &CheckResult, out: &mut Derived)
             if let Some(mut inc) = t.incident.take() {
                 let end = t.run_start.unwrap_or(now);
                 inc.ended_at = Some(end);
+                inc.end_reason = Some(EndReason::Recovered);
                 out.event(EventKind::Closed, now, &inc);
                 return Some(end);
             }
@@ -256,10 +487,11 @@ fn fold_region(site_id: &str, t: &mut Track, r: &CheckResult, out: &mut Derived)
             incident_id: Incident::id_for(site_id, Some(&t.region), started_at),
             site_id: site_id.to_owned(),
             region: Some(t.region.clone()),
-            url: r.url.clone(),
+            url: s.url.clone(),
             started_at,
             confirmed_at: now,
             ended_at: None,
+            end_reason: None,
             regions: vec![t.region.clone()],
             failure_kind: t.run_kind,
             error: t.run_error.clone(),
@@ -273,213 +505,5 @@ fn fold_region(site_id: &str, t: &mut Track, r: &CheckResult, out: &mut Derived)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::IncidentEvent;
-    use chrono::TimeZone;
-    use uuid::Uuid;
-
-    const T0: i64 = 1_800_000_000;
-
-    fn at(s: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(T0 + s, 0).unwrap()
-    }
-
-    /// `pattern`: one char per slot at 10 s spacing: `+` success, `x` failure, `m` missed.
-    fn results(region: &str, pattern: &str, f: impl Fn(&mut CheckResult)) -> Vec<CheckResult> {
-        pattern
-            .chars()
-            .enumerate()
-            .map(|(i, c)| {
-                let t = at(i as i64 * 10);
-                let status = match c {
-                    '+' => CheckStatus::Success,
-                    'x' => CheckStatus::Failure,
-                    _ => CheckStatus::Missed,
-                };
-                let mut r = CheckResult::new("s", "http://s/", region, t, t, status);
-                if c == 'x' {
-                    r.fail(FailureKind::Connect, format!("refused at {i}"));
-                }
-                r.interval_ms = Some(10_000);
-                f(&mut r);
-                r
-            })
-            .collect()
-    }
-
-    fn fold(rs: &[CheckResult]) -> (SiteTracks, Derived) {
-        let mut tracks = SiteTracks::new("s");
-        let mut out = Derived::default();
-        tracks.fold(rs, &mut out);
-        (tracks, out)
-    }
-
-    fn kinds(d: &Derived) -> Vec<(EventKind, Option<&str>, i64)> {
-        d.events
-            .iter()
-            .map(|e| (e.kind, e.incident.region.as_deref(), (e.at.timestamp() - T0) / 10))
-            .collect()
-    }
-
-    #[test]
-    fn down_after_failures_open_and_up_after_successes_close() {
-        let rs = results("eu", "+xx+xxxmx++", |r| {
-            r.down_after = Some(3);
-            r.up_after = Some(2);
-        });
-        let (t, d) = fold(&rs);
-        use EventKind::*;
-        assert_eq!(
-            kinds(&d),
-            vec![(Opened, Some("eu"), 6), (Opened, None, 6), (Closed, Some("eu"), 10), (Closed, None, 10)]
-        );
-        let region = d.incidents.iter().find(|i| i.region.is_some()).unwrap();
-        assert_eq!((region.started_at, region.confirmed_at, region.ended_at), (at(40), at(60), Some(at(90))));
-        assert_eq!(region.failed_checks, 4, "x at 4, 5, 6 and 8; the MISSED slot is neither");
-        assert_eq!(region.error.as_deref(), Some("refused at 4"));
-        assert_eq!(region.failure_kind, Some(FailureKind::Connect));
-        let site = d.incidents.iter().find(|i| i.region.is_none()).unwrap();
-        assert_eq!((site.started_at, site.ended_at, site.failed_checks), (at(40), Some(at(90)), 4));
-        assert!(!t.site.down && t.site.incident.is_none());
-    }
-
-    #[test]
-    fn defaults_are_three_failures_and_one_success() {
-        let (_, d) = fold(&results("eu", "xx+xx+", |_| {}));
-        assert!(d.events.is_empty(), "two failures are not an outage: {d:?}");
-        let (_, d) = fold(&results("eu", "xxx+", |_| {}));
-        assert_eq!(d.events.len(), 4);
-    }
-
-    #[test]
-    fn one_region_of_three_opens_no_site_incident_two_do() {
-        let mut rs = results("eu", "++xxxxxx++", |_| {});
-        rs.extend(results("us", "++++++++++", |_| {}));
-        rs.extend(results("ap", "++++++++++", |_| {}));
-        let (_, d) = fold(&rs);
-        assert!(d.incidents.iter().all(|i| i.region.is_some()), "{d:?}");
-        assert_eq!(d.incidents.len(), 1);
-
-        let mut rs = results("eu", "++xxxxxx++", |_| {});
-        rs.extend(results("us", "+++xxxxx++", |_| {}));
-        rs.extend(results("ap", "++++++++++", |_| {}));
-        let (_, d) = fold(&rs);
-        let site: Vec<&Incident> = d.incidents.iter().filter(|i| i.region.is_none()).collect();
-        assert_eq!(site.len(), 1, "{d:?}");
-        let site = site[0];
-        assert_eq!(site.regions, vec!["eu".to_owned(), "us".to_owned()]);
-        assert_eq!(site.started_at, at(30), "down since both were failing");
-        assert_eq!(site.confirmed_at, at(50), "us confirmed at its third failure");
-        assert_eq!(site.ended_at, Some(at(80)));
-    }
-
-    #[test]
-    fn a_quorum_override_and_a_silent_region() {
-        // quorum 1: one region is enough.
-        let mut rs = results("eu", "xxx+", |r| r.quorum = Some(1));
-        rs.extend(results("us", "++++", |r| r.quorum = Some(1)));
-        let (_, d) = fold(&rs);
-        assert_eq!(d.incidents.iter().filter(|i| i.region.is_none()).count(), 1);
-
-        // us stops reporting after its first result: from 3 intervals on it is unknown, not up,
-        // so eu alone is the majority of the regions that report.
-        let mut rs = results("eu", "xxxxxx+", |_| {});
-        rs.extend(results("us", "+", |_| {}));
-        let (_, d) = fold(&rs);
-        let site = d.incidents.iter().find(|i| i.region.is_none()).expect("site incident");
-        assert_eq!(site.confirmed_at, at(40), "us went silent after 3 intervals");
-        assert_eq!(site.regions, vec!["eu".to_owned()]);
-    }
-
-    #[test]
-    fn a_down_region_that_goes_silent_keeps_the_site_down_until_a_recovery() {
-        // eu and us fail from the start, ap is up; eu's producer stops after slot 4 (its results
-        // end): unknown is not up, so the site stays down until us recovers at slot 12.
-        let mut rs = results("eu", "xxxxx", |_| {});
-        rs.extend(results("us", "xxxxxxxxxxxx+", |_| {}));
-        rs.extend(results("ap", "+++++++++++++", |_| {}));
-        rs.sort_by(|a, b| (a.scheduled_at, &a.region).cmp(&(b.scheduled_at, &b.region)));
-        let (_, d) = fold(&rs);
-        let site: Vec<(EventKind, i64)> = d
-            .events
-            .iter()
-            .filter(|e| e.incident.region.is_none())
-            .map(|e| (e.kind, (e.at.timestamp() - T0) / 10))
-            .collect();
-        assert_eq!(site, vec![(EventKind::Opened, 2), (EventKind::Closed, 12)], "{d:?}");
-    }
-
-    #[test]
-    fn a_site_that_closes_and_opens_again_from_the_same_start_gets_a_new_incident() {
-        // eu fails throughout. quorum 1 opens the site incident; the config then drops the
-        // override (a majority of eu, us: 2), which closes it; put back, it opens again: the
-        // same start, so the confirmation keeps the ids apart.
-        let quorum = |k: usize| if (4..7).contains(&k) { None } else { Some(1) };
-        let mut rs = results("eu", "xxxxxxxxxx", |_| {});
-        rs.extend(results("us", "++++++++++", |_| {}));
-        for r in rs.iter_mut() {
-            r.quorum = quorum(((r.scheduled_at.timestamp() - T0) / 10) as usize);
-        }
-        rs.sort_by(|a, b| (a.scheduled_at, &a.region).cmp(&(b.scheduled_at, &b.region)));
-        let (_, d) = fold(&rs);
-        let site: Vec<&IncidentEvent> = d.events.iter().filter(|e| e.incident.region.is_none()).collect();
-        let kinds: Vec<EventKind> = site.iter().map(|e| e.kind).collect();
-        use EventKind::*;
-        assert_eq!(kinds, vec![Opened, Closed, Opened], "{d:?}");
-        assert_eq!(site[0].incident.started_at, site[2].incident.started_at);
-        assert_ne!(site[0].incident.incident_id, site[2].incident.incident_id);
-        let mut ids: Vec<Uuid> = d.events.iter().map(|e| e.event_id).collect();
-        ids.sort();
-        ids.dedup();
-        assert_eq!(ids.len(), d.events.len(), "every event its own id");
-    }
-
-    #[test]
-    fn odd_tracks_and_invented_regions_do_not_break_the_fold() {
-        // A track stored as down without its incident: a success only clears it.
-        let mut t = SiteTracks::new("s");
-        t.regions.push(Track { down: true, ..Track::new("eu") });
-        let mut d = Derived::default();
-        t.fold(&results("eu", "+", |_| {}), &mut d);
-        assert!(d.events.is_empty() && !t.regions[0].down);
-        // Interval 0 and thresholds past i32 are read as unknown and as large.
-        let (t, _) = fold(&results("eu", "xx", |r| {
-            (r.interval_ms, r.down_after) = (Some(0), Some(u32::MAX));
-        }));
-        assert_eq!(t.regions[0].down_after, Some(i32::MAX));
-        // More regions than MAX_REGIONS: the rest judge nothing.
-        let mut rs = Vec::new();
-        for i in 0..MAX_REGIONS + 6 {
-            rs.extend(results(&format!("r{i}"), "x", |_| {}));
-        }
-        let (t, d) = fold(&rs);
-        assert_eq!((t.regions.len(), d.ignored), (MAX_REGIONS, 6));
-    }
-
-    #[test]
-    fn folding_in_pieces_or_again_gives_the_same_incidents_and_event_ids() {
-        let mut rs = results("eu", "++xxxxxx++xxx+", |_| {});
-        rs.extend(results("us", "+++xxxxx++x+xx", |_| {}));
-        // As a partition holds them: in the order they were checked.
-        rs.sort_by(|a, b| (a.scheduled_at, &a.region).cmp(&(b.scheduled_at, &b.region)));
-        let (whole_t, whole) = fold(&rs);
-        for cut in [1, 5, 9, 17, 27] {
-            let mut t = SiteTracks::new("s");
-            let mut d = Derived::default();
-            t.fold(&rs[..cut], &mut d);
-            t.fold(&rs[cut..], &mut d);
-            // The same results again (a replay): nothing more.
-            let before = d.events.len();
-            t.fold(&rs, &mut d);
-            assert_eq!(d.events.len(), before, "a replay derives nothing");
-            let ids = |d: &Derived| {
-                let mut v: Vec<Uuid> = d.events.iter().map(|e| e.event_id).collect();
-                v.sort();
-                v
-            };
-            assert_eq!(ids(&d), ids(&whole), "cut at {cut}");
-            assert_eq!(t, whole_t, "cut at {cut}");
-        }
-    }
-}
+#[path = "tracks_tests.rs"]
+mod tests;

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::{FailureKind, Incident};
+use crate::domain::{EndReason, FailureKind, Incident};
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct IncidentRow {
@@ -19,6 +19,7 @@ pub struct IncidentRow {
     failure_kind: Option<String>,
     error: Option<String>,
     failed_checks: i64,
+    end_reason: Option<String>,
 }
 
 fn time(us: i64) -> DateTime<Utc> {
@@ -34,6 +35,7 @@ impl From<IncidentRow> for Incident {
             started_at,
             confirmed_at: time(r.confirmed_at),
             ended_at: r.ended_at.map(time),
+            end_reason: r.end_reason.and_then(|k| EndReason::parse(&k)),
             regions: serde_json::from_str(&r.regions).unwrap_or_default(),
             failure_kind: r.failure_kind.map(|k| FailureKind::parse(&k).unwrap_or(FailureKind::Other)),
             error: r.error,

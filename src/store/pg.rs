@@ -14,7 +14,7 @@ use super::pg_copy;
 use super::status_row::StatusRow;
 use super::{LatestRow, latest_per_site};
 use crate::config::PostgresConfig;
-use crate::domain::{CheckResult, Incident, SiteStatus};
+use crate::domain::{CheckResult, Incident, Judging, SiteStatus};
 use crate::ports::{DeadLetter, StatusStore, StoreError};
 use uuid::Uuid;
 
@@ -23,6 +23,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 pub struct PgStore {
     pub(super) pool: PgPool,
     partitions: Mutex<HashSet<NaiveDate>>,
+    judging: Judging,
 }
 
 pub(super) fn classify(e: sqlx::Error) -> StoreError {
@@ -72,7 +73,13 @@ impl PgStore {
             // consumer retries as `Unavailable` like any other outage.
             .test_before_acquire(false)
             .connect_lazy_with(opts);
-        Ok(PgStore { pool, partitions: Mutex::new(HashSet::new()) })
+        Ok(PgStore { pool, partitions: Mutex::new(HashSet::new()), judging: Judging::default() })
+    }
+
+    /// Incidents judged with these time bounds (default: [`Judging::default`]).
+    pub fn judging(mut self, judging: Judging) -> Self {
+        self.judging = judging;
+        self
     }
 
     /// Applies the embedded migrations (a no-op when they are all applied) and creates the
@@ -100,7 +107,7 @@ impl PgStore {
             }
         };
         fold_latest(&mut tx, &latest_per_site(&new)).await?;
-        super::pg_incidents::fold_incidents(&mut tx, &new).await?;
+        super::pg_incidents::fold_incidents(&mut tx, &new, &self.judging).await?;
         tx.commit().await.map_err(classify)
     }
 

@@ -9,8 +9,8 @@ use sqlx::{PgConnection, PgPool};
 
 use super::incident_row::IncidentRow;
 use super::pg::classify;
-use super::track_row::{Dialect, TrackRow, changed, open_ids, site_tracks};
-use crate::domain::{CheckResult, CheckStatus, Incident, derive_incidents};
+use super::track_row::{Dialect, TrackRow, changed, count, open_ids, pending_json, site_tracks};
+use crate::domain::{CheckResult, Incident, Judging, derive_incidents};
 use crate::ports::StoreError;
 
 pub(super) const PG: Dialect = Dialect {
@@ -30,35 +30,37 @@ const ENSURE_SITES: &str = "INSERT INTO incident_tracks (site_id, region) \
 
 const WRITE_TRACKS: &str = r#"
 INSERT INTO incident_tracks (site_id, region, down, run_up, run_len, run_start, run_kind, run_error,
-    last_at, interval_ms, down_after, up_after, quorum, incident_id)
+    last_at, interval_ms, down_after, up_after, quorum, incident_id, seen_at, pending)
 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bool[], $4::bool[], $5::int[], $6::timestamptz[],
     $7::text[], $8::text[], $9::timestamptz[], $10::bigint[], $11::int[], $12::int[], $13::int[],
-    $14::uuid[])
+    $14::uuid[], $15::timestamptz[], $16::text[])
 ON CONFLICT (site_id, region) DO UPDATE SET
     down = excluded.down, run_up = excluded.run_up, run_len = excluded.run_len,
     run_start = excluded.run_start, run_kind = excluded.run_kind, run_error = excluded.run_error,
     last_at = excluded.last_at, interval_ms = excluded.interval_ms,
     down_after = excluded.down_after, up_after = excluded.up_after, quorum = excluded.quorum,
-    incident_id = excluded.incident_id
+    incident_id = excluded.incident_id, seen_at = excluded.seen_at, pending = excluded.pending
 "#;
 
 const WRITE_INCIDENTS: &str = r#"
 INSERT INTO incidents (incident_id, site_id, region, url, started_at, confirmed_at, ended_at,
-    regions, failure_kind, error, failed_checks)
+    regions, failure_kind, error, failed_checks, end_reason)
 SELECT u.id, u.site_id, u.region, u.url, u.started_at, u.confirmed_at, u.ended_at,
-    ARRAY(SELECT json_array_elements_text(u.regions::json)), u.failure_kind, u.error, u.failed
+    ARRAY(SELECT json_array_elements_text(u.regions::json)), u.failure_kind, u.error, u.failed, u.end_reason
 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
-    $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::bigint[])
-    AS u(id, site_id, region, url, started_at, confirmed_at, ended_at, regions, failure_kind, error, failed)
+    $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[])
+    AS u(id, site_id, region, url, started_at, confirmed_at, ended_at, regions, failure_kind, error, failed,
+         end_reason)
 ON CONFLICT (incident_id) DO UPDATE SET
-    ended_at = excluded.ended_at, regions = excluded.regions, failed_checks = excluded.failed_checks
+    ended_at = excluded.ended_at, regions = excluded.regions, failed_checks = excluded.failed_checks,
+    end_reason = excluded.end_reason
 "#;
 
 const WRITE_EVENT: &str = r#"
 INSERT INTO incident_events (event_id, kind, at, incident_id, site_id, region, url, started_at,
-    confirmed_at, ended_at, regions, failure_kind, error, failed_checks)
+    confirmed_at, ended_at, regions, failure_kind, error, failed_checks, end_reason)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, ARRAY(SELECT json_array_elements_text($11::json)),
-    $12, $13, $14)
+    $12, $13, $14, $15)
 ON CONFLICT (event_id) DO NOTHING
 "#;
 
@@ -71,9 +73,12 @@ fn regions_json(i: &Incident) -> String {
 }
 
 /// Folds the batch's new results into incidents, in the caller's transaction.
-pub(super) async fn fold_incidents(conn: &mut PgConnection, new: &[&CheckResult]) -> Result<(), StoreError> {
-    let mut sites: Vec<&str> =
-        new.iter().filter(|r| r.status != CheckStatus::Missed).map(|r| r.site_id.as_str()).collect();
+pub(super) async fn fold_incidents(
+    conn: &mut PgConnection,
+    new: &[&CheckResult],
+    judging: &Judging,
+) -> Result<(), StoreError> {
+    let mut sites: Vec<&str> = new.iter().map(|r| r.site_id.as_str()).collect();
     if sites.is_empty() {
         return Ok(());
     }
@@ -107,10 +112,8 @@ pub(super) async fn fold_incidents(conn: &mut PgConnection, new: &[&CheckResult]
     };
     let stored = site_tracks(rows, open.into_iter().map(Incident::from).collect());
     let mut tracks = stored.clone();
-    let derived = derive_incidents(&mut tracks, new);
-    if derived.ignored > 0 {
-        metrics::counter!("sitemon_incident_regions_ignored_total").increment(derived.ignored);
-    }
+    let derived = derive_incidents(&mut tracks, new, judging);
+    count(&derived);
     write_tracks(conn, &changed(&stored, &tracks)).await?;
     let incidents = &derived.incidents;
     if !incidents.is_empty() {
@@ -126,6 +129,7 @@ pub(super) async fn fold_incidents(conn: &mut PgConnection, new: &[&CheckResult]
             .bind(col(incidents, |i| i.failure_kind.map(|k| k.as_str())))
             .bind(col(incidents, |i| i.error.as_deref()))
             .bind(col(incidents, |i| i.failed_checks))
+            .bind(col(incidents, |i| i.end_reason.map(|r| r.as_str())))
             .execute(&mut *conn)
             .await
             .map_err(classify)?;
@@ -147,6 +151,7 @@ pub(super) async fn fold_incidents(conn: &mut PgConnection, new: &[&CheckResult]
             .bind(i.failure_kind.map(|k| k.as_str()))
             .bind(&i.error)
             .bind(i.failed_checks)
+            .bind(i.end_reason.map(|r| r.as_str()))
             .execute(&mut *conn)
             .await
             .map_err(classify)?;
@@ -179,6 +184,8 @@ async fn write_tracks(
         .bind(col(t, |x| x.1.up_after))
         .bind(col(t, |x| x.1.quorum))
         .bind(col(t, |x| x.1.incident.as_ref().map(|i| i.incident_id)))
+        .bind(col(t, |x| x.1.seen_at))
+        .bind(col(t, |x| pending_json(x.1)))
         .execute(conn)
         .await
         .map_err(classify)?;

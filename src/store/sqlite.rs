@@ -12,13 +12,14 @@ use sqlx::sqlite::{
 
 use super::latest_per_site;
 use super::status_row::StatusRow;
-use crate::domain::{CheckResult, Incident, SiteStatus};
+use crate::domain::{CheckResult, Incident, Judging, SiteStatus};
 use crate::ports::{DeadLetter, StatusStore, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
+    judging: Judging,
 }
 
 pub(super) fn classify(e: sqlx::Error) -> StoreError {
@@ -51,7 +52,13 @@ impl SqliteStore {
             .busy_timeout(std::time::Duration::from_secs(5));
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.map_err(classify)?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Unavailable(e.into()))?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { pool, judging: Judging::default() })
+    }
+
+    /// Incidents judged with these time bounds (default: [`Judging::default`]).
+    pub fn judging(mut self, judging: Judging) -> Self {
+        self.judging = judging;
+        self
     }
 }
 
@@ -158,7 +165,7 @@ impl StatusStore for SqliteStore {
                     .map_err(classify)?;
             }
         }
-        super::sqlite_incidents::fold_incidents(&mut tx, &new).await?;
+        super::sqlite_incidents::fold_incidents(&mut tx, &new, &self.judging).await?;
         let now = us(Utc::now());
         for d in dead {
             sqlx::query(INSERT_DEAD)

@@ -6,31 +6,31 @@ use sqlx::{SqliteConnection, SqlitePool};
 
 use super::incident_row::IncidentRow;
 use super::sqlite::classify;
-use super::track_row::{Dialect, TrackRow, changed, open_ids, site_tracks};
-use crate::domain::{CheckResult, CheckStatus, Incident, derive_incidents};
+use super::track_row::{Dialect, TrackRow, changed, count, open_ids, pending_json, site_tracks};
+use crate::domain::{CheckResult, Incident, Judging, derive_incidents};
 use crate::ports::StoreError;
 
 pub(super) const SQLITE: Dialect =
     Dialect { time: |c| c.to_owned(), id: |c| c.to_owned(), regions: |c| c.to_owned() };
 
 const WRITE_TRACK: &str = "INSERT INTO incident_tracks (site_id, region, down, run_up, run_len, run_start, \
-    run_kind, run_error, last_at, interval_ms, down_after, up_after, quorum, incident_id) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+    run_kind, run_error, last_at, interval_ms, down_after, up_after, quorum, incident_id, seen_at, pending) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
     ON CONFLICT (site_id, region) DO UPDATE SET down = excluded.down, run_up = excluded.run_up, \
       run_len = excluded.run_len, run_start = excluded.run_start, run_kind = excluded.run_kind, \
       run_error = excluded.run_error, last_at = excluded.last_at, interval_ms = excluded.interval_ms, \
       down_after = excluded.down_after, up_after = excluded.up_after, quorum = excluded.quorum, \
-      incident_id = excluded.incident_id";
+      incident_id = excluded.incident_id, seen_at = excluded.seen_at, pending = excluded.pending";
 
 const WRITE_INCIDENT: &str = "INSERT INTO incidents (incident_id, site_id, region, url, started_at, \
-    confirmed_at, ended_at, regions, failure_kind, error, failed_checks) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+    confirmed_at, ended_at, regions, failure_kind, error, failed_checks, end_reason) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
     ON CONFLICT (incident_id) DO UPDATE SET ended_at = excluded.ended_at, regions = excluded.regions, \
-      failed_checks = excluded.failed_checks";
+      failed_checks = excluded.failed_checks, end_reason = excluded.end_reason";
 
 const WRITE_EVENT: &str = "INSERT INTO incident_events (event_id, kind, at, incident_id, site_id, region, \
-    url, started_at, confirmed_at, ended_at, regions, failure_kind, error, failed_checks, created_at) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+    url, started_at, confirmed_at, ended_at, regions, failure_kind, error, failed_checks, end_reason, \
+    created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
     ON CONFLICT (event_id) DO NOTHING";
 
 fn us(t: chrono::DateTime<chrono::Utc>) -> i64 {
@@ -56,15 +56,16 @@ fn bind_incident<'q>(q: Query<'q>, i: &'q Incident) -> Query<'q> {
         .bind(i.failure_kind.map(|k| k.as_str()))
         .bind(&i.error)
         .bind(i.failed_checks)
+        .bind(i.end_reason.map(|r| r.as_str()))
 }
 
 /// Folds the batch's new results into incidents, in the caller's transaction.
 pub(super) async fn fold_incidents(
     conn: &mut SqliteConnection,
     new: &[&CheckResult],
+    judging: &Judging,
 ) -> Result<(), StoreError> {
-    let mut sites: Vec<&str> =
-        new.iter().filter(|r| r.status != CheckStatus::Missed).map(|r| r.site_id.as_str()).collect();
+    let mut sites: Vec<&str> = new.iter().map(|r| r.site_id.as_str()).collect();
     if sites.is_empty() {
         return Ok(());
     }
@@ -91,10 +92,8 @@ pub(super) async fn fold_incidents(
     };
     let stored = site_tracks(rows, open.into_iter().map(Incident::from).collect());
     let mut tracks = stored.clone();
-    let derived = derive_incidents(&mut tracks, new);
-    if derived.ignored > 0 {
-        metrics::counter!("sitemon_incident_regions_ignored_total").increment(derived.ignored);
-    }
+    let derived = derive_incidents(&mut tracks, new, judging);
+    count(&derived);
     for (site, t) in changed(&stored, &tracks) {
         sqlx::query(WRITE_TRACK)
             .bind(site)
@@ -111,6 +110,8 @@ pub(super) async fn fold_incidents(
             .bind(t.up_after)
             .bind(t.quorum)
             .bind(t.incident.as_ref().map(|i| i.incident_id.to_string()))
+            .bind(t.seen_at.map(us))
+            .bind(pending_json(t))
             .execute(&mut *conn)
             .await
             .map_err(classify)?;

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{FailureKind, Incident, SiteTracks, Track};
+use crate::domain::{Derived, FailureKind, Incident, SiteTracks, Track};
 
 fn time(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or_default()
@@ -27,6 +27,8 @@ pub struct TrackRow {
     up_after: Option<i32>,
     quorum: Option<i32>,
     incident_id: Option<String>,
+    seen_at: Option<i64>,
+    pending: Option<String>,
 }
 
 /// The SQL that selects these rows in each database's dialect: `time` turns a column into µs,
@@ -43,10 +45,11 @@ impl Dialect {
         let Dialect { time, id, .. } = self;
         format!(
             "site_id, region, down, run_up, run_len, {} AS run_start, run_kind, run_error, {} AS last_at, \
-             interval_ms, down_after, up_after, quorum, {} AS incident_id",
+             interval_ms, down_after, up_after, quorum, {} AS incident_id, {} AS seen_at, pending",
             time("run_start"),
             time("last_at"),
             id("incident_id"),
+            time("seen_at"),
         )
     }
 
@@ -55,7 +58,7 @@ impl Dialect {
         let Dialect { time, id, regions } = self;
         format!(
             "{} AS incident_id, site_id, region, url, {} AS started_at, {} AS confirmed_at, \
-             {} AS ended_at, {} AS regions, failure_kind, error, failed_checks",
+             {} AS ended_at, {} AS regions, failure_kind, error, failed_checks, end_reason",
             id("incident_id"),
             time("started_at"),
             time("confirmed_at"),
@@ -91,6 +94,9 @@ pub fn site_tracks(rows: Vec<TrackRow>, open: Vec<Incident>) -> Vec<SiteTracks> 
             down_after: r.down_after,
             up_after: r.up_after,
             quorum: r.quorum,
+            seen_at: r.seen_at.map(time),
+            // (Unreadable waiting results, which only a hand-edited row has, are dropped.)
+            pending: r.pending.and_then(|p| serde_json::from_str(&p).ok()).unwrap_or_default(),
         };
         if out.last().is_none_or(|s| s.site_id != r.site_id) {
             out.push(SiteTracks::new(&r.site_id));
@@ -110,6 +116,25 @@ fn flatten(sites: &[SiteTracks]) -> impl Iterator<Item = (&str, &Track)> {
     sites
         .iter()
         .flat_map(|s| std::iter::once(&s.site).chain(&s.regions).map(move |t| (s.site_id.as_str(), t)))
+}
+
+/// What a fold derived, as metrics: results kept in the history only (late, or of a region past
+/// the cap) and regions retired.
+pub fn count(d: &Derived) {
+    if d.ignored > 0 {
+        metrics::counter!("sitemon_incident_regions_ignored_total").increment(d.ignored);
+    }
+    if d.late > 0 {
+        metrics::counter!("sitemon_incident_results_late_total").increment(d.late);
+    }
+    if d.retired > 0 {
+        metrics::counter!("sitemon_incident_regions_retired_total").increment(d.retired);
+    }
+}
+
+/// A track's waiting results as stored (`None` when there are none).
+pub fn pending_json(t: &Track) -> Option<String> {
+    (!t.pending.is_empty()).then(|| serde_json::to_string(&t.pending).expect("samples serialize"))
 }
 
 /// The tracks to write back: those the fold changed or created, not every track of the sites.

@@ -365,6 +365,7 @@ mod tests {
             started_at: t0,
             confirmed_at: t0,
             ended_at: Some(t0 + chrono::Duration::minutes(2)),
+            end_reason: None,
             regions: vec!["eu".into()],
             failure_kind: Some(FailureKind::Connect),
             error: Some("refused".into()),

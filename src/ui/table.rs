@@ -253,6 +253,7 @@ mod tests {
             started_at: started,
             confirmed_at: started,
             ended_at: None,
+            end_reason: None,
             regions: vec!["eu".into(), "us".into()],
             failure_kind: Some(FailureKind::Connect),
             error: Some("refused".into()),

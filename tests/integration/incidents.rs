@@ -208,7 +208,7 @@ fn stream(seed: u64) -> Vec<CheckResult> {
 fn oracle(all: &[CheckResult]) -> (Vec<Row>, Vec<Event>) {
     let mut tracks: Vec<SiteTracks> = Vec::new();
     let refs: Vec<&CheckResult> = all.iter().collect();
-    let d = derive_incidents(&mut tracks, &refs);
+    let d = derive_incidents(&mut tracks, &refs, &sitemon::domain::Judging::default());
     let mut rows: Vec<Row> = d
         .incidents
         .iter()
@@ -295,14 +295,15 @@ async fn a_batch_that_waited_for_the_tracks_reads_what_the_other_writer_committe
     use sqlx::Connection;
     let (store, db) = pg().await;
     let Db::Pg(url) = &db else { unreachable!() };
-    let first = |region: &str| results("race", region, "+", |_| {});
+    // Four slots of both regions: the site's slots are being judged.
+    let first = |region: &str| results("race", region, "++++", |_| {});
     store.store(&[first("eu"), first("us")].concat(), &[]).await.unwrap();
 
     // Another writer opens an incident for eu and holds its transaction open.
     let mut other = sqlx::PgConnection::connect(url).await.unwrap();
     let mut tx = other.begin().await.unwrap();
     let id = uuid::Uuid::new_v4();
-    let t = base() + Duration::seconds(5);
+    let t = base() + Duration::seconds(35);
     sqlx::query("SELECT 1 FROM incident_tracks WHERE site_id = 'race' FOR UPDATE")
         .execute(&mut *tx)
         .await
@@ -328,7 +329,7 @@ async fn a_batch_that_waited_for_the_tracks_reads_what_the_other_writer_committe
 
     // Meanwhile a batch with a success of us and another failure of eu: it waits for the lock.
     let batch =
-        [&results("race", "us", "++", |_| {})[1..], &results("race", "eu", "+x", |_| {})[1..]].concat();
+        [&results("race", "us", "+++++", |_| {})[4..], &results("race", "eu", "++++x", |_| {})[4..]].concat();
     let waiting = tokio::spawn({
         let url = url.clone();
         async move {
@@ -368,10 +369,7 @@ async fn a_batch_that_waited_for_the_tracks_reads_what_the_other_writer_committe
     .unwrap();
     assert_eq!(eu, [(id, 4)], "the failure counted in the open incident, not a second one opened");
     // And eu's recovery closes that incident (a stale read would have had none to close).
-    let mut up = results("race", "eu", "+", |_| {});
-    up[0].scheduled_at = base() + Duration::seconds(15);
-    up[0].started_at = up[0].scheduled_at;
-    up[0].check_id = sitemon::domain::check_id("race", "eu", up[0].scheduled_at);
+    let up = [&results("race", "eu", "++++++", |_| {})[5..], &results("race", "us", "++++++", |_| {})[5..]].concat();
     store.store(&up, &[]).await.unwrap();
     let ended: Option<DateTime<Utc>> =
         sqlx::query_scalar("SELECT ended_at FROM incidents WHERE incident_id = $1")

@@ -27,6 +27,7 @@ pub fn samples(prefix: &str, n: usize) -> Vec<IncidentEvent> {
                 started_at,
                 confirmed_at: at(i * 10 + 20),
                 ended_at: closed.then(|| at(i * 10 + 90)),
+                end_reason: None,
                 regions: match &region {
                     Some(r) => vec![r.clone()],
                     None => vec!["ap".into(), "eu-west".into()],
