@@ -13,10 +13,12 @@ use chrono::{DateTime, Utc};
 
 use super::canonical;
 use super::framing::{DecodeError, Strict};
-use crate::domain::{EventKind, FailureKind, Incident, IncidentEvent};
+use crate::domain::{EndReason, EventKind, FailureKind, Incident, IncidentEvent};
 
 /// The schema events are written with.
 pub const EVENT_SCHEMA_JSON: &str = include_str!("../../schemas/incident_event.avsc");
+/// The first published version (no `end_reason`), still read.
+const EVENT_V1_JSON: &str = include_str!("../../schemas/incident_event.v1.avsc");
 
 const MAGIC: [u8; 2] = [0xC3, 0x01];
 const HEADER_LEN: usize = 10;
@@ -26,11 +28,15 @@ struct EventSchema {
     fingerprint: [u8; 8],
 }
 
-static EVENT: LazyLock<EventSchema> = LazyLock::new(|| EventSchema {
-    schema: Schema::parse_str(EVENT_SCHEMA_JSON).expect("built-in event schema parses (checked by tests)"),
-    fingerprint: canonical::fingerprint(EVENT_SCHEMA_JSON)
-        .expect("built-in event schema is canonical (checked by tests)"),
-});
+fn event_schema(json: &str) -> EventSchema {
+    EventSchema {
+        schema: Schema::parse_str(json).expect("built-in event schema parses (checked by tests)"),
+        fingerprint: canonical::fingerprint(json).expect("built-in event schema is canonical (checked by tests)"),
+    }
+}
+
+static EVENT: LazyLock<EventSchema> = LazyLock::new(|| event_schema(EVENT_SCHEMA_JSON));
+static EVENT_V1: LazyLock<EventSchema> = LazyLock::new(|| event_schema(EVENT_V1_JSON));
 
 /// The CRC-64-AVRO fingerprint of the event schema's Parsing Canonical Form, as headers carry it.
 pub fn event_fingerprint() -> [u8; 8] {
@@ -71,6 +77,7 @@ fn to_value(e: &IncidentEvent) -> Value {
         ),
         ("error".into(), opt(i.error.clone().map(Value::String))),
         ("failed_checks".into(), Value::Long(i.failed_checks)),
+        ("end_reason".into(), opt(i.end_reason.map(|r| Value::String(r.as_str().to_owned())))),
     ])
 }
 
@@ -105,19 +112,22 @@ pub fn encode_event_registered(e: &IncidentEvent, schema_id: u32) -> Vec<u8> {
 /// schema whatever its id says: a reader that knows which id the registry gave it checks that
 /// itself.
 pub fn decode_event(bytes: &[u8]) -> Result<IncidentEvent, DecodeError> {
-    let body = match bytes {
+    let (body, writer) = match bytes {
         [] => return Err(DecodeError::Empty),
-        [0, _, _, _, _, rest @ ..] => rest,
+        [0, _, _, _, _, rest @ ..] => (rest, &*EVENT),
         _ if bytes.len() >= HEADER_LEN && bytes[..2] == MAGIC => {
-            if bytes[2..HEADER_LEN] != EVENT.fingerprint {
-                return Err(DecodeError::UnknownSchema(bytes[2..HEADER_LEN].to_vec()));
-            }
-            &bytes[HEADER_LEN..]
+            let writer = [&*EVENT, &*EVENT_V1]
+                .into_iter()
+                .find(|s| bytes[2..HEADER_LEN] == s.fingerprint)
+                .ok_or_else(|| DecodeError::UnknownSchema(bytes[2..HEADER_LEN].to_vec()))?;
+            (&bytes[HEADER_LEN..], writer)
         }
         _ => return Err(DecodeError::UnknownFraming(bytes[..bytes.len().min(4)].to_vec())),
     };
-    let reader =
-        GenericDatumReader::builder(&EVENT.schema).build().map_err(|e| DecodeError::Datum(e.to_string()))?;
+    let reader = GenericDatumReader::builder(&writer.schema)
+        .reader_schema(&EVENT.schema)
+        .build()
+        .map_err(|e| DecodeError::Datum(e.to_string()))?;
     let mut datum = Strict { rest: body, short: false };
     let value = reader.read_value(&mut datum).map_err(|e| DecodeError::Datum(e.to_string()))?;
     if datum.short {
@@ -158,7 +168,7 @@ fn from_value(value: Value) -> Result<IncidentEvent, String> {
         started_at: f.time("started_at")?,
         confirmed_at: f.time("confirmed_at")?,
         ended_at: f.opt_time("ended_at")?,
-        end_reason: None,
+        end_reason: f.opt_string("end_reason")?.and_then(|r| EndReason::parse(&r)),
         regions,
         failure_kind,
         error: f.opt_string("error")?,
@@ -206,6 +216,7 @@ mod tests {
         inc.failure_kind = None;
         inc.error = None;
         inc.failed_checks = i64::MAX;
+        inc.end_reason = Some(EndReason::Retired);
         let closed = IncidentEvent::new(EventKind::Closed, t(1_800_000_100_000_000), &inc);
         let mut none = incident(Some(""));
         none.regions = Vec::new();
@@ -225,6 +236,22 @@ mod tests {
             assert_eq!(registered[5..], single[HEADER_LEN..], "the same datum");
             assert_eq!(decode_event(&registered), Ok(e));
         }
+    }
+
+    #[test]
+    fn events_of_the_first_version_are_still_read() {
+        // Written with incident_event.v1.avsc (no end_reason) and its fingerprint.
+        let e = &samples()[0];
+        let mut v = to_value(e);
+        if let Value::Record(fields) = &mut v {
+            fields.retain(|(name, _)| name != "end_reason");
+        }
+        let datum = GenericDatumWriter::builder(&EVENT_V1.schema).build().unwrap().write_value_to_vec(v).unwrap();
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&EVENT_V1.fingerprint);
+        bytes.extend(datum);
+        assert_eq!(decode_event(&bytes).unwrap(), *e);
+        assert_ne!(EVENT_V1.fingerprint, EVENT.fingerprint);
     }
 
     #[test]
@@ -270,12 +297,13 @@ mod tests {
             r#"{"name":"ended_at","type":["null","long"]},{"name":"regions","type":{"type":"array","items":"string"}},"#,
             r#"{"name":"failure_kind","type":["null",{"name":"dev.sitemon.FailureKind","type":"enum","symbols":["TIMEOUT","DNS","#,
             r#""CONNECT","TLS","PROTOCOL","UNEXPECTED_STATUS","PATTERN_NOT_FOUND","BODY_TOO_LARGE","REDIRECT_LIMIT","OTHER"]}]},"#,
-            r#"{"name":"error","type":["null","string"]},{"name":"failed_checks","type":"long"}]}"#,
+            r#"{"name":"error","type":["null","string"]},{"name":"failed_checks","type":"long"},"#,
+            r#"{"name":"end_reason","type":["null","string"]}]}"#,
         );
         assert_eq!(canonical::parsing_canonical_form(EVENT_SCHEMA_JSON).unwrap(), want);
         assert_eq!(hex(&event_fingerprint()), FINGERPRINT);
         assert_eq!(hex(&encode_event(&samples()[0])[..HEADER_LEN]), format!("c301{FINGERPRINT}"));
     }
 
-    const FINGERPRINT: &str = "ef9c8c8bb25f50fe";
+    const FINGERPRINT: &str = "d18058b9751a43bd";
 }

@@ -116,14 +116,15 @@ mod tests {
     /// fastavro.schema.parse_schema(json.load(f))), "CRC-64-AVRO")`, which printed the same.
     /// (The `avro` 1.12.1 package from PyPI prints 153716d988e95858: its canonical form keeps
     /// `{"type":"long"}` for logical types, the same deviation as apache-avro's.)
-    /// check_result.v2.avsc's, check_result.v3.avsc's and incident_event.avsc's by
+    /// check_result.v2.avsc's, check_result.v3.avsc's and incident_event.avsc's (both versions) by
     /// `scripts/avro-peer fingerprint` (Java Avro 1.12.1) only.
     const VECTORS: &[(&str, &str)] = &[
         ("check_result.avsc", "eb22158291aa9b65"),
         ("check_result.v1.avsc", "0f0f00cca2393457"),
         ("check_result.v2.avsc", "9eecd66d233dd4d0"),
         ("check_result.v3.avsc", "eb22158291aa9b65"),
-        ("incident_event.avsc", "ef9c8c8bb25f50fe"),
+        ("incident_event.avsc", "d18058b9751a43bd"),
+        ("incident_event.v1.avsc", "ef9c8c8bb25f50fe"),
     ];
 
     #[test]
