@@ -25,7 +25,8 @@ pub struct ConsumerOptions {
     pub batch_wait: Duration,
     /// Return once the feed is attached and nothing arrived for this long (tests, backfills).
     pub exit_when_idle: Option<Duration>,
-    /// Delete history older than this, checked at start and then hourly.
+    /// Delete history older than this, checked at start and then hourly; a record older than
+    /// this is a dead letter (it would only be deleted again, after making its day's partition).
     pub retention: Option<Duration>,
     /// A record whose times lie further ahead of this consumer's clock is a dead letter.
     pub max_clock_skew: Duration,
@@ -165,7 +166,9 @@ pub async fn run<F: StatusFeed, S: StatusStore, L: SchemaLookup>(
             report.unstored += batch.len() as u64;
             break;
         }
-        let admitted = admit(&batch, Admission::new(chrono::Utc::now(), opts.max_clock_skew));
+        let admission =
+            Admission::new(chrono::Utc::now(), opts.max_clock_skew).with_retention(opts.retention);
+        let admitted = admit(&batch, admission);
         let fetch = async {
             tokio::select! {
                 b = feed.next_batch(opts.batch_size, opts.batch_wait) => Some(b),

@@ -1,5 +1,6 @@
 //! What a check result read from the feed must satisfy before it is stored: anything a record
-//! carries that no producer makes, or that the store cannot hold, makes it a dead letter.
+//! carries that no producer makes, or that the store cannot hold or would not keep (older than
+//! the retention), makes it a dead letter.
 
 use std::time::Duration;
 
@@ -12,11 +13,17 @@ pub const MAX_ID_BYTES: usize = 512;
 /// Longest url, error, pattern, protocol version or address, in bytes.
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
 
-/// The window of plausible times: from 2000-01-01 to `max_skew` past the consumer's clock.
+/// The window of plausible times: from 2000-01-01 — or, with a retention, from `retention`
+/// before the consumer's clock, whichever is later — to `max_skew` past the consumer's clock.
+/// A record from before the retention window would only be deleted again, and on PostgreSQL
+/// would first create a history partition for its day: a stream of crafted old records must not
+/// add partitions (and their DDL locks) by the thousand.
 #[derive(Debug, Clone, Copy)]
 pub struct Admission {
     pub now: DateTime<Utc>,
     pub max_skew: Duration,
+    /// How long history is kept (`retention`); `None`: kept forever, only the 2000 floor.
+    pub retention: Option<Duration>,
 }
 
 fn earliest() -> DateTime<Utc> {
@@ -29,7 +36,19 @@ fn earliest() -> DateTime<Utc> {
 
 impl Admission {
     pub fn new(now: DateTime<Utc>, max_skew: Duration) -> Self {
-        Admission { now, max_skew }
+        Admission { now, max_skew, retention: None }
+    }
+
+    /// Records older than `retention` before `now` are refused too (when it is `Some`).
+    pub fn with_retention(mut self, retention: Option<Duration>) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The start of the retention window, when there is one (and it lies after 2000).
+    fn retained_from(&self) -> Option<DateTime<Utc>> {
+        let age = chrono::Duration::from_std(self.retention?).ok()?;
+        self.now.checked_sub_signed(age).filter(|t| *t > earliest())
     }
 
     fn latest(&self) -> DateTime<Utc> {
@@ -40,10 +59,18 @@ impl Admission {
     /// `Ok` when the result can be stored as it is, else why not (without echoing the value:
     /// a record's text is not a log line).
     pub fn check(&self, r: &CheckResult) -> Result<(), String> {
-        let (from, to) = (earliest(), self.latest());
+        let (from, retained_from, to) = (earliest(), self.retained_from(), self.latest());
         for (name, t) in [("scheduled_at", r.scheduled_at), ("started_at", r.started_at)] {
             if t < from {
                 return Err(format!("`{name}` {t} is before 2000-01-01"));
+            }
+            if let (Some(cutoff), Some(retention)) = (retained_from, self.retention)
+                && t < cutoff
+            {
+                return Err(format!(
+                    "`{name}` {t} is older than the retention window ({}: history before {cutoff} is not kept)",
+                    humantime::format_duration(retention)
+                ));
             }
             if t > to {
                 return Err(format!(
@@ -160,6 +187,29 @@ mod tests {
         let mut r = ok();
         r.started_at = Utc.with_ymd_and_hms(1999, 12, 31, 23, 59, 59).unwrap();
         assert!(a.check(&r).unwrap_err().contains("started_at"));
+    }
+
+    #[test]
+    fn times_before_the_retention_window_are_refused() {
+        let day = Duration::from_secs(86_400);
+        let a = Admission::new(now(), Duration::from_secs(120)).with_retention(Some(30 * day));
+        let at = |days_ago: i64, seconds: i64| {
+            let t = now() - chrono::Duration::days(days_ago) + chrono::Duration::seconds(seconds);
+            CheckResult::new("a", "http://a/", "eu", t, t, CheckStatus::Success)
+        };
+        assert!(a.check(&at(30, 1)).is_ok(), "just inside the window");
+        let why = a.check(&at(30, -1)).unwrap_err();
+        assert!(why.contains("scheduled_at") && why.contains("retention window"), "{why}");
+        assert!(a.check(&at(3650, 0)).unwrap_err().contains("retention window"));
+        // Without a retention, history is kept forever: only the 2000 floor applies.
+        let forever = Admission::new(now(), Duration::from_secs(120));
+        assert!(forever.check(&at(3650, 0)).is_ok());
+        // A retention reaching back past 2000 leaves the floor as it is.
+        let long = Admission::new(now(), Duration::from_secs(120)).with_retention(Some(100 * 365 * day));
+        let mut r = ok();
+        r.started_at = Utc.with_ymd_and_hms(1999, 12, 31, 23, 59, 59).unwrap();
+        assert!(long.check(&r).unwrap_err().contains("before 2000-01-01"));
+        assert!(long.check(&at(3650, 0)).is_ok());
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! Fault 6: records crafted by something other than sitemon — times out of range or far in the
-//! future, NUL bytes in every string field, ids that are not UUIDs, negative numbers, unknown
-//! enum symbols, oversized strings — each between valid neighbours of the same partition. The
-//! consumer neither panics nor stalls: each crafted record is a dead letter with its reason,
-//! every neighbour is stored, and no crafted record moves the site's latest status.
+//! Fault 6: records crafted by something other than sitemon — times out of range, before the
+//! retention window or far in the future, NUL bytes in every string field, ids that are not
+//! UUIDs, negative numbers, unknown enum symbols, oversized strings — each between valid
+//! neighbours of the same partition. The consumer neither panics nor stalls: each crafted record
+//! is a dead letter with its reason, every neighbour is stored, no crafted record moves the
+//! site's latest status, and no history partition is made for a day the retention would drop.
 
 use std::time::Duration;
 
@@ -230,6 +231,13 @@ fn crafted(site: &str, now_us: i64) -> Vec<(String, Vec<V>, &'static str)> {
     cases.push(("empty site_id".into(), f, "site_id"));
     cases.push(("NUL in site_id".into(), valid("x\0y", at(30)), "NUL"));
     cases.push(("oversized site_id".into(), valid(&"s".repeat(5000), at(31)), "site_id"));
+    // Valid in every other way, id included, but 40 days old while the consumer runs with
+    // `retention: 30d`: stored, it would create its day's history partition only to be dropped.
+    cases.push((
+        "scheduled_at 40 days ago, before the retention window".into(),
+        valid(site, now_us - 40 * 24 * hour),
+        "retention window",
+    ));
     cases
 }
 
@@ -269,8 +277,10 @@ async fn crafted_records_are_dead_letters_and_their_neighbours_are_stored() {
         }
     }
 
-    let cfg =
-        s.write("c.yaml", &harness::config("127.0.0.1:1".parse().unwrap(), 1, "1m", &s.topic, "faults", ""));
+    let cfg = s.write(
+        "c.yaml",
+        &harness::config("127.0.0.1:1".parse().unwrap(), 1, "1m", &s.topic, "faults", "retention: 30d\n"),
+    );
     let out =
         sitemon(&["consumer", "-c", &cfg, "--exit-when-idle", "3s"], &s.env(), Duration::from_secs(120))
             .await;
@@ -305,4 +315,18 @@ async fn crafted_records_are_dead_letters_and_their_neighbours_are_stored() {
             .unwrap();
     assert_eq!(at.timestamp_micros(), newest_valid);
     assert_eq!(i64::from(failures), neighbours, "every neighbour is a failure, counted once");
+    // No history partition was created for a day before the retention window.
+    let partitions: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'check_results'::regclass ORDER BY 1",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    let oldest = format!("check_results_p{}", (Utc::now() - chrono::Duration::days(30)).format("%Y%m%d"));
+    assert!(!partitions.is_empty());
+    assert!(
+        partitions.iter().all(|p| *p >= oldest),
+        "partitions before the retention window: {partitions:?}"
+    );
 }
