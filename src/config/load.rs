@@ -233,6 +233,14 @@ mod tests {
     }
 
     #[test]
+    fn results_from_the_future_are_allowed_two_minutes_by_default() {
+        let c = check("region: eu\n").unwrap();
+        assert_eq!(c.consumer.max_clock_skew, std::time::Duration::from_secs(120));
+        let c = check("region: eu\nconsumer:\n  max_clock_skew: 1h\n").unwrap();
+        assert_eq!(c.consumer.max_clock_skew, std::time::Duration::from_secs(3600));
+    }
+
+    #[test]
     fn interpolates_secrets_without_printing_them() {
         let c = check("postgres:\n  url: ${DB}\n").unwrap();
         let pg = c.postgres.unwrap();
