@@ -324,6 +324,22 @@ mod tests {
     }
 
     #[test]
+    fn a_quorum_past_the_regions_tracked_is_a_problem() {
+        let max = crate::domain::MAX_REGIONS;
+        let site = "  - {name: a, url: 'http://x/'}\n";
+        assert!(check(&format!("sites:\n  - {{name: a, url: 'http://x/', quorum: {max}}}\n")).is_ok());
+        let err = check(&format!(
+            "defaults:\n  quorum: {}\nsites:\n{site}  - {{name: b, url: 'http://y/', quorum: 100}}\n",
+            max + 1
+        ))
+        .unwrap_err();
+        let paths: Vec<_> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["defaults.quorum", "sites[1].quorum"], "{err}");
+        assert_eq!(err.problems[0].at, Some((2, 3)), "{err}");
+        assert!(err.problems[1].message.contains(&format!("at most {max} regions are tracked")), "{err}");
+    }
+
+    #[test]
     fn invalid_yaml_names_the_line() {
         let err = check("region: a\nsites: [\n").unwrap_err();
         assert!(err.problems[0].at.is_some_and(|(line, _)| line >= 2), "{err}");

@@ -10,7 +10,7 @@ use super::Secret;
 use super::reader::{Fields, Reader, join};
 use std::sync::Arc;
 
-use crate::domain::{ExpectedStatus, Site, SiteOptions, SiteUrl, Thresholds, TlsOptions};
+use crate::domain::{ExpectedStatus, MAX_REGIONS, Site, SiteOptions, SiteUrl, Thresholds, TlsOptions};
 
 const DEFAULTS: &[&str] = &["interval", "timeout", "expected_status", "down_after", "up_after", "quorum"];
 /// The options of one site, in `sites:` items, YAML site files and CSV header rows.
@@ -91,10 +91,26 @@ fn read_thresholds(r: &mut Reader, f: &Fields, base: Thresholds) -> Thresholds {
     if let Some(n) = f.get("up_after").and_then(|(v, p)| r.uint(v, &p, 1, 1000)) {
         t.up_after = n as u32;
     }
-    if let Some(n) = f.get("quorum").and_then(|(v, p)| r.uint(v, &p, 1, 100)) {
-        t.quorum = Some(n as u32);
+    if let Some(n) = f.get("quorum").and_then(|(v, p)| quorum(r, v, &p)) {
+        t.quorum = Some(n);
     }
     t
+}
+
+/// A quorum the consumer can reach: at most [`MAX_REGIONS`] regions are tracked per site, so a
+/// larger one could never open a site-wide incident.
+fn quorum(r: &mut Reader, v: &Value, path: &str) -> Option<u32> {
+    let n = r.uint(v, path, 1, u64::from(u32::MAX))?;
+    if n > MAX_REGIONS as u64 {
+        r.problem(
+            path,
+            format!(
+                "{n} is out of range 1..={MAX_REGIONS}: at most {MAX_REGIONS} regions are tracked per site, so {n} could never agree"
+            ),
+        );
+        return None;
+    }
+    Some(n as u32)
 }
 
 /// The valid sites of the inline `sites:` list, each with its index in the list (problems go to

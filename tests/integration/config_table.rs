@@ -165,6 +165,11 @@ const CASES: &[(&str, &str, &str)] = &[
         "kafka:\n  bootstrap_servers: h:9093\n  sasl:\n    mechanism: SCRAM-SHA-512\n    username: u\n",
         "kafka.sasl.password: missing",
     ),
+    (
+        "quorum past the regions tracked per site",
+        "sites:\n  - {name: a, url: 'http://x/', quorum: 65}\n",
+        "bad.yaml:2:33: sites[0].quorum: 65 is out of range 1..=64: at most 64 regions are tracked per site",
+    ),
     ("zero batch size", "consumer:\n  batch_size: 0\n", "consumer.batch_size: 0 is out of range 1..=100000"),
     (
         "batch wait gibberish",
