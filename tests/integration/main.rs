@@ -9,6 +9,7 @@ mod dashboard;
 mod embedded;
 mod events;
 mod hostile;
+mod incident_property;
 mod incidents;
 mod interop;
 mod kafka_security;
