@@ -79,7 +79,13 @@ fn admit(batch: &FeedBatch, admission: Admission) -> Admitted<'_> {
     for rec in &batch.records {
         match &rec.decoded {
             Ok(r) => match admission.check(r) {
-                Ok(()) => a.results.push((r, &rec.raw)),
+                Ok(()) => {
+                    if r.scheduled_at > admission.now {
+                        // Admitted, but its producer's clock runs ahead of this one.
+                        metrics::counter!("sitemon_results_ahead_total").increment(1);
+                    }
+                    a.results.push((r, &rec.raw))
+                }
                 Err(why) => {
                     let mut letter = DeadLetter::new(&rec.raw, &format!("not storable: {why}"));
                     // In-memory feeds keep no bytes; the record's own encoding stands in.

@@ -106,6 +106,9 @@ pub fn status_table(o: &Overview, now: DateTime<Utc>) -> String {
             if s.is_stale(now) {
                 detail =
                     format!("no result for {} (was {}) {detail}", elapsed(s.scheduled_at, now), up_down(s));
+            } else if s.scheduled_at > now {
+                // Its producer's clock runs ahead of this one.
+                detail = format!("ahead by {} {detail}", elapsed(now, s.scheduled_at));
             }
             [
                 s.site_id.clone(),
@@ -230,6 +233,15 @@ mod tests {
         assert!(lines[1].contains("1m 30s ago"), "{t}");
         assert!(lines[2].contains("DOWN") && lines[2].contains("timeout: no complete response"), "{t}");
         assert!(status_table(&sites(vec![]), now).contains("no results yet"));
+    }
+
+    #[test]
+    fn a_region_whose_clock_runs_ahead_shows_by_how_much() {
+        let now = Utc.timestamp_opt(1_000 - 95, 0).unwrap();
+        let t = status_table(&sites(vec![row("a", CheckStatus::Success)]), now);
+        assert!(t.lines().nth(1).unwrap().contains("ahead by 1m 35s"), "{t}");
+        let t = status_table(&sites(vec![row("a", CheckStatus::Success)]), Utc.timestamp_opt(1_000, 0).unwrap());
+        assert!(!t.contains("ahead"), "{t}");
     }
 
     #[test]
