@@ -9,7 +9,7 @@ use sqlx::{PgConnection, PgPool};
 
 use super::incident_row::IncidentRow;
 use super::pg::classify;
-use super::track_row::{Dialect, TrackRow, changed, count, open_ids, pending_json, site_tracks};
+use super::track_row::{Dialect, TrackRow, changed, count, open_ids, pending_json, removed, site_tracks};
 use crate::domain::{CheckResult, Incident, Judging, derive_incidents};
 use crate::ports::StoreError;
 
@@ -41,6 +41,10 @@ ON CONFLICT (site_id, region) DO UPDATE SET
     down_after = excluded.down_after, up_after = excluded.up_after, quorum = excluded.quorum,
     incident_id = excluded.incident_id, seen_at = excluded.seen_at, pending = excluded.pending
 "#;
+
+/// Retired regions' tracks.
+const DELETE_TRACKS: &str = "DELETE FROM incident_tracks t USING UNNEST($1::text[], $2::text[]) AS u(site_id, region) \
+    WHERE t.site_id = u.site_id AND t.region = u.region";
 
 const WRITE_INCIDENTS: &str = r#"
 INSERT INTO incidents (incident_id, site_id, region, url, started_at, confirmed_at, ended_at,
@@ -115,6 +119,10 @@ pub(super) async fn fold_incidents(
     let derived = derive_incidents(&mut tracks, new, judging);
     count(&derived);
     write_tracks(conn, &changed(&stored, &tracks)).await?;
+    let (sites, regions) = removed(&stored, &tracks);
+    if !sites.is_empty() {
+        sqlx::query(DELETE_TRACKS).bind(&sites).bind(&regions).execute(&mut *conn).await.map_err(classify)?;
+    }
     let incidents = &derived.incidents;
     if !incidents.is_empty() {
         sqlx::query(WRITE_INCIDENTS)

@@ -6,7 +6,7 @@ use sqlx::{SqliteConnection, SqlitePool};
 
 use super::incident_row::IncidentRow;
 use super::sqlite::classify;
-use super::track_row::{Dialect, TrackRow, changed, count, open_ids, pending_json, site_tracks};
+use super::track_row::{Dialect, TrackRow, changed, count, open_ids, pending_json, removed, site_tracks};
 use crate::domain::{CheckResult, Incident, Judging, derive_incidents};
 use crate::ports::StoreError;
 
@@ -112,6 +112,15 @@ pub(super) async fn fold_incidents(
             .bind(t.incident.as_ref().map(|i| i.incident_id.to_string()))
             .bind(t.seen_at.map(us))
             .bind(pending_json(t))
+            .execute(&mut *conn)
+            .await
+            .map_err(classify)?;
+    }
+    let (sites, regions) = removed(&stored, &tracks);
+    for (site, region) in sites.iter().zip(&regions) {
+        sqlx::query("DELETE FROM incident_tracks WHERE site_id = ?1 AND region = ?2")
+            .bind(site)
+            .bind(region)
             .execute(&mut *conn)
             .await
             .map_err(classify)?;

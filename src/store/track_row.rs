@@ -118,6 +118,16 @@ fn flatten(sites: &[SiteTracks]) -> impl Iterator<Item = (&str, &Track)> {
         .flat_map(|s| std::iter::once(&s.site).chain(&s.regions).map(move |t| (s.site_id.as_str(), t)))
 }
 
+/// The region tracks the fold retired: stored before, gone after (to delete).
+pub fn removed(before: &[SiteTracks], after: &[SiteTracks]) -> (Vec<String>, Vec<String>) {
+    let kept: std::collections::HashSet<(&str, &str)> =
+        flatten(after).map(|(site, t)| (site, t.region.as_str())).collect();
+    flatten(before)
+        .filter(|(site, t)| !t.region.is_empty() && !kept.contains(&(*site, t.region.as_str())))
+        .map(|(site, t)| (site.to_owned(), t.region.clone()))
+        .unzip()
+}
+
 /// What a fold derived, as metrics: results kept in the history only (late, or of a region past
 /// the cap) and regions retired.
 pub fn count(d: &Derived) {

@@ -369,7 +369,8 @@ async fn a_batch_that_waited_for_the_tracks_reads_what_the_other_writer_committe
     .unwrap();
     assert_eq!(eu, [(id, 4)], "the failure counted in the open incident, not a second one opened");
     // And eu's recovery closes that incident (a stale read would have had none to close).
-    let up = [&results("race", "eu", "++++++", |_| {})[5..], &results("race", "us", "++++++", |_| {})[5..]].concat();
+    let up = [&results("race", "eu", "++++++", |_| {})[5..], &results("race", "us", "++++++", |_| {})[5..]]
+        .concat();
     store.store(&up, &[]).await.unwrap();
     let ended: Option<DateTime<Utc>> =
         sqlx::query_scalar("SELECT ended_at FROM incidents WHERE incident_id = $1")
@@ -407,4 +408,68 @@ async fn invented_regions_add_at_most_the_cap_of_tracks() {
     let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
     let n: i64 = sqlx::query_scalar(tracks).fetch_one(&mut c).await.unwrap();
     assert_eq!(n, sitemon::domain::MAX_REGIONS as i64 + 1);
+}
+
+async fn retirement<S: StatusStore>(store: &S, db: &Db, tracks_sql: &str, count: impl AsyncFn(&str) -> i64) {
+    // eu goes down and its producer goes away; us reports on. Past the 60 s expiry eu is
+    // retired: its incident closes as RETIRED and its track is deleted, once.
+    let mut rs = results("gone", "eu", "+xxxx", |_| {});
+    rs.extend(results("gone", "us", &"+".repeat(20), |_| {}));
+    rs.sort_by_key(|r| (r.scheduled_at, r.region.clone()));
+    for chunk in rs.chunks(3) {
+        store.store(chunk, &[]).await.unwrap();
+    }
+    store.store(&rs, &[]).await.unwrap();
+    let (incidents, events) = db.incidents().await;
+    let eu: Vec<&Row> = incidents.iter().filter(|r| r.1 == "eu").collect();
+    assert_eq!(eu.len(), 1, "{incidents:?}");
+    assert_eq!(eu[0].3.map(secs), Some(40), "ended at its last result: {incidents:?}");
+    assert_eq!(events.iter().filter(|e| e.2 == eu[0].0).count(), 2, "opened and closed once: {events:?}");
+    assert_eq!(count(tracks_sql).await, 2, "the site's own track and us's");
+    let reason = match db {
+        Db::Pg(url) => {
+            let mut c = support::connect(url).await;
+            sqlx::query_scalar::<_, Option<String>>("SELECT end_reason FROM incidents WHERE region = 'eu'")
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+        }
+        Db::Sqlite(url) => {
+            use sqlx::Connection;
+            let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query_scalar::<_, Option<String>>("SELECT end_reason FROM incidents WHERE region = 'eu'")
+                .fetch_one(&mut c)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(reason.as_deref(), Some("RETIRED"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_region_silent_past_the_expiry_is_retired_on_both_stores() {
+    let j = sitemon::domain::Judging {
+        max_skew: chrono::TimeDelta::seconds(10),
+        region_expiry: chrono::TimeDelta::seconds(60),
+    };
+    let tracks = "SELECT count(*) FROM incident_tracks WHERE site_id = 'gone'";
+    let (store, db) = pg().await;
+    let store = store.judging(j);
+    let Db::Pg(url) = &db else { unreachable!() };
+    let url = url.clone();
+    retirement(&store, &db, tracks, async |sql: &str| {
+        sqlx::query_scalar(sql).fetch_one(&mut support::connect(&url).await).await.unwrap()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = sqlite(&dir, "gone.db").await;
+    let store = store.judging(j);
+    let Db::Sqlite(url) = &db else { unreachable!() };
+    let url = url.clone();
+    retirement(&store, &db, tracks, async |sql: &str| {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
+    })
+    .await;
 }
