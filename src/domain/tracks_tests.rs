@@ -162,7 +162,8 @@ fn a_silent_region_is_retired_after_the_expiry_and_its_incident_closes_as_retire
     rs.extend(results("us", "++++++++++++++", |_| {}));
     let j = Judging { max_skew: TimeDelta::seconds(10), region_expiry: TimeDelta::seconds(60) };
     let (t, d) = fold_with(&in_time_order(rs), &j);
-    let eu: Vec<&IncidentEvent> = d.events.iter().filter(|e| e.incident.region.as_deref() == Some("eu")).collect();
+    let eu: Vec<&IncidentEvent> =
+        d.events.iter().filter(|e| e.incident.region.as_deref() == Some("eu")).collect();
     assert_eq!(eu.len(), 2, "{d:?}");
     assert_eq!(eu[1].kind, EventKind::Closed);
     assert_eq!(eu[1].incident.end_reason, Some(EndReason::Retired));
@@ -212,7 +213,8 @@ fn one_skewed_failing_region_of_three_never_opens_the_site() {
         r.started_at = r.scheduled_at;
     }
     // Arrival order: by the real time each was checked.
-    let mut stream: Vec<(i64, CheckResult)> = rs.into_iter().map(|r| (r.scheduled_at.timestamp(), r)).collect();
+    let mut stream: Vec<(i64, CheckResult)> =
+        rs.into_iter().map(|r| (r.scheduled_at.timestamp(), r)).collect();
     stream.extend(ap.into_iter().map(|r| (r.scheduled_at.timestamp() - ahead * 10, r)));
     stream.sort_by(|a, b| (a.0, &a.1.region).cmp(&(b.0, &b.1.region)));
     let stream: Vec<CheckResult> = stream.into_iter().map(|(_, r)| r).collect();
@@ -271,7 +273,8 @@ fn seventy_short_lived_labels_then_a_new_labels_outage() {
         d.events.iter().filter(|e| e.incident.region.as_deref() == Some("host-new")).collect();
     assert_eq!(new.len(), 1, "the new label's outage opens: {d:?}");
     assert_eq!(d.ignored, 0, "no label ignored");
-    let old: Vec<&IncidentEvent> = d.events.iter().filter(|e| e.incident.region.as_deref() == Some("host-5")).collect();
+    let old: Vec<&IncidentEvent> =
+        d.events.iter().filter(|e| e.incident.region.as_deref() == Some("host-5")).collect();
     assert_eq!(old.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![EventKind::Opened, EventKind::Closed]);
     assert_eq!(old[1].incident.end_reason, Some(EndReason::Retired));
 }

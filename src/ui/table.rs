@@ -240,7 +240,8 @@ mod tests {
         let now = Utc.timestamp_opt(1_000 - 95, 0).unwrap();
         let t = status_table(&sites(vec![row("a", CheckStatus::Success)]), now);
         assert!(t.lines().nth(1).unwrap().contains("ahead by 1m 35s"), "{t}");
-        let t = status_table(&sites(vec![row("a", CheckStatus::Success)]), Utc.timestamp_opt(1_000, 0).unwrap());
+        let t =
+            status_table(&sites(vec![row("a", CheckStatus::Success)]), Utc.timestamp_opt(1_000, 0).unwrap());
         assert!(!t.contains("ahead"), "{t}");
     }
 

@@ -31,7 +31,8 @@ struct EventSchema {
 fn event_schema(json: &str) -> EventSchema {
     EventSchema {
         schema: Schema::parse_str(json).expect("built-in event schema parses (checked by tests)"),
-        fingerprint: canonical::fingerprint(json).expect("built-in event schema is canonical (checked by tests)"),
+        fingerprint: canonical::fingerprint(json)
+            .expect("built-in event schema is canonical (checked by tests)"),
     }
 }
 
@@ -246,7 +247,8 @@ mod tests {
         if let Value::Record(fields) = &mut v {
             fields.retain(|(name, _)| name != "end_reason");
         }
-        let datum = GenericDatumWriter::builder(&EVENT_V1.schema).build().unwrap().write_value_to_vec(v).unwrap();
+        let datum =
+            GenericDatumWriter::builder(&EVENT_V1.schema).build().unwrap().write_value_to_vec(v).unwrap();
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&EVENT_V1.fingerprint);
         bytes.extend(datum);

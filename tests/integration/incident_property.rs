@@ -141,8 +141,10 @@ async fn stored_sqlite(url: &str) -> (Vec<Row>, Vec<(String, String)>) {
     .fetch_all(&mut c)
     .await
     .unwrap();
-    let events =
-        sqlx::query_as("SELECT event_id, kind FROM incident_events ORDER BY 1").fetch_all(&mut c).await.unwrap();
+    let events = sqlx::query_as("SELECT event_id, kind FROM incident_events ORDER BY 1")
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
     (rows, events)
 }
 
