@@ -282,11 +282,12 @@ impl HyperProbe {
         let code = resp.status().as_u16();
         r.status_code = Some(code);
         r.http_version = Some(format!("{:?}", resp.version()));
-        if site.follow_redirects && resp.status().is_redirection() {
-            if let Some(location) = resp.headers().get(http::header::LOCATION) {
-                let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
-                return Ok(Outcome::Redirect { location, code });
-            }
+        if site.follow_redirects
+            && resp.status().is_redirection()
+            && let Some(location) = resp.headers().get(http::header::LOCATION)
+        {
+            let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
+            return Ok(Outcome::Redirect { location, code });
         }
         let (body, len) = read_body(resp.into_body(), site.pattern.is_some(), site.max_body_bytes).await?;
         r.body_bytes = Some(len as i64);

@@ -25,7 +25,7 @@ fn failing(s: usize, region: usize, k: i64) -> bool {
     let block = (k / 10) as usize;
     let down_regions = (s + block) % 4; // 0..=3 regions down in this block
     let outage = region < down_regions && (k % 10) >= 2 && (k % 10) < 8;
-    outage || (s * 7 + region * 3 + k as usize) % 17 == 0
+    outage || (s * 7 + region * 3 + k as usize).is_multiple_of(17)
 }
 
 fn stream() -> Vec<CheckResult> {
