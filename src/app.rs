@@ -124,8 +124,8 @@ fn probe_for(file: &Path, region: &str, sites: &[Site], inline: bool) -> anyhow:
 }
 
 /// The reload input of the producer: SIGHUP (and with `watch`, a change of the config file or
-/// its `sites_file`) reads the site list again through `load`, then prepares the probe for it; a
-/// list that fails either is reported and the running one kept.
+/// the `sites_file` of the config last loaded) reads the site list again through `load`, then
+/// prepares the probe for it; a list that fails either is reported and the running one kept.
 fn reloads(
     file: &Path,
     watch: bool,
@@ -144,7 +144,9 @@ fn reloads(
             let problems = errors.into_iter().map(|e| tls_problem(&sites, e, inline(&cfg))).collect();
             return Err(located(&path, problems));
         }
-        Ok(sites)
+        // `--watch` follows the `sites_file` this config names, wherever it now points.
+        let files = std::iter::once(path.clone()).chain(cfg.sites_file.take()).collect();
+        Ok(reload::Loaded { sites, files })
     };
     let watched =
         if watch { std::iter::once(file.to_owned()).chain(sites_file).collect() } else { Vec::new() };

@@ -332,7 +332,7 @@ async fn an_invalid_list_keeps_the_running_one_and_counts_a_failure() {
     // Paused time: the producer runs on for a while after the failed reload.
     tokio::time::sleep(Duration::from_secs(30)).await;
     let three = format!("{two}  - {{name: c, url: 'http://c.test/', interval: 5s, timeout: 1s}}\n");
-    let good = Arc::new(move || Ok(sites(&three)));
+    let good = Arc::new(move || Ok(reload::Loaded { sites: sites(&three), files: Vec::new() }));
     assert_eq!(reload::reload(good, &run.reloads).await, Reloaded::Sent);
     assert_eq!(counters.get("sitemon_config_reloads_total"), 1);
     assert_eq!(counters.get("sitemon_config_reload_failures_total"), 1);
