@@ -4,6 +4,7 @@ mod admit;
 mod check;
 mod check_id;
 mod incident;
+mod judging;
 mod micros;
 mod secret;
 mod site;
