@@ -1,10 +1,13 @@
 //! The incident-event publisher: takes the events the store wrote to its outbox, oldest first,
-//! publishes them through an [`EventSink`] (each acknowledged), and only then marks them
-//! published. A failure (sink or store) is retried with backoff, never skipped; a crash between
+//! publishes them through an [`EventSink`] (each acknowledged; the sites concurrently, a site's
+//! events one at a time, each sent only after the one before it was acknowledged, so they reach
+//! the topic in order), and only then marks them published. A failure (sink or store) is retried
+//! with backoff, never skipped (a site's later events wait for its failed one); a crash between
 //! publishing and marking publishes the same events again, which readers drop by `event_id`.
 //! Asked to stop, it goes on until the outbox is empty or it is aborted (the end of the grace
 //! period); whatever is left stays in the outbox for the next start.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -12,11 +15,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::error_chain::Chain;
-use crate::ports::{EventOutbox, EventSink, PublishError, StoreError};
+use crate::ports::{EventOutbox, EventSink, PendingEvent, PublishError, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct EventOptions {
-    /// Events taken from the outbox at a time (published concurrently, in order).
+    /// Events taken from the outbox at a time (the sites' concurrently, each site's one at a time).
     pub batch: usize,
     /// How often an empty outbox is looked at again.
     pub poll: Duration,
@@ -137,8 +140,14 @@ async fn gauge<O: EventOutbox>(outbox: &O) {
     }
 }
 
-/// One batch: taken, published (all at once: the sink keeps their order per site), the
-/// acknowledged ones marked. Returns how many were published and marked, with the first failure.
+/// One batch: taken, published site by site, the acknowledged ones marked. Returns how many
+/// were published and marked, with the first failure.
+///
+/// A site's events go out one at a time, in outbox order, each only after the one before it was
+/// acknowledged: two sends in flight for one site could reach the topic out of order (the first
+/// fails, the second is acknowledged, the first goes again after it). The sites proceed
+/// concurrently. When one of a site's events fails, its later ones are not sent this round (they
+/// go after it, in a later round); the other sites go on.
 async fn cycle<O: EventOutbox, S: EventSink>(
     outbox: &O,
     sink: &S,
@@ -148,21 +157,13 @@ async fn cycle<O: EventOutbox, S: EventSink>(
     if pending.is_empty() {
         return Ok(0);
     }
-    let acks = join_all(pending.iter().map(|p| sink.publish(&p.event))).await;
+    let rounds = join_all(by_site(&pending).into_iter().map(|events| in_turn(sink, events))).await;
     let mut done = Vec::with_capacity(pending.len());
     let mut failure = None;
-    // A site's events after one of its failed stay unmarked too: published again after it, so
-    // that a reader dropping repeats sees each site's events in order (OPENED before CLOSED).
-    let mut failed_sites: std::collections::HashSet<&str> = std::collections::HashSet::new();
-    for (p, ack) in pending.iter().zip(acks) {
-        let site = p.event.incident.site_id.as_str();
-        match ack {
-            Ok(()) if !failed_sites.contains(site) => done.push(p.seq),
-            Ok(()) => {}
-            Err(e) => {
-                failed_sites.insert(site);
-                failure.get_or_insert(e);
-            }
+    for (acked, failed) in rounds {
+        done.extend(acked);
+        if let Some(e) = failed {
+            failure.get_or_insert(e);
         }
     }
     // Unmarked after a publish, an event is published again: a repeat, never a loss.
@@ -175,11 +176,38 @@ async fn cycle<O: EventOutbox, S: EventSink>(
     }
 }
 
+/// The events of each site, in outbox order; the sites in the order of their first event.
+fn by_site(pending: &[PendingEvent]) -> Vec<Vec<&PendingEvent>> {
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut sites: Vec<Vec<&PendingEvent>> = Vec::new();
+    for p in pending {
+        let i = *index.entry(p.event.incident.site_id.as_str()).or_insert_with(|| {
+            sites.push(Vec::new());
+            sites.len() - 1
+        });
+        sites[i].push(p);
+    }
+    sites
+}
+
+/// One site's events, each sent once the one before it was acknowledged; stops at the first
+/// failure. Returns the `seq`s acknowledged, and the failure.
+async fn in_turn<S: EventSink>(sink: &S, events: Vec<&PendingEvent>) -> (Vec<i64>, Option<PublishError>) {
+    let mut acked = Vec::with_capacity(events.len());
+    for p in events {
+        if let Err(e) = sink.publish(&p.event).await {
+            return (acked, Some(e));
+        }
+        acked.push(p.seq);
+    }
+    (acked, None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::{EventKind, Incident, IncidentEvent};
-    use crate::ports::{BoxError, PendingEvent};
+    use crate::ports::BoxError;
     use chrono::{TimeZone, Utc};
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -209,6 +237,8 @@ mod tests {
         rows: Mutex<Vec<(PendingEvent, bool)>>,
         fail_reads: AtomicUsize,
         fail_marks: AtomicUsize,
+        /// Every `seq` marked, once per marking.
+        marked: Mutex<Vec<i64>>,
     }
 
     impl Outbox {
@@ -242,6 +272,7 @@ mod tests {
             if take_one(&self.fail_marks) {
                 return Err(unavailable());
             }
+            self.marked.lock().unwrap().extend_from_slice(seqs);
             for (e, p) in self.rows.lock().unwrap().iter_mut() {
                 *p |= seqs.contains(&e.seq);
             }
@@ -327,6 +358,110 @@ mod tests {
         assert_eq!(err.0, 1, "only the other site's event is marked");
         assert_eq!(outbox.unpublished_seqs(), [1, 2], "the site's CLOSED waits for its OPENED");
         assert_eq!(cycle(&outbox, &sink, 10).await.unwrap(), 2);
+        assert!(outbox.unpublished_seqs().is_empty());
+    }
+
+    /// An event of `site`'s incident: OPENED, or CLOSED a minute later.
+    fn site_event(site: &str, closed: bool) -> IncidentEvent {
+        let mut incident = event(0).incident;
+        incident.site_id = site.into();
+        incident.incident_id = Incident::id_for(site, None, incident.started_at);
+        if !closed {
+            return IncidentEvent::new(EventKind::Opened, incident.confirmed_at, &incident);
+        }
+        let ended = incident.started_at + chrono::Duration::seconds(60);
+        incident.ended_at = Some(ended);
+        IncidentEvent::new(EventKind::Closed, ended, &incident)
+    }
+
+    /// What a broker saw, in order.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Step {
+        Sent(uuid::Uuid),
+        Acked(uuid::Uuid),
+        Failed(uuid::Uuid),
+    }
+
+    /// A sink whose publishes are in flight for a moment (whatever else the publisher sends now
+    /// is sent meanwhile), failing the first publish of each site in `fail_first` once.
+    #[derive(Default)]
+    struct Broker {
+        log: Mutex<Vec<Step>>,
+        fail_first: Mutex<std::collections::HashSet<String>>,
+    }
+
+    impl EventSink for Broker {
+        async fn publish(&self, e: &IncidentEvent) -> Result<(), PublishError> {
+            self.log.lock().unwrap().push(Step::Sent(e.event_id));
+            tokio::task::yield_now().await;
+            if self.fail_first.lock().unwrap().remove(&e.incident.site_id) {
+                self.log.lock().unwrap().push(Step::Failed(e.event_id));
+                return Err(PublishError::Delivery("not enough replicas".into()));
+            }
+            self.log.lock().unwrap().push(Step::Acked(e.event_id));
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sites_next_event_is_sent_only_after_its_previous_one_was_acknowledged() {
+        // Sites a and b opened and closed, c opened, interleaved as the consumer stored them.
+        let stored: Vec<(i64, &str, IncidentEvent)> =
+            [("a", false), ("b", false), ("a", true), ("c", false), ("b", true)]
+                .into_iter()
+                .zip(1..)
+                .map(|((site, closed), seq)| (seq, site, site_event(site, closed)))
+                .collect();
+        let outbox = Outbox::default();
+        outbox
+            .rows
+            .lock()
+            .unwrap()
+            .extend(stored.iter().map(|(seq, _, e)| (PendingEvent { seq: *seq, event: e.clone() }, false)));
+        let id = |seq: i64| stored[seq as usize - 1].2.event_id;
+        let broker = Broker::default();
+        broker.fail_first.lock().unwrap().insert("a".into());
+
+        // The first round: a's OPENED fails; b and c are not held back, a's CLOSED is not sent.
+        let (done, err) = cycle(&outbox, &broker, 10).await.unwrap_err();
+        assert!(matches!(err, CycleError::Publish(_)), "{err:?}");
+        assert_eq!(done, 3, "b's and c's events published in the round a's failed");
+        assert_eq!(outbox.unpublished_seqs(), [1, 3]);
+        assert!(
+            !broker.log.lock().unwrap().contains(&Step::Sent(id(3))),
+            "a's CLOSED sent after its OPENED failed"
+        );
+        let first_end = broker.log.lock().unwrap().iter().position(|s| !matches!(s, Step::Sent(_)));
+        assert_eq!(first_end, Some(3), "the three sites' first events in flight together");
+        // The retry.
+        assert_eq!(cycle(&outbox, &broker, 10).await.unwrap(), 2);
+
+        let log = broker.log.lock().unwrap().clone();
+        for (site, want) in [("a", [1, 3]), ("b", [2, 5])] {
+            let acked: Vec<uuid::Uuid> = log
+                .iter()
+                .filter_map(|s| match s {
+                    Step::Acked(i) if want.iter().any(|&q| id(q) == *i) => Some(*i),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(acked, [id(want[0]), id(want[1])], "site {site}: OPENED acknowledged, then CLOSED");
+        }
+        for (at, step) in log.iter().enumerate() {
+            let Step::Sent(sent) = *step else { continue };
+            let (seq, site, _) = stored.iter().find(|(_, _, e)| e.event_id == sent).unwrap();
+            for (earlier, _, _) in stored.iter().filter(|(q, s, _)| q < seq && s == site) {
+                assert!(
+                    log[..at].contains(&Step::Acked(id(*earlier))),
+                    "event {seq} of site {site} sent before event {earlier} was acknowledged: {log:?}"
+                );
+            }
+        }
+        let sends = |seq| log.iter().filter(|s| **s == Step::Sent(id(seq))).count();
+        assert_eq!((1..=5).map(sends).collect::<Vec<_>>(), [2, 1, 1, 1, 1], "only the failed one again");
+        let mut marked = outbox.marked.lock().unwrap().clone();
+        marked.sort();
+        assert_eq!(marked, [1, 2, 3, 4, 5], "each marked once, none skipped");
         assert!(outbox.unpublished_seqs().is_empty());
     }
 

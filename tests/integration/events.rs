@@ -1,9 +1,10 @@
 //! Incident events from the outbox (`incident_events` rows, written here with SQL) to Kafka:
 //! every row published and marked, each event decodable and carrying its id; a broker that
-//! cannot be reached keeps them pending until it can; a stop leaves what was not acknowledged
-//! in the outbox; one process publishes at a time; `sitemon consumer` publishes them in the
-//! registry framing under the id it registered; `sitemon run` logs them; and Apache Avro's Java
-//! library decodes them.
+//! cannot be reached keeps them pending until it can; a site whose first publish fails still
+//! has its events on the topic in order (OPENED, then CLOSED); a stop leaves what was not
+//! acknowledged in the outbox; one process publishes at a time; `sitemon consumer` publishes
+//! them in the registry framing under the id it registered; `sitemon run` logs them; and Apache
+//! Avro's Java library decodes them.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -229,6 +230,59 @@ async fn an_unreachable_broker_keeps_events_pending_until_it_can_publish() {
     let mut got_ids: Vec<Uuid> = ids(&got).into_iter().collect();
     got_ids.sort();
     assert_eq!(got_ids, want);
+}
+
+/// A sink in front of the broker that fails the first publish of `site` once, without sending it.
+struct FailFirst<S> {
+    inner: S,
+    site: String,
+    failed: AtomicBool,
+}
+
+impl<S: EventSink> EventSink for FailFirst<S> {
+    async fn publish(&self, event: &IncidentEvent) -> Result<(), PublishError> {
+        if event.incident.site_id == self.site && !self.failed.swap(true, Ordering::SeqCst) {
+            return Err(PublishError::Delivery("the first publish of the site failed".into()));
+        }
+        self.inner.publish(event).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_failed_earlier_event_the_topic_still_holds_the_sites_events_in_order() {
+    let (_db, store, mut conn) = database().await;
+    let base = samples("order", 2);
+    let incident = &base[0].incident; // open
+    let opened = IncidentEvent::new(EventKind::Opened, incident.confirmed_at, incident);
+    let mut ended = incident.clone();
+    ended.ended_at = Some(incident.started_at + chrono::Duration::seconds(90));
+    let closed = IncidentEvent::new(EventKind::Closed, ended.ended_at.unwrap(), &ended);
+    let other = base[1].clone();
+    // Stored in this order: the site's OPENED, its CLOSED, another site's event.
+    insert_pg(&mut conn, &[opened.clone(), closed.clone(), other.clone()]).await;
+    let topic = support::unique("sitemon-events-order");
+    let sink = FailFirst {
+        inner: KafkaEventSink::new(&kafka(&support::kafka_bootstrap(), &topic, &[])).unwrap(),
+        site: opened.incident.site_id.clone(),
+        failed: AtomicBool::new(false),
+    };
+    let stop = CancellationToken::new();
+    stop.cancel();
+    let report = tokio::time::timeout(
+        LIMIT,
+        events::run(&store.outbox(), &sink, &EventOptions::default(), stop, CancellationToken::new()),
+    )
+    .await
+    .expect("drained within the limit");
+    assert!(sink.failed.load(Ordering::SeqCst), "the site's first publish failed");
+    assert_eq!(report, EventReport { published: 3, left: Some(0) });
+    assert_eq!(unpublished_pg(&mut conn).await, Vec::<Uuid>::new(), "every row marked");
+    // One partition holds the site's events (keyed by site), read in its order.
+    let got = topic_events(&topic, 3).await;
+    let site: Vec<Uuid> =
+        got.iter().filter(|e| e.incident.site_id == opened.incident.site_id).map(|e| e.event_id).collect();
+    assert_eq!(site, [opened.event_id, closed.event_id], "OPENED, then CLOSED, each once");
+    assert_eq!(ids(&got), ids(&[opened, closed, other]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
