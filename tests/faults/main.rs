@@ -15,6 +15,7 @@ mod database_outage;
 mod events_outage;
 mod graceful_stop;
 mod incident_replay;
+mod incident_scenarios;
 mod kafka_restart;
 mod once_round;
 mod poison;
