@@ -1,10 +1,12 @@
 //! The consumer runner: takes batches from a [`StatusFeed`], admits what each record carries,
 //! stores the batch in one transaction through a [`StatusStore`], and acknowledges it only
-//! after the store committed. After shutdown, the batch being stored has the grace period.
+//! after the store committed. After shutdown, the batch being stored has the grace period, and
+//! an unavailable database is retried until it ends.
 //! Records in the schema-registry framing are decoded with writer schemas fetched by id through
 //! a [`SchemaLookup`] and cached.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -44,6 +46,36 @@ async fn prune<S: StatusStore>(store: &S, retention: Duration) {
         Err(e) => tracing::warn!(error = %Chain(&e), "removing history past retention failed; will retry"),
     }
 }
+
+/// The grace period after the stop: when it ends is fixed the first time it is asked for once
+/// the stop came, so that every wait of the batch in hand ends at the same instant.
+struct Grace<'a> {
+    shutdown: &'a CancellationToken,
+    grace: Duration,
+    ends: OnceLock<Instant>,
+}
+
+impl<'a> Grace<'a> {
+    fn new(shutdown: &'a CancellationToken, grace: Duration) -> Self {
+        Grace { shutdown, grace, ends: OnceLock::new() }
+    }
+
+    /// When the grace period ends, or `None` before the stop.
+    fn ends(&self) -> Option<Instant> {
+        self.shutdown.is_cancelled().then(|| *self.ends.get_or_init(|| Instant::now() + self.grace))
+    }
+
+    /// Completes when the grace period is over.
+    async fn over(&self) {
+        self.shutdown.cancelled().await;
+        if let Some(at) = self.ends() {
+            tokio::time::sleep_until(at).await;
+        }
+    }
+}
+
+/// The shortest pause between two attempts to store once the stop came.
+const MIN_PAUSE: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Default)]
 pub struct ConsumerReport {
@@ -113,10 +145,8 @@ pub async fn run<F: StatusFeed, S: StatusStore, L: SchemaLookup>(
     let mut writer_schemas = wire::WriterSchemas::new();
     // While one batch is being stored, the next one is read and decoded.
     let mut prefetched: Option<Result<FeedBatch, FeedError>> = None;
-    let grace_over = async {
-        shutdown.cancelled().await;
-        tokio::time::sleep(opts.grace).await;
-    };
+    let grace = Grace::new(&shutdown, opts.grace);
+    let grace_over = grace.over();
     tokio::pin!(grace_over);
     loop {
         // Checked before every batch: under steady traffic a batch is always prefetched.
@@ -182,7 +212,7 @@ pub async fn run<F: StatusFeed, S: StatusStore, L: SchemaLookup>(
             }
         };
         let (stored, next) = tokio::select! {
-            both = async { tokio::join!(store_with_retry(store, &admitted, health, &shutdown), fetch) } => both,
+            both = async { tokio::join!(store_with_retry(store, &admitted, health, &grace), fetch) } => both,
             _ = &mut grace_over => (None, None),
         };
         let Some(dead) = stored else {
@@ -261,12 +291,16 @@ async fn decode_registered<L: SchemaLookup>(
 
 /// Stores a batch, waiting out an unavailable database with backoff. A batch the database
 /// rejects is stored record by record, and the rejected records go to the dead letters.
-/// Returns the number of dead letters, or `None` when shutdown came first.
+/// Returns the number of dead letters, or `None` when the grace period after a stop ended first.
+///
+/// A stop does not end the retries: they go on until the grace period ends (the caller also
+/// cuts an attempt still under way then). After the stop, a pause never takes more than half
+/// the time left, so an attempt is not skipped because the next backoff would cross the end.
 async fn store_with_retry<S: StatusStore>(
     store: &S,
     batch: &Admitted<'_>,
     health: &Health,
-    shutdown: &CancellationToken,
+    grace: &Grace<'_>,
 ) -> Option<usize> {
     let results: Vec<&CheckResult> = batch.results.iter().map(|(r, _)| *r).collect();
     let mut backoff = crate::retry::backoff();
@@ -288,10 +322,21 @@ async fn store_with_retry<S: StatusStore>(
                 metrics::counter!("sitemon_store_retries_total").increment(1);
                 let delay = backoff.next().unwrap_or(Duration::from_secs(5));
                 tracing::warn!(error = %Chain(&e), retry_in = ?delay, "storing the batch failed; offsets stay put");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.cancelled() => return None,
+                let wake = Instant::now() + delay;
+                if grace.ends().is_none() {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(wake) => continue,
+                        _ = grace.shutdown.cancelled() => {}
+                    }
                 }
+                // Stopping: retry within the grace period, the pause capped by the time left.
+                let ends = grace.ends()?;
+                let now = Instant::now();
+                let left = ends.saturating_duration_since(now);
+                if left.is_zero() {
+                    return None;
+                }
+                tokio::time::sleep_until(wake.min(now + (left / 2).max(MIN_PAUSE))).await;
             }
         }
     }
@@ -313,4 +358,155 @@ async fn isolate_rejected<S: StatusStore>(store: &S, batch: &Admitted<'_>) -> Re
     }
     store.store::<CheckResult>(&[], &dead).await?;
     Ok(dead.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Borrow;
+    use std::sync::Mutex;
+
+    use chrono::{DateTime, Utc};
+
+    use super::*;
+    use crate::domain::{CheckStatus, Incident, SiteStatus};
+    use crate::ports::{FeedPosition, NoRegistry, Received};
+
+    /// A database down from the first attempt until `down_for` after it, where the stop is
+    /// requested too: an outage that the stop falls into.
+    struct Outage {
+        down_for: Duration,
+        shutdown: CancellationToken,
+        first: Mutex<Option<Instant>>,
+        attempts: Mutex<u32>,
+        stored: Mutex<usize>,
+    }
+
+    impl Outage {
+        fn new(down_for: Duration, shutdown: &CancellationToken) -> Self {
+            Outage {
+                down_for,
+                shutdown: shutdown.clone(),
+                first: Mutex::default(),
+                attempts: Mutex::default(),
+                stored: Mutex::default(),
+            }
+        }
+    }
+
+    impl StatusStore for Outage {
+        async fn store<R: Borrow<CheckResult> + Sync>(
+            &self,
+            results: &[R],
+            _dead_letters: &[DeadLetter],
+        ) -> Result<(), StoreError> {
+            *self.attempts.lock().unwrap() += 1;
+            let first = *self.first.lock().unwrap().get_or_insert_with(|| {
+                self.shutdown.cancel();
+                Instant::now()
+            });
+            if first.elapsed() < self.down_for {
+                return Err(StoreError::Unavailable("connection refused".into()));
+            }
+            *self.stored.lock().unwrap() += results.len();
+            Ok(())
+        }
+
+        async fn latest(&self) -> Result<Vec<SiteStatus>, StoreError> {
+            Ok(Vec::new())
+        }
+
+        async fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+            Ok(Vec::new())
+        }
+
+        async fn prune(&self, _cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+    }
+
+    /// One batch of one result, then nothing; counts what was acknowledged.
+    #[derive(Default)]
+    struct OneBatch {
+        given: bool,
+        acked: usize,
+    }
+
+    impl StatusFeed for OneBatch {
+        async fn next_batch(&mut self, _max: usize, wait: Duration) -> Result<FeedBatch, FeedError> {
+            if std::mem::replace(&mut self.given, true) {
+                tokio::time::sleep(wait).await;
+                return Ok(FeedBatch::default());
+            }
+            let now = Utc::now();
+            let result = CheckResult::new("a", "http://a/", "eu", now, now, CheckStatus::Success);
+            let position = FeedPosition { topic: "t".into(), partition: 0, offset: 0 };
+            let raw = RawRecord { position, key: None, payload: None };
+            Ok(FeedBatch { records: vec![Received { raw, decoded: Ok(result) }] })
+        }
+
+        async fn ack(&mut self, batch: &FeedBatch) -> Result<(), FeedError> {
+            self.acked += batch.len();
+            Ok(())
+        }
+
+        fn is_attached(&self) -> bool {
+            true
+        }
+    }
+
+    /// Runs the consumer on one batch while the database is down for `down_for` from the stop;
+    /// returns the report, what the feed acknowledged, what the store stored, and how long after
+    /// the stop the consumer returned.
+    async fn stop_during_an_outage(
+        down_for: Duration,
+        grace: Duration,
+    ) -> (ConsumerReport, usize, usize, Duration) {
+        let shutdown = CancellationToken::new();
+        let store = Outage::new(down_for, &shutdown);
+        let mut feed = OneBatch::default();
+        let opts = ConsumerOptions {
+            batch_size: 100,
+            batch_wait: Duration::from_millis(100),
+            exit_when_idle: None,
+            retention: None,
+            max_clock_skew: Duration::from_secs(120),
+            grace,
+        };
+        let health = Health::starting("test");
+        let report = run(&mut feed, &store, &NoRegistry, &opts, &health, shutdown).await.unwrap();
+        let since_stop = store.first.lock().unwrap().expect("the store was tried").elapsed();
+        let stored = *store.stored.lock().unwrap();
+        (report, feed.acked, stored, since_stop)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_short_outage_during_the_stop_is_retried_within_the_grace_period() {
+        let (report, acked, stored, since_stop) =
+            stop_during_an_outage(Duration::from_secs(2), Duration::from_secs(10)).await;
+        assert_eq!((report.stored, report.unstored, acked, stored), (1, 0, 1, 1), "{report:?}");
+        assert!(report.complete());
+        assert!(
+            since_stop >= Duration::from_secs(2) && since_stop < Duration::from_secs(10),
+            "{since_stop:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_attempt_before_the_end_of_the_grace_period_is_made() {
+        // Backoff alone (100 ms doubling up to 5 s) would try at about 6.3 s and next at 11.3 s.
+        let (report, acked, stored, since_stop) =
+            stop_during_an_outage(Duration::from_millis(9_500), Duration::from_secs(10)).await;
+        assert_eq!((report.stored, report.unstored, acked, stored), (1, 0, 1, 1), "{report:?}");
+        assert!(since_stop < Duration::from_secs(10), "{since_stop:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_longer_than_the_grace_period_leaves_the_batch_unacknowledged() {
+        let (report, acked, stored, since_stop) =
+            stop_during_an_outage(Duration::from_secs(60), Duration::from_secs(10)).await;
+        assert_eq!((report.stored, report.unstored, acked, stored), (0, 1, 0, 0), "{report:?}");
+        assert!(!report.complete());
+        let ten = Duration::from_secs(10);
+        assert!(since_stop >= ten && since_stop < ten + Duration::from_millis(50), "{since_stop:?}");
+    }
 }
