@@ -189,6 +189,19 @@ fn my_sites(cfg: &mut Config) -> Vec<Site> {
     }
 }
 
+/// The region is the identity of a producer's results (check ids, incidents per region): a host
+/// name is one only by accident — two producers meant as one location get two, and a container
+/// gets a new one at every start.
+fn warn_if_region_is_host_name(cfg: &Config) {
+    if cfg.region_from_host {
+        tracing::warn!(
+            region = %cfg.region,
+            "no `region:` in the config: results are labelled with the host name; set `region:` explicitly \
+             when several producers check the same sites (a container's host name changes at every start)"
+        );
+    }
+}
+
 fn producer_options(cfg: &Config, once: bool, grace: Duration, log_results: bool) -> ProducerOptions {
     ProducerOptions {
         once,
@@ -228,6 +241,7 @@ async fn ops(listen: Option<SocketAddr>, starting: &str) -> anyhow::Result<Arc<H
 async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow::Result<i32> {
     let hangups = reload::hangups().context("installing the SIGHUP handler")?;
     let setup::Producer { config: mut cfg, kafka } = setup::Producer::load(&args.config.config)?;
+    warn_if_region_is_host_name(&cfg);
     let kafka = &kafka;
     let health = ops(listen, "starting").await?;
     let sites = my_sites(&mut cfg);
@@ -384,6 +398,7 @@ async fn publish_events(
 async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Result<i32> {
     let hangups = reload::hangups().context("installing the SIGHUP handler")?;
     let mut cfg = setup::Embedded::load(&args.config.config)?.config;
+    warn_if_region_is_host_name(&cfg);
     let sites = my_sites(&mut cfg);
     // Before the store is created: a CA file that cannot be used is a config problem.
     let probe = Arc::new(probe(&args.config.config, &cfg, &sites)?);

@@ -178,6 +178,7 @@ fn read_sections(
             host => Some(host),
         },
     };
+    let region_from_host = top.get("region").is_none();
     let kafka = top.get("kafka").map(|(v, p)| read_kafka(r, v, &p));
     let postgres = top.get("postgres").map(|(v, p)| read_postgres(r, v, &p));
     let consumer = match top.get("consumer") {
@@ -197,6 +198,7 @@ fn read_sections(
     let schema_registry = top.get("schema_registry").map(|(v, p)| read_schema_registry(r, v, &p));
     Some(Config {
         region: region?,
+        region_from_host,
         sites: Vec::new(),
         sites_file: sites_file.map_or(Some(None), |f| f.map(Some))?,
         kafka: kafka.map_or(Some(None), |k| k.map(Some))?,
@@ -238,6 +240,14 @@ mod tests {
         assert_eq!(c.consumer.max_clock_skew, std::time::Duration::from_secs(120));
         let c = check("region: eu\nconsumer:\n  max_clock_skew: 1h\n").unwrap();
         assert_eq!(c.consumer.max_clock_skew, std::time::Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn without_a_region_the_host_name_labels_the_results_and_the_config_says_so() {
+        let c = check("sites:\n  - {name: a, url: 'http://x/'}\n").unwrap();
+        assert!(c.region_from_host);
+        assert_eq!(c.region, gethostname::gethostname().to_string_lossy());
+        assert!(!check("region: eu\n").unwrap().region_from_host);
     }
 
     #[test]

@@ -12,6 +12,8 @@ use crate::domain::Site;
 pub struct Config {
     /// Producer location label stored with every result (default: the host name).
     pub region: String,
+    /// True when `region` is the host name because the config set none.
+    pub region_from_host: bool,
     /// The sites: the inline `sites:` list, then (when read with it) the `sites_file`'s.
     pub sites: Vec<Site>,
     /// The `sites_file`, resolved against the config file's directory.

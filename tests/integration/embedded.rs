@@ -1,4 +1,5 @@
-//! `sitemon run` (one process, SQLite), `sitemon status` and `sitemon check` against local sites.
+//! `sitemon run` (one process, SQLite), `sitemon status` and `sitemon check` against local sites;
+//! the producer's warning when the host name stands in for `region:`.
 
 use std::time::Duration;
 
@@ -134,4 +135,20 @@ async fn version_completions_and_config_check() {
     let out = sitemon(&["config", "check", "-c", example], &[], limit).await;
     assert!(out.status.success(), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (4 sites"), "{}", describe(&out));
+}
+
+#[tokio::test]
+async fn a_producer_without_a_region_warns_that_its_host_name_labels_the_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "kafka: {bootstrap_servers: '127.0.0.1:1'}\nsites:\n  - {name: a, url: 'http://127.0.0.1:1/', interval: 5s, timeout: 1s}\n";
+    let warning = "no `region:` in the config: results are labelled with the host name";
+    let env = [("RUST_LOG", "warn"), ("SITEMON_LOG_FORMAT", "plain")];
+    for (region, warned) in [("", true), ("region: eu\n", false)] {
+        let cfg = write(dir.path(), "c.yaml", &format!("{region}{body}"));
+        // No broker: the one result is given up after `--grace`; the warning came at the start.
+        let args = ["producer", "--once", "--grace", "1s", "-c", &cfg];
+        let out = sitemon(&args, &env, Duration::from_secs(30)).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.contains(warning), warned, "{region:?}: {}", describe(&out));
+    }
 }
