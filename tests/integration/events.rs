@@ -499,6 +499,7 @@ fn plain(e: &IncidentEvent) -> Value {
         "failure_kind": i.failure_kind.map(FailureKind::as_str),
         "error": i.error,
         "failed_checks": i.failed_checks,
+        "end_reason": i.end_reason.map(|r| r.as_str()),
     })
 }
 
