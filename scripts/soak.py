@@ -67,12 +67,20 @@ KIND_NAMES = {
 DOWN_AFTER, UP_AFTER = 3, 1  # the soak's sites keep the default thresholds
 
 
-def incidents_of(checked):
+SILENCE = 3  # intervals without a result after which a region is unknown
+
+
+def incidents_of(checked, step):
     """(started_us, ended_us or None, failed checks) of each outage in a region's checked slots
     (deduplicated, MISSED left out, in time order): DOWN_AFTER failures in a row open one, UP_AFTER
-    successes in a row close it, ending at the first of them."""
-    out, run_up, run_len, run_start, open_ = [], True, 0, None, None
+    successes in a row close it, ending at the first of them. A region's first result, and its
+    first after more than SILENCE intervals without one, only makes it known: it counts from its
+    next slot (as the README says)."""
+    out, run_up, run_len, run_start, open_, prev = [], True, 0, None, None, None
     for us, status in checked:
+        known, prev = prev is not None and us - prev <= SILENCE * step, us
+        if not known:
+            continue
         up = status == "SUCCESS"
         if up == run_up and run_len:
             run_len += 1
@@ -664,7 +672,7 @@ class Soak:
                         break
                     run, since = run + 1, us
                 recomputed[(site, region)] = (newest, newest_us, run if newest == "FAILURE" else 0, since)
-            for inc in incidents_of(checked):
+            for inc in incidents_of(checked, step):
                 # One region: the site-wide incident is the region's, as the quorum of one agrees.
                 want_incidents.update({(site, region) + inc, (site, "") + inc})
         for name, _, _, _ in self.sites:
