@@ -1,7 +1,12 @@
 //! Reduces the results a batch added to the history to one latest-status row per (site, region):
 //! the newest result, how long its up/down state has lasted within the batch, whether it spans
-//! the whole batch, and the oldest result (a stored status newer than that cannot simply be
-//! continued: the store recomputes it from the history).
+//! the whole batch, the oldest result (a stored status newer than that cannot simply be
+//! continued: the store recomputes it from the history), and the ceiling of what may be shown.
+//!
+//! The latest status is the newest result dated no later than the ceiling: the consumer's clock,
+//! or the date of the site's last result received if that is later (a region whose clock runs
+//! ahead shows its newest result). So a result from the future that arrived before present ones
+//! does not hide them; it is passed over until a result dated after it arrives.
 
 use std::collections::HashMap;
 
@@ -21,11 +26,23 @@ pub struct LatestRow<'a> {
     pub whole: bool,
     /// `scheduled_at` of the site's oldest result in the batch.
     pub oldest: DateTime<Utc>,
+    /// The latest status shows the newest result dated no later than this: the later of the
+    /// consumer's clock and the date of the site's last result received.
+    pub ceiling: DateTime<Utc>,
+}
+
+impl LatestRow<'_> {
+    /// The batch's newest result may be shown: it is not a result from the future followed by
+    /// older ones (otherwise the store recomputes the status under the ceiling).
+    pub fn shown(&self) -> bool {
+        self.result.scheduled_at <= self.ceiling
+    }
 }
 
 /// Missed slots say nothing about the site, so they do not move its latest status. `results`
-/// are the rows new to the history: a replayed result must not count twice.
-pub fn latest_per_site<'a>(results: &[&'a CheckResult]) -> Vec<LatestRow<'a>> {
+/// are the rows new to the history, in the order they arrived (a replayed result must not count
+/// twice); `now` is the consumer's clock.
+pub fn latest_per_site<'a>(results: &[&'a CheckResult], now: DateTime<Utc>) -> Vec<LatestRow<'a>> {
     let mut by_site: HashMap<(&str, &str), Vec<&CheckResult>> = HashMap::new();
     for r in results.iter().copied().filter(|r| r.status != CheckStatus::Missed) {
         by_site.entry((&r.site_id, &r.region)).or_default().push(r);
@@ -33,6 +50,7 @@ pub fn latest_per_site<'a>(results: &[&'a CheckResult]) -> Vec<LatestRow<'a>> {
     let mut rows: Vec<LatestRow> = by_site
         .into_values()
         .map(|mut rs| {
+            let last = rs.last().expect("groups are never empty").scheduled_at;
             rs.sort_by_key(|r| r.scheduled_at);
             rs.dedup_by_key(|r| r.scheduled_at);
             let newest = *rs.last().expect("groups are never empty");
@@ -43,6 +61,7 @@ pub fn latest_per_site<'a>(results: &[&'a CheckResult]) -> Vec<LatestRow<'a>> {
                 run_len: run.len() as i32,
                 run_start: run.last().expect("the run holds the newest").scheduled_at,
                 whole: run.len() == rs.len(),
+                ceiling: now.max(last),
             }
         })
         .collect();
@@ -56,6 +75,10 @@ mod tests {
     use crate::domain::FailureKind;
     use chrono::TimeZone;
 
+    fn now() -> DateTime<Utc> {
+        Utc.timestamp_opt(1_000, 0).unwrap()
+    }
+
     fn at(site: &str, secs: i64, up: bool) -> CheckResult {
         let t = Utc.timestamp_opt(secs, 0).unwrap();
         let mut r = CheckResult::new(site, "http://x/", "eu", t, t, CheckStatus::Success);
@@ -68,7 +91,7 @@ mod tests {
     #[test]
     fn newest_wins_regardless_of_arrival_order() {
         let batch = [at("a", 30, false), at("a", 10, true), at("a", 20, false), at("b", 5, true)];
-        let rows = latest_per_site(&batch.iter().collect::<Vec<_>>());
+        let rows = latest_per_site(&batch.iter().collect::<Vec<_>>(), now());
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].oldest.timestamp(), 10);
         assert_eq!(rows[0].result.scheduled_at.timestamp(), 30);
@@ -81,9 +104,26 @@ mod tests {
         let mut missed = at("a", 40, true);
         missed.status = CheckStatus::Missed;
         let batch = [at("a", 10, false), at("a", 10, false), missed];
-        let rows = latest_per_site(&batch.iter().collect::<Vec<_>>());
+        let rows = latest_per_site(&batch.iter().collect::<Vec<_>>(), now());
         assert_eq!(rows.len(), 1);
         assert_eq!((rows[0].run_len, rows[0].whole), (1, true));
         assert_eq!(rows[0].result.scheduled_at.timestamp(), 10);
+    }
+
+    #[test]
+    fn a_future_result_followed_by_present_ones_is_not_shown() {
+        // Arrived: present 10, future 1_050 (the consumer's clock says 1_000), present 20.
+        let batch = [at("a", 10, false), at("a", 1_050, true), at("a", 20, false)];
+        let rows = latest_per_site(&batch.iter().collect::<Vec<_>>(), now());
+        assert_eq!(rows[0].ceiling, now(), "the last received is in the present: the clock");
+        assert!(!rows[0].shown(), "the future success is passed over");
+        // A region running ahead, in order: its newest is the last received, and shown.
+        let ahead = [at("a", 1_040, false), at("a", 1_050, true)];
+        let rows = latest_per_site(&ahead.iter().collect::<Vec<_>>(), now());
+        assert_eq!(rows[0].ceiling.timestamp(), 1_050);
+        assert!(rows[0].shown());
+        // The present, in any order: the newest is shown.
+        let late = [at("a", 30, false), at("a", 10, true)];
+        assert!(latest_per_site(&late.iter().collect::<Vec<_>>(), now())[0].shown());
     }
 }

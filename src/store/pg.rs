@@ -106,7 +106,7 @@ impl PgStore {
                 results.into_iter().filter(|r| keys.remove(&(r.scheduled_at, r.check_id))).collect()
             }
         };
-        fold_latest(&mut tx, &latest_per_site(&new)).await?;
+        fold_latest(&mut tx, &latest_per_site(&new, Utc::now())).await?;
         super::pg_incidents::fold_incidents(&mut tx, &new, &self.judging).await?;
         tx.commit().await.map_err(classify)
     }
@@ -171,12 +171,14 @@ ON CONFLICT (scheduled_at, check_id) DO NOTHING
 RETURNING scheduled_at, check_id
 "#;
 
-/// Latest status in one statement over the batch's new rows (one per site): sites seen for the
-/// first time are inserted; a stored row is continued only when every new result of its site
-/// is newer than it (a run that spans the whole batch continues the stored state: failure count
+/// Latest status in one statement over the batch's new rows (one per site, each one that may be
+/// shown): sites seen for the first time are inserted; a stored row is continued only when
+/// every new result of its site is newer than it and older than any result it passed over
+/// (`next_at`; a run that spans the whole batch continues the stored state: failure count
 /// grows, `status_since` stays). Returns the sites it handled; the others (a result older than
-/// the stored status arrived, or another consumer inserted the site meanwhile) are recomputed
-/// from the history. The update joins the batch (hash join), so a batch of n sites costs O(n).
+/// the stored status arrived, a passed-over result lies between, or another consumer inserted
+/// the site meanwhile) are recomputed from the history. The update joins the batch (hash
+/// join), so a batch of n sites costs O(n).
 const UPSERT_STATUS: &str = r#"
 WITH incoming AS (
     SELECT * FROM UNNEST(
@@ -215,6 +217,7 @@ UPDATE site_status AS s SET
     updated_at = now()
 FROM incoming AS i
 WHERE s.site_id = i.site_id AND s.region = i.region AND s.scheduled_at < i.oldest
+  AND (s.next_at IS NULL OR i.scheduled_at < s.next_at)
 RETURNING s.site_id, s.region
 )
 SELECT site_id, region FROM inserted UNION ALL SELECT site_id, region FROM updated
@@ -224,15 +227,19 @@ SELECT site_id, region FROM inserted UNION ALL SELECT site_id, region FROM updat
 /// that every other writer of this site has committed to.
 const LOCK_STATUS: &str = "SELECT 1 FROM site_status WHERE site_id = $1 AND region = $2 FOR UPDATE";
 
-/// The latest status of one site recomputed from its history: the newest non-MISSED result, and
-/// the run of results in its up/down state since the newest result in the other state. `$3`
-/// says whether the row was locked by [`LOCK_STATUS`]; if it was not (first seen), a row that
-/// another consumer inserted meanwhile is left alone and the caller tries again.
+/// The latest status of one site recomputed from its history: the newest non-MISSED result dated
+/// no later than the ceiling `$4`, the run of results in its up/down state since the newest
+/// result in the other state, and the oldest result passed over (`next_at`). `$3` says whether
+/// the row was locked by [`LOCK_STATUS`]; if it was not (first seen), a row that another
+/// consumer inserted meanwhile is left alone and the caller tries again.
 const RECOMPUTE_STATUS: &str = r#"
 WITH n AS (
     SELECT * FROM check_results
-    WHERE site_id = $1 AND region = $2 AND status <> 'MISSED'
+    WHERE site_id = $1 AND region = $2 AND status <> 'MISSED' AND scheduled_at <= $4
     ORDER BY scheduled_at DESC, check_id DESC LIMIT 1
+), x AS (
+    SELECT min(c.scheduled_at) AS at FROM check_results c, n
+    WHERE c.site_id = $1 AND c.region = $2 AND c.status <> 'MISSED' AND c.scheduled_at > n.scheduled_at
 ), p AS (
     SELECT max(c.scheduled_at) AS at FROM check_results c, n
     WHERE c.site_id = $1 AND c.region = $2 AND c.status <> 'MISSED'
@@ -244,18 +251,18 @@ WITH n AS (
 )
 INSERT INTO site_status (
     site_id, region, check_id, url, scheduled_at, started_at, status, failure_kind, error,
-    status_code, total_us, consecutive_failures, status_since, updated_at)
+    status_code, total_us, consecutive_failures, status_since, next_at, updated_at)
 SELECT n.site_id, n.region, n.check_id, n.url, n.scheduled_at, n.started_at, n.status,
        n.failure_kind, n.error, n.status_code, n.total_us,
-       CASE WHEN n.status = 'SUCCESS' THEN 0 ELSE r.len END, r.since, now()
-FROM n, r
+       CASE WHEN n.status = 'SUCCESS' THEN 0 ELSE r.len END, r.since, x.at, now()
+FROM n, r, x
 ON CONFLICT (site_id, region) DO UPDATE SET
     check_id = excluded.check_id, url = excluded.url, scheduled_at = excluded.scheduled_at,
     started_at = excluded.started_at, status = excluded.status,
     failure_kind = excluded.failure_kind, error = excluded.error,
     status_code = excluded.status_code, total_us = excluded.total_us,
     consecutive_failures = excluded.consecutive_failures, status_since = excluded.status_since,
-    updated_at = now()
+    next_at = excluded.next_at, updated_at = now()
 WHERE $3
 "#;
 
@@ -331,10 +338,15 @@ async fn copy_history(conn: &mut PgConnection, rs: &[&CheckResult]) -> Result<()
 
 /// Folds the batch's new rows into the latest status: one statement for the sites whose stored
 /// status they simply continue, a recomputation from the history for the others.
-async fn fold_latest(conn: &mut PgConnection, l: &[LatestRow<'_>]) -> Result<(), StoreError> {
+async fn fold_latest(conn: &mut PgConnection, all: &[LatestRow<'_>]) -> Result<(), StoreError> {
+    let (l, passed_over): (Vec<&LatestRow>, Vec<&LatestRow>) = all.iter().partition(|x| x.shown());
+    for row in passed_over {
+        recompute(conn, row).await?;
+    }
     if l.is_empty() {
         return Ok(());
     }
+    let l = l.as_slice();
     let handled: Vec<(String, String)> = sqlx::query_as(UPSERT_STATUS)
         .bind(col(l, |x| x.result.site_id.as_str()))
         .bind(col(l, |x| x.result.region.as_str()))
@@ -360,13 +372,14 @@ async fn fold_latest(conn: &mut PgConnection, l: &[LatestRow<'_>]) -> Result<(),
     let handled: HashSet<(&str, &str)> = handled.iter().map(|(s, r)| (s.as_str(), r.as_str())).collect();
     for row in l.iter().filter(|x| !handled.contains(&(x.result.site_id.as_str(), x.result.region.as_str())))
     {
-        recompute(conn, &row.result.site_id, &row.result.region).await?;
+        recompute(conn, row).await?;
     }
     Ok(())
 }
 
 /// Recomputes one site's latest status from its history, under the row's lock.
-async fn recompute(conn: &mut PgConnection, site: &str, region: &str) -> Result<(), StoreError> {
+async fn recompute(conn: &mut PgConnection, row: &LatestRow<'_>) -> Result<(), StoreError> {
+    let (site, region) = (row.result.site_id.as_str(), row.result.region.as_str());
     loop {
         let locked = sqlx::query(LOCK_STATUS)
             .bind(site)
@@ -379,6 +392,7 @@ async fn recompute(conn: &mut PgConnection, site: &str, region: &str) -> Result<
             .bind(site)
             .bind(region)
             .bind(locked)
+            .bind(row.ceiling)
             .execute(&mut *conn)
             .await
             .map_err(classify)?;

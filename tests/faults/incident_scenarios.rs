@@ -71,6 +71,8 @@ struct Outcome {
     tracks: Vec<String>,
     /// The events topic, in order, decoded: (event id, kind, region).
     on_topic: Vec<(String, EventKind, Option<String>)>,
+    /// `site_status` rows: region, status, consecutive failures, scheduled_at.
+    status: Vec<(String, String, i32, DateTime<Utc>)>,
 }
 
 impl Outcome {
@@ -139,6 +141,12 @@ async fn consume(topic: &str, n: usize, batch_size: usize, consumer_extra: &str)
         .fetch_all(&mut c)
         .await
         .expect("tracks");
+    let status = sqlx::query_as(
+        "SELECT region, status, consecutive_failures, scheduled_at FROM site_status ORDER BY region",
+    )
+    .fetch_all(&mut c)
+    .await
+    .expect("site_status");
     let want = events.len();
     let on_topic = tokio::task::spawn_blocking(move || {
         topic_payloads(&events_topic, want)
@@ -151,7 +159,7 @@ async fn consume(topic: &str, n: usize, batch_size: usize, consumer_extra: &str)
     })
     .await
     .expect("read the events topic");
-    Outcome { batch_size, incidents, events, tracks, on_topic }
+    Outcome { batch_size, incidents, events, tracks, on_topic, status }
 }
 
 /// The stream published as given, stored with `batch_size` 1 and 500: both runs are checked
@@ -272,8 +280,8 @@ async fn one_skewed_failing_region_of_three_never_opens_the_site() {
 }
 
 /// One region, a few successes, then one SUCCESS dated 50 minutes ahead (admitted: the consumer
-/// allows 1 h), then 6 failures of the present: the outage opens, and the future success —
-/// whose slot is not judged yet — closes nothing.
+/// allows 1 h), then 6 failures of the present: the outage opens, the future success — whose
+/// slot is not judged yet — closes nothing, and the latest status shows the present failures.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_success_from_the_future_does_not_close_the_present_outage() {
     let _turn = ONE_AT_A_TIME.lock().await;
@@ -301,6 +309,11 @@ async fn a_success_from_the_future_does_not_close_the_present_outage() {
             o.incidents.iter().all(|i| i.4.is_none()) && o.events.iter().all(|e| e.1 == "OPENED"),
             "batch_size {b}: nothing closed: {:?}",
             o.events
+        );
+        assert_eq!(
+            o.status,
+            [("eu".to_owned(), "FAILURE".to_owned(), 6, first_failure + INTERVAL * 5)],
+            "batch_size {b}: site_status shows the present failures, not the success from the future"
         );
     }
 }

@@ -343,3 +343,67 @@ async fn postgres_latest_status_is_exact_with_two_writers() {
         assert_eq!(got, oracle(&all, site), "site {site}");
     }
 }
+
+/// Issue #17's future-dated result, on the latest status: a success dated 90 s ahead (within
+/// the consumer's bound), then three present failures. Whether they come one per batch or all in
+/// one, the present failures are shown (the future success is passed over, not counted in their
+/// run); a result dated after it is then recomputed across it (a run of one, not four).
+async fn a_future_result_hides_nothing<S: StatusStore>(store: &S) {
+    let now = Utc.timestamp_opt(Utc::now().timestamp(), 0).unwrap();
+    let of = |site: &str, secs_ago: i64, up: bool| {
+        let mut r = at(secs_ago, now, up);
+        r.site_id = site.into();
+        r.check_id = sitemon::domain::check_id(site, "r", r.scheduled_at);
+        r
+    };
+    let shown = async |site: &str| {
+        let latest = store.latest().await.unwrap();
+        let s = latest.iter().find(|s| s.site_id == site).expect("a status");
+        (s.status, s.consecutive_failures, s.status_since, s.scheduled_at)
+    };
+    for (site, one_batch) in [("one-per-batch", false), ("one-batch", true)] {
+        let (ok, future) = (of(site, 40, true), of(site, -90, true));
+        let failures = [of(site, 30, false), of(site, 20, false), of(site, 10, false)];
+        let mut stream = vec![ok, future.clone()];
+        stream.extend(failures.iter().cloned());
+        if one_batch {
+            store.store(&stream, &[]).await.unwrap();
+        } else {
+            store.store(&stream[..2], &[]).await.unwrap();
+            assert_eq!(
+                shown(site).await.3,
+                future.scheduled_at,
+                "{site}: the newest result received is shown, ahead or not"
+            );
+            for r in &stream[2..] {
+                store.store(std::slice::from_ref(r), &[]).await.unwrap();
+            }
+        }
+        assert_eq!(
+            shown(site).await,
+            (CheckStatus::Failure, 3, failures[0].scheduled_at, failures[2].scheduled_at),
+            "{site}: the present failures, the future success passed over"
+        );
+        // Later than the success from the future: its run starts after it.
+        let after = of(site, -100, false);
+        store.store(std::slice::from_ref(&after), &[]).await.unwrap();
+        assert_eq!(
+            shown(site).await,
+            (CheckStatus::Failure, 1, after.scheduled_at, after.scheduled_at),
+            "{site}: a result after the passed-over one counts from it"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_a_future_result_hides_nothing() {
+    let (store, _) = migrated_pg_store(2).await;
+    a_future_result_hides_nothing(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_a_future_result_hides_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("f.db")).await.unwrap();
+    a_future_result_hides_nothing(&store).await;
+}
