@@ -13,6 +13,7 @@ pub mod events;
 pub mod health;
 pub mod kafka;
 pub mod memory;
+pub mod notify;
 pub mod ops_server;
 pub mod ports;
 pub mod probe;

@@ -29,6 +29,7 @@ const TOP: &[&str] = &[
     "producer",
     "shard",
     "schema_registry",
+    "notify",
 ];
 
 /// Which sites are read (and checked) with the config. Commands that check no site skip them
@@ -196,6 +197,7 @@ fn read_sections(
     };
     let shard = top.get("shard").map(|(v, p)| read_shard(r, v, &p));
     let schema_registry = top.get("schema_registry").map(|(v, p)| read_schema_registry(r, v, &p));
+    let notify = top.get("notify").map(|(v, p)| super::notify::read_notify(r, v, &p));
     Some(Config {
         region: region?,
         region_from_host,
@@ -209,6 +211,7 @@ fn read_sections(
         producer: producer?,
         shard: shard.map_or(Some(None), |s| s.map(Some))?,
         schema_registry: schema_registry.map_or(Some(None), |s| s.map(Some))?,
+        notify: notify.map_or(Some(None), |n| n.map(Some))?,
     })
 }
 

@@ -5,6 +5,7 @@ mod kafka_security;
 mod load;
 mod locate;
 mod model;
+mod notify;
 mod problem;
 mod reader;
 mod sections;
@@ -20,4 +21,5 @@ pub use model::{
     Config, ConsumerConfig, KafkaConfig, PostgresConfig, ProducerConfig, SchemaRegistryConfig, Shard,
     SqliteConfig,
 };
+pub use notify::{NotifyConfig, PAGERDUTY_URL, ProviderConfig, ProviderKind};
 pub use problem::{ConfigError, Problem};

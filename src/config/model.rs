@@ -31,6 +31,8 @@ pub struct Config {
     /// A Confluent-compatible schema registry: the producer registers the schema and writes the
     /// Confluent framing; the consumer fetches writer schemas by id.
     pub schema_registry: Option<SchemaRegistryConfig>,
+    /// Alerts: providers, routes, storms and maintenance windows of `sitemon notify`.
+    pub notify: Option<super::NotifyConfig>,
 }
 
 #[derive(Debug, Clone)]

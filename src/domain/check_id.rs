@@ -7,7 +7,7 @@ use uuid::Uuid;
 /// Namespace for sitemon's v5 UUIDs: a constant of sitemon's own (not derived from anything),
 /// fixed for good — every stored check id depends on it. The README documents it for clients
 /// that write results themselves.
-pub(super) const NAMESPACE: Uuid = Uuid::from_u128(0x6d2f_4c1e_9a57_5b0e_8f3a_2c6b_1d9e_7a41);
+pub const NAMESPACE: Uuid = Uuid::from_u128(0x6d2f_4c1e_9a57_5b0e_8f3a_2c6b_1d9e_7a41);
 
 /// UUIDv5 of the UTF-8 bytes of `site_id \n region \n scheduled_at`, the last as the decimal
 /// number of µs since the epoch.

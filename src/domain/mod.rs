@@ -14,7 +14,7 @@ mod tracks;
 
 pub use admit::{Admission, MAX_ID_BYTES, MAX_TEXT_BYTES, storable_text};
 pub use check::{CheckResult, CheckStatus, FailureKind, MAX_ERROR_BYTES};
-pub use check_id::check_id;
+pub use check_id::{NAMESPACE, check_id};
 pub use incident::{
     DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER, Derived, EndReason, EventKind, Incident, IncidentEvent,
 };

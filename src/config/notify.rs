@@ -1,0 +1,521 @@
+//! The `notify` section: providers (webhook, Slack, PagerDuty) with their secrets, routes that
+//! send incident events to them, the storm policy and maintenance windows.
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveTime, Utc, Weekday};
+use serde_yaml_ng::Value;
+
+use super::Secret;
+use super::reader::{Fields, Reader, join};
+use crate::notify::{Maintenance, Pattern, Route, Scope, StormPolicy, Window};
+
+const NOTIFY: &[&str] = &["group_id", "providers", "routes", "storm", "maintenance"];
+const PROVIDER: &[&str] = &["type", "url", "routing_key", "headers", "timeout"];
+const ROUTE: &[&str] = &["name", "sites", "scope", "send_on_resolved", "repeat_every", "providers"];
+const STORM: &[&str] = &["threshold", "window", "update_every"];
+const MAINTENANCE: &[&str] = &["sites", "from", "until", "weekly", "reason"];
+const WEEKLY: &[&str] = &["days", "at", "for"];
+const KINDS: &[&str] = &["webhook", "slack", "pagerduty"];
+/// PagerDuty's Events API v2 endpoint (the EU service uses `events.eu.pagerduty.com`).
+pub const PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    /// The consumer group of `sitemon notify` instances on `kafka.events_topic`.
+    pub group_id: String,
+    pub providers: Vec<ProviderConfig>,
+    pub routes: Vec<Route>,
+    pub storm: StormPolicy,
+    pub maintenance: Vec<Maintenance>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Where requests go: a secret for webhooks and Slack (the URL is the credential).
+    pub url: Secret,
+    /// Longest wait for an answer.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum ProviderKind {
+    /// sitemon's JSON, with these extra headers (their values are secrets).
+    Webhook {
+        headers: Vec<(String, Secret)>,
+    },
+    Slack,
+    PagerDuty {
+        routing_key: Secret,
+    },
+}
+
+impl ProviderKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProviderKind::Webhook { .. } => "webhook",
+            ProviderKind::Slack => "slack",
+            ProviderKind::PagerDuty { .. } => "pagerduty",
+        }
+    }
+}
+
+fn http_url(r: &mut Reader, v: &Value, path: &str) -> Option<Secret> {
+    let u = r.nonempty_string(v, path)?;
+    match url::Url::parse(&u) {
+        Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some() => Some(Secret::new(u)),
+        // The value may be a credential (a Slack webhook URL): never quoted.
+        _ => {
+            r.problem(path, "expected an http:// or https:// url");
+            None
+        }
+    }
+}
+
+fn read_provider(r: &mut Reader, name: &str, v: &Value, path: &str) -> Option<ProviderConfig> {
+    let f = r.fields(v, path, PROVIDER)?;
+    let kind = match f.get("type") {
+        Some((v, p)) => r.nonempty_string(v, &p).and_then(|k| {
+            if !KINDS.contains(&k.as_str()) {
+                r.problem(&p, format!("unknown provider type `{k}`; expected one of: {}", KINDS.join(", ")));
+                return None;
+            }
+            Some(k)
+        }),
+        None => {
+            r.problem(&join(path, "type"), format!("missing: one of {}", KINDS.join(", ")));
+            None
+        }
+    }?;
+    let timeout = f.get("timeout").map_or(Some(Duration::from_secs(10)), |(v, p)| r.duration(v, &p));
+    let only = |r: &mut Reader, key: &str, f: &Fields| {
+        if let Some((_, p)) = f.get(key) {
+            r.problem(&p, format!("a {kind} provider has no `{key}`"));
+        }
+    };
+    let (url, kind) = match kind.as_str() {
+        "pagerduty" => {
+            only(r, "headers", &f);
+            let url = f.get("url").map_or(Some(Secret::new(PAGERDUTY_URL)), |(v, p)| http_url(r, v, &p));
+            let key = match f.get("routing_key") {
+                Some((v, p)) => r.nonempty_string(v, &p).map(Secret::new),
+                None => {
+                    r.problem(
+                        &join(path, "routing_key"),
+                        "missing: the integration's routing key, e.g. `${PAGERDUTY_ROUTING_KEY}`",
+                    );
+                    None
+                }
+            };
+            (url, key.map(|routing_key| ProviderKind::PagerDuty { routing_key }))
+        }
+        other => {
+            only(r, "routing_key", &f);
+            let url = match f.get("url") {
+                Some((v, p)) => http_url(r, v, &p),
+                None => {
+                    r.problem(&join(path, "url"), "missing: e.g. `${SLACK_WEBHOOK_URL}`");
+                    None
+                }
+            };
+            let kind = if other == "slack" {
+                only(r, "headers", &f);
+                Some(ProviderKind::Slack)
+            } else {
+                let headers = f.get("headers").map_or(Some(Vec::new()), |(v, p)| {
+                    r.secret_map(v, &p, "header", |name, _| {
+                        http::HeaderName::from_bytes(name.as_bytes())
+                            .map(drop)
+                            .map_err(|_| format!("`{name}` is not a valid header name"))
+                    })
+                });
+                headers.map(|headers| ProviderKind::Webhook { headers })
+            };
+            (url, kind)
+        }
+    };
+    Some(ProviderConfig { name: name.to_owned(), kind: kind?, url: url?, timeout: timeout? })
+}
+
+fn patterns(r: &mut Reader, f: &Fields) -> Option<Vec<Pattern>> {
+    let Some((v, p)) = f.get("sites") else { return Some(Vec::new()) };
+    let items: Vec<(Value, String)> = match v {
+        Value::Sequence(items) => {
+            items.iter().enumerate().map(|(i, v)| (v.clone(), format!("{p}[{i}]"))).collect()
+        }
+        other => vec![(other.clone(), p)],
+    };
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (v, p) in items {
+        match r.nonempty_string(&v, &p).map(|s| Pattern::new(&s)) {
+            Some(Ok(pat)) => out.push(pat),
+            Some(Err(e)) => {
+                r.problem(&p, format!("not a site pattern: {e}"));
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn read_route(r: &mut Reader, v: &Value, path: &str, providers: &[String]) -> Option<Route> {
+    let f = r.fields(v, path, ROUTE)?;
+    let name = match f.get("name") {
+        Some((v, p)) => r.nonempty_string(v, &p),
+        None => {
+            r.problem(&join(path, "name"), "missing: a name for the route, e.g. `on-call`");
+            None
+        }
+    };
+    let sites = patterns(r, &f);
+    let scope = f.get("scope").map_or(Some(Scope::Site), |(v, p)| {
+        r.nonempty_string(v, &p).and_then(|s| {
+            let scope = Scope::parse(&s);
+            if scope.is_none() {
+                r.problem(&p, format!("expected one of: {}", Scope::NAMES.join(", ")));
+            }
+            scope
+        })
+    });
+    let resolved = f.get("send_on_resolved").map_or(Some(true), |(v, p)| r.boolean(v, &p));
+    let repeat = f.get("repeat_every").map(|(v, p)| r.duration(v, &p));
+    let names = match f.get("providers") {
+        Some((v, p)) => r.list(v, &p).and_then(|items| {
+            if items.is_empty() {
+                r.problem(&p, "must name at least one provider");
+                return None;
+            }
+            let mut out = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let ip = format!("{p}[{i}]");
+                let Some(n) = r.nonempty_string(item, &ip) else { continue };
+                if !providers.contains(&n) {
+                    r.problem(&ip, format!("no provider named `{n}` under notify.providers"));
+                } else if out.contains(&n) {
+                    r.problem(&ip, format!("`{n}` is named twice"));
+                } else {
+                    out.push(n);
+                }
+            }
+            (out.len() == items.len()).then_some(out)
+        }),
+        None => {
+            r.problem(&join(path, "providers"), "missing: the providers this route sends to");
+            None
+        }
+    };
+    Some(Route {
+        name: name?,
+        sites: sites?,
+        scope: scope?,
+        send_on_resolved: resolved?,
+        repeat_every: repeat.map_or(Some(None), |d| d.map(Some))?,
+        providers: names?,
+    })
+}
+
+fn read_storm(r: &mut Reader, v: &Value, path: &str) -> Option<StormPolicy> {
+    let f = r.fields(v, path, STORM)?;
+    let d = StormPolicy::default();
+    let threshold = f.get("threshold").map_or(Some(d.threshold as u64), |(v, p)| r.uint(v, &p, 1, 1_000_000));
+    let window = f.get("window").map_or(Some(d.window), |(v, p)| r.duration(v, &p));
+    let update = f.get("update_every").map_or(Some(d.update_every), |(v, p)| r.duration(v, &p));
+    Some(StormPolicy { threshold: threshold? as usize, window: window?, update_every: update? })
+}
+
+fn instant(r: &mut Reader, f: &Fields, key: &str) -> Option<Option<DateTime<Utc>>> {
+    let Some((v, p)) = f.get(key) else { return Some(None) };
+    let s = r.nonempty_string(v, &p)?;
+    match DateTime::parse_from_rfc3339(s.trim()) {
+        Ok(t) => Some(Some(t.with_timezone(&Utc))),
+        Err(_) => {
+            r.problem(&p, "expected a time such as `2026-12-24T00:00:00Z` (RFC 3339, with its offset)");
+            None
+        }
+    }
+}
+
+fn weekday(s: &str) -> Option<Weekday> {
+    s.trim().parse().ok()
+}
+
+fn read_weekly(r: &mut Reader, v: &Value, path: &str) -> Option<Window> {
+    let f = r.fields(v, path, WEEKLY)?;
+    let days = match f.get("days") {
+        Some((v, p)) => r.list(v, &p).and_then(|items| {
+            let days: Vec<Option<Weekday>> = items
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let ip = format!("{p}[{i}]");
+                    let day = r.nonempty_string(d, &ip).and_then(|s| weekday(&s));
+                    if day.is_none() {
+                        r.problem(&ip, "expected a day: mon, tue, wed, thu, fri, sat or sun");
+                    }
+                    day
+                })
+                .collect();
+            if days.is_empty() {
+                r.problem(&p, "name at least one day");
+            }
+            days.into_iter().collect::<Option<Vec<_>>>().filter(|d| !d.is_empty())
+        }),
+        // Every day.
+        None => Some(vec![
+            Weekday::Mon,
+            Weekday::Tue,
+            Weekday::Wed,
+            Weekday::Thu,
+            Weekday::Fri,
+            Weekday::Sat,
+            Weekday::Sun,
+        ]),
+    };
+    let at = match f.get("at") {
+        Some((v, p)) => r.nonempty_string(v, &p).and_then(|s| {
+            let t = NaiveTime::parse_from_str(s.trim(), "%H:%M").ok();
+            if t.is_none() {
+                r.problem(&p, "expected a time of day in UTC, e.g. `02:00`");
+            }
+            t
+        }),
+        None => {
+            r.problem(&join(path, "at"), "missing: the time of day it starts, in UTC, e.g. `02:00`");
+            None
+        }
+    };
+    let length = match f.get("for") {
+        Some((v, p)) => r.duration(v, &p),
+        None => {
+            r.problem(&join(path, "for"), "missing: how long it lasts, e.g. `2h`");
+            None
+        }
+    };
+    Some(Window::Weekly { days: days?, at: at?, length: length? })
+}
+
+fn read_maintenance(r: &mut Reader, v: &Value, path: &str) -> Option<Maintenance> {
+    let f = r.fields(v, path, MAINTENANCE)?;
+    let sites = patterns(r, &f);
+    let reason = f.get("reason").map_or(Some("maintenance".to_owned()), |(v, p)| r.nonempty_string(v, &p));
+    let from = instant(r, &f, "from");
+    let until = instant(r, &f, "until");
+    let window = match (f.get("weekly"), from?, until?) {
+        (Some((v, p)), None, None) => read_weekly(r, v, &p),
+        (None, Some(from), Some(until)) if from < until => Some(Window::Once { from, until }),
+        (None, Some(_), Some(_)) => {
+            r.problem(&join(path, "until"), "must be later than `from`");
+            None
+        }
+        (Some(_), _, _) => {
+            r.problem(path, "either `weekly` or `from` and `until`, not both");
+            None
+        }
+        _ => {
+            r.problem(path, "needs `from` and `until` (one-off) or `weekly` (recurring)");
+            None
+        }
+    };
+    Some(Maintenance { sites: sites?, window: window?, reason: reason? })
+}
+
+pub fn read_notify(r: &mut Reader, v: &Value, path: &str) -> Option<NotifyConfig> {
+    let f = r.fields(v, path, NOTIFY)?;
+    let group_id =
+        f.get("group_id").map_or(Some("sitemon-notify".to_owned()), |(v, p)| r.nonempty_string(v, &p));
+    let mut providers = Vec::new();
+    let mut names = Vec::new();
+    let mut ok = true;
+    match f.get("providers") {
+        Some((Value::Mapping(map), p)) => {
+            for (k, v) in map {
+                let Some(name) = k.as_str() else {
+                    r.problem(&p, "provider names must be strings");
+                    ok = false;
+                    continue;
+                };
+                names.push(name.to_owned());
+                match read_provider(r, name, v, &join(&p, name)) {
+                    Some(provider) => providers.push(provider),
+                    None => ok = false,
+                }
+            }
+        }
+        Some((_, p)) => {
+            r.problem(&p, "expected a mapping of provider names to providers");
+            ok = false;
+        }
+        None => {
+            r.problem(&join(path, "providers"), "missing: at least one provider");
+            ok = false;
+        }
+    }
+    let mut routes = Vec::new();
+    match f.get("routes") {
+        Some((v, p)) => {
+            if let Some(items) = r.list(v, &p) {
+                let mut seen: Vec<&str> = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    let ip = format!("{p}[{i}]");
+                    // Route names are delivery ids' inputs: one route per name (even a broken one).
+                    if let Some(name) = item.get("name").and_then(Value::as_str) {
+                        if seen.contains(&name) {
+                            r.problem(
+                                &join(&ip, "name"),
+                                format!("a route named `{name}` is already defined"),
+                            );
+                            ok = false;
+                        }
+                        seen.push(name);
+                    }
+                    match read_route(r, item, &ip, &names) {
+                        Some(route) => routes.push(route),
+                        None => ok = false,
+                    }
+                }
+            } else {
+                ok = false;
+            }
+        }
+        None => {
+            r.problem(&join(path, "routes"), "missing: at least one route");
+            ok = false;
+        }
+    }
+    let storm = f.get("storm").map_or(Some(StormPolicy::default()), |(v, p)| read_storm(r, v, &p));
+    let mut maintenance = Vec::new();
+    if let Some((v, p)) = f.get("maintenance") {
+        match r.list(v, &p) {
+            Some(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    match read_maintenance(r, item, &format!("{p}[{i}]")) {
+                        Some(m) => maintenance.push(m),
+                        None => ok = false,
+                    }
+                }
+            }
+            None => ok = false,
+        }
+    }
+    if !ok {
+        return None;
+    }
+    Some(NotifyConfig { group_id: group_id?, providers, routes, storm: storm?, maintenance })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigError, parse};
+
+    fn env(name: &str) -> Option<String> {
+        (name == "SLACK_URL").then(|| "https://hooks.slack.test/services/T0/B0/s3cr3t".to_owned())
+    }
+
+    fn check(text: &str) -> Result<NotifyConfig, ConfigError> {
+        parse(&format!("region: eu\n{text}"), std::path::Path::new("n.yaml"), &env).map(|c| c.notify.unwrap())
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        check(text).unwrap_err().problems.iter().map(|p| format!("{}: {}", p.path, p.message)).collect()
+    }
+
+    #[test]
+    fn a_first_alert_in_five_lines() {
+        let n = check(
+            "notify:\n  providers:\n    team: {type: slack, url: '${SLACK_URL}'}\n  routes:\n    - {name: all, providers: [team]}\n",
+        )
+        .unwrap();
+        assert_eq!(n.group_id, "sitemon-notify");
+        assert_eq!((n.providers[0].name.as_str(), n.providers[0].kind.as_str()), ("team", "slack"));
+        assert_eq!(n.providers[0].url.expose(), "https://hooks.slack.test/services/T0/B0/s3cr3t");
+        let r = &n.routes[0];
+        assert_eq!(
+            (r.scope, r.send_on_resolved, r.sites.len(), r.repeat_every),
+            (Scope::Site, true, 0, None)
+        );
+        assert_eq!(n.storm, StormPolicy::default());
+        assert!(!format!("{n:?}").contains("s3cr3t"), "secrets stay out of Debug");
+    }
+
+    #[test]
+    fn every_part_of_the_section() {
+        let n = check(
+            "notify:\n  group_id: alerts\n  providers:\n\
+             \x20   hook: {type: webhook, url: 'http://127.0.0.1:9/h', headers: {Authorization: Bearer x}, timeout: 3s}\n\
+             \x20   pd: {type: pagerduty, routing_key: R0UT3}\n\
+             \x20 routes:\n\
+             \x20   - {name: shop, sites: ['shop-*', api], scope: any, send_on_resolved: false, repeat_every: 1h, providers: [pd, hook]}\n\
+             \x20 storm: {threshold: 50, window: 2m, update_every: 10m}\n\
+             \x20 maintenance:\n\
+             \x20   - {sites: ['db-*'], weekly: {days: [sun, Wednesday], at: '02:00', for: 2h}, reason: vacuum}\n\
+             \x20   - {from: '2026-12-24T00:00:00Z', until: '2026-12-26T00:00:00+01:00'}\n",
+        )
+        .unwrap();
+        assert_eq!(n.group_id, "alerts");
+        let ProviderKind::PagerDuty { routing_key } = &n.providers[1].kind else { panic!() };
+        assert_eq!((routing_key.expose(), n.providers[1].url.expose()), ("R0UT3", PAGERDUTY_URL));
+        let ProviderKind::Webhook { headers } = &n.providers[0].kind else { panic!() };
+        assert_eq!((headers[0].0.as_str(), headers[0].1.expose()), ("Authorization", "Bearer x"));
+        assert_eq!(n.providers[0].timeout, Duration::from_secs(3));
+        let r = &n.routes[0];
+        assert_eq!(r.sites.iter().map(Pattern::as_str).collect::<Vec<_>>(), ["shop-*", "api"]);
+        assert_eq!(
+            (r.scope, r.send_on_resolved, r.repeat_every),
+            (Scope::Any, false, Some(Duration::from_secs(3600)))
+        );
+        assert_eq!(r.providers, ["pd", "hook"]);
+        assert_eq!(n.storm.threshold, 50);
+        let Window::Weekly { days, .. } = &n.maintenance[0].window else { panic!() };
+        assert_eq!(days, &[Weekday::Sun, Weekday::Wed]);
+        assert_eq!(n.maintenance[1].reason, "maintenance");
+        let Window::Once { until, .. } = n.maintenance[1].window else { panic!() };
+        assert_eq!(until.to_rfc3339(), "2026-12-25T23:00:00+00:00");
+    }
+
+    #[test]
+    fn every_problem_at_once_with_its_path() {
+        let p = problems(
+            "notify:\n  providers:\n\
+             \x20   a: {type: sms, url: 'http://x'}\n\
+             \x20   b: {type: slack, url: 'not a url s3cr3t'}\n\
+             \x20   c: {type: pagerduty}\n\
+             \x20   d: {type: webhook, url: 'http://x', headers: {'bad header': v}}\n\
+             \x20 routes:\n\
+             \x20   - {name: r, sites: ['shop-['], scope: world, providers: [b, nope, b]}\n\
+             \x20   - {name: r, providers: [d]}\n\
+             \x20   - {name: empty, providers: []}\n\
+             \x20 storm: {threshold: 0}\n\
+             \x20 maintenance:\n\
+             \x20   - {from: '2026-12-26T00:00:00Z', until: '2026-12-24T00:00:00Z'}\n\
+             \x20   - {weekly: {days: [someday], at: '25:00'}}\n\
+             \x20   - {reason: forgot}\n",
+        );
+        let want = [
+            "notify.providers.a.type: unknown provider type `sms`",
+            "notify.providers.b.url: expected an http:// or https:// url",
+            "notify.providers.c.routing_key: missing",
+            "notify.providers.d.headers.bad header: `bad header` is not a valid header name",
+            "notify.routes[0].sites[0]: not a site pattern",
+            "notify.routes[0].scope: expected one of: site, region, any",
+            "notify.routes[0].providers[1]: no provider named `nope`",
+            "notify.routes[0].providers[2]: `b` is named twice",
+            "notify.routes[1].name: a route named `r` is already defined",
+            "notify.routes[2].providers: must name at least one provider",
+            "notify.storm.threshold: 0 is out of range",
+            "notify.maintenance[0].until: must be later than `from`",
+            "notify.maintenance[1].weekly.days[0]: expected a day",
+            "notify.maintenance[1].weekly.at: expected a time of day",
+            "notify.maintenance[1].weekly.for: missing",
+            "notify.maintenance[2]: needs `from` and `until`",
+        ];
+        for w in want {
+            assert!(p.iter().any(|p| p.starts_with(w)), "missing {w:?} in {p:#?}");
+        }
+        assert!(!p.iter().any(|p| p.contains("s3cr3t")), "a bad url is not quoted: {p:#?}");
+    }
+}

@@ -1,0 +1,19 @@
+//! Alerts, as pure logic (the groundwork of `sitemon notify`): which routes take an incident
+//! event and the delivery to each of their providers ([`route`]), whether a maintenance window
+//! or a silence holds it back ([`silence`]), whether it belongs to a storm and is folded into
+//! grouped messages ([`storm`]), when a reminder is due ([`reminder`]), and the words and the
+//! request body each provider is sent ([`render`]). The adapters that read the events topic,
+//! keep the deliveries in the database and speak to the providers are to sit around it.
+
+pub mod notice;
+pub mod reminder;
+pub mod render;
+pub mod route;
+pub mod silence;
+pub mod storm;
+
+pub use notice::{Notice, Sites};
+pub use render::{Message, pagerduty_body, slack_body, webhook_body};
+pub use route::{Delivery, Pattern, Route, Scope, plan};
+pub use silence::{Maintenance, Window, silenced};
+pub use storm::{Storm, StormPolicy};

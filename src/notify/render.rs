@@ -1,0 +1,330 @@
+//! The words and the request bodies: a [`Notice`] as a title and a text, and as each provider's
+//! documented request — sitemon's own JSON for webhooks, a Slack incoming-webhook message, a
+//! PagerDuty Events API v2 event (`dedup_key` = incident id, or the storm's id; `resolve` on
+//! close).
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use super::notice::Notice;
+use super::notice::Sites;
+use crate::domain::{EndReason, EventKind, Incident, IncidentEvent};
+
+/// PagerDuty refuses a summary longer than this.
+const PD_SUMMARY_MAX: usize = 1024;
+
+/// A notice in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub title: String,
+    pub text: String,
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn whom(i: &Incident) -> String {
+    match &i.region {
+        Some(r) => format!("{} from {r}", i.site_id),
+        None => i.site_id.clone(),
+    }
+}
+
+fn why(i: &Incident) -> String {
+    match (i.failure_kind, &i.error) {
+        (Some(k), Some(e)) => format!("{}: {e}", k.as_str().to_lowercase()),
+        (Some(k), None) => k.as_str().to_lowercase(),
+        (None, Some(e)) => e.clone(),
+        (None, None) => "failed checks".to_owned(),
+    }
+}
+
+impl Message {
+    pub fn of(n: &Notice) -> Self {
+        match n {
+            Notice::Event(e) if e.kind == EventKind::Opened => {
+                let i = &e.incident;
+                Message {
+                    title: format!("DOWN: {}", whom(i)),
+                    text: format!(
+                        "{} is down since {} ({}), {} failed checks. {}",
+                        whom(i),
+                        time(i.started_at),
+                        why(i),
+                        i.failed_checks,
+                        i.url
+                    ),
+                }
+            }
+            Notice::Event(e) => {
+                let i = &e.incident;
+                let end = i.ended_at.unwrap_or(e.at);
+                let lasted = humantime::format_duration((end - i.started_at).to_std().unwrap_or_default());
+                if i.end_reason == Some(EndReason::Retired) {
+                    Message {
+                        title: format!("NO LONGER REPORTING: {}", whom(i)),
+                        text: format!(
+                            "{} was down for {lasted} and has sent no result since {}; its incident is closed as retired. {}",
+                            whom(i),
+                            time(end),
+                            i.url
+                        ),
+                    }
+                } else {
+                    Message {
+                        title: format!("UP: {}", whom(i)),
+                        text: format!(
+                            "{} is up again since {}, after {lasted} down. {}",
+                            whom(i),
+                            time(end),
+                            i.url
+                        ),
+                    }
+                }
+            }
+            Notice::Reminder { opened, due } => {
+                let i = &opened.incident;
+                let lasted = humantime::format_duration((*due - i.started_at).to_std().unwrap_or_default());
+                Message {
+                    title: format!("STILL DOWN: {}", whom(i)),
+                    text: format!(
+                        "{} has been down for {lasted}, since {} ({}). {}",
+                        whom(i),
+                        time(i.started_at),
+                        why(i),
+                        i.url
+                    ),
+                }
+            }
+            Notice::StormStarted { opened, .. } => Message {
+                title: format!("{} incidents opened at once", opened.count),
+                text: format!(
+                    "Down: {}. Further openings and recoveries come as grouped updates until it settles.",
+                    opened.describe()
+                ),
+            },
+            Notice::StormUpdate { opened, closed, open, .. } => Message {
+                title: format!("Storm update: {open} still down"),
+                text: [("Down", opened), ("Up again", closed)]
+                    .iter()
+                    .filter(|(_, s)| s.count > 0)
+                    .map(|(what, s)| format!("{what}: {}.", s.describe()))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            },
+            Notice::StormEnded { open, .. } => Message {
+                title: format!("Storm over: {} still down", open.count),
+                text: if open.count == 0 {
+                    "Every incident of the storm has closed.".to_owned()
+                } else {
+                    format!("Still down: {}. Their recoveries come one by one.", open.describe())
+                },
+            },
+        }
+    }
+}
+
+fn incident_json(i: &Incident) -> Value {
+    json!({
+        "incident_id": i.incident_id,
+        "site_id": i.site_id,
+        "region": i.region,
+        "url": i.url,
+        "started_at": time(i.started_at),
+        "confirmed_at": time(i.confirmed_at),
+        "ended_at": i.ended_at.map(time),
+        "end_reason": i.end_reason.map(EndReason::as_str),
+        "regions": i.regions,
+        "failure_kind": i.failure_kind.map(|k| k.as_str()),
+        "error": i.error,
+        "failed_checks": i.failed_checks,
+    })
+}
+
+fn event_json(e: &IncidentEvent) -> Value {
+    json!({"event_id": e.event_id, "kind": e.kind.as_str(), "at": time(e.at), "incident": incident_json(&e.incident)})
+}
+
+fn sites_json(s: &Sites) -> Value {
+    json!({"named": s.named, "count": s.count})
+}
+
+/// sitemon's webhook body: the words, the kind of notice, and its data.
+pub fn webhook_body(n: &Notice, delivery_id: uuid::Uuid) -> Value {
+    let m = Message::of(n);
+    let mut body = json!({"delivery_id": delivery_id, "title": m.title, "text": m.text});
+    let (kind, data) = match n {
+        Notice::Event(e) if e.kind == EventKind::Opened => {
+            ("incident.opened", json!({"event": event_json(e)}))
+        }
+        Notice::Event(e) => ("incident.closed", json!({"event": event_json(e)})),
+        Notice::Reminder { opened, due } => {
+            ("incident.reminder", json!({"event": event_json(opened), "due": time(*due)}))
+        }
+        Notice::StormStarted { storm_id, opened } => (
+            "storm.started",
+            json!({"storm": {"storm_id": storm_id, "seq": 0, "opened": sites_json(opened)}}),
+        ),
+        Notice::StormUpdate { storm_id, seq, opened, closed, open } => (
+            "storm.update",
+            json!({"storm": {"storm_id": storm_id, "seq": seq, "opened": sites_json(opened),
+                             "closed": sites_json(closed), "open": open}}),
+        ),
+        Notice::StormEnded { storm_id, seq, open } => {
+            ("storm.ended", json!({"storm": {"storm_id": storm_id, "seq": seq, "open": sites_json(open)}}))
+        }
+    };
+    body["type"] = json!(kind);
+    if let (Some(b), Value::Object(d)) = (body.as_object_mut(), data) {
+        b.extend(d);
+    }
+    body
+}
+
+/// A Slack incoming-webhook message (`text`, in Slack's mrkdwn).
+pub fn slack_body(n: &Notice) -> Value {
+    let m = Message::of(n);
+    json!({"text": format!("*{}*\n{}", m.title, m.text)})
+}
+
+/// A PagerDuty Events API v2 event, or none for a reminder (PagerDuty re-notifies by itself).
+/// Openings trigger and closings resolve the incident's alert (`dedup_key` = incident id); a
+/// storm is one alert of its own, resolved when it ends with nothing left open.
+pub fn pagerduty_body(n: &Notice, routing_key: &str) -> Option<Value> {
+    let m = Message::of(n);
+    let mut summary = format!("{}: {}", m.title, m.text);
+    if summary.len() > PD_SUMMARY_MAX {
+        let mut cut = PD_SUMMARY_MAX - 3;
+        while !summary.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        summary.truncate(cut);
+        summary.push_str("...");
+    }
+    let (action, dedup, source, details) = match n {
+        Notice::Reminder { .. } => return None,
+        Notice::Event(e) => {
+            let action = if e.kind == EventKind::Opened { "trigger" } else { "resolve" };
+            (action, e.incident.incident_id, e.incident.site_id.clone(), event_json(e))
+        }
+        Notice::StormStarted { storm_id, .. } | Notice::StormUpdate { storm_id, .. } => {
+            ("trigger", *storm_id, "sitemon".to_owned(), webhook_body(n, *storm_id))
+        }
+        Notice::StormEnded { storm_id, open, .. } => {
+            let action = if open.count == 0 { "resolve" } else { "trigger" };
+            (action, *storm_id, "sitemon".to_owned(), webhook_body(n, *storm_id))
+        }
+    };
+    let mut body =
+        json!({"routing_key": routing_key, "event_action": action, "dedup_key": dedup.to_string()});
+    if action == "trigger" {
+        body["payload"] = json!({
+            "summary": summary,
+            "source": source,
+            "severity": "critical",
+            "component": source,
+            "custom_details": details,
+        });
+        body["client"] = json!("sitemon");
+    }
+    Some(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::FailureKind;
+    use chrono::TimeZone;
+
+    fn opened() -> IncidentEvent {
+        let t = Utc.with_ymd_and_hms(2026, 12, 4, 8, 0, 0).unwrap();
+        let incident = Incident {
+            incident_id: Incident::id_for("shop", None, t),
+            site_id: "shop".into(),
+            region: None,
+            url: "https://shop.test/".into(),
+            started_at: t,
+            confirmed_at: t + chrono::TimeDelta::seconds(20),
+            ended_at: None,
+            end_reason: None,
+            regions: vec!["eu".into(), "us".into()],
+            failure_kind: Some(FailureKind::Timeout),
+            error: Some("no answer in 5s".into()),
+            failed_checks: 6,
+        };
+        IncidentEvent::new(EventKind::Opened, t + chrono::TimeDelta::seconds(20), &incident)
+    }
+
+    fn closed() -> IncidentEvent {
+        let mut i = opened().incident;
+        i.ended_at = Some(i.started_at + chrono::TimeDelta::minutes(12));
+        i.end_reason = Some(EndReason::Recovered);
+        IncidentEvent::new(EventKind::Closed, i.ended_at.unwrap(), &i)
+    }
+
+    #[test]
+    fn words_say_what_happened() {
+        let m = Message::of(&Notice::Event(opened()));
+        assert_eq!(m.title, "DOWN: shop");
+        assert_eq!(
+            m.text,
+            "shop is down since 2026-12-04T08:00:00Z (timeout: no answer in 5s), 6 failed checks. https://shop.test/"
+        );
+        let m = Message::of(&Notice::Event(closed()));
+        assert_eq!(m.title, "UP: shop");
+        assert!(m.text.contains("after 12m down"), "{}", m.text);
+    }
+
+    #[test]
+    fn the_webhook_body_carries_the_delivery_id_and_the_event() {
+        let id = uuid::Uuid::from_u128(7);
+        let b = webhook_body(&Notice::Event(opened()), id);
+        assert_eq!(b["type"], "incident.opened");
+        assert_eq!(b["delivery_id"], id.to_string());
+        assert_eq!(b["event"]["incident"]["site_id"], "shop");
+        assert_eq!(b["event"]["incident"]["regions"], json!(["eu", "us"]));
+        assert_eq!(b["event"]["incident"]["failure_kind"], "TIMEOUT");
+        assert_eq!(b["title"], "DOWN: shop");
+    }
+
+    #[test]
+    fn pagerduty_triggers_and_resolves_by_incident() {
+        let t = pagerduty_body(&Notice::Event(opened()), "R0UT1NGKEY").unwrap();
+        assert_eq!(t["event_action"], "trigger");
+        assert_eq!(t["routing_key"], "R0UT1NGKEY");
+        assert_eq!(t["dedup_key"], opened().incident.incident_id.to_string());
+        assert_eq!(t["payload"]["severity"], "critical");
+        assert_eq!(t["payload"]["source"], "shop");
+        assert!(t["payload"]["summary"].as_str().unwrap().starts_with("DOWN: shop: shop is down"));
+        let r = pagerduty_body(&Notice::Event(closed()), "R0UT1NGKEY").unwrap();
+        assert_eq!(
+            (r["event_action"].as_str(), r["dedup_key"].clone()),
+            (Some("resolve"), t["dedup_key"].clone())
+        );
+        assert!(r.get("payload").is_none(), "a resolve needs no payload");
+        let reminder = Notice::Reminder { opened: opened(), due: Utc::now() };
+        assert!(pagerduty_body(&reminder, "k").is_none());
+    }
+
+    #[test]
+    fn a_long_summary_is_cut_for_pagerduty() {
+        let mut e = opened();
+        e.incident.error = Some("é".repeat(2000));
+        let b = pagerduty_body(&Notice::Event(e), "k").unwrap();
+        let s = b["payload"]["summary"].as_str().unwrap();
+        assert!(s.len() <= PD_SUMMARY_MAX && s.ends_with("..."), "{}", s.len());
+    }
+
+    #[test]
+    fn slack_gets_text() {
+        let b = slack_body(&Notice::StormStarted {
+            storm_id: uuid::Uuid::from_u128(1),
+            opened: Sites::of(["a", "b", "c"]),
+        });
+        assert_eq!(
+            b,
+            json!({"text": "*3 incidents opened at once*\nDown: a, b, c. Further openings and recoveries come as grouped updates until it settles."})
+        );
+    }
+}
