@@ -73,21 +73,28 @@ impl DeadLetter {
     }
 }
 
-/// One record of a batch: as it arrived, and what decoding it gave.
+/// One record of a batch: as it arrived, and what decoding it gave (a check result, or for
+/// `sitemon notify` an incident event).
 #[derive(Debug)]
-pub struct Received {
+pub struct Received<T = CheckResult> {
     pub raw: RawRecord,
-    /// The decoded result, or why the bytes are not one.
-    pub decoded: Result<CheckResult, String>,
+    /// The decoded record, or why the bytes are not one.
+    pub decoded: Result<T, String>,
 }
 
 /// One batch from the feed, in arrival order: every record of it is what `ack` acknowledges.
-#[derive(Debug, Default)]
-pub struct FeedBatch {
-    pub records: Vec<Received>,
+#[derive(Debug)]
+pub struct FeedBatch<T = CheckResult> {
+    pub records: Vec<Received<T>>,
 }
 
-impl FeedBatch {
+impl<T> Default for FeedBatch<T> {
+    fn default() -> Self {
+        FeedBatch { records: Vec::new() }
+    }
+}
+
+impl<T> FeedBatch<T> {
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
@@ -109,14 +116,15 @@ pub enum FeedError {
     Closed,
 }
 
-/// The consumer's source of results. `ack` only after the store committed the batch.
-pub trait StatusFeed: Send + 'static {
+/// The consumer's source of results (and `sitemon notify`'s of incident events, with `T` =
+/// `IncidentEvent`). `ack` only after the store committed the batch.
+pub trait StatusFeed<T = CheckResult>: Send + 'static {
     fn next_batch(
         &mut self,
         max: usize,
         wait: Duration,
-    ) -> impl Future<Output = Result<FeedBatch, FeedError>> + Send;
-    fn ack(&mut self, batch: &FeedBatch) -> impl Future<Output = Result<(), FeedError>> + Send;
+    ) -> impl Future<Output = Result<FeedBatch<T>, FeedError>> + Send;
+    fn ack(&mut self, batch: &FeedBatch<T>) -> impl Future<Output = Result<(), FeedError>> + Send;
     /// True once the feed is attached to its source (e.g. partitions assigned), so that an
     /// empty batch means "drained" rather than "not connected yet".
     fn is_attached(&self) -> bool;

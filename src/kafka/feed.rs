@@ -12,11 +12,15 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use super::client::client_config;
 use super::redacted_log::RedactedLog;
 use crate::config::KafkaConfig;
+use crate::domain::{CheckResult, IncidentEvent};
 use crate::ports::{FeedBatch, FeedError, FeedPosition, RawRecord, Received, StatusFeed};
 use crate::wire;
 
-pub struct KafkaFeed {
+/// A group member on one topic; `T` is what its records decode to (check results, or incident
+/// events for `sitemon notify`).
+pub struct KafkaFeed<T = CheckResult> {
     consumer: StreamConsumer<FeedContext>,
+    decode: fn(&[u8]) -> Result<T, String>,
 }
 
 /// Commits the stored offsets (results already in the database) before partitions are
@@ -59,11 +63,30 @@ impl ConsumerContext for FeedContext {
 }
 
 impl KafkaFeed {
+    /// The consumer's feed of check results: `kafka.topic`, group `kafka.group_id`.
     pub fn new(k: &KafkaConfig) -> Result<Self, rdkafka::error::KafkaError> {
+        KafkaFeed::on(k, &k.topic, &k.group_id, |b| wire::decode(b).map_err(|e| e.to_string()))
+    }
+}
+
+impl KafkaFeed<IncidentEvent> {
+    /// `sitemon notify`'s feed of incident events: `kafka.events_topic`, group `group_id`.
+    pub fn events(k: &KafkaConfig, group_id: &str) -> Result<Self, rdkafka::error::KafkaError> {
+        KafkaFeed::on(k, &k.events_topic, group_id, |b| wire::decode_event(b).map_err(|e| e.to_string()))
+    }
+}
+
+impl<T: Send + 'static> KafkaFeed<T> {
+    fn on(
+        k: &KafkaConfig,
+        topic: &str,
+        group_id: &str,
+        decode: fn(&[u8]) -> Result<T, String>,
+    ) -> Result<Self, rdkafka::error::KafkaError> {
         let consumer: StreamConsumer<FeedContext> = client_config(
             k,
             &[
-                ("group.id", &k.group_id),
+                ("group.id", group_id),
                 ("enable.auto.commit", "true"),
                 ("auto.commit.interval.ms", "1000"),
                 ("enable.auto.offset.store", "false"),
@@ -78,12 +101,10 @@ impl KafkaFeed {
             ],
         )
         .create_with_context(FeedContext { log: RedactedLog::new(k) })?;
-        consumer.subscribe(&[&k.topic])?;
-        Ok(KafkaFeed { consumer })
+        consumer.subscribe(&[topic])?;
+        Ok(KafkaFeed { consumer, decode })
     }
-}
 
-impl KafkaFeed {
     /// Leaves the group (committing the stored offsets) on a thread of its own; true if that
     /// finished within `limit`. librdkafka's close waits for an unreachable broker for its own
     /// timeouts (up to a minute), longer than any grace period.
@@ -97,8 +118,8 @@ impl KafkaFeed {
     }
 }
 
-impl StatusFeed for KafkaFeed {
-    async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<FeedBatch, FeedError> {
+impl<T: Send + Sync + 'static> StatusFeed<T> for KafkaFeed<T> {
+    async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<FeedBatch<T>, FeedError> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut batch = FeedBatch::default();
         while batch.len() < max {
@@ -128,7 +149,7 @@ impl StatusFeed for KafkaFeed {
                 payload: msg.payload().map(<[u8]>::to_vec),
             };
             let decoded = match msg.payload() {
-                Some(bytes) => wire::decode(bytes).map_err(|e| e.to_string()),
+                Some(bytes) => (self.decode)(bytes),
                 None => Err("record has no payload".to_owned()),
             };
             batch.records.push(Received { raw, decoded });
@@ -139,7 +160,7 @@ impl StatusFeed for KafkaFeed {
     /// Stores the batch's next offsets for the partitions this member still owns. A partition
     /// revoked while its records were being stored is not acknowledged here: its new owner reads
     /// them again from the last commit, and storing is idempotent.
-    async fn ack(&mut self, batch: &FeedBatch) -> Result<(), FeedError> {
+    async fn ack(&mut self, batch: &FeedBatch<T>) -> Result<(), FeedError> {
         let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
         for p in batch.records.iter().map(|r| &r.raw.position) {
             let e = next.entry((p.topic.as_str(), p.partition)).or_insert(p.offset + 1);

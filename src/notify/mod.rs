@@ -6,6 +6,8 @@
 //! keep the deliveries in the database and speak to the providers are to sit around it.
 
 pub mod notice;
+pub mod outgoing;
+pub mod planner;
 pub mod reminder;
 pub mod render;
 pub mod route;
@@ -13,6 +15,8 @@ pub mod silence;
 pub mod storm;
 
 pub use notice::{Notice, Sites};
+pub use outgoing::{Channel, Claimed, Outcome, Outgoing, backoff};
+pub use planner::Planner;
 pub use render::{Message, pagerduty_body, slack_body, webhook_body};
 pub use route::{Delivery, Pattern, Route, Scope, plan};
 pub use silence::{Maintenance, Window, silenced};

@@ -2,8 +2,9 @@
 //! site helps nobody. When more than `threshold` incidents open on a route within `window`
 //! (by the events' own times, so a backlog read late counts the same), the route sends one
 //! grouped message naming them; from then on its opens and closes are folded into grouped
-//! updates, at most one per `update_every`, until nothing has opened for a `window` and a last
-//! message says what is still open. Pure: the caller passes the time and keeps the state.
+//! updates, at most one per `update_every`, until nothing has opened for a `window` (by the
+//! clock: a quiet feed ends it too) and a last message says what is still open. Pure: the caller
+//! passes the time and keeps the state.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -41,7 +42,7 @@ struct Active {
     open: BTreeMap<Uuid, String>,
     opened: Vec<String>,
     closed: Vec<String>,
-    /// Event time of the last opening (the storm ends a window after it).
+    /// When the last opening was read (the storm ends a window after it).
     last_open: DateTime<Utc>,
     /// When its last message went out.
     last_sent: DateTime<Utc>,
@@ -78,7 +79,7 @@ impl Storm {
                 EventKind::Opened => {
                     a.open.insert(id, site.clone());
                     a.opened.push(site);
-                    a.last_open = a.last_open.max(e.at);
+                    a.last_open = a.last_open.max(now);
                 }
                 EventKind::Closed => {
                     if a.open.remove(&id).is_none() {
@@ -111,7 +112,7 @@ impl Storm {
                     open: self.recent.drain(..).map(|(_, i, s)| (i, s)).collect(),
                     opened: Vec::new(),
                     closed: Vec::new(),
-                    last_open: e.at,
+                    last_open: now,
                     last_sent: now,
                 });
                 vec![Notice::StormStarted { storm_id, opened }]
@@ -141,13 +142,12 @@ impl Storm {
         Vec::new()
     }
 
-    /// Ends the storm when nothing opened for a window before `newest` (the newest event time
-    /// read) and, by the clock, a window after its last message: its last message lists what
-    /// is still open, including changes not sent yet.
-    pub fn settle(&mut self, newest: DateTime<Utc>, now: DateTime<Utc>) -> Vec<Notice> {
+    /// Ends the storm once nothing has opened for a window at `now`: its last message lists
+    /// what is still open (changes not sent in an update yet included).
+    pub fn settle(&mut self, now: DateTime<Utc>) -> Vec<Notice> {
         let window = delta(self.policy.window);
         let Some(a) = self.active.as_ref() else { return Vec::new() };
-        if newest - a.last_open < window || now - a.last_sent < window {
+        if now - a.last_open < window {
             return Vec::new();
         }
         let a = self.active.take().expect("checked above");
@@ -239,9 +239,9 @@ mod tests {
         };
         assert_eq!((*seq, opened.count, closed.count, *open), (1, 996, 500, 500));
         assert!(s.tick(t(40)).is_empty(), "nothing new, nothing sent");
-        // Quiet for a window (by event time and by the clock): the storm ends with what is open.
-        assert!(s.settle(t(40), t(70)).is_empty(), "the last opening is not a window old yet");
-        let end = s.settle(t(80), t(95));
+        // No opening for a window: the storm ends with what is open.
+        assert!(s.settle(t(68)).is_empty(), "the last opening (read at 9 s) is not a window old yet");
+        let end = s.settle(t(69));
         let [Notice::StormEnded { seq, open, .. }] = end.as_slice() else { panic!("{end:?}") };
         assert_eq!((*seq, open.count), (2, 500));
         assert!(!s.is_raging());

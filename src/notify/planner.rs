@@ -1,0 +1,211 @@
+//! The planner: an incident event, read from the events topic, becomes the deliveries its routes
+//! call for — each route's storm decides whether it goes out on its own or folded into grouped
+//! messages, each provider gets the body it speaks, and a message inside a maintenance window is
+//! planned as silenced. Pure: the caller passes the time and records what it returns.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::Notice;
+use super::outgoing::{Channel, Outgoing};
+use super::render::{pagerduty_body, slack_body, webhook_body};
+use super::route::{Delivery, Route, plan};
+use super::silence::{Maintenance, silenced};
+use super::storm::{Storm, StormPolicy};
+use crate::domain::{EventKind, IncidentEvent};
+
+pub struct Planner {
+    routes: Vec<Route>,
+    channels: HashMap<String, Channel>,
+    maintenance: Vec<Maintenance>,
+    storms: Vec<Storm>,
+}
+
+fn kind(n: &Notice) -> &'static str {
+    match n {
+        Notice::Event(e) if e.kind == EventKind::Opened => "incident.opened",
+        Notice::Event(_) => "incident.closed",
+        Notice::Reminder { .. } => "incident.reminder",
+        Notice::StormStarted { .. } => "storm.started",
+        Notice::StormUpdate { .. } => "storm.update",
+        Notice::StormEnded { .. } => "storm.ended",
+    }
+}
+
+fn subject(n: &Notice) -> (Uuid, Option<String>) {
+    match n {
+        Notice::Event(e) | Notice::Reminder { opened: e, .. } => {
+            (e.incident.incident_id, Some(e.incident.site_id.clone()))
+        }
+        Notice::StormStarted { storm_id, .. }
+        | Notice::StormUpdate { storm_id, .. }
+        | Notice::StormEnded { storm_id, .. } => (*storm_id, None),
+    }
+}
+
+impl Planner {
+    /// `channels` says which request shape each provider named by the routes speaks.
+    pub fn new(
+        routes: Vec<Route>,
+        channels: HashMap<String, Channel>,
+        storm: StormPolicy,
+        maintenance: Vec<Maintenance>,
+    ) -> Self {
+        let storms = routes.iter().map(|_| Storm::new(storm)).collect();
+        Planner { routes, channels, maintenance, storms }
+    }
+
+    /// The deliveries of one event, read at `now`.
+    pub fn event(&mut self, e: &IncidentEvent, now: DateTime<Utc>) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        for (route, storm) in self.routes.iter().zip(self.storms.iter_mut()) {
+            if !route.takes(e) {
+                continue;
+            }
+            let notices = storm.on_event(e, now);
+            out.extend(outgoing(route, &self.channels, &self.maintenance, &notices, e.at));
+        }
+        out
+    }
+
+    /// The storms' grouped updates and ends due at `now`.
+    pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        for (route, storm) in self.routes.iter().zip(self.storms.iter_mut()) {
+            let mut notices = storm.tick(now);
+            notices.extend(storm.settle(now));
+            out.extend(outgoing(route, &self.channels, &self.maintenance, &notices, now));
+        }
+        out
+    }
+}
+
+/// A route's notices as deliveries to each of its providers, with their bodies; `at` decides
+/// whether a maintenance window holds them back. A provider with nothing to say to a notice
+/// (PagerDuty and reminders) gets no delivery.
+fn outgoing(
+    route: &Route,
+    channels: &HashMap<String, Channel>,
+    maintenance: &[Maintenance],
+    notices: &[Notice],
+    at: DateTime<Utc>,
+) -> Vec<Outgoing> {
+    plan(route, notices)
+        .into_iter()
+        .filter_map(|d: Delivery| {
+            let body = match channels.get(&d.provider)? {
+                Channel::Webhook => webhook_body(&d.notice, d.delivery_id),
+                Channel::Slack => slack_body(&d.notice),
+                // The routing key is added when it is sent.
+                Channel::PagerDuty => pagerduty_body(&d.notice, "")?,
+            };
+            let (subject, site_id) = subject(&d.notice);
+            let silenced = match &site_id {
+                Some(site) => silenced(maintenance, site, at),
+                None => maintenance.iter().find(|m| m.sites.is_empty() && m.window.contains(at)),
+            }
+            .map(|m| m.reason.clone());
+            Some(Outgoing {
+                delivery_id: d.delivery_id,
+                route: d.route,
+                provider: d.provider,
+                subject,
+                site_id,
+                kind: kind(&d.notice),
+                body,
+                silenced,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Incident;
+    use crate::notify::{Pattern, Scope, Window};
+    use chrono::TimeZone;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn event(site: &str, kind: EventKind, at: i64) -> IncidentEvent {
+        let incident = Incident {
+            incident_id: Incident::id_for(site, None, t(0)),
+            site_id: site.into(),
+            region: None,
+            url: format!("https://{site}.test/"),
+            started_at: t(0),
+            confirmed_at: t(0),
+            ended_at: (kind == EventKind::Closed).then(|| t(at)),
+            end_reason: None,
+            regions: vec!["eu".into()],
+            failure_kind: None,
+            error: None,
+            failed_checks: 3,
+        };
+        IncidentEvent::new(kind, t(at), &incident)
+    }
+
+    fn planner(maintenance: Vec<Maintenance>) -> Planner {
+        let route = Route {
+            name: "all".into(),
+            sites: vec![],
+            scope: Scope::Site,
+            send_on_resolved: true,
+            repeat_every: None,
+            providers: vec!["hook".into(), "pd".into()],
+        };
+        let channels =
+            HashMap::from([("hook".to_owned(), Channel::Webhook), ("pd".to_owned(), Channel::PagerDuty)]);
+        let storm = StormPolicy { threshold: 2, ..StormPolicy::default() };
+        Planner::new(vec![route], channels, storm, maintenance)
+    }
+
+    #[test]
+    fn an_event_goes_to_each_provider_in_its_shape() {
+        let mut p = planner(vec![]);
+        let out = p.event(&event("shop", EventKind::Opened, 1), t(1));
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[0].provider.as_str(), out[0].kind), ("hook", "incident.opened"));
+        assert_eq!(out[0].body["delivery_id"], out[0].delivery_id.to_string());
+        assert_eq!(out[1].body["event_action"], "trigger");
+        assert_eq!(out[1].body["routing_key"], "", "the key is added by the sender, never stored");
+        assert_eq!(out[0].subject, event("shop", EventKind::Opened, 1).incident.incident_id);
+        assert!(out.iter().all(|o| o.silenced.is_none()));
+    }
+
+    #[test]
+    fn a_storm_folds_openings_and_a_window_silences() {
+        let mut p = planner(vec![]);
+        let mut kinds = Vec::new();
+        for (i, s) in ["a", "b", "c", "d"].iter().enumerate() {
+            kinds.extend(p.event(&event(s, EventKind::Opened, i as i64), t(i as i64)).iter().map(|o| o.kind));
+        }
+        assert_eq!(
+            kinds,
+            [
+                "incident.opened",
+                "incident.opened",
+                "incident.opened",
+                "incident.opened",
+                "storm.started",
+                "storm.started"
+            ]
+        );
+        // d was folded: a grouped update, and the storm's end, no opening for a window.
+        let later = p.tick(t(1000));
+        let kinds: Vec<_> = later.iter().map(|o| o.kind).collect();
+        assert_eq!(kinds, ["storm.update", "storm.update", "storm.ended", "storm.ended"]);
+
+        let window = Window::Once { from: t(0), until: t(100) };
+        let db = Maintenance { sites: vec![Pattern::new("db-*").unwrap()], window, reason: "upgrade".into() };
+        let mut p = planner(vec![db]);
+        let out = p.event(&event("db-1", EventKind::Opened, 5), t(5));
+        assert!(out.iter().all(|o| o.silenced.as_deref() == Some("upgrade")), "{out:?}");
+        assert!(p.event(&event("web", EventKind::Opened, 5), t(5)).iter().all(|o| o.silenced.is_none()));
+    }
+}
