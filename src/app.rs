@@ -12,7 +12,8 @@ use clap::CommandFactory;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    CheckArgs, Cli, Command, ConfigCommand, ConsumerArgs, ProducerArgs, ReportArgs, RunArgs, StatusArgs,
+    CheckArgs, Cli, Command, ConfigCommand, ConsumerArgs, NotifyArgs, ProducerArgs, ReportArgs, RunArgs,
+    StatusArgs,
 };
 use crate::config::{self, Config, ConfigError, Problem};
 use crate::consumer::{self, ConsumerOptions};
@@ -24,10 +25,13 @@ use crate::exit;
 use crate::health::Health;
 use crate::kafka::{ClientSetupError, KafkaEventSink, KafkaFeed, KafkaPublisher};
 use crate::memory;
+use crate::notifier::{self, NotifyOptions};
+use crate::notify::Planner;
 use crate::ops_server;
 use crate::ports::{EventOutbox, NoRegistry, ReportSource, SiteProbe};
 use crate::probe::{HyperProbe, ProbeSetupError, TlsSetupError};
 use crate::producer::{self, ProducerOptions, ProducerReport};
+use crate::providers::HttpSender;
 use crate::readiness;
 use crate::registry::RegistryClient;
 use crate::reload;
@@ -70,6 +74,7 @@ pub async fn run(command: Command, listen: Option<SocketAddr>) -> anyhow::Result
     match command {
         Command::Producer(args) => run_producer(args, listen).await,
         Command::Consumer(args) => run_consumer(args, listen).await,
+        Command::Notify(args) => run_notify(args, listen).await,
         Command::Migrate(args) => {
             let setup = setup::Migrate::load(&args.config)?;
             let store = PgStore::connect(&setup.postgres)?;
@@ -364,6 +369,61 @@ async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow:
         report.complete(),
         "{} records were not stored before the grace period ended; the group reads them again",
         report.unstored
+    );
+    Ok(exit::OK)
+}
+
+async fn run_notify(args: NotifyArgs, listen: Option<SocketAddr>) -> anyhow::Result<i32> {
+    let setup::Notify { kafka, postgres, notify } = setup::Notify::load(&args.config.config)?;
+    let health = ops(listen, "starting").await?;
+    let store = PgStore::connect(&postgres)?;
+    store.migrate().await.context("applying migrations")?;
+    let deliveries = Arc::new(store.deliveries());
+    let mut feed = KafkaFeed::events(&kafka, &notify.group_id)
+        .map_err(|e| kafka_setup(&args.config.config, "notify", ClientSetupError::new(e, &kafka)))?;
+    let channels = notify.providers.iter().map(|p| (p.name.clone(), p.kind.channel())).collect();
+    let mut planner = Planner::new(notify.routes.clone(), channels, notify.storm, notify.maintenance.clone());
+    let longest = notify.providers.iter().map(|p| p.timeout).max().unwrap_or_default();
+    let opts = NotifyOptions {
+        batch_size: 500,
+        batch_wait: Duration::from_millis(200),
+        exit_when_idle: args.exit_when_idle,
+        lease: longest * 2 + Duration::from_secs(5),
+        poll: Duration::from_millis(250),
+    };
+    tracing::info!(brokers = %kafka.bootstrap_servers, topic = %kafka.events_topic, group = %notify.group_id, providers = notify.providers.len(), routes = notify.routes.len(), "notify starting");
+    let stop = shutdown::on_signals();
+    let senders_stop = stop.child_token();
+    let mut senders = tokio::task::JoinSet::new();
+    for p in &notify.providers {
+        let sender = Arc::new(HttpSender::new(p).with_context(|| format!("provider {}", p.name))?);
+        let task = notifier::send_loop(
+            p.name.clone(),
+            deliveries.clone(),
+            sender,
+            (opts.lease, opts.poll),
+            senders_stop.clone(),
+        );
+        senders.spawn(task);
+    }
+    let report = notifier::run(&mut feed, &*deliveries, &mut planner, &opts, &health, stop.clone()).await?;
+    // The requests in hand finish within the grace period; one cut short is sent again later
+    // (its lease runs out), with the same idempotency key.
+    senders_stop.cancel();
+    let drained =
+        tokio::time::timeout(args.grace, async { while senders.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!("requests still in hand at the end of the grace period: they are sent again later");
+        senders.abort_all();
+    }
+    if !feed.close_within(args.grace) {
+        tracing::warn!("leaving the notify group did not finish within the grace period");
+    }
+    tracing::info!(
+        events = report.events,
+        planned = report.planned,
+        unreadable = report.unreadable,
+        "notify stopped"
     );
     Ok(exit::OK)
 }

@@ -31,6 +31,8 @@ pub enum Command {
     Producer(ProducerArgs),
     /// Read results from Kafka and store them in PostgreSQL.
     Consumer(ConsumerArgs),
+    /// Read incident events from Kafka and deliver them to the providers of their routes.
+    Notify(NotifyArgs),
     /// Apply the embedded database migrations (safe to run again).
     Migrate(ConfigArg),
     /// Producer and consumer in one process on an embedded SQLite store: no Kafka, no PostgreSQL.
@@ -161,6 +163,19 @@ pub struct ConsumerArgs {
     #[arg(long, value_parser = humantime::parse_duration)]
     pub exit_when_idle: Option<Duration>,
     /// Time allowed to finish storing the batch in hand after SIGINT/SIGTERM.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Exit once the events topic is drained and every delivery finished, after nothing new for
+    /// this long (e.g. `5s`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub exit_when_idle: Option<Duration>,
+    /// Time allowed to finish the requests in hand after SIGINT/SIGTERM.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{CheckResult, DayTally, Incident, IncidentEvent, Site, SiteStatus, storable_text};
+use crate::notify::{Claimed, Outcome, Outgoing};
 
 /// Performs one check. Infallible by design: every way a site can fail is data in the result.
 pub trait SiteProbe: Send + Sync + 'static {
@@ -253,4 +254,30 @@ pub trait EventOutbox: Send + Sync + 'static {
 /// Where incident events go. `publish` returns once the event is acknowledged (or failed).
 pub trait EventSink: Send + Sync + 'static {
     fn publish(&self, event: &IncidentEvent) -> impl Future<Output = Result<(), PublishError>> + Send;
+}
+
+/// `sitemon notify`'s record of deliveries. Several instances may share it: a delivery is
+/// leased to one sender at a time, and a lease that ran out (its sender died) is claimed again.
+pub trait DeliveryStore: Send + Sync + 'static {
+    /// Records planned deliveries; one already recorded (by its id) changes nothing, so a batch
+    /// of events read again plans nothing new.
+    fn record(&self, planned: &[Outgoing]) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Leases up to `max` deliveries due for `provider`, oldest first, each the oldest unfinished
+    /// one of its subject for that provider (so a closing never overtakes its opening).
+    fn claim(
+        &self,
+        provider: &str,
+        max: usize,
+        lease: Duration,
+    ) -> impl Future<Output = Result<Vec<Claimed>, StoreError>> + Send;
+    /// Records what the provider answered (and when to try again, for a retry).
+    fn finish(&self, seq: i64, outcome: &Outcome) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// How many deliveries are not finished (neither sent, failed nor silenced).
+    fn unfinished(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}
+
+/// Sends one delivery to its provider. Infallible by design: every answer, and every way of
+/// getting none, is an [`Outcome`].
+pub trait Sender: Send + Sync + 'static {
+    fn send(&self, delivery: &Claimed) -> impl Future<Output = Outcome> + Send;
 }

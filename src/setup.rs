@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{self, Config, ConfigError, KafkaConfig, PostgresConfig, Problem, Sites};
+use crate::config::{self, Config, ConfigError, KafkaConfig, NotifyConfig, PostgresConfig, Problem, Sites};
 use crate::kafka;
 
 /// `sitemon producer`: sites and Kafka.
@@ -19,6 +19,13 @@ pub struct Consumer {
     pub config: Config,
     pub kafka: KafkaConfig,
     pub postgres: PostgresConfig,
+}
+
+/// `sitemon notify`: Kafka (its events topic), PostgreSQL (the deliveries) and `notify`.
+pub struct Notify {
+    pub kafka: KafkaConfig,
+    pub postgres: PostgresConfig,
+    pub notify: NotifyConfig,
 }
 
 /// `sitemon migrate`: PostgreSQL only.
@@ -121,6 +128,20 @@ impl Consumer {
                 n.kafka_client(k);
             }
             Some(Consumer { config, kafka: kafka?, postgres: postgres? })
+        })
+    }
+}
+
+impl Notify {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        load(path, "notify", Sites::Skip, |mut config, n| {
+            let kafka = n.section("kafka", config.kafka.take());
+            let postgres = n.section("postgres", config.postgres.take());
+            let notify = n.section("notify", config.notify.take());
+            if let Some(k) = &kafka {
+                n.kafka_client(k);
+            }
+            Some(Notify { kafka: kafka?, postgres: postgres?, notify: notify? })
         })
     }
 }

@@ -8,7 +8,7 @@ use serde_yaml_ng::Value;
 
 use super::Secret;
 use super::reader::{Fields, Reader, join};
-use crate::notify::{Maintenance, Pattern, Route, Scope, StormPolicy, Window};
+use crate::notify::{Channel, Maintenance, Pattern, Route, Scope, StormPolicy, Window};
 
 const NOTIFY: &[&str] = &["group_id", "providers", "routes", "storm", "maintenance"];
 const PROVIDER: &[&str] = &["type", "url", "routing_key", "headers", "timeout"];
@@ -53,6 +53,15 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    /// The request shape it speaks.
+    pub fn channel(&self) -> Channel {
+        match self {
+            ProviderKind::Webhook { .. } => Channel::Webhook,
+            ProviderKind::Slack => Channel::Slack,
+            ProviderKind::PagerDuty { .. } => Channel::PagerDuty,
+        }
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             ProviderKind::Webhook { .. } => "webhook",

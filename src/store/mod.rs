@@ -7,6 +7,7 @@ mod incident_row;
 mod latest;
 mod pg;
 mod pg_copy;
+mod pg_deliveries;
 mod pg_incidents;
 mod pg_outbox;
 mod pg_report;
@@ -20,5 +21,6 @@ mod track_row;
 
 pub use latest::{LatestRow, latest_per_site};
 pub use pg::PgStore;
+pub use pg_deliveries::PgDeliveries;
 pub use pg_outbox::PgOutbox;
 pub use sqlite::SqliteStore;

@@ -1,0 +1,175 @@
+//! `sitemon notify`'s loop: incident events from the feed become planned deliveries, recorded
+//! before the batch is acknowledged (so a restart or a rebalance plans nothing twice and loses
+//! nothing); one sender task per provider leases due deliveries and records each answer, so a
+//! provider that is down or slow never holds up another's messages.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::IncidentEvent;
+use crate::health::Health;
+use crate::notify::{Outcome, Outgoing, Planner};
+use crate::ports::{DeliveryStore, Sender, StatusFeed, StoreError};
+
+pub struct NotifyOptions {
+    pub batch_size: usize,
+    pub batch_wait: Duration,
+    /// Return once the feed is attached, nothing arrived for this long and every delivery is
+    /// finished (tests).
+    pub exit_when_idle: Option<Duration>,
+    /// How long a sender may hold a delivery before another may try it (longer than a request).
+    pub lease: Duration,
+    /// How often an idle sender looks for due deliveries.
+    pub poll: Duration,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct NotifyReport {
+    pub events: u64,
+    pub planned: u64,
+    pub unreadable: u64,
+}
+
+/// Records `planned`, retrying while the database is unavailable; false if stopped first.
+async fn record<D: DeliveryStore>(store: &D, planned: &[Outgoing], stop: &CancellationToken) -> bool {
+    let mut waits = crate::retry::backoff();
+    loop {
+        match store.record(planned).await {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain::Chain(&e), "recording deliveries failed; retrying");
+                let wait = waits.next().unwrap_or(Duration::from_secs(5));
+                tokio::select! {
+                    _ = stop.cancelled() => return false,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+}
+
+/// One provider's sender: leases due deliveries and sends them one at a time, in order.
+pub async fn send_loop<D: DeliveryStore, S: Sender>(
+    provider: String,
+    store: Arc<D>,
+    sender: Arc<S>,
+    opts: (Duration, Duration),
+    stop: CancellationToken,
+) {
+    let (lease, poll) = opts;
+    while !stop.is_cancelled() {
+        let claimed = match store.claim(&provider, 16, lease).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(provider, error = %crate::error_chain::Chain(&e), "cannot lease deliveries; retrying");
+                Vec::new()
+            }
+        };
+        if claimed.is_empty() {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(poll) => {}
+            }
+            continue;
+        }
+        for d in claimed {
+            let outcome = sender.send(&d).await;
+            match &outcome {
+                Outcome::Sent { .. } => {
+                    metrics::counter!("sitemon_notify_sent_total", "provider" => provider.clone())
+                        .increment(1)
+                }
+                Outcome::Retry { after, answer } => {
+                    tracing::warn!(provider, delivery = %d.delivery_id, attempt = d.attempts, retry_in = ?after, answer, "delivery not accepted yet");
+                    metrics::counter!("sitemon_notify_retries_total", "provider" => provider.clone())
+                        .increment(1)
+                }
+                Outcome::Failed { answer } => {
+                    tracing::error!(provider, delivery = %d.delivery_id, answer, "delivery refused for good");
+                    metrics::counter!("sitemon_notify_failed_total", "provider" => provider.clone())
+                        .increment(1)
+                }
+            }
+            // A lost answer leaves the lease to run out: the delivery is sent again, same id.
+            if let Err(e) = store.finish(d.seq, &outcome).await {
+                tracing::warn!(provider, error = %crate::error_chain::Chain(&e), "cannot record an answer; the delivery will be tried again");
+            }
+        }
+    }
+}
+
+/// Reads events until `stop` (or idle, with `exit_when_idle`), recording their deliveries
+/// before acknowledging them.
+pub async fn run<F, D>(
+    feed: &mut F,
+    store: &D,
+    planner: &mut Planner,
+    opts: &NotifyOptions,
+    health: &Health,
+    stop: CancellationToken,
+) -> Result<NotifyReport, StoreError>
+where
+    F: StatusFeed<IncidentEvent>,
+    D: DeliveryStore,
+{
+    let mut report = NotifyReport::default();
+    let mut idle_since = Instant::now();
+    while !stop.is_cancelled() {
+        let batch = tokio::select! {
+            _ = stop.cancelled() => break,
+            b = feed.next_batch(opts.batch_size, opts.batch_wait) => match b {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %crate::error_chain::Chain(&e), "reading events failed");
+                    continue;
+                }
+            },
+        };
+        if feed.is_attached() {
+            health.ready();
+        }
+        let now = Utc::now();
+        let mut planned = Vec::new();
+        for r in &batch.records {
+            match &r.decoded {
+                Ok(e) => {
+                    report.events += 1;
+                    planned.extend(planner.event(e, now));
+                }
+                Err(why) => {
+                    report.unreadable += 1;
+                    metrics::counter!("sitemon_notify_unreadable_events_total").increment(1);
+                    tracing::warn!(
+                        partition = r.raw.position.partition,
+                        offset = r.raw.position.offset,
+                        why,
+                        "an events record that is not an incident event: skipped"
+                    );
+                }
+            }
+        }
+        planned.extend(planner.tick(now));
+        if !record(store, &planned, &stop).await {
+            break;
+        }
+        report.planned += planned.len() as u64;
+        if !batch.is_empty() {
+            idle_since = Instant::now();
+            if let Err(e) = feed.ack(&batch).await {
+                tracing::warn!(error = %crate::error_chain::Chain(&e), "acknowledging events failed; they are read again");
+            }
+        }
+        if let Some(idle) = opts.exit_when_idle
+            && feed.is_attached()
+            && idle_since.elapsed() >= idle
+            && store.unfinished().await.is_ok_and(|n| n == 0)
+        {
+            break;
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,126 @@
+//! [`PgDeliveries`]: `sitemon notify`'s deliveries in PostgreSQL (`notify_deliveries`). Planned
+//! deliveries are inserted once by id; senders lease due ones with `FOR UPDATE SKIP LOCKED`, so
+//! instances sharing the table never send the same delivery at the same time, and a lease that
+//! ran out (its sender died mid-request) makes the delivery due again, under the same id.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::PgStore;
+use super::pg::classify;
+use crate::notify::{Claimed, Outcome, Outgoing};
+use crate::ports::{DeliveryStore, StoreError};
+
+const RECORD: &str = r#"
+INSERT INTO notify_deliveries (delivery_id, route, provider, subject, site_id, kind, body, state, silenced_by)
+SELECT d, r, p, s, site, k, b::jsonb, CASE WHEN why IS NULL THEN 'PENDING' ELSE 'SILENCED' END, why
+FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[])
+    AS t(d, r, p, s, site, k, b, why)
+ON CONFLICT (delivery_id) DO NOTHING
+"#;
+
+/// Due, not leased (or the lease ran out), and the oldest unfinished one of its subject.
+const CLAIM: &str = r#"
+WITH c AS (
+    SELECT d.seq FROM notify_deliveries d
+    WHERE d.provider = $1 AND d.state = 'PENDING' AND d.due_at <= now()
+      AND (d.leased_until IS NULL OR d.leased_until < now())
+      AND NOT EXISTS (
+          SELECT 1 FROM notify_deliveries e
+          WHERE e.provider = d.provider AND e.subject = d.subject AND e.state = 'PENDING' AND e.seq < d.seq)
+    ORDER BY d.seq
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE notify_deliveries d
+SET leased_until = now() + $3 * interval '1 millisecond', attempts = d.attempts + 1
+FROM c WHERE d.seq = c.seq
+RETURNING d.seq, d.delivery_id, d.provider, d.body::text, d.attempts
+"#;
+
+const FINISH: &str = r#"
+UPDATE notify_deliveries
+SET state = $2, answer = $3, leased_until = NULL,
+    due_at = now() + $4 * interval '1 millisecond',
+    sent_at = CASE WHEN $2 = 'SENT' THEN now() END
+WHERE seq = $1 AND state = 'PENDING'
+"#;
+
+pub struct PgDeliveries {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// `sitemon notify`'s deliveries, in this store's database.
+    pub fn deliveries(&self) -> PgDeliveries {
+        PgDeliveries { pool: self.pool.clone() }
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl DeliveryStore for PgDeliveries {
+    async fn record(&self, planned: &[Outgoing]) -> Result<(), StoreError> {
+        if planned.is_empty() {
+            return Ok(());
+        }
+        let col = |f: fn(&Outgoing) -> Option<String>| planned.iter().map(f).collect::<Vec<_>>();
+        sqlx::query(RECORD)
+            .bind(planned.iter().map(|o| o.delivery_id).collect::<Vec<Uuid>>())
+            .bind(col(|o| Some(o.route.clone())))
+            .bind(col(|o| Some(o.provider.clone())))
+            .bind(planned.iter().map(|o| o.subject).collect::<Vec<Uuid>>())
+            .bind(col(|o| o.site_id.clone()))
+            .bind(col(|o| Some(o.kind.to_owned())))
+            .bind(col(|o| Some(o.body.to_string())))
+            .bind(col(|o| o.silenced.clone()))
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn claim(&self, provider: &str, max: usize, lease: Duration) -> Result<Vec<Claimed>, StoreError> {
+        let rows: Vec<(i64, Uuid, String, String, i32)> = sqlx::query_as(CLAIM)
+            .bind(provider)
+            .bind(i64::try_from(max).unwrap_or(i64::MAX))
+            .bind(ms(lease))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(classify)?;
+        rows.into_iter()
+            .map(|(seq, delivery_id, provider, body, attempts)| {
+                let body = serde_json::from_str(&body).map_err(|e| StoreError::Rejected(e.into()))?;
+                Ok(Claimed { seq, delivery_id, provider, body, attempts })
+            })
+            .collect()
+    }
+
+    async fn unfinished(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM notify_deliveries WHERE state = 'PENDING'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(n.unsigned_abs())
+    }
+
+    async fn finish(&self, seq: i64, outcome: &Outcome) -> Result<(), StoreError> {
+        let after = match outcome {
+            Outcome::Retry { after, .. } => *after,
+            _ => Duration::ZERO,
+        };
+        sqlx::query(FINISH)
+            .bind(seq)
+            .bind(outcome.state())
+            .bind(crate::domain::storable_text(outcome.answer(), 2048))
+            .bind(ms(after))
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}
