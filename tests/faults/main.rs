@@ -7,6 +7,7 @@
 mod support;
 
 mod harness;
+mod receiver;
 
 mod consumer_crash;
 mod consumer_stop;
@@ -17,6 +18,7 @@ mod graceful_stop;
 mod incident_replay;
 mod incident_scenarios;
 mod kafka_restart;
+mod notify;
 mod once_round;
 mod poison;
 mod producer_outage_stop;
