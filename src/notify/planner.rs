@@ -1,7 +1,10 @@
 //! The planner: an incident event, read from the events topic, becomes the deliveries its routes
 //! call for — each route's storm decides whether it goes out on its own or folded into grouped
 //! messages, each provider gets the body it speaks, and a message inside a maintenance window is
-//! planned as silenced. Pure: the caller passes the time and records what it returns.
+//! planned as silenced. A route with `repeat_every` reminds of the incidents it announced one by
+//! one while they stay open (not during a storm: its updates say what is open); that memory is
+//! the process's own, so a restart forgets the incidents opened before it. Pure: the caller
+//! passes the time and records what it returns.
 
 use std::collections::HashMap;
 
@@ -10,6 +13,7 @@ use uuid::Uuid;
 
 use super::Notice;
 use super::outgoing::{Channel, Outgoing};
+use super::reminder;
 use super::render::{pagerduty_body, slack_body, webhook_body};
 use super::route::{Delivery, Route, plan};
 use super::silence::{Maintenance, silenced};
@@ -20,7 +24,14 @@ pub struct Planner {
     routes: Vec<Route>,
     channels: HashMap<String, Channel>,
     maintenance: Vec<Maintenance>,
-    storms: Vec<Storm>,
+    /// Per route (same order): its storm, and the incidents it announced on their own that are
+    /// still open, with when it last spoke of each.
+    state: Vec<RouteState>,
+}
+
+struct RouteState {
+    storm: Storm,
+    open: HashMap<Uuid, (IncidentEvent, DateTime<Utc>)>,
 }
 
 fn kind(n: &Notice) -> &'static str {
@@ -53,29 +64,57 @@ impl Planner {
         storm: StormPolicy,
         maintenance: Vec<Maintenance>,
     ) -> Self {
-        let storms = routes.iter().map(|_| Storm::new(storm)).collect();
-        Planner { routes, channels, maintenance, storms }
+        let state =
+            routes.iter().map(|_| RouteState { storm: Storm::new(storm), open: HashMap::new() }).collect();
+        Planner { routes, channels, maintenance, state }
     }
 
     /// The deliveries of one event, read at `now`.
     pub fn event(&mut self, e: &IncidentEvent, now: DateTime<Utc>) -> Vec<Outgoing> {
         let mut out = Vec::new();
-        for (route, storm) in self.routes.iter().zip(self.storms.iter_mut()) {
+        for (route, st) in self.routes.iter().zip(self.state.iter_mut()) {
+            if e.kind == EventKind::Closed {
+                st.open.remove(&e.incident.incident_id);
+            }
             if !route.takes(e) {
                 continue;
             }
-            let notices = storm.on_event(e, now);
+            let notices = st.storm.on_event(e, now);
+            if route.repeat_every.is_some() {
+                for n in &notices {
+                    if let Notice::Event(o) = n
+                        && o.kind == EventKind::Opened
+                    {
+                        st.open.insert(o.incident.incident_id, (o.clone(), now));
+                    }
+                }
+            }
             out.extend(outgoing(route, &self.channels, &self.maintenance, &notices, e.at));
         }
         out
     }
 
-    /// The storms' grouped updates and ends due at `now`.
+    /// The storms' grouped updates and ends, and the reminders, due at `now`.
     pub fn tick(&mut self, now: DateTime<Utc>) -> Vec<Outgoing> {
         let mut out = Vec::new();
-        for (route, storm) in self.routes.iter().zip(self.storms.iter_mut()) {
-            let mut notices = storm.tick(now);
-            notices.extend(storm.settle(now));
+        for (route, st) in self.routes.iter().zip(self.state.iter_mut()) {
+            let mut notices = st.storm.tick(now);
+            notices.extend(st.storm.settle(now));
+            if let Some(every) = route.repeat_every
+                && !st.storm.is_raging()
+            {
+                let mut ids: Vec<&Uuid> = st.open.keys().collect();
+                ids.sort();
+                let ids: Vec<Uuid> = ids.into_iter().copied().collect();
+                for id in ids {
+                    let (opened, last) = st.open.get_mut(&id).expect("listed above");
+                    if let Some(due) = reminder::due(every, *last, now) {
+                        // Counted from now: a notifier that was away reminds once, not per interval.
+                        *last = now;
+                        notices.push(Notice::Reminder { opened: opened.clone(), due });
+                    }
+                }
+            }
             out.extend(outgoing(route, &self.channels, &self.maintenance, &notices, now));
         }
         out
@@ -207,5 +246,29 @@ mod tests {
         let out = p.event(&event("db-1", EventKind::Opened, 5), t(5));
         assert!(out.iter().all(|o| o.silenced.as_deref() == Some("upgrade")), "{out:?}");
         assert!(p.event(&event("web", EventKind::Opened, 5), t(5)).iter().all(|o| o.silenced.is_none()));
+    }
+
+    #[test]
+    fn an_open_incident_is_reminded_every_interval_until_it_closes() {
+        let mut p = planner(vec![]);
+        p.routes[0].repeat_every = Some(std::time::Duration::from_secs(3600));
+        let shop = event("shop", EventKind::Opened, 0);
+        assert_eq!(p.event(&shop, t(0)).len(), 2);
+        assert!(p.tick(t(3599)).is_empty());
+        let first = p.tick(t(3600));
+        // The webhook reminds; PagerDuty re-notifies by itself.
+        assert_eq!(
+            first.iter().map(|o| (o.provider.as_str(), o.kind)).collect::<Vec<_>>(),
+            [("hook", "incident.reminder")]
+        );
+        assert!(p.tick(t(3700)).is_empty(), "once per interval");
+        // Away for three hours: one reminder, not three.
+        assert_eq!(p.tick(t(4 * 3600 + 10)).len(), 1);
+        let again = p.tick(t(4 * 3600 + 10));
+        assert!(again.is_empty());
+        p.event(&event("shop", EventKind::Closed, 5 * 3600), t(5 * 3600));
+        assert!(p.tick(t(10 * 3600)).is_empty(), "closed: no more reminders");
+        // Each reminder its own delivery id.
+        assert_ne!(first[0].delivery_id, p.event(&shop, t(0))[0].delivery_id);
     }
 }

@@ -1,7 +1,7 @@
 //! Reminders: while an incident stays open, a route with `repeat_every` says so again, one
 //! interval after its last word about it (the opening or the previous reminder). A notifier
-//! that was away for hours sends one reminder, not one per missed interval, and each reminder
-//! is due at a time fixed by the last one, so a second reading plans the same.
+//! that was away for hours sends one reminder, not one per missed interval (the caller counts
+//! the next interval from when it spoke).
 
 use std::time::Duration;
 
