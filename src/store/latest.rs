@@ -3,10 +3,11 @@
 //! the whole batch, the oldest result (a stored status newer than that cannot simply be
 //! continued: the store recomputes it from the history), and the ceiling of what may be shown.
 //!
-//! The latest status is the newest result dated no later than the ceiling: the consumer's clock,
-//! or the date of the site's last result received if that is later (a region whose clock runs
-//! ahead shows its newest result). So a result from the future that arrived before present ones
-//! does not hide them; it is passed over until a result dated after it arrives.
+//! The latest status is the newest result, except that a result dated ahead of the consumer's
+//! clock (by more than [`AHEAD_SLACK`]) is passed over while the site's last result received is
+//! in the present: a result from the future that arrived before present ones does not hide them.
+//! It counts again once the clock reaches it. A region whose clock runs ahead (its last result
+//! received is itself ahead) shows its newest.
 
 use std::collections::HashMap;
 
@@ -26,16 +27,20 @@ pub struct LatestRow<'a> {
     pub whole: bool,
     /// `scheduled_at` of the site's oldest result in the batch.
     pub oldest: DateTime<Utc>,
-    /// The latest status shows the newest result dated no later than this: the later of the
-    /// consumer's clock and the date of the site's last result received.
-    pub ceiling: DateTime<Utc>,
+    /// The latest status shows the newest result dated no later than this (the consumer's clock
+    /// plus [`AHEAD_SLACK`]); none when the site's last result received is itself ahead of it.
+    pub ceiling: Option<DateTime<Utc>>,
 }
+
+/// How far ahead of the consumer's clock a result may be and still count as present: consumers'
+/// clocks differ a little, and a result a few seconds ahead hides nothing for longer.
+pub const AHEAD_SLACK: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 
 impl LatestRow<'_> {
     /// The batch's newest result may be shown: it is not a result from the future followed by
     /// older ones (otherwise the store recomputes the status under the ceiling).
     pub fn shown(&self) -> bool {
-        self.result.scheduled_at <= self.ceiling
+        self.ceiling.is_none_or(|c| self.result.scheduled_at <= c)
     }
 }
 
@@ -61,7 +66,7 @@ pub fn latest_per_site<'a>(results: &[&'a CheckResult], now: DateTime<Utc>) -> V
                 run_len: run.len() as i32,
                 run_start: run.last().expect("the run holds the newest").scheduled_at,
                 whole: run.len() == rs.len(),
-                ceiling: now.max(last),
+                ceiling: (last <= now + AHEAD_SLACK).then_some(now + AHEAD_SLACK),
             }
         })
         .collect();
@@ -115,13 +120,16 @@ mod tests {
         // Arrived: present 10, future 1_050 (the consumer's clock says 1_000), present 20.
         let batch = [at("a", 10, false), at("a", 1_050, true), at("a", 20, false)];
         let rows = latest_per_site(&batch.iter().collect::<Vec<_>>(), now());
-        assert_eq!(rows[0].ceiling, now(), "the last received is in the present: the clock");
+        assert_eq!(rows[0].ceiling, Some(now() + AHEAD_SLACK), "the last received is in the present");
         assert!(!rows[0].shown(), "the future success is passed over");
-        // A region running ahead, in order: its newest is the last received, and shown.
-        let ahead = [at("a", 1_040, false), at("a", 1_050, true)];
+        // A region running ahead: its last received is ahead too, nothing is passed over.
+        let ahead = [at("a", 1_050, true), at("a", 1_040, false)];
         let rows = latest_per_site(&ahead.iter().collect::<Vec<_>>(), now());
-        assert_eq!(rows[0].ceiling.timestamp(), 1_050);
+        assert_eq!(rows[0].ceiling, None);
         assert!(rows[0].shown());
+        // A few seconds ahead is the present.
+        let close = [at("a", 1_004, true), at("a", 20, false)];
+        assert!(latest_per_site(&close.iter().collect::<Vec<_>>(), now())[0].shown());
         // The present, in any order: the newest is shown.
         let late = [at("a", 30, false), at("a", 10, true)];
         assert!(latest_per_site(&late.iter().collect::<Vec<_>>(), now())[0].shown());

@@ -19,7 +19,7 @@ mod sqlite_report;
 mod status_row;
 mod track_row;
 
-pub use latest::{LatestRow, latest_per_site};
+pub use latest::{AHEAD_SLACK, LatestRow, latest_per_site};
 pub use pg::PgStore;
 pub use pg_deliveries::PgDeliveries;
 pub use pg_outbox::PgOutbox;

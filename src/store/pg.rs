@@ -173,9 +173,9 @@ RETURNING scheduled_at, check_id
 
 /// Latest status in one statement over the batch's new rows (one per site, each one that may be
 /// shown): sites seen for the first time are inserted; a stored row is continued only when
-/// every new result of its site is newer than it and older than any result it passed over
-/// (`next_at`; a run that spans the whole batch continues the stored state: failure count
-/// grows, `status_since` stays). Returns the sites it handled; the others (a result older than
+/// every new result of its site is newer than it and a result it passed over (`next_at`) is
+/// still above the ceiling (a run that spans the whole batch continues the stored state:
+/// failure count grows, `status_since` stays). Returns the sites it handled; the others (a result older than
 /// the stored status arrived, a passed-over result lies between, or another consumer inserted
 /// the site meanwhile) are recomputed from the history. The update joins the batch (hash
 /// join), so a batch of n sites costs O(n).
@@ -184,9 +184,9 @@ WITH incoming AS (
     SELECT * FROM UNNEST(
         $1::text[], $2::text[], $3::uuid[], $4::text[], $5::timestamptz[], $6::timestamptz[],
         $7::text[], $8::text[], $9::text[], $10::int[], $11::bigint[], $12::int[],
-        $13::timestamptz[], $14::bool[], $15::timestamptz[])
+        $13::timestamptz[], $14::bool[], $15::timestamptz[], $16::timestamptz[])
     AS t(site_id, region, check_id, url, scheduled_at, started_at, status, failure_kind, error,
-         status_code, total_us, run_len, run_start, whole, oldest)
+         status_code, total_us, run_len, run_start, whole, oldest, ceiling)
 ), inserted AS (
     INSERT INTO site_status (
         site_id, region, check_id, url, scheduled_at, started_at, status, failure_kind, error,
@@ -217,7 +217,7 @@ UPDATE site_status AS s SET
     updated_at = now()
 FROM incoming AS i
 WHERE s.site_id = i.site_id AND s.region = i.region AND s.scheduled_at < i.oldest
-  AND (s.next_at IS NULL OR i.scheduled_at < s.next_at)
+  AND (s.next_at IS NULL OR s.next_at > i.ceiling)
 RETURNING s.site_id, s.region
 )
 SELECT site_id, region FROM inserted UNION ALL SELECT site_id, region FROM updated
@@ -228,14 +228,15 @@ SELECT site_id, region FROM inserted UNION ALL SELECT site_id, region FROM updat
 const LOCK_STATUS: &str = "SELECT 1 FROM site_status WHERE site_id = $1 AND region = $2 FOR UPDATE";
 
 /// The latest status of one site recomputed from its history: the newest non-MISSED result dated
-/// no later than the ceiling `$4`, the run of results in its up/down state since the newest
+/// no later than the ceiling `$4` (if any), the run of results in its up/down state since the newest
 /// result in the other state, and the oldest result passed over (`next_at`). `$3` says whether
 /// the row was locked by [`LOCK_STATUS`]; if it was not (first seen), a row that another
 /// consumer inserted meanwhile is left alone and the caller tries again.
 const RECOMPUTE_STATUS: &str = r#"
 WITH n AS (
     SELECT * FROM check_results
-    WHERE site_id = $1 AND region = $2 AND status <> 'MISSED' AND scheduled_at <= $4
+    WHERE site_id = $1 AND region = $2 AND status <> 'MISSED'
+      AND ($4::timestamptz IS NULL OR scheduled_at <= $4)
     ORDER BY scheduled_at DESC, check_id DESC LIMIT 1
 ), x AS (
     SELECT min(c.scheduled_at) AS at FROM check_results c, n
@@ -363,6 +364,7 @@ async fn fold_latest(conn: &mut PgConnection, all: &[LatestRow<'_>]) -> Result<(
         .bind(col(l, |x| x.run_start))
         .bind(col(l, |x| x.whole))
         .bind(col(l, |x| x.oldest))
+        .bind(col(l, |x| x.ceiling))
         .fetch_all(&mut *conn)
         .await
         .map_err(classify)?;
@@ -380,7 +382,7 @@ async fn fold_latest(conn: &mut PgConnection, all: &[LatestRow<'_>]) -> Result<(
 /// Recomputes one site's latest status from its history, under the row's lock.
 async fn recompute(conn: &mut PgConnection, row: &LatestRow<'_>) -> Result<(), StoreError> {
     let (site, region) = (row.result.site_id.as_str(), row.result.region.as_str());
-    loop {
+    for _ in 0..3 {
         let locked = sqlx::query(LOCK_STATUS)
             .bind(site)
             .bind(region)
@@ -402,6 +404,8 @@ async fn recompute(conn: &mut PgConnection, row: &LatestRow<'_>) -> Result<(), S
             return Ok(());
         }
     }
+    // Neither inserted nor there to lock: the history holds nothing to show.
+    Ok(())
 }
 
 /// History rows and dead letters; says which results were new.

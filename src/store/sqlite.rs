@@ -70,8 +70,8 @@ const INSERT_HISTORY: &str = "INSERT INTO check_results (check_id, site_id, url,
 
 /// Parameters: the row, then `whole` (does the batch's run continue the stored state?) and
 /// `oldest` (the site's oldest new result: a stored status at or after it, or one that passed
-/// over a result before the row's (`next_at`), is not continued but recomputed, so the
-/// statement then changes nothing).
+/// over a result (`next_at`) the ceiling `?16` now reaches, is not continued but recomputed, so
+/// the statement then changes nothing).
 const UPSERT_STATUS: &str = "INSERT INTO site_status AS s (site_id, region, check_id, url, scheduled_at, \
     started_at, status, failure_kind, error, status_code, total_us, consecutive_failures, status_since) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
@@ -84,13 +84,13 @@ const UPSERT_STATUS: &str = "INSERT INTO site_status AS s (site_id, region, chec
         ELSE excluded.consecutive_failures END, \
       status_since = CASE WHEN (s.status = 'SUCCESS') = (excluded.status = 'SUCCESS') AND ?14 \
         THEN s.status_since ELSE excluded.status_since END \
-    WHERE s.scheduled_at < ?15 AND (s.next_at IS NULL OR excluded.scheduled_at < s.next_at)";
+    WHERE s.scheduled_at < ?15 AND (s.next_at IS NULL OR s.next_at > ?16)";
 
 /// The latest status of one site recomputed from its history (see the PostgreSQL store): the
-/// newest non-MISSED result dated no later than the ceiling `?3`, the run in its state since the
+/// newest non-MISSED result dated no later than the ceiling `?3` (if any), the run in its state since the
 /// newest result in the other one, and the oldest result passed over. SQLite has one writer at
 /// a time, so the transaction already holds the site.
-const RECOMPUTE_STATUS: &str = "WITH n AS (       SELECT * FROM check_results WHERE site_id = ?1 AND region = ?2 AND status <> 'MISSED'       AND scheduled_at <= ?3 ORDER BY scheduled_at DESC, check_id DESC LIMIT 1),     x AS (SELECT min(c.scheduled_at) AS at FROM check_results c, n       WHERE c.site_id = ?1 AND c.region = ?2 AND c.status <> 'MISSED' AND c.scheduled_at > n.scheduled_at),     p AS (SELECT max(c.scheduled_at) AS at FROM check_results c, n       WHERE c.site_id = ?1 AND c.region = ?2 AND c.status <> 'MISSED'         AND (c.status = 'SUCCESS') <> (n.status = 'SUCCESS') AND c.scheduled_at < n.scheduled_at),     r AS (SELECT count(*) AS len, min(c.scheduled_at) AS since FROM check_results c, n, p       WHERE c.site_id = ?1 AND c.region = ?2 AND c.status <> 'MISSED'         AND c.scheduled_at > coalesce(p.at, -9223372036854775808) AND c.scheduled_at <= n.scheduled_at)     INSERT INTO site_status (site_id, region, check_id, url, scheduled_at, started_at, status,       failure_kind, error, status_code, total_us, consecutive_failures, status_since, next_at)     SELECT n.site_id, n.region, n.check_id, n.url, n.scheduled_at, n.started_at, n.status,       n.failure_kind, n.error, n.status_code, n.total_us,       CASE WHEN n.status = 'SUCCESS' THEN 0 ELSE r.len END, r.since, x.at FROM n, r, x WHERE true     ON CONFLICT (site_id, region) DO UPDATE SET       check_id = excluded.check_id, url = excluded.url, scheduled_at = excluded.scheduled_at,       started_at = excluded.started_at, status = excluded.status, failure_kind = excluded.failure_kind,       error = excluded.error, status_code = excluded.status_code, total_us = excluded.total_us,       consecutive_failures = excluded.consecutive_failures, status_since = excluded.status_since,       next_at = excluded.next_at";
+const RECOMPUTE_STATUS: &str = "WITH n AS (       SELECT * FROM check_results WHERE site_id = ?1 AND region = ?2 AND status <> 'MISSED'       AND (?3 IS NULL OR scheduled_at <= ?3) ORDER BY scheduled_at DESC, check_id DESC LIMIT 1),     x AS (SELECT min(c.scheduled_at) AS at FROM check_results c, n       WHERE c.site_id = ?1 AND c.region = ?2 AND c.status <> 'MISSED' AND c.scheduled_at > n.scheduled_at),     p AS (SELECT max(c.scheduled_at) AS at FROM check_results c, n       WHERE c.site_id = ?1 AND c.region = ?2 AND c.status <> 'MISSED'         AND (c.status = 'SUCCESS') <> (n.status = 'SUCCESS') AND c.scheduled_at < n.scheduled_at),     r AS (SELECT count(*) AS len, min(c.scheduled_at) AS since FROM check_results c, n, p       WHERE c.site_id = ?1 AND c.region = ?2 AND c.status <> 'MISSED'         AND c.scheduled_at > coalesce(p.at, -9223372036854775808) AND c.scheduled_at <= n.scheduled_at)     INSERT INTO site_status (site_id, region, check_id, url, scheduled_at, started_at, status,       failure_kind, error, status_code, total_us, consecutive_failures, status_since, next_at)     SELECT n.site_id, n.region, n.check_id, n.url, n.scheduled_at, n.started_at, n.status,       n.failure_kind, n.error, n.status_code, n.total_us,       CASE WHEN n.status = 'SUCCESS' THEN 0 ELSE r.len END, r.since, x.at FROM n, r, x WHERE true     ON CONFLICT (site_id, region) DO UPDATE SET       check_id = excluded.check_id, url = excluded.url, scheduled_at = excluded.scheduled_at,       started_at = excluded.started_at, status = excluded.status, failure_kind = excluded.failure_kind,       error = excluded.error, status_code = excluded.status_code, total_us = excluded.total_us,       consecutive_failures = excluded.consecutive_failures, status_since = excluded.status_since,       next_at = excluded.next_at";
 
 const INSERT_DEAD: &str = "INSERT INTO dead_letters (topic, kafka_partition, kafka_offset, record_key, \
     payload, error, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
@@ -157,6 +157,7 @@ impl StatusStore for SqliteStore {
                     .bind(us(l.run_start))
                     .bind(l.whole)
                     .bind(us(l.oldest))
+                    .bind(l.ceiling.map(us))
                     .execute(&mut *tx)
                     .await
                     .map_err(classify)?
@@ -166,7 +167,7 @@ impl StatusStore for SqliteStore {
                 sqlx::query(RECOMPUTE_STATUS)
                     .bind(&r.site_id)
                     .bind(&r.region)
-                    .bind(us(l.ceiling))
+                    .bind(l.ceiling.map(us))
                     .execute(&mut *tx)
                     .await
                     .map_err(classify)?;

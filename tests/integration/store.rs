@@ -395,10 +395,70 @@ async fn a_future_result_hides_nothing<S: StatusStore>(store: &S) {
     }
 }
 
+/// The other cases of results dated ahead: a region whose clock runs ahead keeps showing its
+/// newest when an older result arrives late; a result from the future that arrives last is
+/// shown until a present one comes; and once the clock reaches a passed-over result, the status
+/// is the same whichever of two present results came before and after that moment.
+async fn results_ahead_in_every_order<S: StatusStore>(store: &S) {
+    let now = Utc.timestamp_opt(Utc::now().timestamp(), 0).unwrap();
+    let of = |site: &str, secs_ahead: i64, up: bool| {
+        let mut r = at(-secs_ahead, now, up);
+        r.site_id = site.into();
+        r.check_id = sitemon::domain::check_id(site, "r", r.scheduled_at);
+        r
+    };
+    let shown = async |site: &str| {
+        let latest = store.latest().await.unwrap();
+        let s = latest.iter().find(|s| s.site_id == site).expect("a status");
+        (s.status, s.consecutive_failures, s.scheduled_at)
+    };
+    // A region a minute ahead: its late result does not take the status back.
+    let (a0, a1, a2) = (of("ahead", 40, false), of("ahead", 50, false), of("ahead", 60, true));
+    store.store(&[a1, a2.clone()], &[]).await.unwrap();
+    store.store(std::slice::from_ref(&a0), &[]).await.unwrap();
+    assert_eq!(shown("ahead").await, (CheckStatus::Success, 0, a2.scheduled_at), "its newest");
+
+    // Present failures, then a success from the future: shown, until a present result comes.
+    let fails: Vec<CheckResult> = (1..=3).map(|k| of("last", -40 + 10 * k, false)).collect();
+    let future = of("last", 90, true);
+    let mut batch = fails.clone();
+    batch.push(future.clone());
+    store.store(&batch, &[]).await.unwrap();
+    assert_eq!(shown("last").await, (CheckStatus::Success, 0, future.scheduled_at));
+    let present = of("last", -5, false);
+    store.store(std::slice::from_ref(&present), &[]).await.unwrap();
+    assert_eq!(shown("last").await, (CheckStatus::Failure, 4, present.scheduled_at));
+
+    // A success 8 s ahead (past the slack) with failures p0 < p1 before it, stored in two
+    // orders, the second half after the clock reached it: the same status either way.
+    let base = Utc.timestamp_micros(Utc::now().timestamp_micros()).unwrap();
+    let when = |site: &str, secs: i64, up: bool| {
+        let mut r = at(0, base + Duration::seconds(secs), up);
+        r.site_id = site.into();
+        r.check_id = sitemon::domain::check_id(site, "r", r.scheduled_at);
+        r
+    };
+    let f = |site: &str| when(site, 8, true);
+    let (p0, p1) = (|site: &str| when(site, -2, false), |site: &str| when(site, -1, false));
+    store.store(&[f("order-a"), p0("order-a")], &[]).await.unwrap();
+    store.store(&[f("order-b"), p1("order-b")], &[]).await.unwrap();
+    assert_eq!(shown("order-a").await.2, p0("order-a").scheduled_at, "passed over while ahead");
+    let reached = f("order-a").scheduled_at - sitemon::store::AHEAD_SLACK;
+    support::wait_for(std::time::Duration::from_secs(20), || async { (Utc::now() > reached).then_some(()) })
+        .await
+        .expect("the clock reaches the result");
+    store.store(&[p1("order-a")], &[]).await.unwrap();
+    store.store(&[p0("order-b")], &[]).await.unwrap();
+    let want = (CheckStatus::Success, 0, f("order-a").scheduled_at);
+    assert_eq!(shown("order-a").await, want, "reached: counted again");
+    assert_eq!(shown("order-b").await, want, "the same whatever the order");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_a_future_result_hides_nothing() {
     let (store, _) = migrated_pg_store(2).await;
     a_future_result_hides_nothing(&store).await;
+    results_ahead_in_every_order(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -406,4 +466,5 @@ async fn sqlite_a_future_result_hides_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("f.db")).await.unwrap();
     a_future_result_hides_nothing(&store).await;
+    results_ahead_in_every_order(&store).await;
 }
