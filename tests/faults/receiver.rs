@@ -46,11 +46,20 @@ impl Answer {
         self.retry_after = Some(v.to_owned());
         self
     }
+
+    pub fn hang(mut self, d: Duration) -> Self {
+        self.hang = d;
+        self
+    }
 }
 
 #[derive(Default)]
 struct State {
     received: Vec<Received>,
+    /// Requests that arrived (answered or not yet), by path.
+    arrived: HashMap<String, usize>,
+    /// Paths down (answering this) until the moment given.
+    down: HashMap<String, (tokio::time::Instant, Answer)>,
     scripts: HashMap<String, VecDeque<Answer>>,
     /// Paths that answer with the last scripted answer for ever.
     forever: HashMap<String, Answer>,
@@ -91,8 +100,13 @@ async fn handle(
     let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
     let answer = {
         let mut s = state.lock().unwrap();
+        *s.arrived.entry(path.clone()).or_default() += 1;
+        let down =
+            s.down.get(&path).filter(|(until, _)| tokio::time::Instant::now() < *until).map(|d| d.1.clone());
         let scripted = s.scripts.get_mut(&path).and_then(VecDeque::pop_front);
-        scripted.or_else(|| s.forever.get(&path).cloned()).unwrap_or_else(|| default_answer(&path, &body))
+        down.or(scripted)
+            .or_else(|| s.forever.get(&path).cloned())
+            .unwrap_or_else(|| default_answer(&path, &body))
     };
     if !answer.hang.is_zero() {
         tokio::time::sleep(answer.hang).await;
@@ -139,6 +153,17 @@ impl Receiver {
     /// Every request to `path` gets this answer (after any script).
     pub fn always(&self, path: &str, answer: Answer) {
         self.state.lock().unwrap().forever.insert(path.to_owned(), answer);
+    }
+
+    /// `path` answers `answer` for `how_long` from now (a provider that is down).
+    pub fn down_for(&self, path: &str, how_long: Duration, answer: Answer) {
+        let until = tokio::time::Instant::now() + how_long;
+        self.state.lock().unwrap().down.insert(path.to_owned(), (until, answer));
+    }
+
+    /// How many requests to `path` arrived, answered or not.
+    pub fn arrived(&self, path: &str) -> usize {
+        self.state.lock().unwrap().arrived.get(path).copied().unwrap_or(0)
     }
 
     /// The requests to `path` so far, in the order they were answered.
