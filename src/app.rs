@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
     CheckArgs, Cli, Command, ConfigCommand, ConsumerArgs, NotifyArgs, ProducerArgs, ReportArgs, RunArgs,
-    StatusArgs,
+    SilenceCommand, StatusArgs,
 };
 use crate::config::{self, Config, ConfigError, Problem};
 use crate::consumer::{self, ConsumerOptions};
@@ -26,9 +26,9 @@ use crate::health::Health;
 use crate::kafka::{ClientSetupError, KafkaEventSink, KafkaFeed, KafkaPublisher};
 use crate::memory;
 use crate::notifier::{self, NotifyOptions};
-use crate::notify::Planner;
+use crate::notify::{Pattern, Planner};
 use crate::ops_server;
-use crate::ports::{EventOutbox, NoRegistry, ReportSource, SiteProbe};
+use crate::ports::{DeliveryStore, EventOutbox, NoRegistry, ReportSource, SiteProbe};
 use crate::probe::{HyperProbe, ProbeSetupError, TlsSetupError};
 use crate::producer::{self, ProducerOptions, ProducerReport};
 use crate::providers::HttpSender;
@@ -75,6 +75,7 @@ pub async fn run(command: Command, listen: Option<SocketAddr>) -> anyhow::Result
         Command::Producer(args) => run_producer(args, listen).await,
         Command::Consumer(args) => run_consumer(args, listen).await,
         Command::Notify(args) => run_notify(args, listen).await,
+        Command::Silence(cmd) => run_silence(cmd).await,
         Command::Migrate(args) => {
             let setup = setup::Migrate::load(&args.config)?;
             let store = PgStore::connect(&setup.postgres)?;
@@ -425,6 +426,65 @@ async fn run_notify(args: NotifyArgs, listen: Option<SocketAddr>) -> anyhow::Res
         unreadable = report.unreadable,
         "notify stopped"
     );
+    Ok(exit::OK)
+}
+
+/// `sitemon silence add|list|remove`: the silences `sitemon notify` reads from PostgreSQL.
+async fn run_silence(cmd: SilenceCommand) -> anyhow::Result<i32> {
+    let path = match &cmd {
+        SilenceCommand::Add(a) => &a.config.config,
+        SilenceCommand::List(c) => &c.config,
+        SilenceCommand::Remove(r) => &r.config.config,
+    };
+    let postgres = setup::Migrate::load_for(path, "silence")?.postgres;
+    // Every pattern checked before anything connects.
+    let sites = match &cmd {
+        SilenceCommand::Add(a) => {
+            let mut problems = Vec::new();
+            let sites: Vec<Pattern> = a
+                .sites
+                .iter()
+                .filter_map(|p| {
+                    Pattern::new(p)
+                        .map_err(|e| {
+                            problems.push(Problem::new("--site", format!("`{p}` is not a site pattern: {e}")))
+                        })
+                        .ok()
+                })
+                .collect();
+            if a.sites.is_empty() {
+                problems.push(Problem::new(
+                    "--site",
+                    "name at least one site pattern (`--site '*'` for every site)",
+                ));
+            }
+            if !problems.is_empty() {
+                return Err(ConfigError { file: PathBuf::from("command line"), problems }.into());
+            }
+            sites
+        }
+        _ => Vec::new(),
+    };
+    let store = PgStore::connect(&postgres)?;
+    store.migrate().await.context("applying migrations")?;
+    let deliveries = store.deliveries();
+    match cmd {
+        SilenceCommand::Add(a) => {
+            let from = a.from.unwrap_or_else(chrono::Utc::now);
+            let length = chrono::TimeDelta::from_std(a.length).context("--for is too long")?;
+            let until = from.checked_add_signed(length).context("--for is too long")?;
+            let id = deliveries.add_silence(&sites, (from, until), &a.reason).await?;
+            println!("{id}");
+            tracing::info!(%id, sites = ?a.sites, %from, %until, reason = a.reason, "silence added");
+        }
+        SilenceCommand::List(_) => {
+            print!("{}", ui::silences_table(&deliveries.silences(chrono::Utc::now()).await?))
+        }
+        SilenceCommand::Remove(r) => {
+            anyhow::ensure!(deliveries.remove_silence(r.id).await?, "no silence {}", r.id);
+            tracing::info!(id = %r.id, "silence removed");
+        }
+    }
     Ok(exit::OK)
 }
 

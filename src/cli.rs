@@ -33,6 +33,9 @@ pub enum Command {
     Consumer(ConsumerArgs),
     /// Read incident events from Kafka and deliver them to the providers of their routes.
     Notify(NotifyArgs),
+    /// Hold back alerts for some sites for a while (recorded as silenced, not sent).
+    #[command(subcommand)]
+    Silence(SilenceCommand),
     /// Apply the embedded database migrations (safe to run again).
     Migrate(ConfigArg),
     /// Producer and consumer in one process on an embedded SQLite store: no Kafka, no PostgreSQL.
@@ -178,4 +181,40 @@ pub struct NotifyArgs {
     /// Time allowed to finish the requests in hand after SIGINT/SIGTERM.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SilenceCommand {
+    /// Add a silence; prints its id.
+    Add(SilenceAddArgs),
+    /// The silences in force or to come.
+    List(ConfigArg),
+    /// Remove a silence by its id.
+    Remove(SilenceRemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SilenceAddArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// A site name pattern (`*`, `?`, `[...]`); repeat for several. None: every site.
+    #[arg(long = "site")]
+    pub sites: Vec<String>,
+    /// How long it lasts (e.g. `2h`).
+    #[arg(long = "for", value_parser = humantime::parse_duration)]
+    pub length: Duration,
+    /// When it starts: RFC 3339 or a date (midnight UTC). Default: now.
+    #[arg(long, value_parser = instant)]
+    pub from: Option<DateTime<Utc>>,
+    /// Why (shown with every message it holds back).
+    #[arg(long)]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SilenceRemoveArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The id `silence add` printed.
+    pub id: uuid::Uuid,
 }

@@ -15,6 +15,9 @@ use crate::health::Health;
 use crate::notify::{Outcome, Outgoing, Planner};
 use crate::ports::{DeliveryStore, Sender, StatusFeed, StoreError};
 
+/// How often the silences are read again.
+const SILENCES_EVERY: Duration = Duration::from_secs(5);
+
 pub struct NotifyOptions {
     pub batch_size: usize,
     pub batch_wait: Duration,
@@ -118,7 +121,18 @@ where
 {
     let mut report = NotifyReport::default();
     let mut idle_since = Instant::now();
+    let mut silences_read: Option<Instant> = None;
     while !stop.is_cancelled() {
+        // Silences added with `sitemon silence add` take effect within SILENCES_EVERY.
+        if silences_read.is_none_or(|t| t.elapsed() >= SILENCES_EVERY) {
+            silences_read = Some(Instant::now());
+            match store.silences(Utc::now()).await {
+                Ok(s) => planner.set_silences(s.into_iter().map(|s| s.maintenance).collect()),
+                Err(e) => {
+                    tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot read the silences; keeping the last read")
+                }
+            }
+        }
         let batch = tokio::select! {
             _ = stop.cancelled() => break,
             b = feed.next_batch(opts.batch_size, opts.batch_wait) => match b {

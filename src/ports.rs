@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{CheckResult, DayTally, Incident, IncidentEvent, Site, SiteStatus, storable_text};
-use crate::notify::{Claimed, Outcome, Outgoing};
+use crate::notify::{Claimed, Outcome, Outgoing, Silence};
 
 /// Performs one check. Infallible by design: every way a site can fail is data in the result.
 pub trait SiteProbe: Send + Sync + 'static {
@@ -274,6 +274,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
     fn finish(&self, seq: i64, outcome: &Outcome) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// How many deliveries are not finished (neither sent, failed nor silenced).
     fn unfinished(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// The silences that have not ended by `now` (`sitemon silence add`).
+    fn silences(&self, now: DateTime<Utc>) -> impl Future<Output = Result<Vec<Silence>, StoreError>> + Send;
 }
 
 /// Sends one delivery to its provider. Infallible by design: every answer, and every way of

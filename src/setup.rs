@@ -28,7 +28,7 @@ pub struct Notify {
     pub notify: NotifyConfig,
 }
 
-/// `sitemon migrate`: PostgreSQL only.
+/// `sitemon migrate` and `sitemon silence`: PostgreSQL only.
 pub struct Migrate {
     pub postgres: PostgresConfig,
 }
@@ -148,7 +148,12 @@ impl Notify {
 
 impl Migrate {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        load(path, "migrate", Sites::Skip, |config, n| {
+        Migrate::load_for(path, "migrate")
+    }
+
+    /// PostgreSQL only, for `command` (`migrate`, `silence`).
+    pub fn load_for(path: &Path, command: &str) -> Result<Self, ConfigError> {
+        load(path, command, Sites::Skip, |config, n| {
             Some(Migrate { postgres: n.section("postgres", config.postgres)? })
         })
     }

@@ -19,5 +19,5 @@ pub use outgoing::{Channel, Claimed, Outcome, Outgoing, backoff};
 pub use planner::Planner;
 pub use render::{Message, pagerduty_body, slack_body, webhook_body};
 pub use route::{Delivery, Pattern, Route, Scope, plan};
-pub use silence::{Maintenance, Window, silenced};
+pub use silence::{Maintenance, Silence, Window, silenced};
 pub use storm::{Storm, StormPolicy};

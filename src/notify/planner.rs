@@ -16,7 +16,7 @@ use super::outgoing::{Channel, Outgoing};
 use super::reminder;
 use super::render::{pagerduty_body, slack_body, webhook_body};
 use super::route::{Delivery, Route, plan};
-use super::silence::{Maintenance, silenced};
+use super::silence::Maintenance;
 use super::storm::{Storm, StormPolicy};
 use crate::domain::{EventKind, IncidentEvent};
 
@@ -24,6 +24,8 @@ pub struct Planner {
     routes: Vec<Route>,
     channels: HashMap<String, Channel>,
     maintenance: Vec<Maintenance>,
+    /// The silences added with `sitemon silence add`, as last read.
+    silences: Vec<Maintenance>,
     /// Per route (same order): its storm, and the incidents it announced on their own that are
     /// still open, with when it last spoke of each.
     state: Vec<RouteState>,
@@ -66,7 +68,12 @@ impl Planner {
     ) -> Self {
         let state =
             routes.iter().map(|_| RouteState { storm: Storm::new(storm), open: HashMap::new() }).collect();
-        Planner { routes, channels, maintenance, state }
+        Planner { routes, channels, maintenance, silences: Vec::new(), state }
+    }
+
+    /// The silences now in force or to come (they hold back messages like maintenance windows).
+    pub fn set_silences(&mut self, silences: Vec<Maintenance>) {
+        self.silences = silences;
     }
 
     /// The deliveries of one event, read at `now`.
@@ -89,7 +96,7 @@ impl Planner {
                     }
                 }
             }
-            out.extend(outgoing(route, &self.channels, &self.maintenance, &notices, e.at));
+            out.extend(outgoing(route, &self.channels, [&self.maintenance, &self.silences], &notices, e.at));
         }
         out
     }
@@ -115,19 +122,19 @@ impl Planner {
                     }
                 }
             }
-            out.extend(outgoing(route, &self.channels, &self.maintenance, &notices, now));
+            out.extend(outgoing(route, &self.channels, [&self.maintenance, &self.silences], &notices, now));
         }
         out
     }
 }
 
 /// A route's notices as deliveries to each of its providers, with their bodies; `at` decides
-/// whether a maintenance window holds them back. A provider with nothing to say to a notice
+/// whether a maintenance window or a silence holds them back. A provider with nothing to say to a notice
 /// (PagerDuty and reminders) gets no delivery.
 fn outgoing(
     route: &Route,
     channels: &HashMap<String, Channel>,
-    maintenance: &[Maintenance],
+    windows: [&[Maintenance]; 2],
     notices: &[Notice],
     at: DateTime<Utc>,
 ) -> Vec<Outgoing> {
@@ -141,9 +148,11 @@ fn outgoing(
                 Channel::PagerDuty => pagerduty_body(&d.notice, "")?,
             };
             let (subject, site_id) = subject(&d.notice);
+            let mut all = windows.iter().flat_map(|w| w.iter());
             let silenced = match &site_id {
-                Some(site) => silenced(maintenance, site, at),
-                None => maintenance.iter().find(|m| m.sites.is_empty() && m.window.contains(at)),
+                Some(site) => all.find(|m| m.silences(site, at)),
+                // A storm's messages: only a window over every site holds them back.
+                None => all.find(|m| m.sites.is_empty() && m.window.contains(at)),
             }
             .map(|m| m.reason.clone());
             Some(Outgoing {
@@ -246,6 +255,15 @@ mod tests {
         let out = p.event(&event("db-1", EventKind::Opened, 5), t(5));
         assert!(out.iter().all(|o| o.silenced.as_deref() == Some("upgrade")), "{out:?}");
         assert!(p.event(&event("web", EventKind::Opened, 5), t(5)).iter().all(|o| o.silenced.is_none()));
+        // A silence added later holds back what comes after.
+        let web = Maintenance {
+            sites: vec![Pattern::new("web").unwrap()],
+            window: Window::Once { from: t(0), until: t(100) },
+            reason: "deploy".into(),
+        };
+        p.set_silences(vec![web]);
+        let out = p.event(&event("web", EventKind::Closed, 6), t(6));
+        assert!(!out.is_empty() && out.iter().all(|o| o.silenced.as_deref() == Some("deploy")), "{out:?}");
     }
 
     #[test]

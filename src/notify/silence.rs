@@ -52,6 +52,14 @@ impl Maintenance {
     }
 }
 
+/// A silence added with `sitemon silence add`, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Silence {
+    pub id: uuid::Uuid,
+    /// A one-off window.
+    pub maintenance: Maintenance,
+}
+
 /// The first window that silences a message about `site` at `t`, if any.
 pub fn silenced<'a>(windows: &'a [Maintenance], site: &str, t: DateTime<Utc>) -> Option<&'a Maintenance> {
     windows.iter().find(|m| m.silences(site, t))

@@ -5,12 +5,14 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::PgStore;
 use super::pg::classify;
-use crate::notify::{Claimed, Outcome, Outgoing};
+use crate::notify::{Claimed, Maintenance, Outcome, Outgoing, Pattern, Silence, Window};
 use crate::ports::{DeliveryStore, StoreError};
 
 const RECORD: &str = r#"
@@ -50,6 +52,38 @@ WHERE seq = $1 AND state = 'PENDING'
 
 pub struct PgDeliveries {
     pool: PgPool,
+}
+
+impl PgDeliveries {
+    /// Adds a silence (`sitemon silence add`); returns its id.
+    pub async fn add_silence(
+        &self,
+        sites: &[Pattern],
+        window: (DateTime<Utc>, DateTime<Utc>),
+        reason: &str,
+    ) -> Result<Uuid, StoreError> {
+        let id = Uuid::new_v4();
+        sqlx::query("INSERT INTO notify_silences (silence_id, sites, starts_at, ends_at, reason) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id)
+            .bind(sites.iter().map(|p| p.as_str().to_owned()).collect::<Vec<_>>())
+            .bind(window.0)
+            .bind(window.1)
+            .bind(reason)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(id)
+    }
+
+    /// Removes a silence; false if there was none with that id.
+    pub async fn remove_silence(&self, id: Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM notify_silences WHERE silence_id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() > 0)
+    }
 }
 
 impl PgStore {
@@ -106,6 +140,29 @@ impl DeliveryStore for PgDeliveries {
             .await
             .map_err(classify)?;
         Ok(n.unsigned_abs())
+    }
+
+    async fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
+        let rows: Vec<(Uuid, Vec<String>, DateTime<Utc>, DateTime<Utc>, String)> = sqlx::query_as(
+            "SELECT silence_id, sites, starts_at, ends_at, reason FROM notify_silences \
+             WHERE ends_at > $1 ORDER BY starts_at, silence_id",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, sites, from, until, reason)| {
+                // Checked when added; a silence with a pattern that no longer parses is left out
+                // (never read as "every site").
+                let sites = sites.iter().map(|p| Pattern::new(p).ok()).collect::<Option<Vec<_>>>()?;
+                Some(Silence {
+                    id,
+                    maintenance: Maintenance { sites, window: Window::Once { from, until }, reason },
+                })
+            })
+            .collect())
     }
 
     async fn finish(&self, seq: i64, outcome: &Outcome) -> Result<(), StoreError> {

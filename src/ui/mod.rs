@@ -5,9 +5,11 @@ mod check_report;
 mod live;
 mod printable;
 mod report;
+mod silences;
 mod table;
 
 pub use check_report::{check_json, check_text};
 pub use live::live_table;
 pub use report::{RESULT_COLUMNS, ReportError, ReportFormat, ReportRequest, write_report};
+pub use silences::silences_table;
 pub use table::{Overview, status_json, status_table};

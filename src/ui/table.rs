@@ -57,7 +57,7 @@ fn latency(us: Option<i64>) -> String {
 }
 
 /// Fixed-width columns under a header; the last column is not padded.
-fn columns<const N: usize>(header: [&str; N], cells: &[[String; N]]) -> String {
+pub(super) fn columns<const N: usize>(header: [&str; N], cells: &[[String; N]]) -> String {
     let cells: Vec<[String; N]> =
         cells.iter().map(|row| row.clone().map(|c| super::printable::printable(&c).into_owned())).collect();
     let cells = &cells[..];
