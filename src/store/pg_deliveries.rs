@@ -50,6 +50,9 @@ SET state = $2, answer = $3, leased_until = NULL,
 WHERE seq = $1 AND state = 'PENDING'
 "#;
 
+/// A `notify_silences` row: id, patterns, start, end, reason.
+type SilenceRow = (Uuid, Vec<String>, DateTime<Utc>, DateTime<Utc>, String);
+
 pub struct PgDeliveries {
     pool: PgPool,
 }
@@ -143,7 +146,7 @@ impl DeliveryStore for PgDeliveries {
     }
 
     async fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
-        let rows: Vec<(Uuid, Vec<String>, DateTime<Utc>, DateTime<Utc>, String)> = sqlx::query_as(
+        let rows: Vec<SilenceRow> = sqlx::query_as(
             "SELECT silence_id, sites, starts_at, ends_at, reason FROM notify_silences \
              WHERE ends_at > $1 ORDER BY starts_at, silence_id",
         )
