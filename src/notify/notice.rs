@@ -50,8 +50,11 @@ pub enum Notice {
     StormStarted { storm_id: Uuid, opened: Sites },
     /// What changed while the storm lasts, folded (`seq` counts the storm's messages).
     StormUpdate { storm_id: Uuid, seq: u32, opened: Sites, closed: Sites, open: usize },
-    /// Nothing opened for a window: the storm is over; what is still open.
-    StormEnded { storm_id: Uuid, seq: u32, open: Sites },
+    /// Nothing opened for a window: the storm is over; what is still open, and whether every
+    /// incident of its own (not sent alone) has closed.
+    StormEnded { storm_id: Uuid, seq: u32, open: Sites, cleared: bool },
+    /// The last of the storm's own incidents still open at its end has closed.
+    StormCleared { storm_id: Uuid, seq: u32 },
 }
 
 impl Notice {
@@ -63,7 +66,9 @@ impl Notice {
                 format!("reminder\n{}\n{}", opened.event_id, due.timestamp_micros())
             }
             Notice::StormStarted { storm_id, .. } => format!("storm\n{storm_id}\n0"),
-            Notice::StormUpdate { storm_id, seq, .. } | Notice::StormEnded { storm_id, seq, .. } => {
+            Notice::StormUpdate { storm_id, seq, .. }
+            | Notice::StormEnded { storm_id, seq, .. }
+            | Notice::StormCleared { storm_id, seq } => {
                 format!("storm\n{storm_id}\n{seq}")
             }
         }

@@ -44,6 +44,7 @@ fn kind(n: &Notice) -> &'static str {
         Notice::StormStarted { .. } => "storm.started",
         Notice::StormUpdate { .. } => "storm.update",
         Notice::StormEnded { .. } => "storm.ended",
+        Notice::StormCleared { .. } => "storm.cleared",
     }
 }
 
@@ -54,7 +55,8 @@ fn subject(n: &Notice) -> (Uuid, Option<String>) {
         }
         Notice::StormStarted { storm_id, .. }
         | Notice::StormUpdate { storm_id, .. }
-        | Notice::StormEnded { storm_id, .. } => (*storm_id, None),
+        | Notice::StormEnded { storm_id, .. }
+        | Notice::StormCleared { storm_id, .. } => (*storm_id, None),
     }
 }
 
@@ -86,8 +88,11 @@ impl Planner {
             if !route.takes(e) {
                 continue;
             }
-            let notices = st.storm.on_event(e, now);
-            if route.repeat_every.is_some() {
+            // Held back by a window or a silence: recorded as such, and no part of a storm.
+            let held =
+                held(&[&self.maintenance, &self.silences], &e.incident.site_id, e.incident.confirmed_at);
+            let notices = if held { vec![Notice::Event(e.clone())] } else { st.storm.on_event(e, now) };
+            if route.repeat_every.is_some() && !held {
                 for n in &notices {
                     if let Notice::Event(o) = n
                         && o.kind == EventKind::Opened
@@ -99,6 +104,27 @@ impl Planner {
             out.extend(outgoing(route, &self.channels, [&self.maintenance, &self.silences], &notices, e.at));
         }
         out
+    }
+
+    /// A storm is under way on some route (its end is still to be sent).
+    pub fn is_raging(&self) -> bool {
+        self.state.iter().any(|st| st.storm.is_raging())
+    }
+
+    /// The incidents it would remind of (announced alone, not closed as far as it knows).
+    pub fn reminding(&self) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = self.state.iter().flat_map(|st| st.open.keys().copied()).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Forgets incidents known to be closed (their closing was read by another instance of
+    /// the group, after a rebalance): no more reminders of them.
+    pub fn forget(&mut self, closed: &[Uuid]) {
+        for st in &mut self.state {
+            st.open.retain(|id, _| !closed.contains(id));
+        }
     }
 
     /// The storms' grouped updates and ends, and the reminders, due at `now`.
@@ -128,8 +154,15 @@ impl Planner {
     }
 }
 
-/// A route's notices as deliveries to each of its providers, with their bodies; `at` decides
-/// whether a maintenance window or a silence holds them back. A provider with nothing to say to a notice
+/// Does a window or a silence hold back messages about `site` at `t`?
+fn held(windows: &[&[Maintenance]; 2], site: &str, t: DateTime<Utc>) -> bool {
+    windows.iter().flat_map(|w| w.iter()).any(|m| m.silences(site, t))
+}
+
+/// A route's notices as deliveries to each of its providers, with their bodies. Whether a
+/// window or a silence holds one back is decided at its incident's confirmation for an event
+/// (so a closing is sent when its opening was, and held back when its opening was), at `at`
+/// for the rest. A provider with nothing to say to a notice
 /// (PagerDuty and reminders) gets no delivery.
 fn outgoing(
     route: &Route,
@@ -148,9 +181,13 @@ fn outgoing(
                 Channel::PagerDuty => pagerduty_body(&d.notice, "")?,
             };
             let (subject, site_id) = subject(&d.notice);
+            let when = match &d.notice {
+                Notice::Event(e) => e.incident.confirmed_at,
+                _ => at,
+            };
             let mut all = windows.iter().flat_map(|w| w.iter());
             let silenced = match &site_id {
-                Some(site) => all.find(|m| m.silences(site, at)),
+                Some(site) => all.find(|m| m.silences(site, when)),
                 // A storm's messages: only a window over every site holds them back.
                 None => all.find(|m| m.sites.is_empty() && m.window.contains(at)),
             }
@@ -288,5 +325,28 @@ mod tests {
         assert!(p.tick(t(10 * 3600)).is_empty(), "closed: no more reminders");
         // Each reminder its own delivery id.
         assert_ne!(first[0].delivery_id, p.event(&shop, t(0))[0].delivery_id);
+    }
+
+    #[test]
+    fn held_back_openings_make_no_storm_and_a_sent_opening_gets_its_closing() {
+        // db-* in maintenance from t(0): eleven db sites down (threshold 2) are all held back,
+        // none starts a storm.
+        let window = Window::Once { from: t(0), until: t(100) };
+        let db = Maintenance { sites: vec![Pattern::new("db-*").unwrap()], window, reason: "upgrade".into() };
+        let mut p = planner(vec![db]);
+        let mut out = Vec::new();
+        for i in 0..11 {
+            out.extend(p.event(&event(&format!("db-{i}"), EventKind::Opened, i), t(i)));
+        }
+        assert!(!p.is_raging());
+        assert!(out.iter().all(|o| o.kind == "incident.opened" && o.silenced.is_some()), "{out:?}");
+        // An incident confirmed before a window opens is closed in it: the closing is sent.
+        let window = Window::Once { from: t(50), until: t(100) };
+        let shop = Maintenance { sites: vec![], window, reason: "night".into() };
+        let mut p = planner(vec![shop]);
+        let mut late = event("shop", EventKind::Closed, 60);
+        late.incident.confirmed_at = t(10);
+        let out = p.event(&late, t(60));
+        assert!(!out.is_empty() && out.iter().all(|o| o.silenced.is_none()), "{out:?}");
     }
 }

@@ -113,6 +113,10 @@ impl Message {
                     .collect::<Vec<_>>()
                     .join(" "),
             },
+            Notice::StormCleared { .. } => Message {
+                title: "Storm cleared".to_owned(),
+                text: "The last incident of the storm still open has closed.".to_owned(),
+            },
             Notice::StormEnded { open, .. } => Message {
                 title: format!("Storm over: {} still down", open.count),
                 text: if open.count == 0 {
@@ -171,8 +175,12 @@ pub fn webhook_body(n: &Notice, delivery_id: uuid::Uuid) -> Value {
             json!({"storm": {"storm_id": storm_id, "seq": seq, "opened": sites_json(opened),
                              "closed": sites_json(closed), "open": open}}),
         ),
-        Notice::StormEnded { storm_id, seq, open } => {
-            ("storm.ended", json!({"storm": {"storm_id": storm_id, "seq": seq, "open": sites_json(open)}}))
+        Notice::StormEnded { storm_id, seq, open, cleared } => (
+            "storm.ended",
+            json!({"storm": {"storm_id": storm_id, "seq": seq, "open": sites_json(open), "cleared": cleared}}),
+        ),
+        Notice::StormCleared { storm_id, seq } => {
+            ("storm.cleared", json!({"storm": {"storm_id": storm_id, "seq": seq}}))
         }
     };
     body["type"] = json!(kind);
@@ -211,9 +219,13 @@ pub fn pagerduty_body(n: &Notice, routing_key: &str) -> Option<Value> {
         Notice::StormStarted { storm_id, .. } | Notice::StormUpdate { storm_id, .. } => {
             ("trigger", *storm_id, "sitemon".to_owned(), webhook_body(n, *storm_id))
         }
-        Notice::StormEnded { storm_id, open, .. } => {
-            let action = if open.count == 0 { "resolve" } else { "trigger" };
+        // Resolved once none of the storm's own incidents (those not triggered alone) is open.
+        Notice::StormEnded { storm_id, cleared, .. } => {
+            let action = if *cleared { "resolve" } else { "trigger" };
             (action, *storm_id, "sitemon".to_owned(), webhook_body(n, *storm_id))
+        }
+        Notice::StormCleared { storm_id, .. } => {
+            ("resolve", *storm_id, "sitemon".to_owned(), webhook_body(n, *storm_id))
         }
     };
     let mut body =

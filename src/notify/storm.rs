@@ -3,8 +3,13 @@
 //! (by the events' own times, so a backlog read late counts the same), the route sends one
 //! grouped message naming them; from then on its opens and closes are folded into grouped
 //! updates, at most one per `update_every`, until nothing has opened for a `window` (by the
-//! clock: a quiet feed ends it too) and a last message says what is still open. Pure: the caller
-//! passes the time and keeps the state.
+//! clock: a quiet feed ends it too) and a last message says what is still open. The openings
+//! sent on their own before the storm was seen close on their own; the storm's own members
+//! still open at its end close one by one, and the last of them clears the storm (PagerDuty
+//! resolves its alert then). An event read twice counts once. Pure: the caller passes the time
+//! and keeps the state.
+
+use std::collections::HashSet;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -39,7 +44,10 @@ impl Default for StormPolicy {
 struct Active {
     storm_id: Uuid,
     seq: u32,
+    /// Every incident of the storm still open (those sent on their own included).
     open: BTreeMap<Uuid, String>,
+    /// Those sent on their own before the storm was seen.
+    alone: HashSet<Uuid>,
     opened: Vec<String>,
     closed: Vec<String>,
     /// When the last opening was read (the storm ends a window after it).
@@ -55,6 +63,8 @@ pub struct Storm {
     /// Openings within the window, by event time, still open: (time, incident, site).
     recent: VecDeque<(DateTime<Utc>, Uuid, String)>,
     active: Option<Active>,
+    /// Ended storms whose own members are still open: (storm id, members, next seq).
+    lingering: Vec<(Uuid, HashSet<Uuid>, u32)>,
 }
 
 fn delta(d: Duration) -> TimeDelta {
@@ -63,7 +73,7 @@ fn delta(d: Duration) -> TimeDelta {
 
 impl Storm {
     pub fn new(policy: StormPolicy) -> Self {
-        Storm { policy, recent: VecDeque::new(), active: None }
+        Storm { policy, recent: VecDeque::new(), active: None, lingering: Vec::new() }
     }
 
     pub fn is_raging(&self) -> bool {
@@ -74,16 +84,32 @@ impl Storm {
     /// storm's first message, or nothing (folded into the next update).
     pub fn on_event(&mut self, e: &IncidentEvent, now: DateTime<Utc>) -> Vec<Notice> {
         let (id, site) = (e.incident.incident_id, e.incident.site_id.clone());
+        if e.kind == EventKind::Closed
+            && let Some(k) = self.lingering.iter().position(|(_, members, _)| members.contains(&id))
+        {
+            let (storm_id, members, seq) = &mut self.lingering[k];
+            members.remove(&id);
+            let mut out = vec![Notice::Event(e.clone())];
+            if members.is_empty() {
+                out.push(Notice::StormCleared { storm_id: *storm_id, seq: *seq });
+                self.lingering.remove(k);
+            }
+            return out;
+        }
         if let Some(a) = self.active.as_mut() {
             match e.kind {
                 EventKind::Opened => {
+                    if a.open.contains_key(&id) {
+                        return Vec::new(); // read again
+                    }
                     a.open.insert(id, site.clone());
                     a.opened.push(site);
                     a.last_open = a.last_open.max(now);
                 }
                 EventKind::Closed => {
-                    if a.open.remove(&id).is_none() {
-                        // Opened before the storm and sent on its own: its close is its own too.
+                    let alone = a.alone.remove(&id);
+                    if a.open.remove(&id).is_none() || alone {
+                        // Sent on its own (before the storm was seen): its closing is its own too.
                         return vec![Notice::Event(e.clone())];
                     }
                     a.closed.push(site);
@@ -96,6 +122,10 @@ impl Storm {
                 self.recent.retain(|(_, i, _)| *i != id);
                 vec![Notice::Event(e.clone())]
             }
+            // Read again: the same notice, so the same deliveries, recorded once.
+            EventKind::Opened if self.recent.iter().any(|(_, i, _)| *i == id) => {
+                vec![Notice::Event(e.clone())]
+            }
             EventKind::Opened => {
                 let window = delta(self.policy.window);
                 self.recent.push_back((e.at, id, site));
@@ -106,9 +136,12 @@ impl Storm {
                 let name = format!("storm\n{}", e.event_id);
                 let storm_id = Uuid::new_v5(&crate::domain::NAMESPACE, name.as_bytes());
                 let opened = Sites::of(self.recent.iter().map(|(_, _, s)| s.as_str()));
+                // All but this last one went out on their own.
+                let alone = self.recent.iter().map(|(_, i, _)| *i).filter(|i| *i != id).collect();
                 self.active = Some(Active {
                     storm_id,
                     seq: 0,
+                    alone,
                     open: self.recent.drain(..).map(|(_, i, s)| (i, s)).collect(),
                     opened: Vec::new(),
                     closed: Vec::new(),
@@ -151,10 +184,16 @@ impl Storm {
             return Vec::new();
         }
         let a = self.active.take().expect("checked above");
+        let members: HashSet<Uuid> = a.open.keys().filter(|i| !a.alone.contains(i)).copied().collect();
+        let cleared = members.is_empty();
+        if !cleared {
+            self.lingering.push((a.storm_id, members, a.seq + 2));
+        }
         vec![Notice::StormEnded {
             storm_id: a.storm_id,
             seq: a.seq + 1,
             open: Sites::of(a.open.values().map(String::as_str)),
+            cleared,
         }]
     }
 }
@@ -199,6 +238,7 @@ mod tests {
                 Notice::StormStarted { .. } => "started",
                 Notice::StormUpdate { .. } => "update",
                 Notice::StormEnded { .. } => "ended",
+                Notice::StormCleared { .. } => "cleared",
             })
             .collect()
     }
@@ -232,21 +272,57 @@ mod tests {
         for i in 0..500 {
             later.extend(s.on_event(&event(&format!("site-{i:04}"), EventKind::Closed, 20), t(20)));
         }
-        assert!(later.is_empty(), "folded: {:?}", kinds(&later));
+        // The three sent on their own close on their own; the rest is folded.
+        assert_eq!(kinds(&later), ["event", "event", "event"]);
         let update = s.tick(t(31));
         let [Notice::StormUpdate { seq, opened, closed, open, .. }] = update.as_slice() else {
             panic!("one update: {update:?}")
         };
-        assert_eq!((*seq, opened.count, closed.count, *open), (1, 996, 500, 500));
+        assert_eq!((*seq, opened.count, closed.count, *open), (1, 996, 497, 500));
         assert!(s.tick(t(40)).is_empty(), "nothing new, nothing sent");
         // No opening for a window: the storm ends with what is open.
         assert!(s.settle(t(68)).is_empty(), "the last opening (read at 9 s) is not a window old yet");
         let end = s.settle(t(69));
-        let [Notice::StormEnded { seq, open, .. }] = end.as_slice() else { panic!("{end:?}") };
-        assert_eq!((*seq, open.count), (2, 500));
+        let [Notice::StormEnded { seq, open, cleared, .. }] = end.as_slice() else { panic!("{end:?}") };
+        assert_eq!((*seq, open.count, *cleared), (2, 500, false));
         assert!(!s.is_raging());
-        // After it, messages go out on their own again.
-        assert_eq!(kinds(&s.on_event(&event("site-0999", EventKind::Closed, 90), t(96))), ["event"]);
+        // After it, its members close one by one, and the last one clears the storm.
+        for i in 500..999 {
+            let n = s.on_event(&event(&format!("site-{i:04}"), EventKind::Closed, 90), t(96));
+            assert_eq!(kinds(&n), ["event"]);
+        }
+        let last = s.on_event(&event("site-0999", EventKind::Closed, 90), t(96));
+        assert_eq!(kinds(&last), ["event", "cleared"]);
+        let Notice::StormCleared { seq, .. } = last[1] else { unreachable!() };
+        assert_eq!(seq, 3);
+    }
+
+    #[test]
+    fn an_opening_read_twice_counts_once() {
+        let mut s = Storm::new(policy());
+        for _ in 0..4 {
+            assert_eq!(kinds(&s.on_event(&event("a", EventKind::Opened, 0), t(0))), ["event"]);
+        }
+        assert!(!s.is_raging(), "one incident is no storm");
+        for (i, site) in ["b", "c", "d"].iter().enumerate() {
+            s.on_event(&event(site, EventKind::Opened, i as i64), t(i as i64));
+        }
+        assert!(s.is_raging());
+        assert!(s.on_event(&event("d", EventKind::Opened, 3), t(3)).is_empty(), "folded, once");
+    }
+
+    #[test]
+    fn a_storm_that_ends_with_only_alone_incidents_open_is_cleared_at_its_end() {
+        let mut s = Storm::new(policy());
+        for (i, site) in ["a", "b", "c", "d"].iter().enumerate() {
+            s.on_event(&event(site, EventKind::Opened, i as i64), t(i as i64));
+        }
+        // d, the storm's own, recovers; a, b, c (sent alone) are still open at the end.
+        assert!(s.on_event(&event("d", EventKind::Closed, 5), t(5)).is_empty());
+        let end = s.settle(t(100));
+        let [Notice::StormEnded { open, cleared, .. }] = end.as_slice() else { panic!("{end:?}") };
+        assert_eq!((open.count, *cleared), (3, true));
+        assert_eq!(kinds(&s.on_event(&event("a", EventKind::Closed, 101), t(101))), ["event"]);
     }
 
     #[test]
