@@ -134,10 +134,13 @@ fn read_provider(r: &mut Reader, name: &str, v: &Value, path: &str) -> Option<Pr
                 Some(ProviderKind::Slack)
             } else {
                 let headers = f.get("headers").map_or(Some(Vec::new()), |(v, p)| {
-                    r.secret_map(v, &p, "header", |name, _| {
+                    r.secret_map(v, &p, "header", |name, value| {
                         http::HeaderName::from_bytes(name.as_bytes())
-                            .map(drop)
-                            .map_err(|_| format!("`{name}` is not a valid header name"))
+                            .map_err(|_| format!("`{name}` is not a valid header name"))?;
+                        // The value is a secret: never quoted.
+                        http::HeaderValue::from_str(value).map(drop).map_err(|_| {
+                            "the value is not a valid header value (a line break or a control character; check the variable's end)".to_owned()
+                        })
                     })
                 });
                 headers.map(|headers| ProviderKind::Webhook { headers })
@@ -151,6 +154,11 @@ fn read_provider(r: &mut Reader, name: &str, v: &Value, path: &str) -> Option<Pr
 fn patterns(r: &mut Reader, f: &Fields) -> Option<Vec<Pattern>> {
     let Some((v, p)) = f.get("sites") else { return Some(Vec::new()) };
     let items: Vec<(Value, String)> = match v {
+        // An empty list would mean every site, which a list from an empty variable must not.
+        Value::Sequence(items) if items.is_empty() => {
+            r.problem(&p, "an empty list; leave `sites` out for every site");
+            return None;
+        }
         Value::Sequence(items) => {
             items.iter().enumerate().map(|(i, v)| (v.clone(), format!("{p}[{i}]"))).collect()
         }

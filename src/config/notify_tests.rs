@@ -72,11 +72,11 @@ fn every_problem_at_once_with_its_path() {
          \x20   a: {type: sms, url: 'http://x'}\n\
          \x20   b: {type: slack, url: 'not a url s3cr3t'}\n\
          \x20   c: {type: pagerduty}\n\
-         \x20   d: {type: webhook, url: 'http://x', headers: {'bad header': v}}\n\
+         \x20   d: {type: webhook, url: 'http://x', headers: {'bad header': v, X-Token: \"s3cr3t\\n\"}}\n\
          \x20 routes:\n\
          \x20   - {name: r, sites: ['shop-['], scope: world, providers: [b, nope, b]}\n\
          \x20   - {name: r, providers: [d]}\n\
-         \x20   - {name: empty, providers: []}\n\
+         \x20   - {name: empty, sites: [], providers: []}\n\
          \x20 storm: {threshold: 0}\n\
          \x20 maintenance:\n\
          \x20   - {from: '2026-12-26T00:00:00Z', until: '2026-12-24T00:00:00Z'}\n\
@@ -94,6 +94,8 @@ fn every_problem_at_once_with_its_path() {
         "notify.routes[0].providers[2]: `b` is named twice",
         "notify.routes[1].name: a route named `r` is already defined",
         "notify.routes[2].providers: must name at least one provider",
+        "notify.routes[2].sites: an empty list; leave `sites` out for every site",
+        "notify.providers.d.headers.X-Token: the value is not a valid header value",
         "notify.storm.threshold: 0 is out of range",
         "notify.maintenance[0].until: must be later than `from`",
         "notify.maintenance[1].weekly.days[0]: expected a day",
