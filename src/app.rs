@@ -391,6 +391,7 @@ async fn run_notify(args: NotifyArgs, listen: Option<SocketAddr>) -> anyhow::Res
         exit_when_idle: args.exit_when_idle,
         lease: longest * 2 + Duration::from_secs(5),
         poll: Duration::from_millis(250),
+        providers: notify.providers.iter().map(|p| p.name.clone()).collect(),
     };
     tracing::info!(brokers = %kafka.bootstrap_servers, topic = %kafka.events_topic, group = %notify.group_id, providers = notify.providers.len(), routes = notify.routes.len(), "notify starting");
     let stop = shutdown::on_signals();

@@ -28,6 +28,8 @@ pub struct NotifyOptions {
     pub lease: Duration,
     /// How often an idle sender looks for due deliveries.
     pub poll: Duration,
+    /// The configured providers (deliveries to others are not waited for).
+    pub providers: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +57,20 @@ async fn record<D: DeliveryStore>(store: &D, planned: &[Outgoing], stop: &Cancel
     }
 }
 
-/// One provider's sender: leases due deliveries and sends them one at a time, in order.
+/// Longest pause of a provider after it asked to wait or failed.
+const MAX_PAUSE: Duration = Duration::from_secs(60);
+
+/// Sleeps `d` unless stopped first; false if stopped.
+async fn pause(d: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+/// One provider's sender: leases one due delivery at a time (the lease, longer than a request,
+/// never runs out under it), sends it and records the answer. A provider that asks to wait
+/// (`Retry-After`) or fails is left alone that long (at most a minute) before its next message.
 pub async fn send_loop<D: DeliveryStore, S: Sender>(
     provider: String,
     store: Arc<D>,
@@ -65,7 +80,7 @@ pub async fn send_loop<D: DeliveryStore, S: Sender>(
 ) {
     let (lease, poll) = opts;
     while !stop.is_cancelled() {
-        let claimed = match store.claim(&provider, 16, lease).await {
+        let claimed = match store.claim(&provider, 1, lease).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(provider, error = %crate::error_chain::Chain(&e), "cannot lease deliveries; retrying");
@@ -73,9 +88,8 @@ pub async fn send_loop<D: DeliveryStore, S: Sender>(
             }
         };
         if claimed.is_empty() {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(poll) => {}
+            if !pause(poll, &stop).await {
+                return;
             }
             continue;
         }
@@ -97,12 +111,47 @@ pub async fn send_loop<D: DeliveryStore, S: Sender>(
                         .increment(1)
                 }
             }
-            // A lost answer leaves the lease to run out: the delivery is sent again, same id.
-            if let Err(e) = store.finish(d.seq, &outcome).await {
-                tracing::warn!(provider, error = %crate::error_chain::Chain(&e), "cannot record an answer; the delivery will be tried again");
+            // The answer is recorded, retried while the database is away: a lost one would let
+            // the lease run out and the message be sent again (Slack and PagerDuty do not
+            // deduplicate). Only a stop gives up on it.
+            let mut waits = crate::retry::backoff();
+            while let Err(e) = store.finish(&d, &outcome).await {
+                tracing::warn!(provider, error = %crate::error_chain::Chain(&e), "cannot record an answer; retrying");
+                if !pause(waits.next().unwrap_or(Duration::from_secs(5)), &stop).await {
+                    return;
+                }
+            }
+            if let Outcome::Retry { after, .. } = &outcome
+                && !pause((*after).min(MAX_PAUSE), &stop).await
+            {
+                return;
             }
         }
     }
+}
+
+/// Drops the reminders of incidents the consumer has closed (their closing went to another
+/// instance of the group, after a rebalance) and forgets them; keeps them all if it cannot tell.
+async fn reminders_of_open<D: DeliveryStore>(
+    store: &D,
+    planned: Vec<Outgoing>,
+    planner: &mut Planner,
+) -> Vec<Outgoing> {
+    let asked: Vec<uuid::Uuid> =
+        planned.iter().filter(|o| o.kind == "incident.reminder").map(|o| o.subject).collect();
+    if asked.is_empty() {
+        return planned;
+    }
+    let open = match store.still_open(&asked).await {
+        Ok(open) => open,
+        Err(e) => {
+            tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot tell which incidents are still open; reminding anyway");
+            return planned;
+        }
+    };
+    let closed: Vec<uuid::Uuid> = asked.into_iter().filter(|id| !open.contains(id)).collect();
+    planner.forget(&closed);
+    planned.into_iter().filter(|o| o.kind != "incident.reminder" || !closed.contains(&o.subject)).collect()
 }
 
 /// Reads events until `stop` (or idle, with `exit_when_idle`), recording their deliveries
@@ -166,7 +215,7 @@ where
                 }
             }
         }
-        planned.extend(planner.tick(now));
+        planned.extend(reminders_of_open(store, planner.tick(now), planner).await);
         if !record(store, &planned, &stop).await {
             break;
         }
@@ -180,7 +229,8 @@ where
         if let Some(idle) = opts.exit_when_idle
             && feed.is_attached()
             && idle_since.elapsed() >= idle
-            && store.unfinished().await.is_ok_and(|n| n == 0)
+            && !planner.is_raging()
+            && store.unfinished(&opts.providers).await.is_ok_and(|n| n == 0)
         {
             break;
         }

@@ -270,10 +270,20 @@ pub trait DeliveryStore: Send + Sync + 'static {
         max: usize,
         lease: Duration,
     ) -> impl Future<Output = Result<Vec<Claimed>, StoreError>> + Send;
-    /// Records what the provider answered (and when to try again, for a retry).
-    fn finish(&self, seq: i64, outcome: &Outcome) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// How many deliveries are not finished (neither sent, failed nor silenced).
-    fn unfinished(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Records what the provider answered (and when to try again, for a retry) — if the claim
+    /// still holds the delivery (a lease that ran out was taken over).
+    fn finish(
+        &self,
+        delivery: &Claimed,
+        outcome: &Outcome,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// How many deliveries to these providers are not finished (neither sent, failed nor silenced).
+    fn unfinished(&self, providers: &[String]) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Which of these incidents the consumer's `incidents` table still has open.
+    fn still_open(
+        &self,
+        incidents: &[uuid::Uuid],
+    ) -> impl Future<Output = Result<Vec<uuid::Uuid>, StoreError>> + Send;
     /// The silences that have not ended by `now` (`sitemon silence add`).
     fn silences(&self, now: DateTime<Utc>) -> impl Future<Output = Result<Vec<Silence>, StoreError>> + Send;
 }

@@ -141,6 +141,7 @@ mod tests {
             provider: "p".into(),
             body: serde_json::json!({}),
             attempts: 1,
+            lease: uuid::Uuid::nil(),
         }
     }
 

@@ -15,10 +15,12 @@ CREATE TABLE notify_deliveries (
     attempts      integer     NOT NULL DEFAULT 0,
     due_at        timestamptz NOT NULL DEFAULT now(), -- next attempt not before
     leased_until  timestamptz,                        -- a sender is on it until then
+    lease_token   uuid,                               -- which claim holds it
     answer        text,                               -- the provider's last answer
     created_at    timestamptz NOT NULL DEFAULT now(),
     sent_at       timestamptz
 );
 CREATE INDEX notify_deliveries_pending ON notify_deliveries (provider, seq) WHERE state = 'PENDING';
 CREATE INDEX notify_deliveries_subject ON notify_deliveries (provider, subject, seq) WHERE state = 'PENDING';
+CREATE INDEX notify_deliveries_due ON notify_deliveries (provider, due_at) WHERE state = 'PENDING';
 CREATE INDEX notify_deliveries_site ON notify_deliveries (site_id, created_at);

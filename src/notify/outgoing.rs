@@ -41,6 +41,8 @@ pub struct Claimed {
     pub body: Value,
     /// Attempts so far, this one included.
     pub attempts: i32,
+    /// The claim's own token: its answer is recorded only while it still holds the delivery.
+    pub lease: Uuid,
 }
 
 /// What the provider's answer (or its silence) means for the delivery.

@@ -320,6 +320,18 @@ mod tests {
     }
 
     #[test]
+    fn pagerduty_resolves_a_storm_once_its_own_incidents_closed() {
+        let id = uuid::Uuid::from_u128(9);
+        let ended = |cleared| Notice::StormEnded { storm_id: id, seq: 2, open: Sites::of(["a"]), cleared };
+        let action =
+            |n: &Notice| pagerduty_body(n, "k").unwrap()["event_action"].as_str().unwrap().to_owned();
+        assert_eq!(action(&ended(false)), "trigger", "its own still open: the alert stays");
+        assert_eq!(action(&ended(true)), "resolve");
+        assert_eq!(action(&Notice::StormCleared { storm_id: id, seq: 3 }), "resolve");
+        assert_eq!(pagerduty_body(&ended(true), "k").unwrap()["dedup_key"], id.to_string());
+    }
+
+    #[test]
     fn a_long_summary_is_cut_for_pagerduty() {
         let mut e = opened();
         e.incident.error = Some("é".repeat(2000));

@@ -23,7 +23,8 @@ FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text
 ON CONFLICT (delivery_id) DO NOTHING
 "#;
 
-/// Due, not leased (or the lease ran out), and the oldest unfinished one of its subject.
+/// Due, not leased (or the lease ran out), and the oldest unfinished one of its subject. Each
+/// claim gets a token of its own: only its holder's answer is recorded.
 const CLAIM: &str = r#"
 WITH c AS (
     SELECT d.seq FROM notify_deliveries d
@@ -37,17 +38,18 @@ WITH c AS (
     FOR UPDATE SKIP LOCKED
 )
 UPDATE notify_deliveries d
-SET leased_until = now() + $3 * interval '1 millisecond', attempts = d.attempts + 1
+SET leased_until = now() + $3 * interval '1 millisecond', lease_token = gen_random_uuid(),
+    attempts = d.attempts + 1
 FROM c WHERE d.seq = c.seq
-RETURNING d.seq, d.delivery_id, d.provider, d.body::text, d.attempts
+RETURNING d.seq, d.delivery_id, d.provider, d.body::text, d.attempts, d.lease_token
 "#;
 
 const FINISH: &str = r#"
 UPDATE notify_deliveries
-SET state = $2, answer = $3, leased_until = NULL,
+SET state = $2, answer = $3, leased_until = NULL, lease_token = NULL,
     due_at = now() + $4 * interval '1 millisecond',
     sent_at = CASE WHEN $2 = 'SENT' THEN now() END
-WHERE seq = $1 AND state = 'PENDING'
+WHERE seq = $1 AND state = 'PENDING' AND lease_token = $5
 "#;
 
 /// A `notify_silences` row: id, patterns, start, end, reason.
@@ -122,7 +124,7 @@ impl DeliveryStore for PgDeliveries {
     }
 
     async fn claim(&self, provider: &str, max: usize, lease: Duration) -> Result<Vec<Claimed>, StoreError> {
-        let rows: Vec<(i64, Uuid, String, String, i32)> = sqlx::query_as(CLAIM)
+        let rows: Vec<(i64, Uuid, String, String, i32, Uuid)> = sqlx::query_as(CLAIM)
             .bind(provider)
             .bind(i64::try_from(max).unwrap_or(i64::MAX))
             .bind(ms(lease))
@@ -130,19 +132,32 @@ impl DeliveryStore for PgDeliveries {
             .await
             .map_err(classify)?;
         rows.into_iter()
-            .map(|(seq, delivery_id, provider, body, attempts)| {
+            .map(|(seq, delivery_id, provider, body, attempts, lease)| {
                 let body = serde_json::from_str(&body).map_err(|e| StoreError::Rejected(e.into()))?;
-                Ok(Claimed { seq, delivery_id, provider, body, attempts })
+                Ok(Claimed { seq, delivery_id, provider, body, attempts, lease })
             })
             .collect()
     }
 
-    async fn unfinished(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM notify_deliveries WHERE state = 'PENDING'")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(classify)?;
+    async fn unfinished(&self, providers: &[String]) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM notify_deliveries WHERE state = 'PENDING' AND provider = ANY($1)",
+        )
+        .bind(providers)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(classify)?;
         Ok(n.unsigned_abs())
+    }
+
+    async fn still_open(&self, incidents: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT incident_id FROM incidents WHERE incident_id = ANY($1) AND ended_at IS NULL",
+        )
+        .bind(incidents)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)
     }
 
     async fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
@@ -168,16 +183,17 @@ impl DeliveryStore for PgDeliveries {
             .collect())
     }
 
-    async fn finish(&self, seq: i64, outcome: &Outcome) -> Result<(), StoreError> {
+    async fn finish(&self, d: &Claimed, outcome: &Outcome) -> Result<(), StoreError> {
         let after = match outcome {
             Outcome::Retry { after, .. } => *after,
             _ => Duration::ZERO,
         };
         sqlx::query(FINISH)
-            .bind(seq)
+            .bind(d.seq)
             .bind(outcome.state())
             .bind(crate::domain::storable_text(outcome.answer(), 2048))
             .bind(ms(after))
+            .bind(d.lease)
             .execute(&self.pool)
             .await
             .map_err(classify)?;

@@ -222,7 +222,7 @@ async fn a_storm_of_a_thousand_openings_is_one_grouped_message() {
     let providers = format!(
         "  providers:\n    hook: {{type: webhook, url: '{}'}}\n\
          \x20 routes:\n    - {{name: all, providers: [hook]}}\n\
-         \x20 storm: {{threshold: 10, window: 5m, update_every: 1h}}\n",
+         \x20 storm: {{threshold: 10, window: 3s, update_every: 1h}}\n",
         rx.url("/hook")
     );
     let cfg = config(&s, &topic, &unique("notify-storm"), &providers);
@@ -235,11 +235,18 @@ async fn a_storm_of_a_thousand_openings_is_one_grouped_message() {
         "up to the threshold one by one"
     );
     assert_eq!(kinds.iter().filter(|k| **k == "storm.started").count(), 1, "{kinds:?}");
-    assert_eq!(kinds.len(), 11, "not a thousand messages: {kinds:?}");
+    // Nothing opened for the window: its end, with what is still open (all of them).
+    assert_eq!(kinds.last(), Some(&"storm.ended"), "{kinds:?}");
+    assert_eq!(kinds.len(), 12, "not a thousand messages: {kinds:?}");
     let started = got.iter().find(|r| r.body["type"] == "storm.started").unwrap();
     assert_eq!(started.body["storm"]["opened"]["count"], 11);
     assert_eq!(started.body["storm"]["opened"]["named"].as_array().unwrap().len(), 10);
-    assert_eq!(rows(&s.db, "SELECT count(*) FROM notify_deliveries").await, 11);
+    let ended = got.last().unwrap();
+    assert_eq!(
+        (ended.body["storm"]["open"]["count"].as_i64(), ended.body["storm"]["cleared"].as_bool()),
+        (Some(1000), Some(false))
+    );
+    assert_eq!(rows(&s.db, "SELECT count(*) FROM notify_deliveries").await, 12);
 }
 
 fn hook_config(s: &Setup, topic: &str, group: &str, rx: &Receiver, extra: &str) -> String {
