@@ -44,6 +44,19 @@ impl HttpSender {
     }
 }
 
+impl HttpSender {
+    /// The answer without any of this provider's secrets (a receiver may echo the request).
+    fn redact(&self, mut text: String) -> String {
+        let secrets = std::iter::once(&self.url)
+            .chain(self.headers.iter().map(|(_, v)| v))
+            .chain(self.routing_key.as_ref());
+        for s in secrets.map(Secret::expose).filter(|s| !s.is_empty()) {
+            text = text.replace(s, "***");
+        }
+        text
+    }
+}
+
 /// A number in 0..1 from the delivery and its attempt: spreads retries without a random source.
 fn jitter(d: &Claimed) -> f64 {
     let bits = d.delivery_id.as_u128().rotate_left(d.attempts.unsigned_abs() % 128);
@@ -109,7 +122,7 @@ impl Sender for HttpSender {
         match req.send().await {
             Ok(resp) => {
                 let (status, headers) = (resp.status(), resp.headers().clone());
-                let text = resp.text().await.unwrap_or_default();
+                let text = self.redact(resp.text().await.unwrap_or_default());
                 outcome(status, &headers, &text, d, Utc::now())
             }
             // Never the URL: it may be the credential (a Slack webhook).
@@ -180,5 +193,19 @@ mod tests {
         );
         let long = "x".repeat(5000);
         assert!(outcome(StatusCode::BAD_REQUEST, &none, &long, &d, now).answer().len() < 600);
+    }
+
+    #[test]
+    fn an_echoed_secret_is_not_kept_in_the_answer() {
+        let p = ProviderConfig {
+            name: "pd".into(),
+            kind: ProviderKind::PagerDuty { routing_key: Secret::new("R0UT3K3Y") },
+            url: Secret::new("https://events.test/v2/enqueue"),
+            timeout: Duration::from_secs(1),
+        };
+        let sender = HttpSender::new(&p).unwrap();
+        let echoed =
+            sender.redact(r#"{"routing_key":"R0UT3K3Y","url":"https://events.test/v2/enqueue"}"#.into());
+        assert_eq!(echoed, r#"{"routing_key":"***","url":"***"}"#);
     }
 }
