@@ -358,3 +358,87 @@ async fn a_provider_down_delays_only_itself() {
     assert!(requests > events.len(), "it was asked again while down ({requests} requests)");
     assert!(log.contains("delivery not accepted yet"), "{log}");
 }
+
+/// `sitemon silence add|list|remove` on the real database, read by `sitemon notify`: a silenced
+/// site's messages are recorded with the reason and not sent, the others go out; a bad pattern
+/// is a usage error before anything connects.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silence_added_on_the_command_line_holds_back_its_sites() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let s = Setup::new().await;
+    let rx = Receiver::start().await;
+    let topic = unique("sitemon-notify-silence");
+    let cfg = hook_config(&s, &topic, &unique("notify-silence"), &rx, "");
+    let env = s.env();
+    let run = |args: Vec<String>| {
+        let env = env;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            sitemon(&args, &env, Duration::from_secs(60)).await
+        }
+    };
+    let bad = run(vec![
+        "silence".into(),
+        "add".into(),
+        "-c".into(),
+        cfg.clone(),
+        "--site".into(),
+        "shop-[".into(),
+        "--for".into(),
+        "1h".into(),
+        "--reason".into(),
+        "x".into(),
+    ])
+    .await;
+    assert_eq!(bad.status.code(), Some(64), "{}", describe(&bad));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--site: `shop-[` is not a site pattern"),
+        "{}",
+        describe(&bad)
+    );
+
+    let added = run(vec![
+        "silence".into(),
+        "add".into(),
+        "-c".into(),
+        cfg.clone(),
+        "--site".into(),
+        "shop*".into(),
+        "--for".into(),
+        "1h".into(),
+        "--reason".into(),
+        "deploy".into(),
+    ])
+    .await;
+    assert!(added.status.success(), "{}", describe(&added));
+    let id = String::from_utf8_lossy(&added.stdout).trim().to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "prints its id: {id:?}");
+    let list = run(vec!["silence".into(), "list".into(), "-c".into(), cfg.clone()]).await;
+    let text = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(text.contains(&id) && text.contains("shop*") && text.contains("deploy"), "{text}");
+
+    // Confirmed now, under the silence (one confirmed before it began would be sent: its
+    // closing must follow its opening).
+    let now = |site: &str| {
+        let i = incident(site, None, chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap());
+        IncidentEvent::new(EventKind::Opened, i.confirmed_at, &i)
+    };
+    let (shop, api) = (now("shop-eu"), now("api"));
+    publish(&s.bootstrap, &topic, &[shop.clone(), api.clone()]).await;
+    notify(&s, &cfg).await;
+    let sites: Vec<String> = rx
+        .all()
+        .iter()
+        .map(|r| r.body["event"]["incident"]["site_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(sites, ["api", "api"], "only the site not silenced, to both providers");
+    let silenced = rows(&s.db, "SELECT count(*) FROM notify_deliveries WHERE site_id = 'shop-eu' AND state = 'SILENCED' AND silenced_by = 'deploy'").await;
+    assert_eq!(silenced, 2);
+
+    let removed = run(vec!["silence".into(), "remove".into(), "-c".into(), cfg.clone(), id.clone()]).await;
+    assert!(removed.status.success(), "{}", describe(&removed));
+    let list = run(vec!["silence".into(), "list".into(), "-c".into(), cfg.clone()]).await;
+    assert_eq!(String::from_utf8_lossy(&list.stdout), "no silences\n");
+    let again = run(vec!["silence".into(), "remove".into(), "-c".into(), cfg.clone(), id]).await;
+    assert_eq!(again.status.code(), Some(1), "removing it twice is an error: {}", describe(&again));
+}
