@@ -370,12 +370,9 @@ async fn a_silence_added_on_the_command_line_holds_back_its_sites() {
     let topic = unique("sitemon-notify-silence");
     let cfg = hook_config(&s, &topic, &unique("notify-silence"), &rx, "");
     let env = s.env();
-    let run = |args: Vec<String>| {
-        let env = env;
-        async move {
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            sitemon(&args, &env, Duration::from_secs(60)).await
-        }
+    let run = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        sitemon(&args, &env, Duration::from_secs(60)).await
     };
     let bad = run(vec![
         "silence".into(),
