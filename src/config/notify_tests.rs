@@ -108,3 +108,18 @@ fn every_problem_at_once_with_its_path() {
     }
     assert!(!p.iter().any(|p| p.contains("s3cr3t")), "a bad url is not quoted: {p:#?}");
 }
+
+#[test]
+fn the_example_configs_notify_section_is_valid_once_uncommented() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/example_config/sitemon.yaml")).unwrap();
+    let start = text.find("# notify:").expect("the example has a notify section");
+    let block: String =
+        text[start..].lines().map(|l| l.strip_prefix("# ").unwrap_or(l)).collect::<Vec<_>>().join("\n");
+    let env = |name: &str| Some(format!("https://{}.test/x", name.to_lowercase()));
+    let n = parse(&format!("region: eu\n{block}\n"), std::path::Path::new("example.yaml"), &env)
+        .unwrap()
+        .notify
+        .unwrap();
+    assert_eq!((n.providers.len(), n.routes.len(), n.maintenance.len()), (2, 2, 1));
+}
