@@ -9,6 +9,7 @@ SOAK_MINUTES ?= 10
 ## test: install what is missing, start Kafka + PostgreSQL, run every test, then a 2-minute soak
 test: deps
 	@scripts/avro-peer install
+	@scripts/smtp-server install
 	@env=$$(scripts/services up) && eval "$$env" && $(CARGO) test --locked --all-targets \
 		&& CARGO="$(CARGO)" python3 scripts/soak.py --minutes 2 --profile debug
 

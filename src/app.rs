@@ -31,7 +31,7 @@ use crate::ops_server;
 use crate::ports::{DeliveryStore, EventOutbox, NoRegistry, ReportSource, SiteProbe};
 use crate::probe::{HyperProbe, ProbeSetupError, TlsSetupError};
 use crate::producer::{self, ProducerOptions, ProducerReport};
-use crate::providers::HttpSender;
+use crate::providers::ProviderSender;
 use crate::readiness;
 use crate::registry::RegistryClient;
 use crate::reload;
@@ -398,7 +398,7 @@ async fn run_notify(args: NotifyArgs, listen: Option<SocketAddr>) -> anyhow::Res
     let senders_stop = stop.child_token();
     let mut senders = tokio::task::JoinSet::new();
     for p in &notify.providers {
-        let sender = Arc::new(HttpSender::new(p).with_context(|| format!("provider {}", p.name))?);
+        let sender = Arc::new(ProviderSender::for_config(p).with_context(|| format!("provider {}", p.name))?);
         let task = notifier::send_loop(
             p.name.clone(),
             deliveries.clone(),

@@ -7,6 +7,7 @@ mod locate;
 mod model;
 mod notify;
 mod problem;
+mod providers;
 mod reader;
 mod sections;
 mod site_file;
@@ -21,5 +22,6 @@ pub use model::{
     Config, ConsumerConfig, KafkaConfig, PostgresConfig, ProducerConfig, SchemaRegistryConfig, Shard,
     SqliteConfig,
 };
-pub use notify::{NotifyConfig, PAGERDUTY_URL, ProviderConfig, ProviderKind};
+pub use notify::NotifyConfig;
 pub use problem::{ConfigError, Problem};
+pub use providers::{EmailConfig, PAGERDUTY_URL, ProviderConfig, ProviderKind, SmtpTls};

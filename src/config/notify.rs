@@ -1,154 +1,26 @@
-//! The `notify` section: providers (webhook, Slack, PagerDuty) with their secrets, routes that
-//! send incident events to them, the storm policy and maintenance windows.
-
-use std::time::Duration;
+//! The `notify` section: providers (read by `providers.rs`), routes that send incident events to
+//! them, the storm policy and maintenance windows.
 
 use chrono::{DateTime, NaiveTime, Utc, Weekday};
 use serde_yaml_ng::Value;
 
-use super::Secret;
 use super::reader::{Fields, Reader, join};
-use crate::notify::{Channel, Maintenance, Pattern, Route, Scope, StormPolicy, Window};
+use crate::notify::{Maintenance, Pattern, Route, Scope, StormPolicy, Window};
 
 const NOTIFY: &[&str] = &["group_id", "providers", "routes", "storm", "maintenance"];
-const PROVIDER: &[&str] = &["type", "url", "routing_key", "headers", "timeout"];
 const ROUTE: &[&str] = &["name", "sites", "scope", "send_on_resolved", "repeat_every", "providers"];
 const STORM: &[&str] = &["threshold", "window", "update_every"];
 const MAINTENANCE: &[&str] = &["sites", "from", "until", "weekly", "reason"];
 const WEEKLY: &[&str] = &["days", "at", "for"];
-const KINDS: &[&str] = &["webhook", "slack", "pagerduty"];
-/// PagerDuty's Events API v2 endpoint (the EU service uses `events.eu.pagerduty.com`).
-pub const PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
 #[derive(Debug, Clone)]
 pub struct NotifyConfig {
     /// The consumer group of `sitemon notify` instances on `kafka.events_topic`.
     pub group_id: String,
-    pub providers: Vec<ProviderConfig>,
+    pub providers: Vec<super::providers::ProviderConfig>,
     pub routes: Vec<Route>,
     pub storm: StormPolicy,
     pub maintenance: Vec<Maintenance>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ProviderConfig {
-    pub name: String,
-    pub kind: ProviderKind,
-    /// Where requests go: a secret for webhooks and Slack (the URL is the credential).
-    pub url: Secret,
-    /// Longest wait for an answer.
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub enum ProviderKind {
-    /// sitemon's JSON, with these extra headers (their values are secrets).
-    Webhook {
-        headers: Vec<(String, Secret)>,
-    },
-    Slack,
-    PagerDuty {
-        routing_key: Secret,
-    },
-}
-
-impl ProviderKind {
-    /// The request shape it speaks.
-    pub fn channel(&self) -> Channel {
-        match self {
-            ProviderKind::Webhook { .. } => Channel::Webhook,
-            ProviderKind::Slack => Channel::Slack,
-            ProviderKind::PagerDuty { .. } => Channel::PagerDuty,
-        }
-    }
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ProviderKind::Webhook { .. } => "webhook",
-            ProviderKind::Slack => "slack",
-            ProviderKind::PagerDuty { .. } => "pagerduty",
-        }
-    }
-}
-
-fn http_url(r: &mut Reader, v: &Value, path: &str) -> Option<Secret> {
-    let u = r.nonempty_string(v, path)?;
-    match url::Url::parse(&u) {
-        Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some() => Some(Secret::new(u)),
-        // The value may be a credential (a Slack webhook URL): never quoted.
-        _ => {
-            r.problem(path, "expected an http:// or https:// url");
-            None
-        }
-    }
-}
-
-fn read_provider(r: &mut Reader, name: &str, v: &Value, path: &str) -> Option<ProviderConfig> {
-    let f = r.fields(v, path, PROVIDER)?;
-    let kind = match f.get("type") {
-        Some((v, p)) => r.nonempty_string(v, &p).and_then(|k| {
-            if !KINDS.contains(&k.as_str()) {
-                r.problem(&p, format!("unknown provider type `{k}`; expected one of: {}", KINDS.join(", ")));
-                return None;
-            }
-            Some(k)
-        }),
-        None => {
-            r.problem(&join(path, "type"), format!("missing: one of {}", KINDS.join(", ")));
-            None
-        }
-    }?;
-    let timeout = f.get("timeout").map_or(Some(Duration::from_secs(10)), |(v, p)| r.duration(v, &p));
-    let only = |r: &mut Reader, key: &str, f: &Fields| {
-        if let Some((_, p)) = f.get(key) {
-            r.problem(&p, format!("a {kind} provider has no `{key}`"));
-        }
-    };
-    let (url, kind) = match kind.as_str() {
-        "pagerduty" => {
-            only(r, "headers", &f);
-            let url = f.get("url").map_or(Some(Secret::new(PAGERDUTY_URL)), |(v, p)| http_url(r, v, &p));
-            let key = match f.get("routing_key") {
-                Some((v, p)) => r.nonempty_string(v, &p).map(Secret::new),
-                None => {
-                    r.problem(
-                        &join(path, "routing_key"),
-                        "missing: the integration's routing key, e.g. `${PAGERDUTY_ROUTING_KEY}`",
-                    );
-                    None
-                }
-            };
-            (url, key.map(|routing_key| ProviderKind::PagerDuty { routing_key }))
-        }
-        other => {
-            only(r, "routing_key", &f);
-            let url = match f.get("url") {
-                Some((v, p)) => http_url(r, v, &p),
-                None => {
-                    r.problem(&join(path, "url"), "missing: e.g. `${SLACK_WEBHOOK_URL}`");
-                    None
-                }
-            };
-            let kind = if other == "slack" {
-                only(r, "headers", &f);
-                Some(ProviderKind::Slack)
-            } else {
-                let headers = f.get("headers").map_or(Some(Vec::new()), |(v, p)| {
-                    r.secret_map(v, &p, "header", |name, value| {
-                        http::HeaderName::from_bytes(name.as_bytes())
-                            .map_err(|_| format!("`{name}` is not a valid header name"))?;
-                        // The value is a secret: never quoted.
-                        http::HeaderValue::from_str(value).map(drop).map_err(|_| {
-                            "the value is not a valid header value (a line break or a control character; check the variable's end)".to_owned()
-                        })
-                    })
-                });
-                headers.map(|headers| ProviderKind::Webhook { headers })
-            };
-            (url, kind)
-        }
-    };
-    Some(ProviderConfig { name: name.to_owned(), kind: kind?, url: url?, timeout: timeout? })
 }
 
 fn patterns(r: &mut Reader, f: &Fields) -> Option<Vec<Pattern>> {
@@ -356,7 +228,7 @@ pub fn read_notify(r: &mut Reader, v: &Value, path: &str) -> Option<NotifyConfig
                     continue;
                 };
                 names.push(name.to_owned());
-                match read_provider(r, name, v, &join(&p, name)) {
+                match super::providers::read_provider(r, name, v, &join(&p, name)) {
                     Some(provider) => providers.push(provider),
                     None => ok = false,
                 }

@@ -1,7 +1,9 @@
 //! Tests of the `notify` config section.
 
+use std::time::Duration;
+
 use super::*;
-use crate::config::{ConfigError, parse};
+use crate::config::{ConfigError, PAGERDUTY_URL, ProviderKind, SmtpTls, parse};
 
 fn env(name: &str) -> Option<String> {
     (name == "SLACK_URL").then(|| "https://hooks.slack.test/services/T0/B0/s3cr3t".to_owned())
@@ -122,4 +124,37 @@ fn the_example_configs_notify_section_is_valid_once_uncommented() {
         .notify
         .unwrap();
     assert_eq!((n.providers.len(), n.routes.len(), n.maintenance.len()), (2, 2, 1));
+}
+
+#[test]
+fn email_providers_take_their_own_keys() {
+    let n = check(
+        "notify:\n  providers:\n    mail: {type: email, host: smtp.test, username: u, password: p, from: 'sitemon <a@b.test>', to: [c@d.test]}\n\
+         \x20 routes: [{name: r, providers: [mail]}]\n",
+    )
+    .unwrap();
+    let ProviderKind::Email(e) = &n.providers[0].kind else { panic!() };
+    assert_eq!((e.port, e.tls, e.to.len()), (587, SmtpTls::StartTls, 1));
+    assert_eq!(n.providers[0].url.expose(), "smtp://smtp.test:587");
+    let p = problems(
+        "notify:\n  providers:\n\
+         \x20   a: {type: email, url: 'http://x', tls: none, username: u, password: p, from: 'not an address', to: []}\n\
+         \x20   b: {type: email, tls: tls, password: p, to: [ok@x.test, 'bad@']}\n\
+         \x20   c: {type: slack, url: 'http://x', host: smtp.test}\n\
+         \x20 routes: [{name: r, providers: [a]}]\n",
+    );
+    let want = [
+        "notify.providers.a.url: a email provider has no `url`",
+        "notify.providers.a.host: missing",
+        "notify.providers.a.password: a password is never sent without TLS",
+        "notify.providers.a.from: `not an address` is not an email address",
+        "notify.providers.a.to: name at least one recipient",
+        "notify.providers.b.username: missing: `password` needs its user",
+        "notify.providers.b.from: missing",
+        "notify.providers.b.to[1]: `bad@` is not an email address",
+        "notify.providers.c.host: a slack provider has no `host`",
+    ];
+    for w in want {
+        assert!(p.iter().any(|p| p.starts_with(w)), "missing {w:?} in {p:#?}");
+    }
 }

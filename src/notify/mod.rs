@@ -17,7 +17,7 @@ pub mod storm;
 pub use notice::{Notice, Sites};
 pub use outgoing::{Channel, Claimed, Outcome, Outgoing, backoff};
 pub use planner::Planner;
-pub use render::{Message, pagerduty_body, slack_body, webhook_body};
+pub use render::{Message, email_body, pagerduty_body, slack_body, webhook_body};
 pub use route::{Delivery, Pattern, Route, Scope, plan};
 pub use silence::{Maintenance, Silence, Window, silenced};
 pub use storm::{Storm, StormPolicy};

@@ -13,6 +13,7 @@ pub enum Channel {
     Webhook,
     Slack,
     PagerDuty,
+    Email,
 }
 
 /// A message planned for one provider, recorded before the events' offsets move.

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::Notice;
 use super::outgoing::{Channel, Outgoing};
 use super::reminder;
-use super::render::{pagerduty_body, slack_body, webhook_body};
+use super::render::{email_body, pagerduty_body, slack_body, webhook_body};
 use super::route::{Delivery, Route, plan};
 use super::silence::Maintenance;
 use super::storm::{Storm, StormPolicy};
@@ -177,6 +177,7 @@ fn outgoing(
             let body = match channels.get(&d.provider)? {
                 Channel::Webhook => webhook_body(&d.notice, d.delivery_id),
                 Channel::Slack => slack_body(&d.notice),
+                Channel::Email => email_body(&d.notice),
                 // The routing key is added when it is sent.
                 Channel::PagerDuty => pagerduty_body(&d.notice, "")?,
             };

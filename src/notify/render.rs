@@ -190,6 +190,12 @@ pub fn webhook_body(n: &Notice, delivery_id: uuid::Uuid) -> Value {
     body
 }
 
+/// An email: its subject and plain text.
+pub fn email_body(n: &Notice) -> Value {
+    let m = Message::of(n);
+    json!({"subject": m.title, "text": m.text})
+}
+
 /// A Slack incoming-webhook message (`text`, in Slack's mrkdwn).
 pub fn slack_body(n: &Notice) -> Value {
     let m = Message::of(n);

@@ -19,6 +19,7 @@ mod incident_replay;
 mod incident_scenarios;
 mod kafka_restart;
 mod notify;
+mod notify_email;
 mod once_round;
 mod poison;
 mod producer_outage_stop;

@@ -15,10 +15,10 @@ use crate::harness::{ONE_AT_A_TIME, Setup, rows};
 use crate::receiver::{Answer, Receiver};
 use crate::support::{describe, sitemon, unique};
 
-const PD_KEY: &str = "R0UTINGKEY5ECRET";
-const TOKEN: &str = "hook-t0ken-5ecret";
+pub const PD_KEY: &str = "R0UTINGKEY5ECRET";
+pub const TOKEN: &str = "hook-t0ken-5ecret";
 
-fn incident(site: &str, region: Option<&str>, started: chrono::DateTime<Utc>) -> Incident {
+pub fn incident(site: &str, region: Option<&str>, started: chrono::DateTime<Utc>) -> Incident {
     Incident {
         incident_id: Incident::id_for(site, region, started),
         site_id: site.into(),
@@ -35,20 +35,20 @@ fn incident(site: &str, region: Option<&str>, started: chrono::DateTime<Utc>) ->
     }
 }
 
-fn opened(site: &str, region: Option<&str>) -> IncidentEvent {
+pub fn opened(site: &str, region: Option<&str>) -> IncidentEvent {
     let started = Utc::now() - TimeDelta::minutes(5);
     let i = incident(site, region, chrono::DateTime::from_timestamp(started.timestamp(), 0).unwrap());
     IncidentEvent::new(EventKind::Opened, i.confirmed_at, &i)
 }
 
-fn closed(open: &IncidentEvent) -> IncidentEvent {
+pub fn closed(open: &IncidentEvent) -> IncidentEvent {
     let mut i = open.incident.clone();
     i.ended_at = Some(i.started_at + TimeDelta::minutes(2));
     i.end_reason = Some(EndReason::Recovered);
     IncidentEvent::new(EventKind::Closed, i.ended_at.unwrap(), &i)
 }
 
-async fn publish(bootstrap: &str, topic: &str, events: &[IncidentEvent]) {
+pub async fn publish(bootstrap: &str, topic: &str, events: &[IncidentEvent]) {
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")
@@ -63,7 +63,7 @@ async fn publish(bootstrap: &str, topic: &str, events: &[IncidentEvent]) {
     }
 }
 
-fn config(s: &Setup, events_topic: &str, group: &str, notify: &str) -> String {
+pub fn config(s: &Setup, events_topic: &str, group: &str, notify: &str) -> String {
     s.write(
         &format!("{group}.yaml"),
         &format!(
@@ -74,7 +74,7 @@ fn config(s: &Setup, events_topic: &str, group: &str, notify: &str) -> String {
     )
 }
 
-async fn notify(s: &Setup, cfg: &str) -> String {
+pub async fn notify(s: &Setup, cfg: &str) -> String {
     let mut env = s.env().to_vec();
     env.extend([("PD_KEY", PD_KEY), ("HOOK_TOKEN", TOKEN)]);
     let out = sitemon(&["notify", "-c", cfg, "--exit-when-idle", "3s"], &env, Duration::from_secs(120)).await;

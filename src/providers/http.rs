@@ -37,7 +37,8 @@ impl HttpSender {
             .build()?;
         let (headers, routing_key) = match &p.kind {
             ProviderKind::Webhook { headers } => (headers.clone(), None),
-            ProviderKind::Slack => (Vec::new(), None),
+            // (Email goes through `EmailSender`.)
+            ProviderKind::Slack | ProviderKind::Email(_) => (Vec::new(), None),
             ProviderKind::PagerDuty { routing_key } => (Vec::new(), Some(routing_key.clone())),
         };
         Ok(HttpSender { client, url: p.url.clone(), headers, routing_key })
