@@ -12,8 +12,8 @@ use clap::CommandFactory;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    CheckArgs, Cli, Command, ConfigCommand, ConsumerArgs, NotifyArgs, ProducerArgs, ReportArgs, RunArgs,
-    SilenceCommand, StatusArgs,
+    CheckArgs, Cli, Command, ConfigCommand, ConsumerArgs, NotifyAction, NotifyArgs, NotifyTestArgs,
+    ProducerArgs, ReportArgs, RunArgs, SilenceCommand, StatusArgs,
 };
 use crate::config::{self, Config, ConfigError, Problem};
 use crate::consumer::{self, ConsumerOptions};
@@ -26,9 +26,9 @@ use crate::health::Health;
 use crate::kafka::{ClientSetupError, KafkaEventSink, KafkaFeed, KafkaPublisher};
 use crate::memory;
 use crate::notifier::{self, NotifyOptions};
-use crate::notify::{Pattern, Planner};
+use crate::notify::{Channel, Claimed, Outcome, Pattern, Planner};
 use crate::ops_server;
-use crate::ports::{DeliveryStore, EventOutbox, NoRegistry, ReportSource, SiteProbe};
+use crate::ports::{DeliveryStore, EventOutbox, NoRegistry, ReportSource, Sender, SiteProbe};
 use crate::probe::{HyperProbe, ProbeSetupError, TlsSetupError};
 use crate::producer::{self, ProducerOptions, ProducerReport};
 use crate::providers::ProviderSender;
@@ -375,13 +375,17 @@ async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow:
 }
 
 async fn run_notify(args: NotifyArgs, listen: Option<SocketAddr>) -> anyhow::Result<i32> {
-    let setup::Notify { kafka, postgres, notify } = setup::Notify::load(&args.config.config)?;
+    if let Some(NotifyAction::Test(t)) = args.action {
+        return notify_test(t).await;
+    }
+    let path = args.config.context("--config is required")?;
+    let setup::Notify { kafka, postgres, notify } = setup::Notify::load(&path)?;
     let health = ops(listen, "starting").await?;
     let store = PgStore::connect(&postgres)?;
     store.migrate().await.context("applying migrations")?;
     let deliveries = Arc::new(store.deliveries());
     let mut feed = KafkaFeed::events(&kafka, &notify.group_id)
-        .map_err(|e| kafka_setup(&args.config.config, "notify", ClientSetupError::new(e, &kafka)))?;
+        .map_err(|e| kafka_setup(&path, "notify", ClientSetupError::new(e, &kafka)))?;
     let channels = notify.providers.iter().map(|p| (p.name.clone(), p.kind.channel())).collect();
     let mut planner = Planner::new(notify.routes.clone(), channels, notify.storm, notify.maintenance.clone());
     let longest = notify.providers.iter().map(|p| p.timeout).max().unwrap_or_default();
@@ -428,6 +432,39 @@ async fn run_notify(args: NotifyArgs, listen: Option<SocketAddr>) -> anyhow::Res
         "notify stopped"
     );
     Ok(exit::OK)
+}
+
+/// `sitemon notify test --route`: a test message to each provider of the route, now, without the
+/// database; each answer printed. PagerDuty's test alert is resolved right after.
+async fn notify_test(args: NotifyTestArgs) -> anyhow::Result<i32> {
+    let notify = setup::NotifyTest::load(&args.config.config, &args.route)?.notify;
+    let channels = notify.providers.iter().map(|p| (p.name.clone(), p.kind.channel())).collect();
+    let planner = Planner::new(notify.routes.clone(), channels, notify.storm, Vec::new());
+    let mut all_sent = true;
+    for o in planner.test(&args.route) {
+        let p = notify
+            .providers
+            .iter()
+            .find(|p| p.name == o.provider)
+            .context("a route names a known provider")?;
+        let sender = ProviderSender::for_config(p).with_context(|| format!("provider {}", p.name))?;
+        let claimed = |body| Claimed {
+            seq: 0,
+            delivery_id: o.delivery_id,
+            provider: o.provider.clone(),
+            body,
+            attempts: 1,
+            lease: uuid::Uuid::nil(),
+        };
+        let outcome = sender.send(&claimed(o.body.clone())).await;
+        if matches!(outcome, Outcome::Sent { .. }) && p.kind.channel() == Channel::PagerDuty {
+            let resolve = serde_json::json!({"event_action": "resolve", "dedup_key": o.body["dedup_key"]});
+            sender.send(&claimed(resolve)).await;
+        }
+        all_sent &= matches!(outcome, Outcome::Sent { .. });
+        println!("{}\t{}\t{}", o.provider, outcome.state(), outcome.answer());
+    }
+    Ok(if all_sent { exit::OK } else { exit::FAILURE })
 }
 
 /// `sitemon silence add|list|remove`: the silences `sitemon notify` reads from PostgreSQL.

@@ -32,6 +32,7 @@ pub enum Command {
     /// Read results from Kafka and store them in PostgreSQL.
     Consumer(ConsumerArgs),
     /// Read incident events from Kafka and deliver them to the providers of their routes.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Notify(NotifyArgs),
     /// Hold back alerts for some sites for a while (recorded as silenced, not sent).
     #[command(subcommand)]
@@ -172,8 +173,11 @@ pub struct ConsumerArgs {
 
 #[derive(Debug, Args)]
 pub struct NotifyArgs {
-    #[command(flatten)]
-    pub config: ConfigArg,
+    #[command(subcommand)]
+    pub action: Option<NotifyAction>,
+    /// The YAML config file (required unless a subcommand takes its own).
+    #[arg(short, long, env = "SITEMON_CONFIG", required = true)]
+    pub config: Option<PathBuf>,
     /// Exit once the events topic is drained and every delivery finished, after nothing new for
     /// this long (e.g. `5s`).
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -217,4 +221,20 @@ pub struct SilenceRemoveArgs {
     pub config: ConfigArg,
     /// The id `silence add` printed.
     pub id: uuid::Uuid,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyAction {
+    /// Send a test message to every provider of a route now, and print each one's answer
+    /// (exit 0 when all accepted it).
+    Test(NotifyTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyTestArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The route's `name`.
+    #[arg(long)]
+    pub route: String,
 }

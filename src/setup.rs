@@ -132,6 +132,28 @@ impl Consumer {
     }
 }
 
+/// `sitemon notify test`: the `notify` section only.
+pub struct NotifyTest {
+    pub notify: NotifyConfig,
+}
+
+impl NotifyTest {
+    /// The route must exist.
+    pub fn load(path: &Path, route: &str) -> Result<Self, ConfigError> {
+        load(path, "notify test", Sites::Skip, |mut config, n| {
+            let notify = n.section("notify", config.notify.take())?;
+            if !notify.routes.iter().any(|r| r.name == route) {
+                let names: Vec<&str> = notify.routes.iter().map(|r| r.name.as_str()).collect();
+                n.problems.push(Problem::new(
+                    "--route",
+                    format!("no route named `{route}`; the routes: {}", names.join(", ")),
+                ));
+            }
+            Some(NotifyTest { notify })
+        })
+    }
+}
+
 impl Notify {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         load(path, "notify", Sites::Skip, |mut config, n| {

@@ -55,6 +55,8 @@ pub enum Notice {
     StormEnded { storm_id: Uuid, seq: u32, open: Sites, cleared: bool },
     /// The last of the storm's own incidents still open at its end has closed.
     StormCleared { storm_id: Uuid, seq: u32 },
+    /// `sitemon notify test --route`: says nothing happened (`test_id` new each time).
+    Test { route: String, test_id: Uuid },
 }
 
 impl Notice {
@@ -66,6 +68,7 @@ impl Notice {
                 format!("reminder\n{}\n{}", opened.event_id, due.timestamp_micros())
             }
             Notice::StormStarted { storm_id, .. } => format!("storm\n{storm_id}\n0"),
+            Notice::Test { test_id, .. } => format!("test\n{test_id}"),
             Notice::StormUpdate { storm_id, seq, .. }
             | Notice::StormEnded { storm_id, seq, .. }
             | Notice::StormCleared { storm_id, seq } => {

@@ -45,6 +45,7 @@ fn kind(n: &Notice) -> &'static str {
         Notice::StormUpdate { .. } => "storm.update",
         Notice::StormEnded { .. } => "storm.ended",
         Notice::StormCleared { .. } => "storm.cleared",
+        Notice::Test { .. } => "test",
     }
 }
 
@@ -57,6 +58,7 @@ fn subject(n: &Notice) -> (Uuid, Option<String>) {
         | Notice::StormUpdate { storm_id, .. }
         | Notice::StormEnded { storm_id, .. }
         | Notice::StormCleared { storm_id, .. } => (*storm_id, None),
+        Notice::Test { test_id, .. } => (*test_id, None),
     }
 }
 
@@ -104,6 +106,14 @@ impl Planner {
             out.extend(outgoing(route, &self.channels, [&self.maintenance, &self.silences], &notices, e.at));
         }
         out
+    }
+
+    /// The deliveries of a test message to every provider of `route` (none if there is no such
+    /// route), never held back.
+    pub fn test(&self, route: &str) -> Vec<Outgoing> {
+        let Some(r) = self.routes.iter().find(|r| r.name == route) else { return Vec::new() };
+        let notice = Notice::Test { route: route.to_owned(), test_id: Uuid::new_v4() };
+        outgoing(r, &self.channels, [&[], &[]], &[notice], Utc::now())
     }
 
     /// A storm is under way on some route (its end is still to be sent).

@@ -113,6 +113,10 @@ impl Message {
                     .collect::<Vec<_>>()
                     .join(" "),
             },
+            Notice::Test { route, .. } => Message {
+                title: format!("sitemon test message (route {route})"),
+                text: format!("A test of route {route} by `sitemon notify test`: nothing is down."),
+            },
             Notice::StormCleared { .. } => Message {
                 title: "Storm cleared".to_owned(),
                 text: "The last incident of the storm still open has closed.".to_owned(),
@@ -182,6 +186,7 @@ pub fn webhook_body(n: &Notice, delivery_id: uuid::Uuid) -> Value {
         Notice::StormCleared { storm_id, seq } => {
             ("storm.cleared", json!({"storm": {"storm_id": storm_id, "seq": seq}}))
         }
+        Notice::Test { route, test_id } => ("test", json!({"test": {"route": route, "test_id": test_id}})),
     };
     body["type"] = json!(kind);
     if let (Some(b), Value::Object(d)) = (body.as_object_mut(), data) {
@@ -233,6 +238,10 @@ pub fn pagerduty_body(n: &Notice, routing_key: &str) -> Option<Value> {
         Notice::StormCleared { storm_id, .. } => {
             ("resolve", *storm_id, "sitemon".to_owned(), webhook_body(n, *storm_id))
         }
+        // An alert of its own, of the lowest severity.
+        Notice::Test { test_id, .. } => {
+            ("trigger", *test_id, "sitemon".to_owned(), webhook_body(n, *test_id))
+        }
     };
     let mut body =
         json!({"routing_key": routing_key, "event_action": action, "dedup_key": dedup.to_string()});
@@ -240,7 +249,7 @@ pub fn pagerduty_body(n: &Notice, routing_key: &str) -> Option<Value> {
         body["payload"] = json!({
             "summary": summary,
             "source": source,
-            "severity": "critical",
+            "severity": if matches!(n, Notice::Test { .. }) { "info" } else { "critical" },
             "component": source,
             "custom_details": details,
         });

@@ -439,3 +439,66 @@ async fn a_silence_added_on_the_command_line_holds_back_its_sites() {
     let again = run(vec!["silence".into(), "remove".into(), "-c".into(), cfg.clone(), id]).await;
     assert_eq!(again.status.code(), Some(1), "removing it twice is an error: {}", describe(&again));
 }
+
+/// `sitemon notify test --route`: one test message to each provider of the route, now, each
+/// answer printed; PagerDuty's test alert resolved right after; exit 1 when one refused; an
+/// unknown route is a usage error. Needs neither Kafka nor the database.
+#[tokio::test(flavor = "multi_thread")]
+async fn notify_test_sends_one_message_to_each_provider_of_the_route() {
+    let s = Setup::new().await;
+    let rx = Receiver::start().await;
+    rx.always("/bad", Answer::new(403, "invalid token"));
+    let cfg = s.write(
+        "test.yaml",
+        &format!(
+            "notify:\n  providers:\n    hook: {{type: webhook, url: '{}'}}\n    slack: {{type: slack, url: '{}'}}\n\
+             \x20   pd: {{type: pagerduty, url: '{}', routing_key: K3Y}}\n    bad: {{type: webhook, url: '{}'}}\n\
+             \x20 routes:\n    - {{name: oncall, providers: [hook, slack, pd]}}\n    - {{name: broken, providers: [bad]}}\n",
+            rx.url("/hook"),
+            rx.url("/slack"),
+            rx.url("/pagerduty"),
+            rx.url("/bad")
+        ),
+    );
+    let out =
+        sitemon(&["notify", "test", "-c", &cfg, "--route", "oncall"], &[], Duration::from_secs(60)).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[0].starts_with("hook\tSENT\t200") && lines[2].starts_with("pd\tSENT\t202"), "{lines:?}");
+    assert_eq!(rx.received("/hook")[0].body["type"], "test");
+    assert!(
+        rx.received("/slack")[0].body["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("*sitemon test message (route oncall)*")
+    );
+    let pd: Vec<(String, String)> = rx
+        .received("/pagerduty")
+        .iter()
+        .map(|r| {
+            (
+                r.body["event_action"].as_str().unwrap().to_owned(),
+                r.body["dedup_key"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(pd.len(), 2, "trigger then resolve: {pd:?}");
+    assert_eq!((pd[0].0.as_str(), pd[1].0.as_str()), ("trigger", "resolve"));
+    assert_eq!(pd[0].1, pd[1].1);
+    assert_eq!(rx.received("/pagerduty")[0].body["payload"]["severity"], "info");
+
+    let refused =
+        sitemon(&["notify", "test", "-c", &cfg, "--route", "broken"], &[], Duration::from_secs(60)).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", describe(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stdout).starts_with("bad\tFAILED\t403 Forbidden: invalid token")
+    );
+    let unknown =
+        sitemon(&["notify", "test", "-c", &cfg, "--route", "nope"], &[], Duration::from_secs(60)).await;
+    assert_eq!(unknown.status.code(), Some(64), "{}", describe(&unknown));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr)
+            .contains("no route named `nope`; the routes: oncall, broken")
+    );
+}
