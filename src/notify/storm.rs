@@ -239,6 +239,7 @@ mod tests {
                 Notice::StormUpdate { .. } => "update",
                 Notice::StormEnded { .. } => "ended",
                 Notice::StormCleared { .. } => "cleared",
+                Notice::Test { .. } => "test",
             })
             .collect()
     }
