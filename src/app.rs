@@ -666,7 +666,15 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<i32> {
 async fn run_status(args: StatusArgs) -> anyhow::Result<i32> {
     let rows = match setup::Status::load(&args.config.config)? {
         setup::Status::Postgres(pg) => {
-            ui::Overview::read(&PgStore::connect(&pg)?).await.context("reading the status from PostgreSQL")?
+            let store = PgStore::connect(&pg)?;
+            let mut rows = ui::Overview::read(&store).await.context("reading the status from PostgreSQL")?;
+            let ids: Vec<uuid::Uuid> = rows.incidents.iter().map(|i| i.incident_id).collect();
+            // A database `notify` never used (or older than it) has no alerts to show.
+            match store.deliveries().last_deliveries(&ids).await {
+                Ok(alerts) => rows.alerts = alerts,
+                Err(e) => tracing::debug!(error = %crate::error_chain::Chain(&e), "no alerts read"),
+            }
+            rows
         }
         setup::Status::Sqlite { path } => {
             let path = &path;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{CheckResult, DayTally, Incident, IncidentEvent, Site, SiteStatus, storable_text};
-use crate::notify::{Claimed, Outcome, Outgoing, Silence};
+use crate::notify::{Claimed, LastDelivery, Outcome, Outgoing, Silence};
 
 /// Performs one check. Infallible by design: every way a site can fail is data in the result.
 pub trait SiteProbe: Send + Sync + 'static {
@@ -284,6 +284,11 @@ pub trait DeliveryStore: Send + Sync + 'static {
         &self,
         incidents: &[uuid::Uuid],
     ) -> impl Future<Output = Result<Vec<uuid::Uuid>, StoreError>> + Send;
+    /// The newest delivery about each of these incidents that has one.
+    fn last_deliveries(
+        &self,
+        subjects: &[uuid::Uuid],
+    ) -> impl Future<Output = Result<Vec<LastDelivery>, StoreError>> + Send;
     /// The silences that have not ended by `now` (`sitemon silence add`).
     fn silences(&self, now: DateTime<Utc>) -> impl Future<Output = Result<Vec<Silence>, StoreError>> + Send;
 }

@@ -24,3 +24,4 @@ CREATE INDEX notify_deliveries_pending ON notify_deliveries (provider, seq) WHER
 CREATE INDEX notify_deliveries_subject ON notify_deliveries (provider, subject, seq) WHERE state = 'PENDING';
 CREATE INDEX notify_deliveries_due ON notify_deliveries (provider, due_at) WHERE state = 'PENDING';
 CREATE INDEX notify_deliveries_site ON notify_deliveries (site_id, created_at);
+CREATE INDEX notify_deliveries_by_subject ON notify_deliveries (subject, seq);

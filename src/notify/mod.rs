@@ -15,7 +15,7 @@ pub mod silence;
 pub mod storm;
 
 pub use notice::{Notice, Sites};
-pub use outgoing::{Channel, Claimed, Outcome, Outgoing, backoff};
+pub use outgoing::{Channel, Claimed, LastDelivery, Outcome, Outgoing, backoff};
 pub use planner::Planner;
 pub use render::{Message, email_body, pagerduty_body, slack_body, webhook_body};
 pub use route::{Delivery, Pattern, Route, Scope, plan};

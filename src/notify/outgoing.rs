@@ -46,6 +46,17 @@ pub struct Claimed {
     pub lease: Uuid,
 }
 
+/// The newest delivery about an incident, for `sitemon status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastDelivery {
+    pub subject: Uuid,
+    pub provider: String,
+    /// `PENDING`, `SENT`, `FAILED` or `SILENCED`.
+    pub state: String,
+    /// When it was sent, else when it was planned.
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
 /// What the provider's answer (or its silence) means for the delivery.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::PgStore;
 use super::pg::classify;
-use crate::notify::{Claimed, Maintenance, Outcome, Outgoing, Pattern, Silence, Window};
+use crate::notify::{Claimed, LastDelivery, Maintenance, Outcome, Outgoing, Pattern, Silence, Window};
 use crate::ports::{DeliveryStore, StoreError};
 
 const RECORD: &str = r#"
@@ -158,6 +158,21 @@ impl DeliveryStore for PgDeliveries {
         .fetch_all(&self.pool)
         .await
         .map_err(classify)
+    }
+
+    async fn last_deliveries(&self, subjects: &[Uuid]) -> Result<Vec<LastDelivery>, StoreError> {
+        let rows: Vec<(Uuid, String, String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT DISTINCT ON (subject) subject, provider, state, coalesce(sent_at, created_at) \
+             FROM notify_deliveries WHERE subject = ANY($1) ORDER BY subject, seq DESC",
+        )
+        .bind(subjects)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(rows
+            .into_iter()
+            .map(|(subject, provider, state, at)| LastDelivery { subject, provider, state, at })
+            .collect())
     }
 
     async fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{CheckStatus, Incident, SiteStatus};
+use crate::notify::LastDelivery;
 use crate::ports::{StatusStore, StoreError};
 
 /// What `sitemon status` shows: the latest status per site and region, and the open incidents.
@@ -13,11 +14,22 @@ use crate::ports::{StatusStore, StoreError};
 pub struct Overview {
     pub sites: Vec<SiteStatus>,
     pub incidents: Vec<Incident>,
+    /// The newest alert about each open incident (`sitemon notify`, PostgreSQL only).
+    pub alerts: Vec<LastDelivery>,
 }
 
 impl Overview {
     pub async fn read<S: StatusStore>(store: &S) -> Result<Self, StoreError> {
-        Ok(Overview { sites: store.latest().await?, incidents: store.open_incidents().await? })
+        Ok(Overview {
+            sites: store.latest().await?,
+            incidents: store.open_incidents().await?,
+            alerts: Vec::new(),
+        })
+    }
+
+    /// The newest alert about an incident.
+    fn alert(&self, incident: &Incident) -> Option<&LastDelivery> {
+        self.alerts.iter().find(|a| a.subject == incident.incident_id)
     }
 
     /// The open incident of a site (`region: None`: the site as a whole).
@@ -126,8 +138,8 @@ pub fn status_table(o: &Overview, now: DateTime<Utc>) -> String {
         out.push_str("(no results yet: each site is first checked at its own slot, within one interval)\n");
     }
     if !o.incidents.is_empty() {
-        let header = ["OPEN INCIDENT", "SCOPE", "SINCE", "REGIONS", "FAILED", "FIRST FAILURE"];
-        let cells: Vec<[String; 6]> = o
+        let header = ["OPEN INCIDENT", "SCOPE", "SINCE", "REGIONS", "FAILED", "LAST ALERT", "FIRST FAILURE"];
+        let cells: Vec<[String; 7]> = o
             .incidents
             .iter()
             .map(|i| {
@@ -137,6 +149,8 @@ pub fn status_table(o: &Overview, now: DateTime<Utc>) -> String {
                     age(i.started_at, now),
                     i.regions.join(","),
                     i.failed_checks.to_string(),
+                    o.alert(i)
+                        .map_or("-".to_owned(), |a| format!("{} {} {}", a.provider, a.state, age(a.at, now))),
                     failure(i.failure_kind, i.error.as_deref()),
                 ]
             })
@@ -147,9 +161,13 @@ pub fn status_table(o: &Overview, now: DateTime<Utc>) -> String {
     out
 }
 
-fn incident_json(i: Option<&Incident>) -> serde_json::Value {
+fn incident_json(o: &Overview, i: Option<&Incident>) -> serde_json::Value {
     i.map_or(serde_json::Value::Null, |i| {
+        let alert = o
+            .alert(i)
+            .map(|a| serde_json::json!({"provider": a.provider, "state": a.state, "at": a.at.to_rfc3339()}));
         serde_json::json!({
+            "last_alert": alert,
             "incident_id": i.incident_id.to_string(),
             "started_at": i.started_at.to_rfc3339(),
             "confirmed_at": i.confirmed_at.to_rfc3339(),
@@ -183,8 +201,8 @@ pub fn status_json(o: &Overview, now: DateTime<Utc>) -> String {
                 "status_since": s.status_since.to_rfc3339(),
                 "scheduled_at": s.scheduled_at.to_rfc3339(),
                 "interval_ms": s.interval_ms,
-                "incident": incident_json(o.incident(&s.site_id, Some(&s.region))),
-                "site_incident": incident_json(o.incident(&s.site_id, None)),
+                "incident": incident_json(o, o.incident(&s.site_id, Some(&s.region))),
+                "site_incident": incident_json(o, o.incident(&s.site_id, None)),
             })
         })
         .collect();
@@ -216,7 +234,7 @@ mod tests {
     }
 
     fn sites(sites: Vec<SiteStatus>) -> Overview {
-        Overview { sites, incidents: Vec::new() }
+        Overview { sites, incidents: Vec::new(), alerts: Vec::new() }
     }
 
     #[test]
@@ -272,7 +290,13 @@ mod tests {
             error: Some("refused".into()),
             failed_checks: 7,
         };
-        let o = Overview { sites: o.sites, incidents: vec![incident(None), incident(Some("eu"))] };
+        let alerts = vec![LastDelivery {
+            subject: incident(None).incident_id,
+            provider: "slack".into(),
+            state: "SENT".into(),
+            at: started + chrono::TimeDelta::seconds(20),
+        }];
+        let o = Overview { sites: o.sites, incidents: vec![incident(None), incident(Some("eu"))], alerts };
         let t = status_table(&o, at_2m);
         let lines: Vec<&str> = t.lines().skip_while(|l| !l.starts_with("OPEN INCIDENT")).collect();
         assert_eq!(lines.len(), 3, "{t}");
@@ -280,9 +304,15 @@ mod tests {
             lines[1].contains("site") && lines[1].contains("eu,us") && lines[1].contains("connect: refused")
         );
         assert!(lines[2].contains("region eu") && lines[2].contains("3m 40s ago"), "{t}");
+        assert!(
+            lines[1].contains("slack SENT 3m 20s ago") && lines[2].contains(" - "),
+            "the last alert: {t}"
+        );
         let v: serde_json::Value = serde_json::from_str(&status_json(&o, at_2m)).unwrap();
         assert_eq!(v[0]["site_incident"]["failed_checks"], 7);
         assert_eq!(v[0]["incident"]["regions"][1], "us");
+        assert_eq!(v[0]["site_incident"]["last_alert"]["provider"], "slack");
+        assert_eq!(v[0]["incident"]["last_alert"], serde_json::Value::Null);
     }
 
     #[test]

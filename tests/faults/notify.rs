@@ -203,6 +203,19 @@ async fn events_reach_every_provider_once_in_order_and_silences_hold() {
     assert_eq!(leaked, 0);
     assert!(!log.contains(PD_KEY) && !log.contains(TOKEN), "{log}");
 
+    // `sitemon status` shows the newest alert about an open incident: here the closing's last
+    // delivery (to `bad`, refused).
+    use sitemon::ports::DeliveryStore;
+    let store = sitemon::store::PgStore::connect(&sitemon::config::PostgresConfig {
+        url: sitemon::config::Secret::new(s.db.clone()),
+        max_connections: 1,
+    })
+    .unwrap();
+    let last =
+        store.deliveries().last_deliveries(&[shop.incident.incident_id, uuid::Uuid::nil()]).await.unwrap();
+    assert_eq!(last.len(), 1, "{last:?}");
+    assert_eq!((last[0].provider.as_str(), last[0].state.as_str()), ("bad", "FAILED"));
+
     // Read again by a second group (a replay): the same deliveries, already recorded, so nothing
     // is sent again.
     let before = rx.all().len();
