@@ -214,21 +214,7 @@ mod tests {
 
     fn event(i: i64) -> IncidentEvent {
         let t = Utc.timestamp_opt(1_800_000_000 + i, 0).unwrap();
-        let incident = Incident {
-            incident_id: Incident::id_for(&format!("s{i}"), None, t),
-            site_id: format!("s{i}"),
-            region: None,
-            url: "http://x/".into(),
-            started_at: t,
-            confirmed_at: t,
-            ended_at: None,
-            end_reason: None,
-            regions: vec!["eu".into()],
-            failure_kind: None,
-            error: None,
-            failed_checks: 3,
-        };
-        IncidentEvent::new(EventKind::Opened, t, &incident)
+        IncidentEvent::new(EventKind::Opened, t, &Incident::sample(&format!("s{i}"), None, t))
     }
 
     /// An outbox in memory: rows with `published`; `fail_reads` next reads fail.

@@ -147,3 +147,25 @@ impl Derived {
         self.events.push(IncidentEvent::new(kind, at, incident));
     }
 }
+
+#[cfg(test)]
+impl Incident {
+    /// An open incident of `site` confirmed at its start, with three failed checks and region
+    /// `eu` agreeing: the base unit tests change what they need.
+    pub fn sample(site: &str, region: Option<&str>, started: DateTime<Utc>) -> Incident {
+        Incident {
+            incident_id: Incident::id_for(site, region, started),
+            site_id: site.into(),
+            region: region.map(Into::into),
+            url: format!("https://{site}.test/"),
+            started_at: started,
+            confirmed_at: started,
+            ended_at: None,
+            end_reason: None,
+            regions: vec!["eu".into()],
+            failure_kind: None,
+            error: None,
+            failed_checks: 3,
+        }
+    }
+}

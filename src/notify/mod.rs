@@ -5,6 +5,8 @@
 //! request body each provider is sent ([`render`]). The adapters that read the events topic,
 //! keep the deliveries in the database and speak to the providers are to sit around it.
 
+#[cfg(test)]
+mod fixtures;
 pub mod notice;
 pub mod outgoing;
 pub mod planner;

@@ -220,30 +220,11 @@ fn outgoing(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Incident;
+    use crate::notify::fixtures::t;
     use crate::notify::{Pattern, Scope, Window};
-    use chrono::TimeZone;
-
-    fn t(s: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
-    }
 
     fn event(site: &str, kind: EventKind, at: i64) -> IncidentEvent {
-        let incident = Incident {
-            incident_id: Incident::id_for(site, None, t(0)),
-            site_id: site.into(),
-            region: None,
-            url: format!("https://{site}.test/"),
-            started_at: t(0),
-            confirmed_at: t(0),
-            ended_at: (kind == EventKind::Closed).then(|| t(at)),
-            end_reason: None,
-            regions: vec!["eu".into()],
-            failure_kind: None,
-            error: None,
-            failed_checks: 3,
-        };
-        IncidentEvent::new(kind, t(at), &incident)
+        super::super::fixtures::event(site, None, kind, at)
     }
 
     fn planner(maintenance: Vec<Maintenance>) -> Planner {

@@ -131,26 +131,9 @@ pub fn plan(route: &Route, notices: &[Notice]) -> Vec<Delivery> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Incident;
-    use chrono::{TimeZone, Utc};
 
-    pub fn event(site: &str, region: Option<&str>, kind: EventKind) -> IncidentEvent {
-        let t = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
-        let incident = Incident {
-            incident_id: Incident::id_for(site, region, t),
-            site_id: site.into(),
-            region: region.map(Into::into),
-            url: format!("https://{site}.test/"),
-            started_at: t,
-            confirmed_at: t,
-            ended_at: None,
-            end_reason: None,
-            regions: vec!["eu".into()],
-            failure_kind: None,
-            error: None,
-            failed_checks: 3,
-        };
-        IncidentEvent::new(kind, t, &incident)
+    fn event(site: &str, region: Option<&str>, kind: EventKind) -> IncidentEvent {
+        super::super::fixtures::event(site, region, kind, 0)
     }
 
     fn route(name: &str, sites: &[&str], scope: Scope, providers: &[&str]) -> Route {

@@ -201,29 +201,10 @@ impl Storm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Incident;
-    use chrono::TimeZone;
-
-    fn t(secs: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
-    }
+    use crate::notify::fixtures::t;
 
     fn event(site: &str, kind: EventKind, at: i64) -> IncidentEvent {
-        let incident = Incident {
-            incident_id: Incident::id_for(site, None, t(0)),
-            site_id: site.into(),
-            region: None,
-            url: format!("https://{site}.test/"),
-            started_at: t(0),
-            confirmed_at: t(0),
-            ended_at: None,
-            end_reason: None,
-            regions: vec![],
-            failure_kind: None,
-            error: None,
-            failed_checks: 3,
-        };
-        IncidentEvent::new(kind, t(at), &incident)
+        super::super::fixtures::event(site, None, kind, at)
     }
 
     fn policy() -> StormPolicy {
