@@ -38,7 +38,7 @@ use crate::reload;
 use crate::schema_registration::{CHECK_RESULT_SCHEMA, EVENT_SCHEMA, register_schema};
 use crate::setup;
 use crate::shutdown;
-use crate::store::{PgOutbox, PgStore, SqliteStore};
+use crate::store::{PgOutbox, PgStore, SqliteDeliveries, SqliteStore};
 use crate::ui;
 
 /// Exit code of `sitemon check` when the site is down.
@@ -434,6 +434,62 @@ async fn run_notify(args: NotifyArgs, listen: Option<SocketAddr>) -> anyhow::Res
     Ok(exit::OK)
 }
 
+/// `sitemon run`'s alert senders and planner over the SQLite file's deliveries.
+struct EmbeddedAlerts {
+    planner: Arc<tokio::sync::Mutex<Planner>>,
+    store: Arc<SqliteDeliveries>,
+    providers: Vec<String>,
+    stop: CancellationToken,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+fn embedded_alerts(n: &config::NotifyConfig, store: &SqliteStore) -> anyhow::Result<EmbeddedAlerts> {
+    let channels = n.providers.iter().map(|p| (p.name.clone(), p.kind.channel())).collect();
+    let planner = Arc::new(tokio::sync::Mutex::new(Planner::new(
+        n.routes.clone(),
+        channels,
+        n.storm,
+        n.maintenance.clone(),
+    )));
+    let deliveries = Arc::new(store.deliveries());
+    let stop = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let lease = n.providers.iter().map(|p| p.timeout).max().unwrap_or_default() * 2 + Duration::from_secs(5);
+    for p in &n.providers {
+        let sender = Arc::new(ProviderSender::for_config(p).with_context(|| format!("provider {}", p.name))?);
+        let task = notifier::send_loop(
+            p.name.clone(),
+            deliveries.clone(),
+            sender,
+            (lease, Duration::from_millis(250)),
+            stop.clone(),
+        );
+        tasks.spawn(task);
+    }
+    tasks.spawn(notifier::tick_loop(planner.clone(), deliveries.clone(), stop.clone()));
+    let providers = n.providers.iter().map(|p| p.name.clone()).collect();
+    Ok(EmbeddedAlerts { planner, store: deliveries, providers, stop, tasks })
+}
+
+impl EmbeddedAlerts {
+    /// The deliveries still due are tried until `deadline`; then the senders stop (what is left
+    /// is sent at the next start, from the file).
+    async fn finish(mut self, deadline: tokio::time::Instant) {
+        while tokio::time::Instant::now() < deadline
+            && self.store.unfinished(&self.providers).await.is_ok_and(|n| n > 0)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.stop.cancel();
+        if tokio::time::timeout_at(deadline, async { while self.tasks.join_next().await.is_some() {} })
+            .await
+            .is_err()
+        {
+            self.tasks.abort_all();
+        }
+    }
+}
+
 /// `sitemon notify test --route`: a test message to each provider of the route, now, without the
 /// database; each answer printed. PagerDuty's test alert is resolved right after.
 async fn notify_test(args: NotifyTestArgs) -> anyhow::Result<i32> {
@@ -586,11 +642,23 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
         )
         .await
     });
-    // No Kafka here: incident events are logged (one line each) and marked published.
+    // No Kafka here: incident events are logged (one line each) and marked published; with a
+    // `notify` section they are planned into the file's deliveries first, sent from there.
     let event_publisher = EventPublisher::default();
+    let alerts = cfg.notify.as_ref().map(|n| embedded_alerts(n, &store)).transpose()?;
     let events = {
         let (store, publisher) = (store.clone(), event_publisher.clone());
-        tokio::spawn(async move { Ok(publisher.run(&*store, &LogSink).await) })
+        match &alerts {
+            Some(a) => {
+                let sink = notifier::PlanningSink {
+                    planner: a.planner.clone(),
+                    store: a.store.clone(),
+                    then: LogSink,
+                };
+                tokio::spawn(async move { Ok(publisher.run(&*store, &sink).await) })
+            }
+            None => tokio::spawn(async move { Ok(publisher.run(&*store, &LogSink).await) }),
+        }
     };
     let shutdown = shutdown::on_signals();
     // Producer and consumer together stop within `--grace` of the signal.
@@ -615,6 +683,9 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
         .context("storing the last results took longer than the grace period")?
         .context("the consumer task failed")??;
     event_publisher.finish(events, deadline).await?;
+    if let Some(a) = alerts {
+        a.finish(deadline).await;
+    }
     if let Some(t) = table {
         let _ = t.await;
     }

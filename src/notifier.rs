@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::IncidentEvent;
 use crate::health::Health;
 use crate::notify::{Outcome, Outgoing, Planner};
-use crate::ports::{DeliveryStore, Sender, StatusFeed, StoreError};
+use crate::ports::{DeliveryStore, EventSink, PublishError, Sender, StatusFeed, StoreError};
 
 /// How often the silences are read again.
 const SILENCES_EVERY: Duration = Duration::from_secs(5);
@@ -236,4 +236,40 @@ where
         }
     }
     Ok(report)
+}
+
+/// `sitemon run`'s alerts (no Kafka there): each incident event the outbox hands out is planned
+/// and its deliveries recorded before it counts as published — one that cannot be recorded is
+/// handed out again, and planning it twice records nothing twice — then passed on to `then`.
+pub struct PlanningSink<D, S> {
+    pub planner: Arc<tokio::sync::Mutex<Planner>>,
+    pub store: Arc<D>,
+    pub then: S,
+}
+
+impl<D: DeliveryStore, S: EventSink> EventSink for PlanningSink<D, S> {
+    async fn publish(&self, e: &IncidentEvent) -> Result<(), PublishError> {
+        let planned = self.planner.lock().await.event(e, Utc::now());
+        self.store.record(&planned).await.map_err(|err| PublishError::Delivery(err.into()))?;
+        self.then.publish(e).await
+    }
+}
+
+/// The storms' updates and ends and the reminders of `sitemon run`, planned every second until
+/// `stop`.
+pub async fn tick_loop<D: DeliveryStore>(
+    planner: Arc<tokio::sync::Mutex<Planner>>,
+    store: Arc<D>,
+    stop: CancellationToken,
+) {
+    while pause(Duration::from_secs(1), &stop).await {
+        let planned = {
+            let mut p = planner.lock().await;
+            let due = p.tick(Utc::now());
+            reminders_of_open(&*store, due, &mut p).await
+        };
+        if !record(&*store, &planned, &stop).await {
+            return;
+        }
+    }
 }

@@ -515,3 +515,47 @@ async fn notify_test_sends_one_message_to_each_provider_of_the_route() {
             .contains("no route named `nope`; the routes: oncall, broken")
     );
 }
+
+/// `sitemon run` (no Kafka, no PostgreSQL) with a `notify` section: a site that answers 500
+/// opens an incident, and the webhook hears of it from the SQLite file's deliveries.
+#[tokio::test(flavor = "multi_thread")]
+async fn sitemon_run_sends_alerts_from_its_own_file() {
+    let rx = Receiver::start().await;
+    let site = crate::support::sites::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("run.db");
+    let cfg = crate::support::write(
+        dir.path(),
+        "run.yaml",
+        &format!(
+            "region: local\nsqlite:\n  path: {}\n\
+             sites:\n  - {{name: broken, url: 'http://{site}/error', interval: 1s, timeout: 500ms, down_after: 2}}\n\
+             notify:\n  providers:\n    hook: {{type: webhook, url: '{}'}}\n  routes:\n    - {{name: all, providers: [hook]}}\n",
+            db.display(),
+            rx.url("/hook")
+        ),
+    );
+    let running = crate::harness::spawn(&["run", "-c", &cfg, "--no-table"], &[]);
+    let heard = crate::support::wait_for(Duration::from_secs(60), || async {
+        rx.received("/hook").into_iter().find(|r| r.body["type"] == "incident.opened")
+    })
+    .await;
+    running.signal("-TERM");
+    let (code, log) = running.finish(Duration::from_secs(30)).await;
+    let heard = heard.unwrap_or_else(|| panic!("no alert within 60 s:\n{log}"));
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(heard.body["event"]["incident"]["site_id"], "broken");
+    assert_eq!(
+        heard.headers.get("idempotency-key"),
+        heard.body["delivery_id"].as_str().map(str::to_owned).as_ref()
+    );
+    use sqlx::Connection;
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    let sent: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM notify_deliveries WHERE state = 'SENT' AND kind = 'incident.opened'",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert!(sent >= 1, "recorded as sent in the file");
+}
