@@ -342,3 +342,93 @@ mod tests {
         assert!(!out.is_empty() && out.iter().all(|o| o.silenced.is_none()), "{out:?}");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! Reading an event again (a restart before the offset moved, a rebalance) must plan nothing
+    //! new: the deliveries of any stream read with repeats are those of the stream read once.
+    use super::*;
+    use crate::notify::fixtures::t;
+    use crate::notify::{Pattern, Scope, Window};
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    fn planner() -> Planner {
+        let route = Route {
+            name: "all".into(),
+            sites: vec![],
+            scope: Scope::Site,
+            send_on_resolved: true,
+            repeat_every: None,
+            providers: vec!["hook".into()],
+        };
+        let window = Window::Once { from: t(0), until: t(1_000_000) };
+        let quiet = Maintenance { sites: vec![Pattern::new("s1*").unwrap()], window, reason: "m".into() };
+        let storm = StormPolicy {
+            threshold: 3,
+            window: Duration::from_secs(60),
+            update_every: Duration::from_secs(5),
+        };
+        Planner::new(vec![route], HashMap::from([("hook".to_owned(), Channel::Webhook)]), storm, vec![quiet])
+    }
+
+    /// Events of 16 sites, each opened and later closed, in an order the steps choose; each read
+    /// `repeats[i] % 3 + 1` times in a row; after the stretch up to `replay.1` percent, the
+    /// stretch from `replay.0` percent is read again (a rebalance back to an older offset).
+    fn run(steps: &[(u8, bool)], repeats: &[u8], replay: (usize, usize)) -> BTreeSet<Uuid> {
+        // Each opening its own incident (started then); its closing ends it.
+        let mut open: [Option<crate::domain::Incident>; 16] = Default::default();
+        let events: Vec<(IncidentEvent, bool)> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, (site, tick))| {
+                let s = usize::from(*site % 16);
+                let at = t(i as i64);
+                let e = match open[s].take() {
+                    Some(mut incident) => {
+                        incident.ended_at = Some(at);
+                        IncidentEvent::new(EventKind::Closed, at, &incident)
+                    }
+                    None => {
+                        let incident = crate::domain::Incident::sample(&format!("s{s}"), None, at);
+                        open[s] = Some(incident.clone());
+                        IncidentEvent::new(EventKind::Opened, at, &incident)
+                    }
+                };
+                (e, *tick)
+            })
+            .collect();
+        let (from, to) = (replay.0 * events.len() / 100, replay.1 * events.len() / 100);
+        let mut order: Vec<usize> = (0..to).collect();
+        order.extend(from.min(to)..events.len());
+        let mut p = planner();
+        let mut ids = BTreeSet::new();
+        for i in order {
+            let (e, tick) = &events[i];
+            for _ in 0..=repeats.get(i).copied().unwrap_or(0) % 3 {
+                ids.extend(p.event(e, e.at).into_iter().map(|o| o.delivery_id));
+            }
+            if *tick {
+                ids.extend(p.tick(e.at).into_iter().map(|o| o.delivery_id));
+            }
+        }
+        ids.extend(p.tick(t(10_000)).into_iter().map(|o| o.delivery_id));
+        ids
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+        #[test]
+        fn an_event_read_again_plans_nothing_new(
+            steps in proptest::collection::vec((0u8..16, any::<bool>()), 1..80),
+            repeats in proptest::collection::vec(0u8..3, 80),
+            replay in (0usize..=100, 0usize..=100),
+        ) {
+            let once = run(&steps, &[], (100, 100));
+            prop_assert_eq!(run(&steps, &repeats, (100, 100)), once.clone(), "read with repeats");
+            let (from, to) = (replay.0.min(replay.1), replay.0.max(replay.1));
+            prop_assert_eq!(run(&steps, &repeats, (from, to)), once, "a stretch read again");
+        }
+    }
+}

@@ -50,6 +50,10 @@ struct Active {
     alone: HashSet<Uuid>,
     opened: Vec<String>,
     closed: Vec<String>,
+    /// Its own incidents closed (folded) so far: a closing read again says nothing new.
+    closed_ids: HashSet<Uuid>,
+    /// Every incident that was part of it: an opening read again says nothing new.
+    seen: HashSet<Uuid>,
     /// When the last opening was read (the storm ends a window after it).
     last_open: DateTime<Utc>,
     /// When its last message went out.
@@ -62,6 +66,8 @@ pub struct Storm {
     policy: StormPolicy,
     /// Openings within the window, by event time, still open: (time, incident, site).
     recent: VecDeque<(DateTime<Utc>, Uuid, String)>,
+    /// Incidents closed within the window: an opening of one read again is no new opening.
+    closed_recently: VecDeque<(DateTime<Utc>, Uuid)>,
     active: Option<Active>,
     /// Ended storms whose own members are still open: (storm id, members, next seq).
     lingering: Vec<(Uuid, HashSet<Uuid>, u32)>,
@@ -73,7 +79,13 @@ fn delta(d: Duration) -> TimeDelta {
 
 impl Storm {
     pub fn new(policy: StormPolicy) -> Self {
-        Storm { policy, recent: VecDeque::new(), active: None, lingering: Vec::new() }
+        Storm {
+            policy,
+            recent: VecDeque::new(),
+            closed_recently: VecDeque::new(),
+            active: None,
+            lingering: Vec::new(),
+        }
     }
 
     pub fn is_raging(&self) -> bool {
@@ -99,20 +111,25 @@ impl Storm {
         if let Some(a) = self.active.as_mut() {
             match e.kind {
                 EventKind::Opened => {
-                    if a.open.contains_key(&id) {
-                        return Vec::new(); // read again
+                    // Read again (a part of the storm, or closed before it began).
+                    if self.closed_recently.iter().any(|(_, i)| *i == id) || !a.seen.insert(id) {
+                        return Vec::new();
                     }
                     a.open.insert(id, site.clone());
                     a.opened.push(site);
                     a.last_open = a.last_open.max(now);
                 }
                 EventKind::Closed => {
+                    if a.closed_ids.contains(&id) {
+                        return Vec::new(); // read again
+                    }
                     let alone = a.alone.remove(&id);
                     if a.open.remove(&id).is_none() || alone {
                         // Sent on its own (before the storm was seen): its closing is its own too.
                         return vec![Notice::Event(e.clone())];
                     }
                     a.closed.push(site);
+                    a.closed_ids.insert(id);
                 }
             }
             return self.tick(now);
@@ -120,10 +137,20 @@ impl Storm {
         match e.kind {
             EventKind::Closed => {
                 self.recent.retain(|(_, i, _)| *i != id);
+                let window = delta(self.policy.window);
+                self.closed_recently.retain(|(t, _)| e.at - *t < window);
+                self.closed_recently.push_back((e.at, id));
                 vec![Notice::Event(e.clone())]
             }
+            // A member of an ended storm still open, read again: it was told in the storm.
+            EventKind::Opened if self.lingering.iter().any(|(_, members, _)| members.contains(&id)) => {
+                Vec::new()
+            }
             // Read again: the same notice, so the same deliveries, recorded once.
-            EventKind::Opened if self.recent.iter().any(|(_, i, _)| *i == id) => {
+            EventKind::Opened
+                if self.recent.iter().any(|(_, i, _)| *i == id)
+                    || self.closed_recently.iter().any(|(_, i)| *i == id) =>
+            {
                 vec![Notice::Event(e.clone())]
             }
             EventKind::Opened => {
@@ -138,6 +165,7 @@ impl Storm {
                 let opened = Sites::of(self.recent.iter().map(|(_, _, s)| s.as_str()));
                 // All but this last one went out on their own.
                 let alone = self.recent.iter().map(|(_, i, _)| *i).filter(|i| *i != id).collect();
+                let seen = self.recent.iter().map(|(_, i, _)| *i).collect();
                 self.active = Some(Active {
                     storm_id,
                     seq: 0,
@@ -145,6 +173,8 @@ impl Storm {
                     open: self.recent.drain(..).map(|(_, i, s)| (i, s)).collect(),
                     opened: Vec::new(),
                     closed: Vec::new(),
+                    closed_ids: HashSet::new(),
+                    seen,
                     last_open: now,
                     last_sent: now,
                 });
