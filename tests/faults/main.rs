@@ -20,6 +20,7 @@ mod incident_scenarios;
 mod kafka_restart;
 mod notify;
 mod notify_email;
+mod notify_faults;
 mod once_round;
 mod poison;
 mod producer_outage_stop;
