@@ -242,15 +242,27 @@ where
 /// and its deliveries recorded before it counts as published — one that cannot be recorded is
 /// handed out again, and planning it twice records nothing twice — then passed on to `then`.
 pub struct PlanningSink<D, S> {
-    pub planner: Arc<tokio::sync::Mutex<Planner>>,
-    pub store: Arc<D>,
-    pub then: S,
+    planner: Arc<tokio::sync::Mutex<Planner>>,
+    store: Arc<D>,
+    then: S,
+    /// Deliveries planned for an event whose recording failed: the planner has moved on (the
+    /// event handed again plans nothing new), so they are recorded first the next time.
+    unrecorded: tokio::sync::Mutex<Vec<Outgoing>>,
+}
+
+impl<D, S> PlanningSink<D, S> {
+    pub fn new(planner: Arc<tokio::sync::Mutex<Planner>>, store: Arc<D>, then: S) -> Self {
+        PlanningSink { planner, store, then, unrecorded: Default::default() }
+    }
 }
 
 impl<D: DeliveryStore, S: EventSink> EventSink for PlanningSink<D, S> {
     async fn publish(&self, e: &IncidentEvent) -> Result<(), PublishError> {
-        let planned = self.planner.lock().await.event(e, Utc::now());
-        self.store.record(&planned).await.map_err(|err| PublishError::Delivery(err.into()))?;
+        let mut unrecorded = self.unrecorded.lock().await;
+        unrecorded.extend(self.planner.lock().await.event(e, Utc::now()));
+        self.store.record(&unrecorded).await.map_err(|err| PublishError::Delivery(err.into()))?;
+        unrecorded.clear();
+        drop(unrecorded);
         self.then.publish(e).await
     }
 }
@@ -271,5 +283,86 @@ pub async fn tick_loop<D: DeliveryStore>(
         if !record(&*store, &planned, &stop).await {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::EventKind;
+    use crate::notify::fixtures::{event, planner};
+    use crate::notify::{Claimed, LastDelivery, Silence, StormPolicy};
+    use std::sync::Mutex;
+
+    /// A delivery store that keeps what it records, refusing the `fail_at`-th recording.
+    #[derive(Default)]
+    struct Flaky {
+        fail_at: usize,
+        calls: Mutex<usize>,
+        kept: Mutex<Vec<Outgoing>>,
+    }
+
+    impl DeliveryStore for Flaky {
+        async fn record(&self, planned: &[Outgoing]) -> Result<(), StoreError> {
+            let mut calls = self.calls.lock().unwrap();
+            *calls += 1;
+            if *calls == self.fail_at {
+                return Err(StoreError::Unavailable("the database went away".into()));
+            }
+            let mut kept = self.kept.lock().unwrap();
+            for o in planned {
+                if !kept.iter().any(|k| k.delivery_id == o.delivery_id) {
+                    kept.push(o.clone());
+                }
+            }
+            Ok(())
+        }
+        async fn claim(&self, _: &str, _: usize, _: Duration) -> Result<Vec<Claimed>, StoreError> {
+            Ok(vec![])
+        }
+        async fn finish(&self, _: &Claimed, _: &Outcome) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn unfinished(&self, _: &[String]) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        async fn still_open(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
+            Ok(ids.to_vec())
+        }
+        async fn last_deliveries(&self, _: &[uuid::Uuid]) -> Result<Vec<LastDelivery>, StoreError> {
+            Ok(vec![])
+        }
+        async fn silences(&self, _: chrono::DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
+            Ok(vec![])
+        }
+    }
+
+    struct Passed(Mutex<Vec<uuid::Uuid>>);
+
+    impl EventSink for Arc<Passed> {
+        async fn publish(&self, e: &IncidentEvent) -> Result<(), PublishError> {
+            self.0.lock().unwrap().push(e.event_id);
+            Ok(())
+        }
+    }
+
+    /// `sitemon run`: the recording of the event that starts a storm fails, and the publisher
+    /// hands the event again. The planner saw it already (it plans nothing new for it), yet the
+    /// storm's message is recorded, and the event is passed on only once recorded.
+    #[tokio::test]
+    async fn a_recording_that_failed_is_made_when_the_event_comes_again() {
+        let storm = StormPolicy { threshold: 1, ..StormPolicy::default() };
+        let planner = Arc::new(tokio::sync::Mutex::new(planner(&["hook"], storm, vec![])));
+        let store = Arc::new(Flaky { fail_at: 2, ..Flaky::default() });
+        let passed = Arc::new(Passed(Mutex::new(vec![])));
+        let sink = PlanningSink::new(planner, store.clone(), passed.clone());
+        let (a, b) = (event("a", None, EventKind::Opened, 1), event("b", None, EventKind::Opened, 2));
+        sink.publish(&a).await.unwrap();
+        assert!(sink.publish(&b).await.is_err(), "the recording failed");
+        assert_eq!(*passed.0.lock().unwrap(), [a.event_id], "not passed on unrecorded");
+        sink.publish(&b).await.unwrap();
+        let kinds: Vec<&str> = store.kept.lock().unwrap().iter().map(|o| o.kind).collect();
+        assert_eq!(kinds, ["incident.opened", "storm.started"]);
+        assert_eq!(*passed.0.lock().unwrap(), [a.event_id, b.event_id]);
     }
 }

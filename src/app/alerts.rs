@@ -127,7 +127,7 @@ pub(super) fn embedded_alerts(
 impl EmbeddedAlerts {
     /// The event sink that plans each event's alerts, then hands it to `then`.
     pub(super) fn sink<S>(&self, then: S) -> notifier::PlanningSink<SqliteDeliveries, S> {
-        notifier::PlanningSink { planner: self.planner.clone(), store: self.store.clone(), then }
+        notifier::PlanningSink::new(self.planner.clone(), self.store.clone(), then)
     }
 
     /// The deliveries still due are tried until `deadline`; then the senders stop (what is left

@@ -18,3 +18,26 @@ pub fn event(site: &str, region: Option<&str>, kind: EventKind, at: i64) -> Inci
     }
     IncidentEvent::new(kind, t(at), &incident)
 }
+
+/// A planner with one route `all` over every site (site-wide, sending resolutions) to
+/// `providers` (each a webhook, but `pd` PagerDuty), storms above `storm.threshold`.
+pub fn planner(
+    providers: &[&str],
+    storm: super::StormPolicy,
+    maintenance: Vec<super::Maintenance>,
+) -> super::Planner {
+    use super::{Channel, Route, Scope};
+    let route = Route {
+        name: "all".into(),
+        sites: vec![],
+        scope: Scope::Site,
+        send_on_resolved: true,
+        repeat_every: None,
+        providers: providers.iter().map(|p| (*p).to_owned()).collect(),
+    };
+    let channels = providers
+        .iter()
+        .map(|p| ((*p).to_owned(), if *p == "pd" { Channel::PagerDuty } else { Channel::Webhook }))
+        .collect();
+    super::Planner::new(vec![route], channels, storm, maintenance)
+}

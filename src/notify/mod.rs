@@ -2,11 +2,12 @@
 //! event and the delivery to each of their providers ([`route`]), whether a maintenance window
 //! or a silence holds it back ([`silence`]), whether it belongs to a storm and is folded into
 //! grouped messages ([`storm`]), when a reminder is due ([`reminder`]), and the words and the
-//! request body each provider is sent ([`render`]). The adapters that read the events topic,
-//! keep the deliveries in the database and speak to the providers are to sit around it.
+//! request body each provider is sent ([`render`]). Around it: `notifier` (the loop that reads
+//! the events and keeps the deliveries through the `DeliveryStore` port) and `providers` (the
+//! senders that speak to each provider).
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod notice;
 pub mod outgoing;
 pub mod planner;

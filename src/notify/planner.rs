@@ -228,18 +228,8 @@ mod tests {
     }
 
     fn planner(maintenance: Vec<Maintenance>) -> Planner {
-        let route = Route {
-            name: "all".into(),
-            sites: vec![],
-            scope: Scope::Site,
-            send_on_resolved: true,
-            repeat_every: None,
-            providers: vec!["hook".into(), "pd".into()],
-        };
-        let channels =
-            HashMap::from([("hook".to_owned(), Channel::Webhook), ("pd".to_owned(), Channel::PagerDuty)]);
         let storm = StormPolicy { threshold: 2, ..StormPolicy::default() };
-        Planner::new(vec![route], channels, storm, maintenance)
+        super::super::fixtures::planner(&["hook", "pd"], storm, maintenance)
     }
 
     #[test]
@@ -355,14 +345,6 @@ mod properties {
     use std::time::Duration;
 
     fn planner() -> Planner {
-        let route = Route {
-            name: "all".into(),
-            sites: vec![],
-            scope: Scope::Site,
-            send_on_resolved: true,
-            repeat_every: None,
-            providers: vec!["hook".into()],
-        };
         let window = Window::Once { from: t(0), until: t(1_000_000) };
         let quiet = Maintenance { sites: vec![Pattern::new("s1*").unwrap()], window, reason: "m".into() };
         let storm = StormPolicy {
@@ -370,7 +352,7 @@ mod properties {
             window: Duration::from_secs(60),
             update_every: Duration::from_secs(5),
         };
-        Planner::new(vec![route], HashMap::from([("hook".to_owned(), Channel::Webhook)]), storm, vec![quiet])
+        super::super::fixtures::planner(&["hook"], storm, vec![quiet])
     }
 
     /// Events of 16 sites, each opened and later closed, in an order the steps choose; each read
