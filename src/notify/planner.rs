@@ -221,7 +221,7 @@ fn outgoing(
 mod tests {
     use super::*;
     use crate::notify::fixtures::t;
-    use crate::notify::{Pattern, Scope, Window};
+    use crate::notify::{Pattern, Window};
 
     fn event(site: &str, kind: EventKind, at: i64) -> IncidentEvent {
         super::super::fixtures::event(site, None, kind, at)
@@ -339,7 +339,7 @@ mod properties {
     //! new: the deliveries of any stream read with repeats are those of the stream read once.
     use super::*;
     use crate::notify::fixtures::t;
-    use crate::notify::{Pattern, Scope, Window};
+    use crate::notify::{Pattern, Window};
     use proptest::prelude::*;
     use std::collections::BTreeSet;
     use std::time::Duration;

@@ -12,6 +12,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
+use super::redact::{Redactor, auth_plain};
 use crate::config::{EmailConfig, Secret, SmtpTls};
 use crate::notify::{Claimed, Outcome, backoff};
 use crate::ports::Sender;
@@ -30,7 +31,8 @@ pub struct EmailSender {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     to: Vec<Mailbox>,
-    password: Option<Secret>,
+    /// Takes the password out of what a server answers (an echo of `AUTH`).
+    redactor: Redactor,
 }
 
 impl EmailSender {
@@ -57,7 +59,12 @@ impl EmailSender {
         let from = c.from.parse().map_err(EmailSetupError::Address)?;
         let to =
             c.to.iter().map(|t| t.parse()).collect::<Result<_, _>>().map_err(EmailSetupError::Address)?;
-        Ok(EmailSender { transport: builder.build(), from, to, password: c.password.clone() })
+        let password = c.password.as_ref().map(Secret::expose).unwrap_or_default();
+        let mut redactor = Redactor::new([password]);
+        if let Some(user) = c.username.as_deref().filter(|_| !password.is_empty()) {
+            redactor = redactor.with(auth_plain(user, password));
+        }
+        Ok(EmailSender { transport: builder.build(), from, to, redactor })
     }
 
     fn message(&self, d: &Claimed) -> Result<Message, lettre::error::Error> {
@@ -74,11 +81,7 @@ impl EmailSender {
 
     /// An error as text, without the password (an echoing server).
     fn describe(&self, e: &(dyn std::error::Error + 'static)) -> String {
-        let text = crate::error_chain::Chain(e).to_string();
-        match &self.password {
-            Some(p) if !p.expose().is_empty() => text.replace(p.expose(), "***"),
-            _ => text,
-        }
+        self.redactor.apply(&crate::error_chain::Chain(e).to_string())
     }
 }
 
@@ -96,7 +99,9 @@ impl Sender for EmailSender {
             Ok(r) => Outcome::Sent {
                 answer: format!("{} {}", r.code(), r.message().collect::<Vec<_>>().join(" ")),
             },
-            Err(e) if e.is_permanent() => Outcome::Failed { answer: self.describe(&e) },
+            // A refusal, or a message the client cannot send (no valid recipient): waiting heals
+            // neither.
+            Err(e) if e.is_permanent() || e.is_client() => Outcome::Failed { answer: self.describe(&e) },
             Err(e) => {
                 let jitter = (d.delivery_id.as_u128() & 0xffff) as f64 / 65_535.0;
                 Outcome::Retry { after: backoff(d.attempts, jitter), answer: self.describe(&e) }

@@ -47,14 +47,11 @@ impl HttpSender {
 
 impl HttpSender {
     /// The answer without any of this provider's secrets (a receiver may echo the request).
-    fn redact(&self, mut text: String) -> String {
+    fn redact(&self, text: String) -> String {
         let secrets = std::iter::once(&self.url)
             .chain(self.headers.iter().map(|(_, v)| v))
             .chain(self.routing_key.as_ref());
-        for s in secrets.map(Secret::expose).filter(|s| !s.is_empty()) {
-            text = text.replace(s, "***");
-        }
-        text
+        super::redact::Redactor::new(secrets.map(Secret::expose)).apply(&text)
     }
 }
 

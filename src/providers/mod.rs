@@ -3,6 +3,7 @@
 
 mod email;
 mod http;
+mod redact;
 
 pub use email::EmailSender;
 pub use http::{HttpSender, outcome, retry_after};
