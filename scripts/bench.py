@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench`: sitemon's benchmarks (B1–B5 in BENCHMARKS.md), each figure next to a ceiling measured in
+"""`make bench`: sitemon's benchmarks (B1–B6 in BENCHMARKS.md), each figure next to a ceiling measured in
 the same run on the same machine. Writes BENCHMARKS.md.
 
 B1  producer, new connection per check, publishing to Kafka, against a local nginx;
@@ -12,12 +12,14 @@ B4  HTTPS checks (ECDSA P-256 certificate, no session resumption: a full handsha
     HTTPS endpoint.
 B5  1,000,000 sites: `config check` and producer start (time, peak RSS), steady RSS, schedule
     lag at 10k checks/s; ceilings: reading the same file with wc -l / Python's csv, its size.
+B6  alerts: incident committed -> local webhook's request at a steady rate, p50/p99, and a
+    storm's time to its grouped message; goal p99 < 2 s.
 
 Installs nginx and wrk (Debian packages) when missing; uses scripts/services for Kafka and
 PostgreSQL (SITEMON_SERVICES_DIR, SITEMON_KAFKA_PORT and SITEMON_PG_PORT select another instance).
 Set BENCH_QUICK=1 for a shorter run (smaller numbers, for trying the script).
 
-BENCH_ONLY=b4 (or b5, or b4,b5) runs those scenarios alone and rewrites only their sections of
+BENCH_ONLY=b4 (or b5, b6, or several) runs those scenarios alone and rewrites only their sections of
 BENCHMARKS.md; BENCH_ONLY=b1, b1max, b1rss, b2, b3 print their figures without touching the file;
 BENCH_ONLY=b4prof profiles the producer's HTTPS checks with perf (prints, writes nothing).
 """
@@ -43,7 +45,7 @@ QUICK = os.environ.get("BENCH_QUICK") == "1"
 # BENCH_ONLY=b2 (or b1,b3) runs a subset and prints it without touching BENCHMARKS.md; b4 and b5
 # rewrite their own sections of it.
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
-SECTIONED = ("b4", "b5")
+SECTIONED = ("b4", "b5", "b6")
 WORK = Path(os.environ.get("SITEMON_BENCH_DIR", "/tmp/sitemon-bench"))
 NGINX_PORT = 18080
 HTTPS_PORT = 18443
@@ -676,6 +678,157 @@ def b5():
             "at": time.time()}
 
 
+# ---------------------------------------------------------------------------------------- B6
+FLAPPER = TARGET / "release" / "examples" / "flap_topic"
+RECEIVER_PORT = 18090
+B6_STORM_THRESHOLD = 50
+
+
+def receiver():
+    """A local webhook receiver: answers 200 and keeps each request's arrival time and body."""
+    import http.server
+    import threading
+    got = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            at = time.time()
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            got.append((at, json.loads(body or b"null")))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", RECEIVER_PORT), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, got
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+
+def b6():
+    """Alerts: the consumer folds results published in real time into incidents; `sitemon notify`
+    sends their events to a local webhook. Latency from the incident's transaction to the
+    receiver's request at a steady rate, then the time a storm takes to its grouped message."""
+    sites = 60 if QUICK else 240
+    storm_sites = 300 if QUICK else 1000
+    storm_at = 40 if QUICK else 90
+    seconds = storm_at + 30
+    began, load = time.time(), os.getloadavg()[0]
+    kafka = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    tag = uuid.uuid4().hex[:8]
+    topic, events = f"bench-b6-{tag}", f"bench-b6-events-{tag}"
+    db, url = fresh_db()
+    cfg = write_config("b6.yaml", (
+        f"kafka:\n  bootstrap_servers: '{kafka}'\n  topic: {topic}\n  events_topic: {events}\n"
+        f"postgres:\n  url: '{url}'\n"
+        "consumer:\n  batch_size: 2000\n  batch_wait: 50ms\n"
+        f"notify:\n  group_id: bench-b6-{tag}\n"
+        f"  providers:\n    hook: {{type: webhook, url: 'http://127.0.0.1:{RECEIVER_PORT}/hook'}}\n"
+        "  routes:\n    - {name: all, providers: [hook]}\n"
+        f"  storm: {{threshold: {B6_STORM_THRESHOLD}, window: 5s, update_every: 5s}}\n"))
+    sh([str(BIN), "migrate", "-c", cfg], stderr=subprocess.DEVNULL)
+    server, got = receiver()
+    env = {**os.environ, "RUST_LOG": "warn"}
+    procs = [subprocess.Popen([str(BIN), role, "-c", cfg], stderr=open(WORK / f"b6-{role}.log", "w"), env=env)
+             for role in ("consumer", "notify")]
+    try:
+        log(f"b6: {sites} flapping sites ({sites / 30:.0f} incident events/s) for {storm_at} s, then {storm_sites} "
+            f"sites down at once; consumer + notify + a local webhook")
+        sh([str(FLAPPER), kafka, topic, str(sites), str(storm_sites), str(storm_at), str(seconds)],
+           capture_output=True)
+        deadline = time.time() + 60
+        while time.time() < deadline and not any(b.get("type") == "storm.started" for _, b in got):
+            time.sleep(0.5)
+        time.sleep(3)
+        for p in procs:
+            if p.poll() is not None:
+                raise SystemExit(f"b6: a process exited early ({p.returncode}); see {WORK}/b6-*.log")
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(timeout=60)
+        server.shutdown()
+    # Site-wide incidents only: the route's scope (a region's incidents go to no provider here).
+    rows = psql("SELECT event_id, site_id, kind, extract(epoch FROM created_at), "
+                "coalesce(extract(epoch FROM published_at), 0) FROM incident_events WHERE region IS NULL", db)
+    committed = {}
+    for line in rows.splitlines():
+        event_id, site, kind, created, published = line.split("|")
+        committed[event_id] = (site, kind, float(created), float(published))
+    steady, publish = [], []
+    for at, body in got:
+        event = body.get("event") or {}
+        e = committed.get(event.get("event_id"))
+        if e and e[0].startswith("flap-"):
+            steady.append((at - e[2]) * 1000)
+            if e[3]:
+                publish.append((e[3] - e[2]) * 1000)
+    storm_opened = sorted(c for site, kind, c, _ in committed.values() if site.startswith("storm-") and kind == "OPENED")
+    started = [at for at, b in got if b.get("type") == "storm.started"]
+    storm = {}
+    if started and len(storm_opened) > B6_STORM_THRESHOLD:
+        storm = {"from_crossing_ms": (started[0] - storm_opened[B6_STORM_THRESHOLD]) * 1000,
+                 "from_first_ms": (started[0] - storm_opened[0]) * 1000,
+                 "opened": len(storm_opened),
+                 "messages": sum(1 for _, b in got if str(b.get("type", "")).startswith("storm."))}
+    lone = sum(1 for _, b in got if b.get("type") == "incident.opened"
+               and b["event"]["incident"]["site_id"].startswith("storm-"))
+    return {"sites": sites, "storm_sites": storm_sites, "events_per_s": sites / 30, "steady_n": len(steady),
+            "p50_ms": pct(steady, 0.5), "p99_ms": pct(steady, 0.99), "max_ms": max(steady, default=float("nan")),
+            "publish_p50_ms": pct(publish, 0.5), "publish_p99_ms": pct(publish, 0.99), "storm": storm,
+            "storm_lone": lone, "requests": len(got), "load_before": load, "minutes": (time.time() - began) / 60,
+            "at": time.time()}
+
+
+def b6_section(r, cmd):
+    st = r["storm"]
+    rows = [
+        (f"B6 incident committed → webhook request, p50 / p99 / max (ms), {r['events_per_s']:.0f} events/s, "
+         f"{r['steady_n']:,} requests", f"{r['p50_ms']:,.0f} / {r['p99_ms']:,.0f} / {r['max_ms']:,.0f}",
+         "goal p99 < 2,000 ms", ""),
+        ("B6 of which committed → on the events topic, p50 / p99 (ms)",
+         f"{r['publish_p50_ms']:,.0f} / {r['publish_p99_ms']:,.0f}", "", ""),
+    ]
+    if st:
+        rows += [
+            (f"B6 storm of {r['storm_sites']:,} sites: the opening that made it a storm (the "
+             f"{B6_STORM_THRESHOLD + 1}st) committed → grouped message (ms)", f"{st['from_crossing_ms']:,.0f}",
+             "goal < 2,000 ms", ""),
+            ("B6 storm: first opening committed → grouped message (ms)", f"{st['from_first_ms']:,.0f}", "", ""),
+            (f"B6 storm: messages for {st['opened']:,} openings (grouped + openings sent alone before it was a storm)",
+             f"{st['messages']:,} + {r['storm_lone']:,}", f"≤ 1 + {B6_STORM_THRESHOLD} + updates", ""),
+        ]
+    else:
+        rows.append(("B6 storm", "no grouped message arrived", "", ""))
+    return "\n".join([
+        "## B6: alerts",
+        "",
+        run_header(r["minutes"], r["load_before"], cmd, r.get("at")),
+        "",
+        *table(rows),
+        "",
+        f"- **Steady**: `target/release/examples/flap_topic` publishes one result a second for each of "
+        f"{r['sites']} sites in real time, each failing for 30 s of every 60 s with the phases spread, so incidents "
+        "open and close at an even rate; `sitemon consumer` (batch_wait 50 ms) folds them and publishes the "
+        "events, `sitemon notify` sends each to a local webhook (Python's `http.server`, answering 200). "
+        "Latency = the request's arrival − `incident_events.created_at`, the start of the transaction that "
+        "stored the incident (so it includes that transaction), joined by event id.",
+        f"- **Storm**: then {r['storm_sites']:,} more sites, up until then, fail at the same second "
+        f"(`storm: {{threshold: {B6_STORM_THRESHOLD}, window: 5s}}`). The first {B6_STORM_THRESHOLD} openings go "
+        "out alone; the next makes the storm, whose `storm.started` message names them. Time from the commit of that "
+        "opening, and of the storm's first, to the grouped message's arrival.",
+        "",
+    ])
+
+
 # Profiling notes and before/after figures from the sessions that tuned sitemon. They are kept
 # here (not measured by this run) so that BENCHMARKS.md keeps its history.
 HISTORY = """## Profile, fixes, and where sitemon stands
@@ -989,7 +1142,7 @@ def main():
         # BENCH_ONLY=b4,b5 BENCH_RERENDER=1: the sections again from the last run's figures.
         path = ROOT / "BENCHMARKS.md"
         text = path.read_text()
-        for name, heading, render_section in (("b4", "B4", b4_section), ("b5", "B5", b5_section)):
+        for name, heading, render_section in (("b4", "B4", b4_section), ("b5", "B5", b5_section), ("b6", "B6", b6_section)):
             if name in ONLY:
                 r = scenario(name, None)
                 text = put_section(text, heading, render_section(r, r.get("cmd", "make bench")))
@@ -998,7 +1151,7 @@ def main():
     ensure_tools()
     services_env()
     log("building the release binary and the topic loader")
-    sh(["cargo", "build", "--release", "--locked", "--bin", "sitemon", "--example", "load_topic"], cwd=ROOT)
+    sh(["cargo", "build", "--release", "--locked", "--bin", "sitemon", "--example", "load_topic", "--example", "flap_topic"], cwd=ROOT)
     conf = start_nginx()
     began = time.time()
     cmd = "make bench" + (" (BENCH_QUICK=1)" if QUICK else "")
@@ -1022,6 +1175,8 @@ def main():
                 sections["B4"] = b4_section(scenario("b4", lambda: {**b4(), "cmd": only_cmd}), only_cmd)
             if "b5" in ONLY:
                 sections["B5"] = b5_section(scenario("b5", lambda: {**b5(), "cmd": only_cmd}), only_cmd)
+            if "b6" in ONLY:
+                sections["B6"] = b6_section(scenario("b6", lambda: {**b6(), "cmd": only_cmd}), only_cmd)
         finally:
             stop_nginx(conf)
         if sections:
@@ -1053,6 +1208,7 @@ def main():
         b3 = end_to_end(2000 if QUICK else 10000, "2s" if QUICK else "10s", 20 if QUICK else 40)
         b4r = scenario("b4", lambda: {**b4(), "cmd": cmd})
         b5r = scenario("b5", lambda: {**b5(), "cmd": cmd})
+        b6r = scenario("b6", lambda: {**b6(), "cmd": cmd})
     finally:
         stop_nginx(conf)
     wall = time.time() - began
@@ -1111,6 +1267,7 @@ def main():
     text = "\n".join(lines)
     text = put_section(text, "B4", b4_section(b4r, cmd))
     text = put_section(text, "B5", b5_section(b5r, cmd))
+    text = put_section(text, "B6", b6_section(b6r, cmd))
     # The Soak section belongs to scripts/soak.py (`make soak`): keep it, last.
     old = (ROOT / "BENCHMARKS.md").read_text() if (ROOT / "BENCHMARKS.md").exists() else ""
     soak = re.search(r"^## Soak\n.*?(?=^## |\Z)", old, re.S | re.M)

@@ -201,8 +201,9 @@ pub enum SilenceCommand {
 pub struct SilenceAddArgs {
     #[command(flatten)]
     pub config: ConfigArg,
-    /// A site name pattern (`*`, `?`, `[...]`); repeat for several. None: every site.
-    #[arg(long = "site")]
+    /// A site name pattern (`*`, `?`, `[...]`); repeat for several; at least one (`'*'`: every
+    /// site).
+    #[arg(long = "site", required = true)]
     pub sites: Vec<String>,
     /// How long it lasts (e.g. `2h`).
     #[arg(long = "for", value_parser = humantime::parse_duration)]

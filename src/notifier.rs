@@ -68,6 +68,17 @@ async fn pause(d: Duration, stop: &CancellationToken) -> bool {
     }
 }
 
+/// How a provider's sender goes about it.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// How long it may hold a delivery before another sender may try it (longer than a request).
+    pub lease: Duration,
+    /// How often it looks for due deliveries when there were none.
+    pub poll: Duration,
+    /// The provider's rate limit: the least time from one request's start to the next.
+    pub spacing: Option<Duration>,
+}
+
 /// One provider's sender: leases one due delivery at a time (the lease, longer than a request,
 /// never runs out under it), sends it and records the answer. A provider that asks to wait
 /// (`Retry-After`) or fails is left alone that long (at most a minute) before its next message.
@@ -75,11 +86,19 @@ pub async fn send_loop<D: DeliveryStore, S: Sender>(
     provider: String,
     store: Arc<D>,
     sender: Arc<S>,
-    opts: (Duration, Duration),
+    pace: Pace,
     stop: CancellationToken,
 ) {
-    let (lease, poll) = opts;
+    let Pace { lease, poll, spacing } = pace;
+    let mut last_start: Option<Instant> = None;
     while !stop.is_cancelled() {
+        // The provider's rate limit: requests evenly spaced (waited out before the lease is
+        // taken, so it never runs out while waiting).
+        if let (Some(last), Some(spacing)) = (last_start, spacing)
+            && !pause((last + spacing).saturating_duration_since(Instant::now()), &stop).await
+        {
+            return;
+        }
         let claimed = match store.claim(&provider, 1, lease).await {
             Ok(c) => c,
             Err(e) => {
@@ -94,6 +113,7 @@ pub async fn send_loop<D: DeliveryStore, S: Sender>(
             continue;
         }
         for d in claimed {
+            last_start = Some(Instant::now());
             let outcome = sender.send(&d).await;
             match &outcome {
                 Outcome::Sent { .. } => {
@@ -294,12 +314,14 @@ mod tests {
     use crate::notify::{Claimed, LastDelivery, Silence, StormPolicy};
     use std::sync::Mutex;
 
-    /// A delivery store that keeps what it records, refusing the `fail_at`-th recording.
+    /// A delivery store that keeps what it records, refusing the `fail_at`-th recording, and
+    /// leases what `due` holds, one at a time.
     #[derive(Default)]
     struct Flaky {
         fail_at: usize,
         calls: Mutex<usize>,
         kept: Mutex<Vec<Outgoing>>,
+        due: Mutex<std::collections::VecDeque<Claimed>>,
     }
 
     impl DeliveryStore for Flaky {
@@ -318,7 +340,7 @@ mod tests {
             Ok(())
         }
         async fn claim(&self, _: &str, _: usize, _: Duration) -> Result<Vec<Claimed>, StoreError> {
-            Ok(vec![])
+            Ok(self.due.lock().unwrap().pop_front().into_iter().collect())
         }
         async fn finish(&self, _: &Claimed, _: &Outcome) -> Result<(), StoreError> {
             Ok(())
@@ -364,5 +386,47 @@ mod tests {
         let kinds: Vec<&str> = store.kept.lock().unwrap().iter().map(|o| o.kind).collect();
         assert_eq!(kinds, ["incident.opened", "storm.started"]);
         assert_eq!(*passed.0.lock().unwrap(), [a.event_id, b.event_id]);
+    }
+
+    /// When each request started.
+    struct Clock(Mutex<Vec<Instant>>);
+
+    impl Sender for Clock {
+        async fn send(&self, _: &Claimed) -> Outcome {
+            self.0.lock().unwrap().push(Instant::now());
+            Outcome::Sent { answer: "200".into() }
+        }
+    }
+
+    /// `rate_limit: 1/s`: five deliveries due at once go out a second apart, not at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_limit_spaces_the_requests() {
+        let store = Arc::new(Flaky::default());
+        store.due.lock().unwrap().extend((0..5).map(|i| Claimed {
+            seq: i,
+            delivery_id: uuid::Uuid::from_u128(i as u128),
+            provider: "hook".into(),
+            body: serde_json::json!({}),
+            attempts: 1,
+            lease: uuid::Uuid::nil(),
+        }));
+        let clock = Arc::new(Clock(Mutex::new(vec![])));
+        let stop = CancellationToken::new();
+        let pace = Pace {
+            lease: Duration::from_secs(30),
+            poll: Duration::from_millis(100),
+            spacing: Some(Duration::from_secs(1)),
+        };
+        let began = Instant::now();
+        let task = tokio::spawn(send_loop("hook".into(), store, clock.clone(), pace, stop.clone()));
+        while clock.0.lock().unwrap().len() < 5 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.cancel();
+        task.await.unwrap();
+        let starts = clock.0.lock().unwrap().clone();
+        let gaps: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().all(|g| *g >= Duration::from_secs(1)), "{gaps:?}");
+        assert!(starts[0] - began < Duration::from_secs(1), "the first goes out at once");
     }
 }

@@ -57,7 +57,7 @@ pub(super) async fn run_notify(args: NotifyArgs, listen: Option<SocketAddr>) -> 
             p.name.clone(),
             deliveries.clone(),
             sender,
-            (opts.lease, opts.poll),
+            notifier::Pace { lease: opts.lease, poll: opts.poll, spacing: p.spacing },
             senders_stop.clone(),
         );
         senders.spawn(task);
@@ -114,7 +114,7 @@ pub(super) fn embedded_alerts(
             p.name.clone(),
             deliveries.clone(),
             sender,
-            (lease, Duration::from_millis(250)),
+            notifier::Pace { lease, poll: Duration::from_millis(250), spacing: p.spacing },
             stop.clone(),
         );
         tasks.spawn(task);
@@ -162,21 +162,25 @@ async fn notify_test(args: NotifyTestArgs) -> anyhow::Result<i32> {
             .find(|p| p.name == o.provider)
             .context("a route names a known provider")?;
         let sender = ProviderSender::for_config(p).with_context(|| format!("provider {}", p.name))?;
-        let claimed = |body| Claimed {
+        let claimed = |delivery_id, body| Claimed {
             seq: 0,
-            delivery_id: o.delivery_id,
+            delivery_id,
             provider: o.provider.clone(),
             body,
             attempts: 1,
             lease: uuid::Uuid::nil(),
         };
-        let outcome = sender.send(&claimed(o.body.clone())).await;
-        if matches!(outcome, Outcome::Sent { .. }) && p.kind.channel() == Channel::PagerDuty {
-            let resolve = serde_json::json!({"event_action": "resolve", "dedup_key": o.body["dedup_key"]});
-            sender.send(&claimed(resolve)).await;
-        }
+        let outcome = sender.send(&claimed(o.delivery_id, o.body.clone())).await;
         all_sent &= matches!(outcome, Outcome::Sent { .. });
         println!("{}\t{}\t{}", o.provider, outcome.state(), outcome.answer());
+        if matches!(outcome, Outcome::Sent { .. }) && p.kind.channel() == Channel::PagerDuty {
+            // A request of its own (its own idempotency key), its answer printed too.
+            let id = uuid::Uuid::new_v5(&o.delivery_id, b"resolve");
+            let resolve = serde_json::json!({"event_action": "resolve", "dedup_key": o.body["dedup_key"]});
+            let resolved = sender.send(&claimed(id, resolve)).await;
+            all_sent &= matches!(resolved, Outcome::Sent { .. });
+            println!("{} (resolve)\t{}\t{}", o.provider, resolved.state(), resolved.answer());
+        }
     }
     Ok(if all_sent { exit::OK } else { exit::FAILURE })
 }

@@ -29,7 +29,24 @@ fn a_first_alert_in_five_lines() {
     let r = &n.routes[0];
     assert_eq!((r.scope, r.send_on_resolved, r.sites.len(), r.repeat_every), (Scope::Site, true, 0, None));
     assert_eq!(n.storm, StormPolicy::default());
+    assert_eq!(n.providers[0].spacing, None, "no rate limit unless one is set");
     assert!(!format!("{n:?}").contains("s3cr3t"), "secrets stay out of Debug");
+}
+
+#[test]
+fn a_rate_limit_is_the_least_time_between_requests() {
+    let n = check(
+        "notify:\n  providers:\n    a: {type: slack, url: 'http://x', rate_limit: 1/s}\n\
+         \x20   b: {type: webhook, url: 'http://x', rate_limit: 30/min}\n\
+         \x20   c: {type: pagerduty, routing_key: k, rate_limit: 100/h}\n\
+         \x20 routes:\n    - {name: all, providers: [a, b, c]}\n",
+    )
+    .unwrap();
+    let spacing: Vec<Option<Duration>> = n.providers.iter().map(|p| p.spacing).collect();
+    assert_eq!(
+        spacing,
+        [Some(Duration::from_secs(1)), Some(Duration::from_secs(2)), Some(Duration::from_secs(36))]
+    );
 }
 
 #[test]
@@ -75,6 +92,8 @@ fn every_problem_at_once_with_its_path() {
          \x20   b: {type: slack, url: 'not a url s3cr3t'}\n\
          \x20   c: {type: pagerduty}\n\
          \x20   d: {type: webhook, url: 'http://x', headers: {'bad header': v, X-Token: \"s3cr3t\\n\"}}\n\
+         \x20   e: {type: slack, url: 'http://x', rate_limit: 'fast'}\n\
+         \x20   f: {type: slack, url: 'http://x', rate_limit: 0/s}\n\
          \x20 routes:\n\
          \x20   - {name: r, sites: ['shop-['], scope: world, providers: [b, nope, b]}\n\
          \x20   - {name: r, providers: [d]}\n\
@@ -90,6 +109,8 @@ fn every_problem_at_once_with_its_path() {
         "notify.providers.b.url: expected an http:// or https:// url",
         "notify.providers.c.routing_key: missing",
         "notify.providers.d.headers.bad header: `bad header` is not a valid header name",
+        "notify.providers.e.rate_limit: `fast` is not a rate; use e.g. `1/s`, `30/min`, `100/h`",
+        "notify.providers.f.rate_limit: `0/s` is not a rate",
         "notify.routes[0].sites[0]: not a site pattern",
         "notify.routes[0].scope: expected one of: site, region, any",
         "notify.routes[0].providers[1]: no provider named `nope`",

@@ -17,6 +17,7 @@ const PROVIDER: &[&str] = &[
     "routing_key",
     "headers",
     "timeout",
+    "rate_limit",
     "host",
     "port",
     "tls",
@@ -27,7 +28,7 @@ const PROVIDER: &[&str] = &[
     "ca_file",
 ];
 const KINDS: &[&str] = &["webhook", "slack", "pagerduty", "email"];
-/// The keys each type takes (besides `type` and `timeout`).
+/// The keys each type takes (besides `type`, `timeout` and `rate_limit`).
 const KEYS: [(&str, &[&str]); 4] = [
     ("webhook", &["url", "headers"]),
     ("slack", &["url"]),
@@ -46,6 +47,9 @@ pub struct ProviderConfig {
     pub url: Secret,
     /// Longest wait for an answer.
     pub timeout: Duration,
+    /// `rate_limit` (e.g. `1/s`, `30/min`): at most that many requests, evenly spaced — the
+    /// least time from one request's start to the next.
+    pub spacing: Option<Duration>,
 }
 
 /// How an email provider secures its connection.
@@ -219,12 +223,15 @@ pub fn read_provider(r: &mut Reader, name: &str, v: &Value, path: &str) -> Optio
         })
     })?;
     let takes = KEYS.iter().find(|(k, _)| *k == kind).map(|(_, keys)| *keys).unwrap_or_default();
-    for key in PROVIDER.iter().filter(|k| !["type", "timeout"].contains(k) && !takes.contains(k)) {
+    for key in
+        PROVIDER.iter().filter(|k| !["type", "timeout", "rate_limit"].contains(k) && !takes.contains(k))
+    {
         if let Some((_, p)) = f.get(key) {
             r.problem(&p, format!("a {kind} provider has no `{key}`; it takes: {}", takes.join(", ")));
         }
     }
     let timeout = f.get("timeout").map_or(Some(Duration::from_secs(10)), |(v, p)| r.duration(v, &p));
+    let spacing = f.get("rate_limit").map_or(Some(None), |(v, p)| rate_limit(r, v, &p).map(Some));
     let (url, kind) = match kind.as_str() {
         "pagerduty" => {
             let url = f.get("url").map_or(Some(Secret::new(PAGERDUTY_URL)), |(v, p)| http_url(r, v, &p));
@@ -265,5 +272,30 @@ pub fn read_provider(r: &mut Reader, name: &str, v: &Value, path: &str) -> Optio
             (url, kind)
         }
     };
-    Some(ProviderConfig { name: name.to_owned(), kind: kind?, url: url?, timeout: timeout? })
+    Some(ProviderConfig {
+        name: name.to_owned(),
+        kind: kind?,
+        url: url?,
+        timeout: timeout?,
+        spacing: spacing?,
+    })
+}
+
+/// `N/s`, `N/min` or `N/h` (N a whole number ≥ 1) as the least time between two requests.
+fn rate_limit(r: &mut Reader, v: &Value, path: &str) -> Option<Duration> {
+    let text = r.nonempty_string(v, path)?;
+    let parsed = text.trim().split_once('/').and_then(|(n, per)| {
+        let n: u32 = n.trim().parse().ok().filter(|n| *n >= 1)?;
+        let per = match per.trim() {
+            "s" | "sec" | "second" => 1,
+            "m" | "min" | "minute" => 60,
+            "h" | "hour" => 3600,
+            _ => return None,
+        };
+        Some(Duration::from_secs(per) / n)
+    });
+    if parsed.is_none() {
+        r.problem(path, format!("`{text}` is not a rate; use e.g. `1/s`, `30/min`, `100/h`"));
+    }
+    parsed
 }

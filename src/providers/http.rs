@@ -200,6 +200,7 @@ mod tests {
             kind: ProviderKind::PagerDuty { routing_key: Secret::new("R0UT3K3Y") },
             url: Secret::new("https://events.test/v2/enqueue"),
             timeout: Duration::from_secs(1),
+            spacing: None,
         };
         let sender = HttpSender::new(&p).unwrap();
         let echoed =

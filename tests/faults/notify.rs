@@ -393,8 +393,9 @@ async fn notify_test_sends_one_message_to_each_provider_of_the_route() {
         sitemon(&["notify", "test", "-c", &cfg, "--route", "oncall"], &[], Duration::from_secs(60)).await;
     assert!(out.status.success(), "{}", describe(&out));
     let lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
-    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines.len(), 4, "{lines:?}");
     assert!(lines[0].starts_with("hook\tSENT\t200") && lines[2].starts_with("pd\tSENT\t202"), "{lines:?}");
+    assert!(lines[3].starts_with("pd (resolve)\tSENT\t202"), "the resolve's answer too: {lines:?}");
     assert_eq!(rx.received("/hook")[0].body["type"], "test");
     assert!(
         rx.received("/slack")[0].body["text"]
@@ -415,6 +416,9 @@ async fn notify_test_sends_one_message_to_each_provider_of_the_route() {
     assert_eq!(pd.len(), 2, "trigger then resolve: {pd:?}");
     assert_eq!((pd[0].0.as_str(), pd[1].0.as_str()), ("trigger", "resolve"));
     assert_eq!(pd[0].1, pd[1].1);
+    let keys: Vec<String> =
+        rx.received("/pagerduty").iter().map(|r| r.headers["idempotency-key"].clone()).collect();
+    assert_ne!(keys[0], keys[1], "the resolve is a request of its own, not a repeat of the trigger");
     assert_eq!(rx.received("/pagerduty")[0].body["payload"]["severity"], "info");
 
     let refused =
