@@ -12,7 +12,16 @@ use std::sync::Arc;
 
 use crate::domain::{ExpectedStatus, MAX_REGIONS, Site, SiteOptions, SiteUrl, Thresholds, TlsOptions};
 
-const DEFAULTS: &[&str] = &["interval", "timeout", "expected_status", "down_after", "up_after", "quorum"];
+const DEFAULTS: &[&str] = &[
+    "interval",
+    "timeout",
+    "expected_status",
+    "down_after",
+    "up_after",
+    "quorum",
+    "degraded_above",
+    "cert_warn_days",
+];
 /// The options of one site, in `sites:` items, YAML site files and CSV header rows.
 pub(super) const SITE_FIELDS: &[&str] = &[
     "name",
@@ -32,6 +41,8 @@ pub(super) const SITE_FIELDS: &[&str] = &[
     "down_after",
     "up_after",
     "quorum",
+    "degraded_above",
+    "cert_warn_days",
 ];
 const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
@@ -82,7 +93,8 @@ pub fn read_defaults(r: &mut Reader, top: &Fields) -> SiteDefaults {
     d
 }
 
-/// `down_after`, `up_after` and `quorum` of a site or of the defaults, over `base`.
+/// `down_after`, `up_after`, `quorum`, `degraded_above` and `cert_warn_days` of a site or of the
+/// defaults, over `base`.
 fn read_thresholds(r: &mut Reader, f: &Fields, base: Thresholds) -> Thresholds {
     let mut t = base;
     if let Some(n) = f.get("down_after").and_then(|(v, p)| r.uint(v, &p, 1, 1000)) {
@@ -93,6 +105,12 @@ fn read_thresholds(r: &mut Reader, f: &Fields, base: Thresholds) -> Thresholds {
     }
     if let Some(n) = f.get("quorum").and_then(|(v, p)| quorum(r, v, &p)) {
         t.quorum = Some(n);
+    }
+    if let Some(d) = f.get("degraded_above").and_then(|(v, p)| r.duration(v, &p)) {
+        t.degraded_above_ms = Some(u32::try_from(d.as_millis()).unwrap_or(u32::MAX));
+    }
+    if let Some(n) = f.get("cert_warn_days").and_then(|(v, p)| r.uint(v, &p, 0, 3650)) {
+        t.cert_warn_days = n as u32;
     }
     t
 }

@@ -120,6 +120,12 @@ pub struct CheckResult {
     pub down_after: Option<u32>,
     pub up_after: Option<u32>,
     pub quorum: Option<u32>,
+    /// A successful check slower than this (total time, ms) counts toward a DEGRADED incident
+    /// (schema v4; none: the site has no such threshold).
+    pub degraded_above_ms: Option<u32>,
+    /// A certificate expiring within this many days opens a CERT_EXPIRING incident (schema v4;
+    /// 0: never; none: [`DEFAULT_CERT_WARN_DAYS`](super::DEFAULT_CERT_WARN_DAYS)).
+    pub cert_warn_days: Option<u32>,
 }
 
 impl CheckResult {
@@ -160,6 +166,8 @@ impl CheckResult {
             down_after: None,
             up_after: None,
             quorum: None,
+            degraded_above_ms: None,
+            cert_warn_days: None,
         }
     }
 

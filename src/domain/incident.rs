@@ -11,6 +11,9 @@ use super::FailureKind;
 pub const DEFAULT_DOWN_AFTER: u32 = 3;
 /// Consecutive successes that close one, unless a site says otherwise.
 pub const DEFAULT_UP_AFTER: u32 = 1;
+/// A certificate expiring within this many days opens a CERT_EXPIRING incident, unless a site
+/// says otherwise.
+pub const DEFAULT_CERT_WARN_DAYS: u32 = 14;
 /// One outage of one site: in one region, or (`region: None`) of the site as a whole.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Incident {

@@ -16,7 +16,8 @@ pub use admit::{Admission, MAX_ID_BYTES, MAX_TEXT_BYTES, storable_text};
 pub use check::{CheckResult, CheckStatus, FailureKind, MAX_ERROR_BYTES};
 pub use check_id::{NAMESPACE, check_id};
 pub use incident::{
-    DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER, Derived, EndReason, EventKind, Incident, IncidentEvent,
+    DEFAULT_CERT_WARN_DAYS, DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER, Derived, EndReason, EventKind, Incident,
+    IncidentEvent,
 };
 pub use micros::micros;
 pub use secret::Secret;

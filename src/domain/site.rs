@@ -57,17 +57,27 @@ pub struct SiteOptions {
 
 /// Incident thresholds of a site: `down_after` consecutive failures open an incident, `up_after`
 /// consecutive successes close it, and `quorum` regions must agree for a site-wide incident
-/// (none: a majority of the regions that report).
+/// (none: a majority of the regions that report); `down_after` checks slower than
+/// `degraded_above_ms` open a DEGRADED one, a certificate within `cert_warn_days` of its expiry
+/// a CERT_EXPIRING one (0: never).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Thresholds {
     pub down_after: u32,
     pub up_after: u32,
     pub quorum: Option<u32>,
+    pub degraded_above_ms: Option<u32>,
+    pub cert_warn_days: u32,
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { down_after: super::DEFAULT_DOWN_AFTER, up_after: super::DEFAULT_UP_AFTER, quorum: None }
+        Thresholds {
+            down_after: super::DEFAULT_DOWN_AFTER,
+            up_after: super::DEFAULT_UP_AFTER,
+            quorum: None,
+            degraded_above_ms: None,
+            cert_warn_days: super::DEFAULT_CERT_WARN_DAYS,
+        }
     }
 }
 
@@ -108,6 +118,8 @@ impl Site {
         r.down_after = Some(self.thresholds.down_after);
         r.up_after = Some(self.thresholds.up_after);
         r.quorum = self.thresholds.quorum;
+        r.degraded_above_ms = self.thresholds.degraded_above_ms;
+        r.cert_warn_days = Some(self.thresholds.cert_warn_days);
     }
 
     /// True when a check of `other` would be the same request judged the same way: every field

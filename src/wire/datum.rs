@@ -36,6 +36,8 @@ pub fn write(r: &CheckResult, out: &mut Vec<u8>) {
     for n in [r.down_after, r.up_after, r.quorum] {
         w.opt(n, |w, n| w.long(i64::from(n)));
     }
+    w.opt(r.degraded_above_ms, |w, n| w.long(i64::from(n)));
+    w.opt(r.cert_warn_days, |w, n| w.long(i64::from(n)));
 }
 
 /// Reads one datum of the current schema from the front of `bytes`; returns it and what is left.
@@ -81,6 +83,10 @@ pub fn read(bytes: &[u8]) -> Result<(CheckResult, &[u8]), String> {
         down_after: r.opt("down_after", |r| unsigned("down_after", r.int("down_after")?.into()))?,
         up_after: r.opt("up_after", |r| unsigned("up_after", r.int("up_after")?.into()))?,
         quorum: r.opt("quorum", |r| unsigned("quorum", r.int("quorum")?.into()))?,
+        degraded_above_ms: r
+            .opt("degraded_above_ms", |r| unsigned("degraded_above_ms", r.long("degraded_above_ms")?))?,
+        cert_warn_days: r
+            .opt("cert_warn_days", |r| unsigned("cert_warn_days", r.int("cert_warn_days")?.into()))?,
     };
     Ok((result, r.rest))
 }
@@ -266,6 +272,8 @@ pub(crate) mod tests {
             ("down_after".into(), opt(r.down_after.map(|n| Value::Int(n as i32)))),
             ("up_after".into(), opt(r.up_after.map(|n| Value::Int(n as i32)))),
             ("quorum".into(), opt(r.quorum.map(|n| Value::Int(n as i32)))),
+            ("degraded_above_ms".into(), opt(r.degraded_above_ms.map(|n| Value::Long(i64::from(n))))),
+            ("cert_warn_days".into(), opt(r.cert_warn_days.map(|n| Value::Int(n as i32)))),
         ])
     }
 
@@ -284,6 +292,7 @@ pub(crate) mod tests {
         full.redirects = Some(64);
         full.interval_ms = Some(u32::MAX);
         (full.down_after, full.up_after, full.quorum) = (Some(3), Some(1), Some(2));
+        (full.degraded_above_ms, full.cert_warn_days) = (Some(u32::MAX), Some(0));
         let mut failed = CheckResult::new("s", "http://x/", "", t, t, CheckStatus::Success);
         failed.fail(FailureKind::RedirectLimit, "x".repeat(300));
         let missed = CheckResult::new("m", "http://x/", "r", t, t, CheckStatus::Missed);

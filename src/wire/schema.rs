@@ -30,6 +30,7 @@ pub const PUBLISHED: &[Published] = &[
     },
     Published { json: include_str!("../../schemas/check_result.v2.avsc"), legacy_fingerprint: None },
     Published { json: include_str!("../../schemas/check_result.v3.avsc"), legacy_fingerprint: None },
+    Published { json: include_str!("../../schemas/check_result.v4.avsc"), legacy_fingerprint: None },
 ];
 
 /// apache-avro 0.22's `fingerprint::<Rabin>()` of check_result.v1.avsc, as its headers carry it
@@ -116,13 +117,14 @@ mod tests {
     /// fastavro.schema.parse_schema(json.load(f))), "CRC-64-AVRO")`, which printed the same.
     /// (The `avro` 1.12.1 package from PyPI prints 153716d988e95858: its canonical form keeps
     /// `{"type":"long"}` for logical types, the same deviation as apache-avro's.)
-    /// check_result.v2.avsc's, check_result.v3.avsc's and incident_event.avsc's (both versions) by
+    /// check_result.v2.avsc's, v3's, v4's and incident_event.avsc's (both versions) by
     /// `scripts/avro-peer fingerprint` (Java Avro 1.12.1) only.
     const VECTORS: &[(&str, &str)] = &[
-        ("check_result.avsc", "eb22158291aa9b65"),
+        ("check_result.avsc", "5a9ce20cd3df3cd4"),
         ("check_result.v1.avsc", "0f0f00cca2393457"),
         ("check_result.v2.avsc", "9eecd66d233dd4d0"),
         ("check_result.v3.avsc", "eb22158291aa9b65"),
+        ("check_result.v4.avsc", "5a9ce20cd3df3cd4"),
         ("incident_event.avsc", "d18058b9751a43bd"),
         ("incident_event.v1.avsc", "ef9c8c8bb25f50fe"),
     ];
@@ -145,7 +147,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("schemas/{file} has no test vector: compute one (see VECTORS)"));
             assert_eq!(hex(&canonical::fingerprint(&json).unwrap()), *want, "schemas/{file}");
         }
-        assert_eq!(hex(&CURRENT.fingerprint), "eb22158291aa9b65");
+        assert_eq!(hex(&CURRENT.fingerprint), "5a9ce20cd3df3cd4");
     }
 
     #[test]
@@ -168,7 +170,8 @@ mod tests {
             r#"{"name":"tls_not_after","type":["null","long"]},{"name":"producer_version","type":["null","string"]},"#,
             r#"{"name":"redirects","type":["null","int"]},{"name":"interval_ms","type":["null","long"]},"#,
             r#"{"name":"down_after","type":["null","int"]},{"name":"up_after","type":["null","int"]},"#,
-            r#"{"name":"quorum","type":["null","int"]}]}"#,
+            r#"{"name":"quorum","type":["null","int"]},{"name":"degraded_above_ms","type":["null","long"]},"#,
+            r#"{"name":"cert_warn_days","type":["null","int"]}]}"#,
         );
         assert_eq!(canonical::parsing_canonical_form(CURRENT_SCHEMA_JSON).unwrap(), want);
     }

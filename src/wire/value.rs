@@ -58,5 +58,7 @@ pub fn from_value(v: Value) -> Result<CheckResult, String> {
         down_after: f.opt_count("down_after")?,
         up_after: f.opt_count("up_after")?,
         quorum: f.opt_count("quorum")?,
+        degraded_above_ms: f.opt_count("degraded_above_ms")?,
+        cert_warn_days: f.opt_count("cert_warn_days")?,
     })
 }

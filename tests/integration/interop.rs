@@ -262,13 +262,15 @@ pub(crate) fn from_row(row: &sqlx::postgres::PgRow) -> CheckResult {
         pattern: row.get("pattern"),
         pattern_matched: row.get("pattern_matched"),
         tls_not_after: row.get("tls_not_after"),
-        // Schema v2's and v3's fields are not kept in the history.
+        // Schema v2's, v3's and v4's fields are not kept in the history.
         producer_version: None,
         redirects: None,
         interval_ms: None,
         down_after: None,
         up_after: None,
         quorum: None,
+        degraded_above_ms: None,
+        cert_warn_days: None,
     }
 }
 

@@ -239,12 +239,13 @@ async fn an_incompatible_schema_stops_the_producer_before_any_check() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_registry_accepts_schema_v2_and_v3_after_v1_as_backward_compatible() {
+async fn the_registry_accepts_schema_v2_v3_and_v4_after_v1_as_backward_compatible() {
     let registry = Registry::start().await;
     let schemas = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
     let v1 = std::fs::read_to_string(schemas.join("check_result.v1.avsc")).unwrap();
     let v2 = std::fs::read_to_string(schemas.join("check_result.v2.avsc")).unwrap();
     let v3 = std::fs::read_to_string(schemas.join("check_result.v3.avsc")).unwrap();
+    let v4 = std::fs::read_to_string(schemas.join("check_result.v4.avsc")).unwrap();
     let post = |schema: &str| {
         let body = json!({"schema": schema, "schemaType": "AVRO"}).to_string();
         let addr = registry.addr;
@@ -269,7 +270,10 @@ async fn the_registry_accepts_schema_v2_and_v3_after_v1_as_backward_compatible()
     let (status, third) = post(&v3).await;
     assert_eq!(status, 200, "v3 adds optional fields with defaults: {third}");
     assert_ne!(second["id"], third["id"]);
-    assert_eq!(registry.versions("evolution-value").len(), 3);
+    let (status, fourth) = post(&v4).await;
+    assert_eq!(status, 200, "v4 adds optional fields with defaults: {fourth}");
+    assert_ne!(third["id"], fourth["id"]);
+    assert_eq!(registry.versions("evolution-value").len(), 4);
     // The stand-in's check is not vacuous: a field added without a default is refused.
     let strict = v2.replace(
         r#"{"name": "redirects", "type": ["null", "int"], "default": null,"#,
@@ -278,10 +282,10 @@ async fn the_registry_accepts_schema_v2_and_v3_after_v1_as_backward_compatible()
     assert_ne!(strict, v2);
     let (status, refused) = post(&strict.replace("\"redirects\"", "\"hops\"")).await;
     assert_eq!((status, refused["error_code"].as_u64()), (409, Some(409)), "{refused}");
-    // And sitemon's current schema is v3.
+    // And sitemon's current schema is v4.
     assert_eq!(
         sitemon::wire::fingerprint(sitemon::wire::CURRENT_SCHEMA_JSON),
-        sitemon::wire::fingerprint(&v3)
+        sitemon::wire::fingerprint(&v4)
     );
 }
 
