@@ -5,10 +5,11 @@ use chrono::{DateTime, NaiveTime, Utc, Weekday};
 use serde_yaml_ng::Value;
 
 use super::reader::{Fields, Reader, join};
+use crate::domain::IncidentKind;
 use crate::notify::{Maintenance, Pattern, Route, Scope, StormPolicy, Window};
 
 const NOTIFY: &[&str] = &["group_id", "providers", "routes", "storm", "maintenance"];
-const ROUTE: &[&str] = &["name", "sites", "scope", "send_on_resolved", "repeat_every", "providers"];
+const ROUTE: &[&str] = &["name", "sites", "scope", "kinds", "send_on_resolved", "repeat_every", "providers"];
 const STORM: &[&str] = &["threshold", "window", "update_every"];
 const MAINTENANCE: &[&str] = &["sites", "from", "until", "weekly", "reason"];
 const WEEKLY: &[&str] = &["days", "at", "for"];
@@ -70,6 +71,29 @@ fn read_route(r: &mut Reader, v: &Value, path: &str, providers: &[String]) -> Op
             scope
         })
     });
+    let kinds = f.get("kinds").map_or(Some(Vec::new()), |(v, p)| {
+        let items = r.list(v, &p)?;
+        if items.is_empty() {
+            r.problem(&p, "an empty list; leave `kinds` out for every kind");
+            return None;
+        }
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let ip = format!("{p}[{i}]");
+            let Some(k) = r.nonempty_string(item, &ip) else { continue };
+            match IncidentKind::parse(&k.to_uppercase()) {
+                Some(k) => out.push(k),
+                None => {
+                    let all: Vec<&str> = IncidentKind::ALL.iter().map(|k| k.as_str()).collect();
+                    r.problem(
+                        &ip,
+                        format!("unknown incident kind `{k}`; expected one of: {}", all.join(", ")),
+                    );
+                }
+            }
+        }
+        (out.len() == items.len()).then_some(out)
+    });
     let resolved = f.get("send_on_resolved").map_or(Some(true), |(v, p)| r.boolean(v, &p));
     let repeat = f.get("repeat_every").map(|(v, p)| r.duration(v, &p));
     let names = match f.get("providers") {
@@ -101,6 +125,7 @@ fn read_route(r: &mut Reader, v: &Value, path: &str, providers: &[String]) -> Op
         name: name?,
         sites: sites?,
         scope: scope?,
+        kinds: kinds?,
         send_on_resolved: resolved?,
         repeat_every: repeat.map_or(Some(None), |d| d.map(Some))?,
         providers: names?,

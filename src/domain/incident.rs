@@ -14,10 +14,41 @@ pub const DEFAULT_UP_AFTER: u32 = 1;
 /// A certificate expiring within this many days opens a CERT_EXPIRING incident, unless a site
 /// says otherwise.
 pub const DEFAULT_CERT_WARN_DAYS: u32 = 14;
-/// One outage of one site: in one region, or (`region: None`) of the site as a whole.
+/// What an incident is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IncidentKind {
+    /// The site fails its checks (in a region, or as a whole by a quorum of regions).
+    #[default]
+    Down,
+    /// The site answers, but its checks take longer than its `degraded_above`.
+    Degraded,
+    /// The site's certificate expires within its `cert_warn_days`.
+    CertExpiring,
+}
+
+impl IncidentKind {
+    pub const ALL: [IncidentKind; 3] =
+        [IncidentKind::Down, IncidentKind::Degraded, IncidentKind::CertExpiring];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentKind::Down => "DOWN",
+            IncidentKind::Degraded => "DEGRADED",
+            IncidentKind::CertExpiring => "CERT_EXPIRING",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// One outage of one site: in one region, or (`region: None`) of the site as a whole; or one
+/// stretch of slowness or of an expiring certificate of the site (`kind`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Incident {
     pub incident_id: Uuid,
+    pub kind: IncidentKind,
     pub site_id: String,
     pub region: Option<String>,
     pub url: String,
@@ -42,6 +73,12 @@ impl Incident {
     pub fn id_for(site_id: &str, region: Option<&str>, started_at: DateTime<Utc>) -> Uuid {
         let name =
             format!("incident\n{site_id}\n{}\n{}", region.unwrap_or(""), started_at.timestamp_micros());
+        Uuid::new_v5(&super::check_id::NAMESPACE, name.as_bytes())
+    }
+
+    /// The id of a DEGRADED or CERT_EXPIRING incident: its kind and start.
+    pub fn kind_id_for(site_id: &str, kind: IncidentKind, started_at: DateTime<Utc>) -> Uuid {
+        let name = format!("incident\n{site_id}\n{}\n{}", kind.as_str(), started_at.timestamp_micros());
         Uuid::new_v5(&super::check_id::NAMESPACE, name.as_bytes())
     }
 
@@ -158,6 +195,7 @@ impl Incident {
     pub fn sample(site: &str, region: Option<&str>, started: DateTime<Utc>) -> Incident {
         Incident {
             incident_id: Incident::id_for(site, region, started),
+            kind: IncidentKind::Down,
             site_id: site.into(),
             region: region.map(Into::into),
             url: format!("https://{site}.test/"),

@@ -51,6 +51,19 @@ pub struct Sample {
     pub up_after: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum: Option<u32>,
+    /// What the DEGRADED and CERT_EXPIRING incidents judge by (schema v4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_us: Option<i64>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "chrono::serde::ts_microseconds_option"
+    )]
+    pub tls_not_after: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded_above_ms: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_warn_days: Option<u32>,
 }
 
 impl From<&CheckResult> for Sample {
@@ -66,6 +79,10 @@ impl From<&CheckResult> for Sample {
             down_after: r.down_after,
             up_after: r.up_after,
             quorum: r.quorum,
+            total_us: r.total_us,
+            tls_not_after: r.tls_not_after,
+            degraded_above_ms: r.degraded_above_ms,
+            cert_warn_days: r.cert_warn_days,
         }
     }
 }

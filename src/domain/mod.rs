@@ -3,6 +3,7 @@
 mod admit;
 mod check;
 mod check_id;
+mod conditions;
 mod incident;
 mod judging;
 mod micros;
@@ -15,9 +16,10 @@ mod tracks;
 pub use admit::{Admission, MAX_ID_BYTES, MAX_TEXT_BYTES, storable_text};
 pub use check::{CheckResult, CheckStatus, FailureKind, MAX_ERROR_BYTES};
 pub use check_id::{NAMESPACE, check_id};
+pub use conditions::Condition;
 pub use incident::{
     DEFAULT_CERT_WARN_DAYS, DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER, Derived, EndReason, EventKind, Incident,
-    IncidentEvent,
+    IncidentEvent, IncidentKind,
 };
 pub use micros::micros;
 pub use secret::Secret;

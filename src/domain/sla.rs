@@ -51,7 +51,8 @@ pub struct DayTally {
 }
 
 /// Seconds within `[from, to)` during which the site as a whole had an incident open (an open
-/// incident lasts until `now`). Incidents of single regions do not count.
+/// incident lasts until `now`). Incidents of single regions do not count, nor slowness or an
+/// expiring certificate (the site was up).
 pub fn downtime_secs(
     incidents: &[Incident],
     from: DateTime<Utc>,
@@ -60,7 +61,7 @@ pub fn downtime_secs(
 ) -> i64 {
     incidents
         .iter()
-        .filter(|i| i.region.is_none())
+        .filter(|i| i.region.is_none() && i.kind == super::IncidentKind::Down)
         .map(|i| {
             let start = i.started_at.max(from);
             let end = i.ended_at.unwrap_or(now).min(to);
@@ -100,6 +101,7 @@ mod tests {
         let t = |h, m| Utc.with_ymd_and_hms(2026, 1, 1, h, m, 0).unwrap();
         let incident = |region: Option<&str>, start, end| Incident {
             incident_id: Incident::id_for("s", region, start),
+            kind: super::super::IncidentKind::Down,
             site_id: "s".into(),
             region: region.map(str::to_owned),
             url: "http://s/".into(),

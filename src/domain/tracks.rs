@@ -9,7 +9,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::incident::{Derived, EndReason, EventKind, Incident};
+use super::conditions::{self, Condition};
+use super::incident::{Derived, EndReason, EventKind, Incident, IncidentKind};
 pub use super::judging::{Judging, Sample};
 use super::{CheckResult, CheckStatus, DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER, FailureKind};
 
@@ -54,6 +55,9 @@ pub struct Track {
     pub incident: Option<Incident>,
     /// The site: results received whose slot is not judged yet, in (`at`, region) order.
     pub pending: Vec<Sample>,
+    /// The site: its DEGRADED and CERT_EXPIRING conditions.
+    pub degraded: Condition,
+    pub cert: Condition,
 }
 
 impl Track {
@@ -239,6 +243,7 @@ impl SiteTracks {
         }
         let mut closed_at = None;
         let mut joined = Vec::new();
+        let mut counted: Vec<Sample> = Vec::with_capacity(slot.len());
         for s in slot {
             let i = match self.regions.iter().position(|t| t.region == s.region) {
                 Some(i) => i,
@@ -256,6 +261,7 @@ impl SiteTracks {
                 joined.push((i, s));
                 continue;
             }
+            counted.push(s.clone());
             if let Some(end) = fold_region(&self.site_id, t, s, out) {
                 closed_at = closed_at.max(Some(end));
             }
@@ -274,6 +280,8 @@ impl SiteTracks {
         }
         let reason = if closed_at.is_none() && retired { EndReason::Retired } else { EndReason::Recovered };
         self.verdict(now, slot, closed_at, reason, out);
+        // The conditions by the same results the verdict counted (a region's first only makes it known).
+        conditions::judge(&self.site_id, &mut self.site.degraded, &mut self.site.cert, now, &counted, out);
         // Known from now on, after the verdict (as if it had come after the slot was judged), with
         // its thresholds as it says them.
         for (i, s) in joined {
@@ -319,6 +327,7 @@ impl SiteTracks {
                     // One verdict per slot: an opening is confirmed at a slot no other opening of
                     // this site was, so the confirmation makes the id unique per opening.
                     incident_id: Incident::site_id_for(&self.site_id, started_at, now),
+                    kind: IncidentKind::Down,
                     site_id: self.site_id.clone(),
                     region: None,
                     url,
@@ -421,6 +430,7 @@ fn fold_region(site_id: &str, t: &mut Track, s: &Sample, out: &mut Derived) -> O
         let started_at = t.run_start.unwrap_or(now);
         let incident = Incident {
             incident_id: Incident::id_for(site_id, Some(&t.region), started_at),
+            kind: IncidentKind::Down,
             site_id: site_id.to_owned(),
             region: Some(t.region.clone()),
             url: s.url.clone(),

@@ -365,6 +365,12 @@ fn stream_of(regions: &[GenRegion], quorum: Option<u32>) -> Vec<CheckResult> {
             }
             (r.interval_ms, r.down_after, r.up_after, r.quorum) =
                 (Some(10_000), Some(g.down_after), Some(g.up_after), quorum);
+            // Slow and fast stretches, and a certificate near and far from its expiry, each
+            // region on its own phase: the DEGRADED and CERT_EXPIRING conditions too.
+            r.degraded_above_ms = Some(500);
+            r.total_us = Some(if (i / 4 + k) % 3 == 0 { 900_000 } else { 100_000 });
+            r.cert_warn_days = Some(14);
+            r.tls_not_after = Some(t + TimeDelta::days(if (i / 6 + k) % 2 == 0 { 5 } else { 60 }));
             out.push((i as i64, r));
         }
     }
@@ -425,11 +431,14 @@ fn assert_sound(d: &Derived) -> Result<(), TestCaseError> {
     ids.sort();
     ids.dedup();
     prop_assert_eq!(ids.len(), d.events.len(), "every event its own id");
-    let mut site: Vec<&Incident> = d.incidents.iter().filter(|i| i.region.is_none()).collect();
-    site.sort_by_key(|i| i.started_at);
-    for w in site.windows(2) {
-        let end = w[0].ended_at.expect("only the last one may be open");
-        prop_assert!(end <= w[1].started_at, "site-wide incidents overlap: {:?}", w);
+    for kind in IncidentKind::ALL {
+        let mut site: Vec<&Incident> =
+            d.incidents.iter().filter(|i| i.region.is_none() && i.kind == kind).collect();
+        site.sort_by_key(|i| i.started_at);
+        for w in site.windows(2) {
+            let end = w[0].ended_at.expect("only the last one may be open");
+            prop_assert!(end <= w[1].started_at, "site-wide incidents overlap: {:?}", w);
+        }
     }
     Ok(())
 }

@@ -31,6 +31,7 @@ pub fn planner(
         name: "all".into(),
         sites: vec![],
         scope: Scope::Site,
+        kinds: vec![],
         send_on_resolved: true,
         repeat_every: None,
         providers: providers.iter().map(|p| (*p).to_owned()).collect(),

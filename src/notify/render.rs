@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::notice::Notice;
 use super::notice::Sites;
-use crate::domain::{EndReason, EventKind, Incident, IncidentEvent};
+use crate::domain::{EndReason, EventKind, Incident, IncidentEvent, IncidentKind};
 
 /// PagerDuty refuses a summary longer than this.
 const PD_SUMMARY_MAX: usize = 1024;
@@ -31,6 +31,23 @@ fn whom(i: &Incident) -> String {
     }
 }
 
+/// PagerDuty's severity: an outage is critical, slowness or an expiring certificate a warning.
+fn severity(n: &Notice) -> &'static str {
+    match n {
+        Notice::Test { .. } => "info",
+        Notice::Event(e) if e.incident.kind != IncidentKind::Down => "warning",
+        _ => "critical",
+    }
+}
+
+/// A condition's title and what it says of the site.
+fn condition_words(kind: IncidentKind) -> (&'static str, &'static str) {
+    match kind {
+        IncidentKind::CertExpiring => ("CERTIFICATE EXPIRING", "has a certificate near its expiry"),
+        _ => ("SLOW", "is slow"),
+    }
+}
+
 fn why(i: &Incident) -> String {
     match (i.failure_kind, &i.error) {
         (Some(k), Some(e)) => format!("{}: {e}", k.as_str().to_lowercase()),
@@ -43,6 +60,44 @@ fn why(i: &Incident) -> String {
 impl Message {
     pub fn of(n: &Notice) -> Self {
         match n {
+            Notice::Event(e) if e.kind == EventKind::Opened && e.incident.kind != IncidentKind::Down => {
+                let i = &e.incident;
+                let (title, what) = condition_words(i.kind);
+                Message {
+                    title: format!("{title}: {}", whom(i)),
+                    text: format!(
+                        "{} {what} since {}: {}. {}",
+                        whom(i),
+                        time(i.started_at),
+                        i.error.as_deref().unwrap_or("see its checks"),
+                        i.url
+                    ),
+                }
+            }
+            Notice::Event(e) if e.incident.kind != IncidentKind::Down => {
+                let i = &e.incident;
+                let end = i.ended_at.unwrap_or(e.at);
+                let lasted = humantime::format_duration((end - i.started_at).to_std().unwrap_or_default());
+                let title = match i.kind {
+                    IncidentKind::CertExpiring => "CERTIFICATE RENEWED",
+                    _ => "NO LONGER SLOW",
+                };
+                let text = match i.kind {
+                    IncidentKind::CertExpiring => format!(
+                        "{}'s certificate no longer expires within the warning period since {}, after {lasted}. {}",
+                        whom(i),
+                        time(end),
+                        i.url
+                    ),
+                    _ => format!(
+                        "{} is fast again since {}, after {lasted} slow. {}",
+                        whom(i),
+                        time(end),
+                        i.url
+                    ),
+                };
+                Message { title: format!("{title}: {}", whom(i)), text }
+            }
             Notice::Event(e) if e.kind == EventKind::Opened => {
                 let i = &e.incident;
                 Message {
@@ -81,6 +136,21 @@ impl Message {
                             i.url
                         ),
                     }
+                }
+            }
+            Notice::Reminder { opened, due } if opened.incident.kind != IncidentKind::Down => {
+                let i = &opened.incident;
+                let (title, what) = condition_words(i.kind);
+                let lasted = humantime::format_duration((*due - i.started_at).to_std().unwrap_or_default());
+                Message {
+                    title: format!("STILL {title}: {}", whom(i)),
+                    text: format!(
+                        "{} {what} since {}, {lasted} now ({}). {}",
+                        whom(i),
+                        time(i.started_at),
+                        i.error.as_deref().unwrap_or("see its checks"),
+                        i.url
+                    ),
                 }
             }
             Notice::Reminder { opened, due } => {
@@ -136,6 +206,7 @@ impl Message {
 fn incident_json(i: &Incident) -> Value {
     json!({
         "incident_id": i.incident_id,
+        "kind": i.kind.as_str(),
         "site_id": i.site_id,
         "region": i.region,
         "url": i.url,
@@ -249,7 +320,7 @@ pub fn pagerduty_body(n: &Notice, routing_key: &str) -> Option<Value> {
         body["payload"] = json!({
             "summary": summary,
             "source": source,
-            "severity": if matches!(n, Notice::Test { .. }) { "info" } else { "critical" },
+            "severity": severity(n),
             "component": source,
             "custom_details": details,
         });
@@ -268,6 +339,7 @@ mod tests {
         let t = Utc.with_ymd_and_hms(2026, 12, 4, 8, 0, 0).unwrap();
         let incident = Incident {
             incident_id: Incident::id_for("shop", None, t),
+            kind: crate::domain::IncidentKind::Down,
             site_id: "shop".into(),
             region: None,
             url: "https://shop.test/".into(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::notice::Notice;
-use crate::domain::{EventKind, IncidentEvent};
+use crate::domain::{EventKind, IncidentEvent, IncidentKind};
 
 /// A site name pattern: `*` any run of characters, `?` one, `[...]` a class (glob syntax).
 #[derive(Debug, Clone)]
@@ -80,6 +80,8 @@ pub struct Route {
     /// Sites whose name matches any of these (none: every site).
     pub sites: Vec<Pattern>,
     pub scope: Scope,
+    /// Incidents of these kinds (none: every kind).
+    pub kinds: Vec<IncidentKind>,
     /// Closings are sent too (default true).
     pub send_on_resolved: bool,
     /// A reminder while an incident stays open, this often.
@@ -94,6 +96,7 @@ impl Route {
         let i = &e.incident;
         (self.sites.is_empty() || self.sites.iter().any(|p| p.matches(&i.site_id)))
             && self.scope.takes(i.region.as_deref())
+            && (self.kinds.is_empty() || self.kinds.contains(&i.kind))
             && (e.kind == EventKind::Opened || self.send_on_resolved)
     }
 }
@@ -138,6 +141,7 @@ mod tests {
 
     fn route(name: &str, sites: &[&str], scope: Scope, providers: &[&str]) -> Route {
         Route {
+            kinds: vec![],
             name: name.into(),
             sites: sites.iter().map(|s| Pattern::new(s).unwrap()).collect(),
             scope,

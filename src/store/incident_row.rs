@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::{EndReason, FailureKind, Incident};
+use crate::domain::{EndReason, FailureKind, Incident, IncidentKind};
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct IncidentRow {
@@ -20,6 +20,7 @@ pub struct IncidentRow {
     error: Option<String>,
     failed_checks: i64,
     end_reason: Option<String>,
+    incident_kind: String,
 }
 
 fn time(us: i64) -> DateTime<Utc> {
@@ -32,6 +33,8 @@ impl From<IncidentRow> for Incident {
         Incident {
             incident_id: Uuid::parse_str(&r.incident_id)
                 .unwrap_or_else(|_| Incident::id_for(&r.site_id, r.region.as_deref(), started_at)),
+            // (A kind this build does not know, which only a newer one writes, reads as an outage.)
+            kind: IncidentKind::parse(&r.incident_kind).unwrap_or_default(),
             started_at,
             confirmed_at: time(r.confirmed_at),
             ended_at: r.ended_at.map(time),

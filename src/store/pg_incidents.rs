@@ -9,7 +9,9 @@ use sqlx::{PgConnection, PgPool};
 
 use super::incident_row::IncidentRow;
 use super::pg::classify;
-use super::track_row::{Dialect, TrackRow, changed, count, open_ids, pending_json, removed, site_tracks};
+use super::track_row::{
+    Dialect, TrackRow, changed, conditions_json, count, open_ids, pending_json, removed, site_tracks,
+};
 use crate::domain::{CheckResult, Incident, Judging, derive_incidents};
 use crate::ports::StoreError;
 
@@ -30,16 +32,17 @@ const ENSURE_SITES: &str = "INSERT INTO incident_tracks (site_id, region) \
 
 const WRITE_TRACKS: &str = r#"
 INSERT INTO incident_tracks (site_id, region, down, run_up, run_len, run_start, run_kind, run_error,
-    last_at, interval_ms, down_after, up_after, quorum, incident_id, seen_at, pending)
+    last_at, interval_ms, down_after, up_after, quorum, incident_id, seen_at, pending, conditions)
 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bool[], $4::bool[], $5::int[], $6::timestamptz[],
     $7::text[], $8::text[], $9::timestamptz[], $10::bigint[], $11::int[], $12::int[], $13::int[],
-    $14::uuid[], $15::timestamptz[], $16::text[])
+    $14::uuid[], $15::timestamptz[], $16::text[], $17::text[])
 ON CONFLICT (site_id, region) DO UPDATE SET
     down = excluded.down, run_up = excluded.run_up, run_len = excluded.run_len,
     run_start = excluded.run_start, run_kind = excluded.run_kind, run_error = excluded.run_error,
     last_at = excluded.last_at, interval_ms = excluded.interval_ms,
     down_after = excluded.down_after, up_after = excluded.up_after, quorum = excluded.quorum,
-    incident_id = excluded.incident_id, seen_at = excluded.seen_at, pending = excluded.pending
+    incident_id = excluded.incident_id, seen_at = excluded.seen_at, pending = excluded.pending,
+    conditions = excluded.conditions
 "#;
 
 /// Retired regions' tracks.
@@ -48,13 +51,14 @@ const DELETE_TRACKS: &str = "DELETE FROM incident_tracks t USING UNNEST($1::text
 
 const WRITE_INCIDENTS: &str = r#"
 INSERT INTO incidents (incident_id, site_id, region, url, started_at, confirmed_at, ended_at,
-    regions, failure_kind, error, failed_checks, end_reason)
+    regions, failure_kind, error, failed_checks, end_reason, incident_kind)
 SELECT u.id, u.site_id, u.region, u.url, u.started_at, u.confirmed_at, u.ended_at,
-    ARRAY(SELECT json_array_elements_text(u.regions::json)), u.failure_kind, u.error, u.failed, u.end_reason
+    ARRAY(SELECT json_array_elements_text(u.regions::json)), u.failure_kind, u.error, u.failed, u.end_reason,
+    u.incident_kind
 FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
-    $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[])
+    $7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[], $13::text[])
     AS u(id, site_id, region, url, started_at, confirmed_at, ended_at, regions, failure_kind, error, failed,
-         end_reason)
+         end_reason, incident_kind)
 ON CONFLICT (incident_id) DO UPDATE SET
     ended_at = excluded.ended_at, regions = excluded.regions, failed_checks = excluded.failed_checks,
     end_reason = excluded.end_reason
@@ -62,9 +66,9 @@ ON CONFLICT (incident_id) DO UPDATE SET
 
 const WRITE_EVENT: &str = r#"
 INSERT INTO incident_events (event_id, kind, at, incident_id, site_id, region, url, started_at,
-    confirmed_at, ended_at, regions, failure_kind, error, failed_checks, end_reason)
+    confirmed_at, ended_at, regions, failure_kind, error, failed_checks, end_reason, incident_kind)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, ARRAY(SELECT json_array_elements_text($11::json)),
-    $12, $13, $14, $15)
+    $12, $13, $14, $15, $16)
 ON CONFLICT (event_id) DO NOTHING
 "#;
 
@@ -138,6 +142,7 @@ pub(super) async fn fold_incidents(
             .bind(col(incidents, |i| i.error.as_deref()))
             .bind(col(incidents, |i| i.failed_checks))
             .bind(col(incidents, |i| i.end_reason.map(|r| r.as_str())))
+            .bind(col(incidents, |i| i.kind.as_str()))
             .execute(&mut *conn)
             .await
             .map_err(classify)?;
@@ -160,6 +165,7 @@ pub(super) async fn fold_incidents(
             .bind(&i.error)
             .bind(i.failed_checks)
             .bind(i.end_reason.map(|r| r.as_str()))
+            .bind(i.kind.as_str())
             .execute(&mut *conn)
             .await
             .map_err(classify)?;
@@ -194,6 +200,7 @@ async fn write_tracks(
         .bind(col(t, |x| x.1.incident.as_ref().map(|i| i.incident_id)))
         .bind(col(t, |x| x.1.seen_at))
         .bind(col(t, |x| pending_json(x.1)))
+        .bind(col(t, |x| conditions_json(x.1)))
         .execute(conn)
         .await
         .map_err(classify)?;

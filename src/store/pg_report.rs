@@ -21,7 +21,7 @@ const INCIDENTS: &str = "SELECT incident_id::text AS incident_id, site_id, regio
      (extract(epoch FROM started_at) * 1000000)::bigint AS started_at, \
      (extract(epoch FROM confirmed_at) * 1000000)::bigint AS confirmed_at, \
      (extract(epoch FROM ended_at) * 1000000)::bigint AS ended_at, \
-     array_to_json(regions)::text AS regions, failure_kind, error, failed_checks, end_reason \
+     array_to_json(regions)::text AS regions, failure_kind, error, failed_checks, end_reason, incident_kind \
      FROM incidents WHERE site_id = $1 AND started_at < $3 AND (ended_at IS NULL OR ended_at > $2) \
      ORDER BY started_at, region NULLS FIRST";
 

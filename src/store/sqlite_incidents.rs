@@ -6,7 +6,9 @@ use sqlx::{SqliteConnection, SqlitePool};
 
 use super::incident_row::IncidentRow;
 use super::sqlite::classify;
-use super::track_row::{Dialect, TrackRow, changed, count, open_ids, pending_json, removed, site_tracks};
+use super::track_row::{
+    Dialect, TrackRow, changed, conditions_json, count, open_ids, pending_json, removed, site_tracks,
+};
 use crate::domain::{CheckResult, Incident, Judging, derive_incidents};
 use crate::ports::StoreError;
 
@@ -14,23 +16,24 @@ pub(super) const SQLITE: Dialect =
     Dialect { time: |c| c.to_owned(), id: |c| c.to_owned(), regions: |c| c.to_owned() };
 
 const WRITE_TRACK: &str = "INSERT INTO incident_tracks (site_id, region, down, run_up, run_len, run_start, \
-    run_kind, run_error, last_at, interval_ms, down_after, up_after, quorum, incident_id, seen_at, pending) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+    run_kind, run_error, last_at, interval_ms, down_after, up_after, quorum, incident_id, seen_at, pending, \
+    conditions) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
     ON CONFLICT (site_id, region) DO UPDATE SET down = excluded.down, run_up = excluded.run_up, \
       run_len = excluded.run_len, run_start = excluded.run_start, run_kind = excluded.run_kind, \
       run_error = excluded.run_error, last_at = excluded.last_at, interval_ms = excluded.interval_ms, \
       down_after = excluded.down_after, up_after = excluded.up_after, quorum = excluded.quorum, \
-      incident_id = excluded.incident_id, seen_at = excluded.seen_at, pending = excluded.pending";
+      incident_id = excluded.incident_id, seen_at = excluded.seen_at, pending = excluded.pending, \
+      conditions = excluded.conditions";
 
 const WRITE_INCIDENT: &str = "INSERT INTO incidents (incident_id, site_id, region, url, started_at, \
-    confirmed_at, ended_at, regions, failure_kind, error, failed_checks, end_reason) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+    confirmed_at, ended_at, regions, failure_kind, error, failed_checks, end_reason, incident_kind) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
     ON CONFLICT (incident_id) DO UPDATE SET ended_at = excluded.ended_at, regions = excluded.regions, \
       failed_checks = excluded.failed_checks, end_reason = excluded.end_reason";
 
 const WRITE_EVENT: &str = "INSERT INTO incident_events (event_id, kind, at, incident_id, site_id, region, \
     url, started_at, confirmed_at, ended_at, regions, failure_kind, error, failed_checks, end_reason, \
-    created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+    incident_kind, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
     ON CONFLICT (event_id) DO NOTHING";
 
 fn us(t: chrono::DateTime<chrono::Utc>) -> i64 {
@@ -57,6 +60,7 @@ fn bind_incident<'q>(q: Query<'q>, i: &'q Incident) -> Query<'q> {
         .bind(&i.error)
         .bind(i.failed_checks)
         .bind(i.end_reason.map(|r| r.as_str()))
+        .bind(i.kind.as_str())
 }
 
 /// Folds the batch's new results into incidents, in the caller's transaction.
@@ -112,6 +116,7 @@ pub(super) async fn fold_incidents(
             .bind(t.incident.as_ref().map(|i| i.incident_id.to_string()))
             .bind(t.seen_at.map(us))
             .bind(pending_json(t))
+            .bind(conditions_json(t))
             .execute(&mut *conn)
             .await
             .map_err(classify)?;

@@ -18,7 +18,7 @@ const DAILY: &str = "SELECT date(scheduled_at / 1000000, 'unixepoch') AS day, \
      GROUP BY 1 ORDER BY 1";
 
 const INCIDENTS: &str = "SELECT incident_id, site_id, region, url, started_at, confirmed_at, ended_at, \
-     regions, failure_kind, error, failed_checks, end_reason \
+     regions, failure_kind, error, failed_checks, end_reason, incident_kind \
      FROM incidents WHERE site_id = ?1 AND started_at < ?3 AND (ended_at IS NULL OR ended_at > ?2) \
      ORDER BY started_at, region IS NOT NULL, region";
 

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{Derived, FailureKind, Incident, SiteTracks, Track};
+use crate::domain::{Condition, Derived, FailureKind, Incident, SiteTracks, Track};
 
 fn time(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or_default()
@@ -29,6 +29,43 @@ pub struct TrackRow {
     incident_id: Option<String>,
     seen_at: Option<i64>,
     pending: Option<String>,
+    conditions: Option<String>,
+}
+
+/// A site's DEGRADED and CERT_EXPIRING conditions as `incident_tracks.conditions` keeps them.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct ConditionsRow {
+    #[serde(default)]
+    degraded: ConditionRow,
+    #[serde(default)]
+    cert: ConditionRow,
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct ConditionRow {
+    run: i32,
+    #[serde(default, with = "chrono::serde::ts_microseconds_option")]
+    since: Option<DateTime<Utc>>,
+    #[serde(default)]
+    incident_id: Option<uuid::Uuid>,
+}
+
+impl ConditionRow {
+    fn of(c: &Condition) -> Self {
+        ConditionRow { run: c.run, since: c.since, incident_id: c.incident.as_ref().map(|i| i.incident_id) }
+    }
+
+    fn into_condition(self, open: &mut std::collections::HashMap<String, Incident>) -> Condition {
+        let incident = self.incident_id.and_then(|id| open.remove(&id.to_string()));
+        Condition { run: self.run, since: self.since, incident }
+    }
+}
+
+impl TrackRow {
+    /// (Unreadable conditions, which only a hand-edited row has, start afresh.)
+    fn conditions(&self) -> ConditionsRow {
+        self.conditions.as_deref().and_then(|c| serde_json::from_str(c).ok()).unwrap_or_default()
+    }
 }
 
 /// The SQL that selects these rows in each database's dialect: `time` turns a column into µs,
@@ -45,7 +82,7 @@ impl Dialect {
         let Dialect { time, id, .. } = self;
         format!(
             "site_id, region, down, run_up, run_len, {} AS run_start, run_kind, run_error, {} AS last_at, \
-             interval_ms, down_after, up_after, quorum, {} AS incident_id, {} AS seen_at, pending",
+             interval_ms, down_after, up_after, quorum, {} AS incident_id, {} AS seen_at, pending, conditions",
             time("run_start"),
             time("last_at"),
             id("incident_id"),
@@ -58,7 +95,7 @@ impl Dialect {
         let Dialect { time, id, regions } = self;
         format!(
             "{} AS incident_id, site_id, region, url, {} AS started_at, {} AS confirmed_at, \
-             {} AS ended_at, {} AS regions, failure_kind, error, failed_checks, end_reason",
+             {} AS ended_at, {} AS regions, failure_kind, error, failed_checks, end_reason, incident_kind",
             id("incident_id"),
             time("started_at"),
             time("confirmed_at"),
@@ -68,9 +105,22 @@ impl Dialect {
     }
 }
 
-/// The ids of the incidents the tracks have open (to read them).
+/// The ids of the incidents the tracks have open (to read them), the conditions' included.
 pub fn open_ids(rows: &[TrackRow]) -> Vec<String> {
-    rows.iter().filter_map(|r| r.incident_id.clone()).collect()
+    rows.iter()
+        .flat_map(|r| {
+            let c = r.conditions();
+            let conditions = [c.degraded.incident_id, c.cert.incident_id].into_iter().flatten();
+            r.incident_id.clone().into_iter().chain(conditions.map(|id| id.to_string()))
+        })
+        .collect()
+}
+
+/// A track's conditions as stored (`None` when there is nothing to remember).
+pub fn conditions_json(t: &Track) -> Option<String> {
+    let row = ConditionsRow { degraded: ConditionRow::of(&t.degraded), cert: ConditionRow::of(&t.cert) };
+    (t.degraded != Condition::default() || t.cert != Condition::default())
+        .then(|| serde_json::to_string(&row).expect("conditions serialize"))
 }
 
 /// Rows ordered by site (and region) with their open incidents → one [`SiteTracks`] per site;
@@ -80,7 +130,10 @@ pub fn site_tracks(rows: Vec<TrackRow>, open: Vec<Incident>) -> Vec<SiteTracks> 
         open.into_iter().map(|i| (i.incident_id.to_string(), i)).collect();
     let mut out: Vec<SiteTracks> = Vec::new();
     for r in rows {
+        let conditions = r.conditions();
         let track = Track {
+            degraded: conditions.degraded.into_condition(&mut open),
+            cert: conditions.cert.into_condition(&mut open),
             incident: r.incident_id.as_ref().and_then(|id| open.remove(id)),
             region: r.region,
             down: r.down,

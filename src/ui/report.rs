@@ -359,6 +359,7 @@ mod tests {
         }];
         let incidents = vec![Incident {
             incident_id: Incident::id_for("s", None, t0),
+            kind: crate::domain::IncidentKind::Down,
             site_id: "s".into(),
             region: None,
             url: "http://s/".into(),

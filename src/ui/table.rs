@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::{CheckStatus, Incident, SiteStatus};
+use crate::domain::{CheckStatus, Incident, IncidentKind, SiteStatus};
 use crate::notify::LastDelivery;
 use crate::ports::{StatusStore, StoreError};
 
@@ -32,9 +32,16 @@ impl Overview {
         self.alerts.iter().find(|a| a.subject == incident.incident_id)
     }
 
-    /// The open incident of a site (`region: None`: the site as a whole).
+    /// The open outage of a site (`region: None`: the site as a whole).
     fn incident(&self, site: &str, region: Option<&str>) -> Option<&Incident> {
-        self.incidents.iter().find(|i| i.site_id == site && i.region.as_deref() == region)
+        self.incidents
+            .iter()
+            .find(|i| i.kind == IncidentKind::Down && i.site_id == site && i.region.as_deref() == region)
+    }
+
+    /// The site's open DEGRADED and CERT_EXPIRING incidents.
+    fn conditions<'a>(&'a self, site: &'a str) -> impl Iterator<Item = &'a Incident> {
+        self.incidents.iter().filter(move |i| i.kind != IncidentKind::Down && i.site_id == site)
     }
 }
 
@@ -145,7 +152,11 @@ pub fn status_table(o: &Overview, now: DateTime<Utc>) -> String {
             .map(|i| {
                 [
                     i.site_id.clone(),
-                    i.region.as_ref().map_or("site".to_owned(), |r| format!("region {r}")),
+                    match (i.kind, &i.region) {
+                        (IncidentKind::Down, Some(r)) => format!("region {r}"),
+                        (IncidentKind::Down, None) => "site".to_owned(),
+                        (kind, _) => format!("site {}", kind.as_str()),
+                    },
                     age(i.started_at, now),
                     i.regions.join(","),
                     i.failed_checks.to_string(),
@@ -169,6 +180,7 @@ fn incident_json(o: &Overview, i: Option<&Incident>) -> serde_json::Value {
         serde_json::json!({
             "last_alert": alert,
             "incident_id": i.incident_id.to_string(),
+            "kind": i.kind.as_str(),
             "started_at": i.started_at.to_rfc3339(),
             "confirmed_at": i.confirmed_at.to_rfc3339(),
             "regions": i.regions,
@@ -203,6 +215,7 @@ pub fn status_json(o: &Overview, now: DateTime<Utc>) -> String {
                 "interval_ms": s.interval_ms,
                 "incident": incident_json(o, o.incident(&s.site_id, Some(&s.region))),
                 "site_incident": incident_json(o, o.incident(&s.site_id, None)),
+                "conditions": o.conditions(&s.site_id).map(|i| incident_json(o, Some(i))).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -278,6 +291,7 @@ mod tests {
         let started = Utc.timestamp_opt(900, 0).unwrap();
         let incident = |region: Option<&str>| Incident {
             incident_id: Incident::id_for("a", region, started),
+            kind: crate::domain::IncidentKind::Down,
             site_id: "a".into(),
             region: region.map(str::to_owned),
             url: "http://x/".into(),

@@ -13,12 +13,14 @@ use chrono::{DateTime, Utc};
 
 use super::canonical;
 use super::framing::{DecodeError, Strict};
-use crate::domain::{EndReason, EventKind, FailureKind, Incident, IncidentEvent};
+use crate::domain::{EndReason, EventKind, FailureKind, Incident, IncidentEvent, IncidentKind};
 
 /// The schema events are written with.
 pub const EVENT_SCHEMA_JSON: &str = include_str!("../../schemas/incident_event.avsc");
 /// The first published version (no `end_reason`), still read.
 const EVENT_V1_JSON: &str = include_str!("../../schemas/incident_event.v1.avsc");
+/// The second (no `incident_kind`), still read.
+const EVENT_V2_JSON: &str = include_str!("../../schemas/incident_event.v2.avsc");
 
 const MAGIC: [u8; 2] = [0xC3, 0x01];
 const HEADER_LEN: usize = 10;
@@ -38,6 +40,7 @@ fn event_schema(json: &str) -> EventSchema {
 
 static EVENT: LazyLock<EventSchema> = LazyLock::new(|| event_schema(EVENT_SCHEMA_JSON));
 static EVENT_V1: LazyLock<EventSchema> = LazyLock::new(|| event_schema(EVENT_V1_JSON));
+static EVENT_V2: LazyLock<EventSchema> = LazyLock::new(|| event_schema(EVENT_V2_JSON));
 
 /// The CRC-64-AVRO fingerprint of the event schema's Parsing Canonical Form, as headers carry it.
 pub fn event_fingerprint() -> [u8; 8] {
@@ -79,6 +82,7 @@ fn to_value(e: &IncidentEvent) -> Value {
         ("error".into(), opt(i.error.clone().map(Value::String))),
         ("failed_checks".into(), Value::Long(i.failed_checks)),
         ("end_reason".into(), opt(i.end_reason.map(|r| Value::String(r.as_str().to_owned())))),
+        ("incident_kind".into(), Value::String(i.kind.as_str().to_owned())),
     ])
 }
 
@@ -110,21 +114,37 @@ pub fn encode_event_registered(e: &IncidentEvent, schema_id: u32) -> Vec<u8> {
 }
 
 /// Decodes an event in either framing. The Confluent framing is read with the built-in event
-/// schema whatever its id says: a reader that knows which id the registry gave it checks that
-/// itself.
+/// schemas whatever its id says, newest first, the first that reads the whole datum winning (a
+/// reader that knows which id the registry gave it checks that itself): an event written by an
+/// older sitemon under a registry stays readable.
 pub fn decode_event(bytes: &[u8]) -> Result<IncidentEvent, DecodeError> {
-    let (body, writer) = match bytes {
-        [] => return Err(DecodeError::Empty),
-        [0, _, _, _, _, rest @ ..] => (rest, &*EVENT),
+    match bytes {
+        [] => Err(DecodeError::Empty),
+        [0, _, _, _, _, rest @ ..] => {
+            let mut first = None;
+            for writer in [&*EVENT, &*EVENT_V2, &*EVENT_V1] {
+                match decode_datum(rest, writer) {
+                    Ok(e) => return Ok(e),
+                    Err(e) => {
+                        first.get_or_insert(e);
+                    }
+                }
+            }
+            Err(first.expect("three schemas tried"))
+        }
         _ if bytes.len() >= HEADER_LEN && bytes[..2] == MAGIC => {
-            let writer = [&*EVENT, &*EVENT_V1]
+            let writer = [&*EVENT, &*EVENT_V2, &*EVENT_V1]
                 .into_iter()
                 .find(|s| bytes[2..HEADER_LEN] == s.fingerprint)
                 .ok_or_else(|| DecodeError::UnknownSchema(bytes[2..HEADER_LEN].to_vec()))?;
-            (&bytes[HEADER_LEN..], writer)
+            decode_datum(&bytes[HEADER_LEN..], writer)
         }
-        _ => return Err(DecodeError::UnknownFraming(bytes[..bytes.len().min(4)].to_vec())),
-    };
+        _ => Err(DecodeError::UnknownFraming(bytes[..bytes.len().min(4)].to_vec())),
+    }
+}
+
+/// One datum written with `writer`, read into the current schema.
+fn decode_datum(body: &[u8], writer: &EventSchema) -> Result<IncidentEvent, DecodeError> {
     let reader = GenericDatumReader::builder(&writer.schema)
         .reader_schema(&EVENT.schema)
         .build()
@@ -163,6 +183,8 @@ fn from_value(value: Value) -> Result<IncidentEvent, String> {
         f.symbol("failure_kind")?.map(|s| FailureKind::parse(&s).unwrap_or(FailureKind::Other));
     let incident = Incident {
         incident_id: f.uuid("incident_id")?,
+        // (A kind this build does not know, from a newer sitemon, reads as an outage.)
+        kind: IncidentKind::parse(&f.string("incident_kind")?).unwrap_or_default(),
         site_id: f.string("site_id")?,
         region: f.opt_string("region")?,
         url: f.string("url")?,
@@ -195,6 +217,7 @@ mod tests {
         let started_at = t(1_800_000_000_000_001);
         Incident {
             incident_id: Incident::id_for("site-ä", region, started_at),
+            kind: crate::domain::IncidentKind::Down,
             site_id: "site-ä".into(),
             region: region.map(str::to_owned),
             url: "https://例え.test/p?q=\"1\"".into(),
@@ -240,20 +263,38 @@ mod tests {
     }
 
     #[test]
-    fn events_of_the_first_version_are_still_read() {
-        // Written with incident_event.v1.avsc (no end_reason) and its fingerprint.
+    fn events_of_older_versions_are_still_read_in_both_framings() {
+        // Written with incident_event.v1.avsc (no end_reason, no incident_kind) and v2 (no
+        // incident_kind), with their fingerprints and in the registry's framing: read as DOWN.
         let e = &samples()[0];
-        let mut v = to_value(e);
-        if let Value::Record(fields) = &mut v {
-            fields.retain(|(name, _)| name != "end_reason");
+        assert_eq!(e.incident.kind, IncidentKind::Down);
+        for (schema, dropped) in
+            [(&*EVENT_V1, &["end_reason", "incident_kind"][..]), (&*EVENT_V2, &["incident_kind"])]
+        {
+            let mut v = to_value(e);
+            if let Value::Record(fields) = &mut v {
+                fields.retain(|(name, _)| !dropped.contains(&name.as_str()));
+            }
+            let datum =
+                GenericDatumWriter::builder(&schema.schema).build().unwrap().write_value_to_vec(v).unwrap();
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend_from_slice(&schema.fingerprint);
+            bytes.extend(&datum);
+            let mut want = e.clone();
+            if dropped.contains(&"end_reason") {
+                want.incident.end_reason = None;
+            }
+            assert_eq!(decode_event(&bytes).unwrap(), want, "{dropped:?}");
+            assert_ne!(schema.fingerprint, EVENT.fingerprint);
+            let mut registered = vec![0, 0, 0, 0, 7];
+            registered.extend(&datum);
+            assert_eq!(decode_event(&registered).unwrap(), want, "registry framing, {dropped:?}");
         }
-        let datum =
-            GenericDatumWriter::builder(&EVENT_V1.schema).build().unwrap().write_value_to_vec(v).unwrap();
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend_from_slice(&EVENT_V1.fingerprint);
-        bytes.extend(datum);
-        assert_eq!(decode_event(&bytes).unwrap(), *e);
-        assert_ne!(EVENT_V1.fingerprint, EVENT.fingerprint);
+        // A slowness event goes through with its kind.
+        let mut slow = e.clone();
+        slow.incident.kind = IncidentKind::Degraded;
+        assert_eq!(decode_event(&encode_event(&slow)).unwrap(), slow);
+        assert_eq!(decode_event(&encode_event_registered(&slow, 9)).unwrap(), slow);
     }
 
     #[test]
@@ -300,12 +341,12 @@ mod tests {
             r#"{"name":"failure_kind","type":["null",{"name":"dev.sitemon.FailureKind","type":"enum","symbols":["TIMEOUT","DNS","#,
             r#""CONNECT","TLS","PROTOCOL","UNEXPECTED_STATUS","PATTERN_NOT_FOUND","BODY_TOO_LARGE","REDIRECT_LIMIT","OTHER"]}]},"#,
             r#"{"name":"error","type":["null","string"]},{"name":"failed_checks","type":"long"},"#,
-            r#"{"name":"end_reason","type":["null","string"]}]}"#,
+            r#"{"name":"end_reason","type":["null","string"]},{"name":"incident_kind","type":"string"}]}"#,
         );
         assert_eq!(canonical::parsing_canonical_form(EVENT_SCHEMA_JSON).unwrap(), want);
         assert_eq!(hex(&event_fingerprint()), FINGERPRINT);
         assert_eq!(hex(&encode_event(&samples()[0])[..HEADER_LEN]), format!("c301{FINGERPRINT}"));
     }
 
-    const FINGERPRINT: &str = "d18058b9751a43bd";
+    const FINGERPRINT: &str = "6aabb0a57f0aca68";
 }

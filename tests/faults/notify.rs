@@ -21,6 +21,7 @@ pub const TOKEN: &str = "hook-t0ken-5ecret";
 pub fn incident(site: &str, region: Option<&str>, started: chrono::DateTime<Utc>) -> Incident {
     Incident {
         incident_id: Incident::id_for(site, region, started),
+        kind: sitemon::domain::IncidentKind::Down,
         site_id: site.into(),
         region: region.map(Into::into),
         url: format!("https://{site}.test/"),

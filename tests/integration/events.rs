@@ -500,6 +500,7 @@ fn plain(e: &IncidentEvent) -> Value {
         "error": i.error,
         "failed_checks": i.failed_checks,
         "end_reason": i.end_reason.map(|r| r.as_str()),
+        "incident_kind": i.kind.as_str(),
     })
 }
 

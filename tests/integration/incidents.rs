@@ -10,8 +10,8 @@ use sitemon::store::{PgStore, SqliteStore};
 
 use crate::support;
 
-/// One incident as stored: (id, region or "", start µs, end µs, failed checks, regions).
-type Row = (String, String, i64, Option<i64>, i64, String);
+/// One incident as stored: (id, kind, region or "", start µs, end µs, failed checks, regions).
+type Row = (String, String, String, i64, Option<i64>, i64, String);
 /// One outbox event: (event id, kind, incident id).
 type Event = (String, String, String);
 
@@ -25,13 +25,13 @@ impl Db {
     async fn incidents(&self) -> (Vec<Row>, Vec<Event>) {
         let (inc, ev) = match self {
             Db::Pg(_) => (
-                "SELECT incident_id::text, coalesce(region, ''), (extract(epoch FROM started_at) * 1000000)::bigint, \
+                "SELECT incident_id::text, incident_kind, coalesce(region, ''), (extract(epoch FROM started_at) * 1000000)::bigint, \
                  (extract(epoch FROM ended_at) * 1000000)::bigint, failed_checks, array_to_string(regions, ',') \
                  FROM incidents ORDER BY 1",
                 "SELECT event_id::text, kind, incident_id::text FROM incident_events ORDER BY 1",
             ),
             Db::Sqlite(_) => (
-                "SELECT incident_id, coalesce(region, ''), started_at, ended_at, failed_checks, \
+                "SELECT incident_id, incident_kind, coalesce(region, ''), started_at, ended_at, failed_checks, \
                  (SELECT group_concat(value, ',') FROM json_each(regions)) FROM incidents ORDER BY 1",
                 "SELECT event_id, kind, incident_id FROM incident_events ORDER BY 1",
             ),
@@ -114,7 +114,7 @@ async fn thresholds<S: StatusStore>(store: &S, db: &Db) {
     }
     let (incidents, events) = db.incidents().await;
     let got: Vec<(&str, i64, Option<i64>, i64)> =
-        incidents.iter().map(|r| (r.1.as_str(), secs(r.2), r.3.map(secs), r.4)).collect();
+        incidents.iter().map(|r| (r.2.as_str(), secs(r.3), r.4.map(secs), r.5)).collect();
     assert!(got.contains(&("eu", 30, Some(80), 3)), "{got:?}");
     assert!(got.contains(&("", 30, Some(80), 3)), "{got:?}");
     assert_eq!(incidents.len(), 2, "{got:?}");
@@ -153,12 +153,12 @@ async fn quorum<S: StatusStore>(store: &S, db: &Db, two_down: bool) {
         store.store(chunk, &[]).await.unwrap();
     }
     let (incidents, _) = db.incidents().await;
-    let site: Vec<&Row> = incidents.iter().filter(|r| r.1.is_empty()).collect();
-    let regions: Vec<&str> = incidents.iter().filter(|r| !r.1.is_empty()).map(|r| r.1.as_str()).collect();
+    let site: Vec<&Row> = incidents.iter().filter(|r| r.2.is_empty()).collect();
+    let regions: Vec<&str> = incidents.iter().filter(|r| !r.2.is_empty()).map(|r| r.2.as_str()).collect();
     if two_down {
         assert_eq!(site.len(), 1, "two regions of three agree: {incidents:?}");
-        assert_eq!(site[0].5, "eu,us");
-        assert_eq!((secs(site[0].2), site[0].3.map(secs)), (30, Some(80)));
+        assert_eq!(site[0].6, "eu,us");
+        assert_eq!((secs(site[0].3), site[0].4.map(secs)), (30, Some(80)));
         assert_eq!(regions.len(), 2);
     } else {
         assert!(site.is_empty(), "one region of three is no site-wide incident: {incidents:?}");
@@ -196,7 +196,17 @@ fn stream(seed: u64) -> Vec<CheckResult> {
                     }
                 })
                 .collect();
-            all.extend(results(site, region, &pattern, |r| r.down_after = Some(2)));
+            // Slow stretches and a certificate near its expiry now and then, on a phase of each
+            // site and region: DEGRADED and CERT_EXPIRING incidents too.
+            let phase = (site.as_bytes()[0] + region.as_bytes()[0]) as i64;
+            all.extend(results(site, region, &pattern, |r| {
+                let slot = (r.scheduled_at - base()).num_seconds() / 10 + phase;
+                r.down_after = Some(2);
+                r.degraded_above_ms = Some(500);
+                r.total_us = Some(if (slot / 7) % 3 == 0 { 900_000 } else { 100_000 });
+                let days = if (slot / 11) % 2 == 0 { 5 } else { 60 };
+                r.tls_not_after = Some(r.scheduled_at + Duration::days(days));
+            }));
         }
     }
     all.sort_by_key(|r| (r.scheduled_at, r.site_id.clone(), r.region.clone()));
@@ -215,6 +225,7 @@ fn oracle(all: &[CheckResult]) -> (Vec<Row>, Vec<Event>) {
         .map(|i| {
             (
                 i.incident_id.to_string(),
+                i.kind.as_str().to_owned(),
                 i.region.clone().unwrap_or_default(),
                 i.started_at.timestamp_micros(),
                 i.ended_at.map(|t| t.timestamp_micros()),
@@ -247,6 +258,9 @@ async fn replays<S: StatusStore>(store: &S, db: &Db, all: &[CheckResult], seed: 
     store.store(all, &[]).await.unwrap();
     let (want_rows, want_events) = oracle(all);
     assert!(want_events.len() >= 10, "the stream has outages: {}", want_events.len());
+    for kind in ["DOWN", "DEGRADED", "CERT_EXPIRING"] {
+        assert!(want_rows.iter().any(|r| r.1 == kind), "the stream has {kind} incidents");
+    }
     let (rows, events) = db.incidents().await;
     assert_eq!(rows, want_rows, "seed {seed}");
     assert_eq!(events, want_events, "seed {seed}: every state change once, by its deterministic id");
@@ -421,9 +435,9 @@ async fn retirement<S: StatusStore>(store: &S, db: &Db, tracks_sql: &str, count:
     }
     store.store(&rs, &[]).await.unwrap();
     let (incidents, events) = db.incidents().await;
-    let eu: Vec<&Row> = incidents.iter().filter(|r| r.1 == "eu").collect();
+    let eu: Vec<&Row> = incidents.iter().filter(|r| r.2 == "eu").collect();
     assert_eq!(eu.len(), 1, "{incidents:?}");
-    assert_eq!(eu[0].3.map(secs), Some(40), "ended at its last result: {incidents:?}");
+    assert_eq!(eu[0].4.map(secs), Some(40), "ended at its last result: {incidents:?}");
     assert_eq!(events.iter().filter(|e| e.2 == eu[0].0).count(), 2, "opened and closed once: {events:?}");
     assert_eq!(count(tracks_sql).await, 2, "the site's own track and us's");
     let reason = match db {

@@ -201,12 +201,14 @@ fn plain(r: &CheckResult) -> Value {
         "down_after": r.down_after,
         "up_after": r.up_after,
         "quorum": r.quorum,
+        "degraded_above_ms": r.degraded_above_ms,
+        "cert_warn_days": r.cert_warn_days,
     })
 }
 
 /// A result in Avro's JSON encoding (a union value is `{"branch": value}`), what the peer reads.
 pub(crate) fn avro_json(r: &CheckResult) -> String {
-    const UNIONS: [(&str, &str); 20] = [
+    const UNIONS: [(&str, &str); 22] = [
         ("failure_kind", "dev.sitemon.FailureKind"),
         ("error", "string"),
         ("status_code", "int"),
@@ -227,6 +229,8 @@ pub(crate) fn avro_json(r: &CheckResult) -> String {
         ("down_after", "int"),
         ("up_after", "int"),
         ("quorum", "int"),
+        ("degraded_above_ms", "long"),
+        ("cert_warn_days", "int"),
     ];
     let mut v = plain(r);
     for (field, branch) in UNIONS {
@@ -328,9 +332,10 @@ async fn records_cross_between_sitemon_and_the_reference_implementation() {
     let legacy = CheckResult::new("legacy", "http://x/", "interop", now, now, CheckStatus::Success);
     let mut legacy_record = sitemon::wire::encode(&legacy);
     legacy_record[2..10].copy_from_slice(&LEGACY_V1);
-    // Those builds wrote schema v1, whose datum lacks the six fields v2 and v3 added (all null).
-    assert_eq!(legacy_record[legacy_record.len() - 6..], [0; 6]);
-    legacy_record.truncate(legacy_record.len() - 6);
+    // Those builds wrote schema v1, whose datum lacks the eight fields v2, v3 and v4 added (all
+    // null).
+    assert_eq!(legacy_record[legacy_record.len() - 8..], [0; 8]);
+    legacy_record.truncate(legacy_record.len() - 8);
 
     // 2. Into one topic: the peer's records, the legacy one, and a `sitemon producer --once`
     //    round of two local sites; then `sitemon consumer` stores the topic.
@@ -399,11 +404,13 @@ async fn records_cross_between_sitemon_and_the_reference_implementation() {
     let decoded = peer(&args, &input).await;
     let decoded: Vec<&str> = decoded.lines().collect();
     assert_eq!(decoded.len(), lines.len(), "one line per record:\n{}", decoded.join("\n"));
-    // The history does not keep v3's fields; the producer stamped its sites' (defaults here).
+    // The history does not keep v3's and v4's fields; the producer stamped its sites' (defaults
+    // here).
     let stamped = |r: &CheckResult| {
         let mut r = r.clone();
         if r.site_id.starts_with("produced-") {
             (r.interval_ms, r.down_after, r.up_after) = (Some(30_000), Some(3), Some(1));
+            r.cert_warn_days = Some(sitemon::domain::DEFAULT_CERT_WARN_DAYS);
         }
         r
     };

@@ -21,6 +21,7 @@ pub fn samples(prefix: &str, n: usize) -> Vec<IncidentEvent> {
             let closed = i % 3 == 1;
             let incident = Incident {
                 incident_id: Incident::id_for(&site, region.as_deref(), started_at),
+                kind: sitemon::domain::IncidentKind::Down,
                 site_id: site,
                 region: region.clone(),
                 url: format!("https://例え.test/{i}?q=\"1\""),
