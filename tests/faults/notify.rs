@@ -443,6 +443,10 @@ async fn notify_test_sends_one_message_to_each_provider_of_the_route() {
 async fn sitemon_run_sends_alerts_from_its_own_file() {
     let rx = Receiver::start().await;
     let site = crate::support::sites::start().await;
+    // A certificate that expires in five days, trusted through the site's CA file.
+    let pki = crate::support::tls::Pki::new();
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+    let https = crate::support::tls::serve(&pki.expiring_in(5), OK).await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("run.db");
     let cfg = crate::support::write(
@@ -451,25 +455,53 @@ async fn sitemon_run_sends_alerts_from_its_own_file() {
         &format!(
             "region: local\nsqlite:\n  path: {}\n\
              sites:\n  - {{name: broken, url: 'http://{site}/error', interval: 1s, timeout: 500ms, down_after: 2}}\n\
+             \x20 - {{name: sluggish, url: 'http://{site}/pause', interval: 1s, timeout: 900ms, down_after: 2, degraded_above: 100ms}}\n\
+             \x20 - {{name: renewing, url: 'https://{https}/', interval: 1s, timeout: 900ms, tls_ca_file: '{}'}}\n\
              notify:\n  providers:\n    hook: {{type: webhook, url: '{}'}}\n  routes:\n    - {{name: all, providers: [hook]}}\n",
             db.display(),
+            pki.ca_file.display(),
             rx.url("/hook")
         ),
     );
     let running = crate::harness::spawn(&["run", "-c", &cfg, "--no-table"], &[]);
-    let heard = crate::support::wait_for(Duration::from_secs(60), || async {
-        rx.received("/hook").into_iter().find(|r| r.body["type"] == "incident.opened")
-    })
-    .await;
+    let opened = |site: &'static str| {
+        let rx = rx.clone();
+        move || {
+            let rx = rx.clone();
+            async move {
+                rx.received("/hook").into_iter().find(|r| {
+                    r.body["type"] == "incident.opened" && r.body["event"]["incident"]["site_id"] == site
+                })
+            }
+        }
+    };
+    let heard = crate::support::wait_for(Duration::from_secs(60), opened("broken")).await;
+    let slow = crate::support::wait_for(Duration::from_secs(30), opened("sluggish")).await;
+    let cert = crate::support::wait_for(Duration::from_secs(30), opened("renewing")).await;
     running.signal("-TERM");
     let (code, log) = running.finish(Duration::from_secs(30)).await;
     let heard = heard.unwrap_or_else(|| panic!("no alert within 60 s:\n{log}"));
     assert_eq!(code, Some(0), "{log}");
-    assert_eq!(heard.body["event"]["incident"]["site_id"], "broken");
+    assert_eq!(heard.body["event"]["incident"]["kind"], "DOWN");
+    assert!(heard.body["title"].as_str().unwrap().starts_with("DOWN: broken"), "{:?}", heard.body);
     assert_eq!(
         heard.headers.get("idempotency-key"),
         heard.body["delivery_id"].as_str().map(str::to_owned).as_ref()
     );
+    // Slowness and an expiring certificate are incidents of their own kinds, not outages.
+    let slow = slow.unwrap_or_else(|| panic!("no DEGRADED alert:\n{log}"));
+    assert_eq!(slow.body["event"]["incident"]["kind"], "DEGRADED");
+    assert!(slow.body["title"].as_str().unwrap().starts_with("SLOW: sluggish"), "{:?}", slow.body);
+    let cert = cert.unwrap_or_else(|| panic!("no CERT_EXPIRING alert:\n{log}"));
+    assert_eq!(cert.body["event"]["incident"]["kind"], "CERT_EXPIRING");
+    assert!(cert.body["text"].as_str().unwrap().contains("the certificate expires at"), "{:?}", cert.body);
+    let down_alerts = rx
+        .received("/hook")
+        .into_iter()
+        .filter(|r| r.body["event"]["incident"]["kind"] == "DOWN")
+        .filter(|r| r.body["event"]["incident"]["site_id"] != "broken")
+        .count();
+    assert_eq!(down_alerts, 0, "the slow and the expiring site are up");
     use sqlx::Connection;
     let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
     let sent: i64 = sqlx::query_scalar(
@@ -478,5 +510,10 @@ async fn sitemon_run_sends_alerts_from_its_own_file() {
     .fetch_one(&mut c)
     .await
     .unwrap();
-    assert!(sent >= 1, "recorded as sent in the file");
+    assert!(sent >= 3, "recorded as sent in the file");
+    let kinds: Vec<String> = sqlx::query_scalar("SELECT DISTINCT incident_kind FROM incidents ORDER BY 1")
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(kinds, ["CERT_EXPIRING", "DEGRADED", "DOWN"]);
 }

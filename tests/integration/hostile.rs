@@ -186,6 +186,13 @@ async fn valid_tls_records_handshake_time_and_expiry() {
         "{r:?}"
     );
     assert_eq!(r.http_version.as_deref(), Some("HTTP/1.1"));
+    // A certificate near its expiry is still a successful check: the expiry is data (the
+    // consumer's CERT_EXPIRING judges it), not a failure.
+    let soon = tls::serve(&pki.expiring_in(3), OK).await;
+    let r = check(&site(&format!("url: 'https://localhost:{}/', tls_ca_file: '{ca}'", soon.port()))).await;
+    assert!(r.is_up(), "{r:?}");
+    let left = r.tls_not_after.unwrap() - Utc::now();
+    assert!(left > chrono::Duration::days(2) && left <= chrono::Duration::days(3), "{left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -58,6 +58,16 @@ impl Pki {
         self.leaf(&["localhost", "127.0.0.1"], (2024, 1, 1), VALID_NOT_AFTER)
     }
 
+    /// Valid for 127.0.0.1 and localhost, expiring `days` from today (UTC).
+    pub fn expiring_in(&self, days: i64) -> Leaf {
+        let ymd = |d: chrono::NaiveDate| {
+            use chrono::Datelike;
+            (d.year(), d.month() as u8, d.day() as u8)
+        };
+        let today = chrono::Utc::now().date_naive();
+        self.leaf(&["localhost", "127.0.0.1"], (2024, 1, 1), ymd(today + chrono::Duration::days(days)))
+    }
+
     pub fn expired(&self) -> Leaf {
         self.leaf(&["localhost", "127.0.0.1"], (2020, 1, 1), (2021, 1, 1))
     }
