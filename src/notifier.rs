@@ -150,6 +150,50 @@ pub async fn send_loop<D: DeliveryStore, S: Sender>(
     }
 }
 
+/// The closings among `events` of incidents the planner knows nothing of.
+fn unknown_closings<'a>(
+    planner: &Planner,
+    events: impl IntoIterator<Item = &'a IncidentEvent>,
+) -> Vec<uuid::Uuid> {
+    let mut ids: Vec<uuid::Uuid> = events
+        .into_iter()
+        .filter(|e| e.kind == crate::domain::EventKind::Closed && !planner.knows(&e.incident.incident_id))
+        .map(|e| e.incident.incident_id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Teaches the planner which routes told the openings of `ids` (recorded before a restart, or by
+/// another instance before a rebalance), retrying while the database is unavailable; false if
+/// stopped first.
+async fn learn<D: DeliveryStore>(
+    store: &D,
+    planner: &mut Planner,
+    ids: &[uuid::Uuid],
+    stop: &CancellationToken,
+) -> bool {
+    if ids.is_empty() {
+        return true;
+    }
+    let mut waits = crate::retry::backoff();
+    loop {
+        match store.told(ids).await {
+            Ok(told) => {
+                planner.learn(&told);
+                return true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot read which openings were told; retrying");
+                if !pause(waits.next().unwrap_or(Duration::from_secs(5)), stop).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
 /// Drops the reminders of incidents the consumer has closed (their closing went to another
 /// instance of the group, after a rebalance) and forgets them; keeps them all if it cannot tell.
 async fn reminders_of_open<D: DeliveryStore>(
@@ -216,6 +260,10 @@ where
             health.ready();
         }
         let now = Utc::now();
+        let unknown = unknown_closings(planner, batch.records.iter().filter_map(|r| r.decoded.as_ref().ok()));
+        if !learn(store, planner, &unknown, &stop).await {
+            break;
+        }
         let mut planned = Vec::new();
         for r in &batch.records {
             match &r.decoded {
@@ -279,7 +327,14 @@ impl<D, S> PlanningSink<D, S> {
 impl<D: DeliveryStore, S: EventSink> EventSink for PlanningSink<D, S> {
     async fn publish(&self, e: &IncidentEvent) -> Result<(), PublishError> {
         let mut unrecorded = self.unrecorded.lock().await;
-        unrecorded.extend(self.planner.lock().await.event(e, Utc::now()));
+        let mut planner = self.planner.lock().await;
+        let unknown = unknown_closings(&planner, [e]);
+        if !unknown.is_empty() {
+            let told = self.store.told(&unknown).await.map_err(|err| PublishError::Delivery(err.into()))?;
+            planner.learn(&told);
+        }
+        unrecorded.extend(planner.event(e, Utc::now()));
+        drop(planner);
         self.store.record(&unrecorded).await.map_err(|err| PublishError::Delivery(err.into()))?;
         unrecorded.clear();
         drop(unrecorded);
@@ -350,6 +405,14 @@ mod tests {
         }
         async fn still_open(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, StoreError> {
             Ok(ids.to_vec())
+        }
+        async fn told(&self, ids: &[uuid::Uuid]) -> Result<Vec<(String, uuid::Uuid)>, StoreError> {
+            let kept = self.kept.lock().unwrap();
+            Ok(kept
+                .iter()
+                .filter(|o| o.kind == "incident.opened" && ids.contains(&o.subject))
+                .map(|o| (o.route.clone(), o.subject))
+                .collect())
         }
         async fn last_deliveries(&self, _: &[uuid::Uuid]) -> Result<Vec<LastDelivery>, StoreError> {
             Ok(vec![])
@@ -428,5 +491,39 @@ mod tests {
         let gaps: Vec<Duration> = starts.windows(2).map(|w| w[1] - w[0]).collect();
         assert!(gaps.iter().all(|g| *g >= Duration::from_secs(1)), "{gaps:?}");
         assert!(starts[0] - began < Duration::from_secs(1), "the first goes out at once");
+    }
+
+    /// A restart (a fresh planner over the same deliveries) in the middle of a storm: the
+    /// closings of the storm's incidents, which it never read opening, are not sent one by one;
+    /// the closing of an incident told on its own before the restart is.
+    #[tokio::test]
+    async fn after_a_restart_a_forgotten_storm_sends_no_flood_of_closings() {
+        let storm = StormPolicy { threshold: 1, ..StormPolicy::default() };
+        let store = Arc::new(Flaky::default());
+        let passed = Arc::new(Passed(Mutex::new(vec![])));
+        let before = Arc::new(tokio::sync::Mutex::new(planner(&["hook"], storm, vec![])));
+        let sink = PlanningSink::new(before, store.clone(), passed.clone());
+        let opened: Vec<IncidentEvent> =
+            ["alone", "b", "c", "d", "e"].iter().map(|s| event(s, None, EventKind::Opened, 1)).collect();
+        for e in &opened {
+            sink.publish(e).await.unwrap();
+        }
+        let after = Arc::new(tokio::sync::Mutex::new(planner(&["hook"], storm, vec![])));
+        let sink = PlanningSink::new(after, store.clone(), passed);
+        for s in ["alone", "b", "c", "d", "e"] {
+            sink.publish(&event(s, None, EventKind::Closed, 100)).await.unwrap();
+        }
+        let kept = store.kept.lock().unwrap();
+        let closings: Vec<&str> = kept
+            .iter()
+            .filter(|o| o.kind == "incident.closed")
+            .map(|o| o.site_id.as_deref().unwrap())
+            .collect();
+        assert_eq!(
+            closings,
+            ["alone"],
+            "{:?}",
+            kept.iter().map(|o| (o.kind, &o.site_id)).collect::<Vec<_>>()
+        );
     }
 }

@@ -284,6 +284,13 @@ pub trait DeliveryStore: Send + Sync + 'static {
         &self,
         incidents: &[uuid::Uuid],
     ) -> impl Future<Output = Result<Vec<uuid::Uuid>, StoreError>> + Send;
+    /// The routes that recorded an opening of these incidents on its own (sent or held back):
+    /// (route, incident). What a notifier that did not read those openings itself learns
+    /// before it plans their closings.
+    fn told(
+        &self,
+        incidents: &[uuid::Uuid],
+    ) -> impl Future<Output = Result<Vec<(String, uuid::Uuid)>, StoreError>> + Send;
     /// The newest delivery about each of these incidents that has one.
     fn last_deliveries(
         &self,

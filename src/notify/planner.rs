@@ -6,7 +6,7 @@
 //! the process's own, so a restart forgets the incidents opened before it. Pure: the caller
 //! passes the time and records what it returns.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -34,6 +34,10 @@ pub struct Planner {
 struct RouteState {
     storm: Storm,
     open: HashMap<Uuid, (IncidentEvent, DateTime<Utc>)>,
+    /// Incidents whose opening this route told on its own (sent or held back), still open: their
+    /// closing is told too. Learnt from the deliveries recorded for those it did not read itself
+    /// (before a restart, or by another instance before a rebalance).
+    told: HashSet<Uuid>,
 }
 
 fn kind(n: &Notice) -> &'static str {
@@ -70,8 +74,10 @@ impl Planner {
         storm: StormPolicy,
         maintenance: Vec<Maintenance>,
     ) -> Self {
-        let state =
-            routes.iter().map(|_| RouteState { storm: Storm::new(storm), open: HashMap::new() }).collect();
+        let state = routes
+            .iter()
+            .map(|_| RouteState { storm: Storm::new(storm), open: HashMap::new(), told: HashSet::new() })
+            .collect();
         Planner { routes, channels, maintenance, silences: Vec::new(), state }
     }
 
@@ -93,7 +99,23 @@ impl Planner {
             // Held back by a window or a silence: recorded as such, and no part of a storm.
             let held =
                 held(&[&self.maintenance, &self.silences], &e.incident.site_id, e.incident.confirmed_at);
+            let id = e.incident.incident_id;
+            // A closing is told to whom its opening was: one this route neither told on its own
+            // nor knows from a storm (folded into a storm it has forgotten since a restart, or
+            // opened before it ran) is not a message of its own.
+            if e.kind == EventKind::Closed && !held && !st.told.contains(&id) && !st.storm.knows(&id) {
+                continue;
+            }
             let notices = if held { vec![Notice::Event(e.clone())] } else { st.storm.on_event(e, now) };
+            match e.kind {
+                EventKind::Opened if held || notices.iter().any(|n| matches!(n, Notice::Event(_))) => {
+                    st.told.insert(id);
+                }
+                EventKind::Closed => {
+                    st.told.remove(&id);
+                }
+                EventKind::Opened => {}
+            }
             if route.repeat_every.is_some() && !held {
                 for n in &notices {
                     if let Notice::Event(o) = n
@@ -114,6 +136,22 @@ impl Planner {
         let Some(r) = self.routes.iter().find(|r| r.name == route) else { return Vec::new() };
         let notice = Notice::Test { route: route.to_owned(), test_id: Uuid::new_v4() };
         outgoing(r, &self.channels, [&[], &[]], &[notice], Utc::now())
+    }
+
+    /// Does some route know this incident (it told its opening, or a storm holds it)? A closing
+    /// of one no route knows needs [`learn`](Self::learn) first, from the deliveries recorded.
+    pub fn knows(&self, id: &Uuid) -> bool {
+        self.state.iter().any(|st| st.told.contains(id) || st.storm.knows(id))
+    }
+
+    /// Incidents whose opening each route told on its own, as the deliveries recorded say
+    /// (route name, incident).
+    pub fn learn(&mut self, told: &[(String, Uuid)]) {
+        for (route, id) in told {
+            if let Some(i) = self.routes.iter().position(|r| &r.name == route) {
+                self.state[i].told.insert(*id);
+            }
+        }
     }
 
     /// A storm is under way on some route (its end is still to be sent).
@@ -326,6 +364,9 @@ mod tests {
         let window = Window::Once { from: t(50), until: t(100) };
         let shop = Maintenance { sites: vec![], window, reason: "night".into() };
         let mut p = planner(vec![shop]);
+        let mut opened = event("shop", EventKind::Opened, 10);
+        opened.incident.confirmed_at = t(10);
+        assert!(p.event(&opened, t(10)).iter().all(|o| o.silenced.is_none()));
         let mut late = event("shop", EventKind::Closed, 60);
         late.incident.confirmed_at = t(10);
         let out = p.event(&late, t(60));

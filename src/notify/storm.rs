@@ -92,6 +92,15 @@ impl Storm {
         self.active.is_some()
     }
 
+    /// Does it know this incident (an opening or closing it read within its window, or a part
+    /// of a storm under way or still lingering)?
+    pub fn knows(&self, id: &Uuid) -> bool {
+        self.recent.iter().any(|(_, i, _)| i == id)
+            || self.closed_recently.iter().any(|(_, i)| i == id)
+            || self.active.as_ref().is_some_and(|a| a.seen.contains(id) || a.open.contains_key(id))
+            || self.lingering.iter().any(|(_, members, _)| members.contains(id))
+    }
+
     /// What the route sends for this event, which it took, read at `now`: the event itself, the
     /// storm's first message, or nothing (folded into the next update).
     pub fn on_event(&mut self, e: &IncidentEvent, now: DateTime<Utc>) -> Vec<Notice> {

@@ -160,6 +160,17 @@ impl DeliveryStore for PgDeliveries {
         .map_err(classify)
     }
 
+    async fn told(&self, incidents: &[Uuid]) -> Result<Vec<(String, Uuid)>, StoreError> {
+        sqlx::query_as(
+            "SELECT DISTINCT route, subject FROM notify_deliveries \
+             WHERE subject = ANY($1) AND kind = 'incident.opened'",
+        )
+        .bind(incidents)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)
+    }
+
     async fn last_deliveries(&self, subjects: &[Uuid]) -> Result<Vec<LastDelivery>, StoreError> {
         let rows: Vec<(Uuid, String, String, DateTime<Utc>)> = sqlx::query_as(
             "SELECT DISTINCT ON (subject) subject, provider, state, coalesce(sent_at, created_at) \

@@ -143,6 +143,18 @@ impl DeliveryStore for SqliteDeliveries {
         Ok(open.iter().filter_map(|s| s.parse().ok()).collect())
     }
 
+    async fn told(&self, incidents: &[Uuid]) -> Result<Vec<(String, Uuid)>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT DISTINCT route, subject FROM notify_deliveries \
+             WHERE subject IN (SELECT value FROM json_each(?1)) AND kind = 'incident.opened'",
+        )
+        .bind(ids(incidents))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(rows.into_iter().filter_map(|(route, s)| Some((route, s.parse().ok()?))).collect())
+    }
+
     async fn last_deliveries(&self, subjects: &[Uuid]) -> Result<Vec<LastDelivery>, StoreError> {
         let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
             "SELECT subject, provider, state, coalesce(sent_at, created_at) FROM notify_deliveries d \

@@ -55,7 +55,7 @@ fn write(v: &V, out: &mut Vec<u8>) {
     }
 }
 
-const FIELDS: [&str; 27] = [
+const FIELDS: [&str; 29] = [
     "check_id",
     "site_id",
     "url",
@@ -83,6 +83,8 @@ const FIELDS: [&str; 27] = [
     "down_after",
     "up_after",
     "quorum",
+    "degraded_above_ms",
+    "cert_warn_days",
 ];
 
 fn s(text: &str) -> V {
@@ -125,6 +127,8 @@ fn valid(site: &str, at_us: i64) -> Vec<V> {
         some(V::Long(3)),
         some(V::Long(1)),
         V::Null,
+        some(V::Long(2_000)),
+        some(V::Long(14)),
     ]
 }
 
@@ -216,6 +220,14 @@ fn crafted(site: &str, now_us: i64) -> Vec<(String, Vec<V>, &'static str)> {
     case("negative redirects".into(), 60, "redirects", some(V::Long(-1)), "redirects");
     case("negative down_after".into(), 63, "down_after", some(V::Long(-3)), "down_after");
     case("interval_ms past u32".into(), 64, "interval_ms", some(V::Long(1 << 40)), "interval_ms");
+    case("negative cert_warn_days".into(), 65, "cert_warn_days", some(V::Long(-14)), "cert_warn_days");
+    case(
+        "degraded_above_ms past u32".into(),
+        66,
+        "degraded_above_ms",
+        some(V::Long(1 << 40)),
+        "degraded_above_ms",
+    );
     case("NUL in producer_version".into(), 61, "producer_version", some(s("a\0b")), "NUL");
     case("unknown status symbol".into(), 23, "status", V::Long(7), "status");
     case("unknown failure_kind symbol".into(), 24, "failure_kind", some(V::Long(99)), "failure_kind");
