@@ -40,6 +40,19 @@ fn severity(n: &Notice) -> &'static str {
     }
 }
 
+/// A DEGRADED or CERT_EXPIRING incident's opening (or, with `due`, its reminder) in words.
+fn condition(i: &Incident, prefix: &str, due: Option<DateTime<Utc>>) -> Message {
+    let (title, what) = condition_words(i.kind);
+    let lasted = due.map_or_else(String::new, |due| {
+        format!(", {} now", humantime::format_duration((due - i.started_at).to_std().unwrap_or_default()))
+    });
+    let why = i.error.as_deref().unwrap_or("see its checks");
+    Message {
+        title: format!("{prefix}{title}: {}", whom(i)),
+        text: format!("{} {what} since {}{lasted}: {why}. {}", whom(i), time(i.started_at), i.url),
+    }
+}
+
 /// A condition's title and what it says of the site.
 fn condition_words(kind: IncidentKind) -> (&'static str, &'static str) {
     match kind {
@@ -61,18 +74,7 @@ impl Message {
     pub fn of(n: &Notice) -> Self {
         match n {
             Notice::Event(e) if e.kind == EventKind::Opened && e.incident.kind != IncidentKind::Down => {
-                let i = &e.incident;
-                let (title, what) = condition_words(i.kind);
-                Message {
-                    title: format!("{title}: {}", whom(i)),
-                    text: format!(
-                        "{} {what} since {}: {}. {}",
-                        whom(i),
-                        time(i.started_at),
-                        i.error.as_deref().unwrap_or("see its checks"),
-                        i.url
-                    ),
-                }
+                condition(&e.incident, "", None)
             }
             Notice::Event(e) if e.incident.kind != IncidentKind::Down => {
                 let i = &e.incident;
@@ -139,19 +141,7 @@ impl Message {
                 }
             }
             Notice::Reminder { opened, due } if opened.incident.kind != IncidentKind::Down => {
-                let i = &opened.incident;
-                let (title, what) = condition_words(i.kind);
-                let lasted = humantime::format_duration((*due - i.started_at).to_std().unwrap_or_default());
-                Message {
-                    title: format!("STILL {title}: {}", whom(i)),
-                    text: format!(
-                        "{} {what} since {}, {lasted} now ({}). {}",
-                        whom(i),
-                        time(i.started_at),
-                        i.error.as_deref().unwrap_or("see its checks"),
-                        i.url
-                    ),
-                }
+                condition(&opened.incident, "STILL ", Some(*due))
             }
             Notice::Reminder { opened, due } => {
                 let i = &opened.incident;
@@ -373,6 +363,45 @@ mod tests {
         let m = Message::of(&Notice::Event(closed()));
         assert_eq!(m.title, "UP: shop");
         assert!(m.text.contains("after 12m down"), "{}", m.text);
+    }
+
+    #[test]
+    fn slowness_and_an_expiring_certificate_have_words_of_their_own() {
+        let as_kind = |e: IncidentEvent, kind: IncidentKind, error: &str| {
+            let mut e = e;
+            (e.incident.kind, e.incident.error, e.incident.failure_kind) = (kind, Some(error.into()), None);
+            e
+        };
+        let slow =
+            as_kind(opened(), IncidentKind::Degraded, "checks took up to 2300 ms (degraded above 800 ms)");
+        let m = Message::of(&Notice::Event(slow.clone()));
+        assert_eq!(m.title, "SLOW: shop");
+        assert_eq!(
+            m.text,
+            "shop is slow since 2026-12-04T08:00:00Z: checks took up to 2300 ms (degraded above 800 ms). https://shop.test/"
+        );
+        let due = slow.incident.started_at + chrono::TimeDelta::hours(1);
+        let m = Message::of(&Notice::Reminder { opened: slow.clone(), due });
+        assert_eq!(m.title, "STILL SLOW: shop");
+        assert!(m.text.contains(", 1h now: checks took"), "{}", m.text);
+        let m = Message::of(&Notice::Event(as_kind(closed(), IncidentKind::Degraded, "x")));
+        assert_eq!(m.title, "NO LONGER SLOW: shop");
+        assert!(m.text.contains("is fast again since") && m.text.contains("after 12m slow"), "{}", m.text);
+        let cert = as_kind(
+            opened(),
+            IncidentKind::CertExpiring,
+            "the certificate expires at 2026-12-10T00:00:00+00:00",
+        );
+        assert_eq!(Message::of(&Notice::Event(cert.clone())).title, "CERTIFICATE EXPIRING: shop");
+        let m = Message::of(&Notice::Event(as_kind(closed(), IncidentKind::CertExpiring, "x")));
+        assert_eq!(m.title, "CERTIFICATE RENEWED: shop");
+        // A warning to PagerDuty, with its kind in the webhook body.
+        let pd = pagerduty_body(&Notice::Event(cert.clone()), "K").unwrap();
+        assert_eq!(pd["payload"]["severity"], "warning");
+        assert_eq!(
+            webhook_body(&Notice::Event(cert), uuid::Uuid::nil())["event"]["incident"]["kind"],
+            "CERT_EXPIRING"
+        );
     }
 
     #[test]
