@@ -353,6 +353,35 @@ mod tests {
     }
 
     #[test]
+    fn the_thresholds_of_slowness_and_certificates_are_read_and_checked() {
+        let ok = check(
+            "defaults:\n  cert_warn_days: 30\nsites:\n  - {name: a, url: 'https://x/', degraded_above: 1500ms}\n\
+             \x20 - {name: b, url: 'https://y/', cert_warn_days: 0}\n",
+        )
+        .unwrap();
+        let t: Vec<_> =
+            ok.sites.iter().map(|s| (s.thresholds.degraded_above_ms, s.thresholds.cert_warn_days)).collect();
+        assert_eq!(t, [(Some(1500), 30), (None, 0)]);
+        let err = check(
+            "defaults:\n  cert_warn_days: -1\nsites:\n  - {name: a, url: 'http://x/', degraded_above: 500us}\n\
+             \x20 - {name: b, url: 'http://y/', cert_warn_days: 5000, degraded_above: fast}\n",
+        )
+        .unwrap_err();
+        let paths: Vec<_> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "defaults.cert_warn_days",
+                "sites[0].degraded_above",
+                "sites[1].degraded_above",
+                "sites[1].cert_warn_days"
+            ],
+            "{err}"
+        );
+        assert!(err.problems[1].message.contains("at least 1ms"), "{err}");
+    }
+
+    #[test]
     fn invalid_yaml_names_the_line() {
         let err = check("region: a\nsites: [\n").unwrap_err();
         assert!(err.problems[0].at.is_some_and(|(line, _)| line >= 2), "{err}");

@@ -106,8 +106,14 @@ fn read_thresholds(r: &mut Reader, f: &Fields, base: Thresholds) -> Thresholds {
     if let Some(n) = f.get("quorum").and_then(|(v, p)| quorum(r, v, &p)) {
         t.quorum = Some(n);
     }
-    if let Some(d) = f.get("degraded_above").and_then(|(v, p)| r.duration(v, &p)) {
-        t.degraded_above_ms = Some(u32::try_from(d.as_millis()).unwrap_or(u32::MAX));
+    if let Some((v, p)) = f.get("degraded_above")
+        && let Some(d) = r.duration(v, &p)
+    {
+        if d < Duration::from_millis(1) {
+            r.problem(&p, "must be at least 1ms (it is compared in whole milliseconds)");
+        } else {
+            t.degraded_above_ms = Some(u32::try_from(d.as_millis()).unwrap_or(u32::MAX));
+        }
     }
     if let Some(n) = f.get("cert_warn_days").and_then(|(v, p)| r.uint(v, &p, 0, 3650)) {
         t.cert_warn_days = n as u32;

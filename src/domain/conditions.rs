@@ -21,43 +21,56 @@ pub struct Condition {
     pub incident: Option<Incident>,
 }
 
-/// What a slot says of a condition: whether it holds, the regions that say so, and in words.
+/// What a slot says of a condition: whether it holds, the regions that say so, and in words;
+/// `asked` is false when the slot's checks no longer ask for it (no threshold, `cert_warn_days`
+/// 0, no certificate): that only ends a condition under way, it starts nothing.
 struct Evidence {
     holds: bool,
+    asked: bool,
     regions: Vec<String>,
     detail: String,
 }
 
-/// Most of the slot's successful checks that carry a `degraded_above` were slower than it.
+impl Evidence {
+    fn not_asked() -> Self {
+        Evidence { holds: false, asked: false, regions: Vec::new(), detail: String::new() }
+    }
+}
+
+/// Most of the slot's successful checks that carry a `degraded_above` were slower than it. A
+/// slot without a successful check says nothing (a failure says nothing of speed).
 fn slowness(slot: &[Sample]) -> Option<Evidence> {
-    let timed: Vec<(&Sample, i64, u32)> = slot
-        .iter()
-        .filter(|s| s.status == CheckStatus::Success)
-        .filter_map(|s| Some((s, s.total_us?, s.degraded_above_ms?)))
-        .collect();
-    if timed.is_empty() {
+    let ok: Vec<&Sample> = slot.iter().filter(|s| s.status == CheckStatus::Success).collect();
+    if ok.is_empty() {
         return None;
     }
+    let timed: Vec<(&Sample, i64, u32)> =
+        ok.iter().filter_map(|s| Some((*s, s.total_us?, s.degraded_above_ms?))).collect();
+    let Some(above) = timed.first().map(|t| t.2) else { return Some(Evidence::not_asked()) };
     let slow: Vec<&(&Sample, i64, u32)> =
         timed.iter().filter(|(_, total, above)| *total > i64::from(*above) * 1000).collect();
     let worst = slow.iter().map(|(_, total, _)| *total).max().unwrap_or(0);
-    let above = timed[0].2;
     Some(Evidence {
         holds: slow.len() * 2 > timed.len(),
+        asked: true,
         regions: slow.iter().map(|(s, _, _)| s.region.clone()).collect(),
         detail: format!("checks took up to {} ms (degraded above {above} ms)", worst / 1000),
     })
 }
 
-/// A certificate of the slot expires within its site's `cert_warn_days` of the check.
+/// A certificate of the slot expires within its site's `cert_warn_days` of the check. A slot
+/// without a successful check says nothing (a failed one may not have reached the certificate).
 fn expiry(slot: &[Sample]) -> Option<Evidence> {
+    if !slot.iter().any(|s| s.status == CheckStatus::Success) {
+        return None;
+    }
     let seen: Vec<(&Sample, DateTime<Utc>, u32)> = slot
         .iter()
         .filter_map(|s| Some((s, s.tls_not_after?, s.cert_warn_days.unwrap_or(DEFAULT_CERT_WARN_DAYS))))
         .filter(|(_, _, days)| *days > 0)
         .collect();
     if seen.is_empty() {
-        return None;
+        return Some(Evidence::not_asked());
     }
     let soon: Vec<&(&Sample, DateTime<Utc>, u32)> = seen
         .iter()
@@ -66,12 +79,17 @@ fn expiry(slot: &[Sample]) -> Option<Evidence> {
     let first = soon.iter().map(|(_, t, _)| *t).min();
     Some(Evidence {
         holds: !soon.is_empty(),
+        asked: true,
         regions: soon.iter().map(|(s, _, _)| s.region.clone()).collect(),
         detail: first.map_or_else(String::new, |t| format!("the certificate expires at {}", t.to_rfc3339())),
     })
 }
 
 /// Judges both conditions of `site_id` at the slot `now` (its samples, sorted by region).
+/// DEGRADED opens after `down_after` slow slots and closes after `up_after` that are not;
+/// CERT_EXPIRING opens at the first slot that sees such a certificate and closes after
+/// `down_after` slots that see none (so backends or regions serving different certificates do
+/// not make it flap).
 pub(super) fn judge(
     site_id: &str,
     degraded: &mut Condition,
@@ -90,7 +108,7 @@ pub(super) fn judge(
         degraded.fold(site_id, IncidentKind::Degraded, (down_after, up_after), now, url, e, out);
     }
     if let Some(e) = expiry(slot) {
-        cert.fold(site_id, IncidentKind::CertExpiring, (1, 1), now, url, e, out);
+        cert.fold(site_id, IncidentKind::CertExpiring, (1, down_after), now, url, e, out);
     }
 }
 
@@ -108,6 +126,11 @@ impl Condition {
         e: Evidence,
         out: &mut Derived,
     ) {
+        // A check that no longer asks for the condition ends one under way; at rest it changes
+        // nothing (the track stays as it is).
+        if !e.asked && self.run <= 0 && self.incident.is_none() {
+            return;
+        }
         if e.holds == (self.run > 0) && self.run != 0 {
             self.run = if e.holds { self.run.saturating_add(1) } else { self.run.saturating_sub(1) };
         } else {
@@ -253,14 +276,16 @@ mod tests {
                 r.tls_not_after = Some(r.scheduled_at + TimeDelta::days(days));
             }
         };
-        let (_, d) = fold(&results("eu", "fffxff", expiring));
+        // Closed once down_after (3) slots in a row saw the renewed one: 4, 5 and 6.
+        let (_, d) = fold(&results("eu", "fffxfff", expiring));
         assert_eq!(
             events(&d),
             [
                 (EventKind::Opened, IncidentKind::CertExpiring, 1),
-                (EventKind::Closed, IncidentKind::CertExpiring, 4)
+                (EventKind::Closed, IncidentKind::CertExpiring, 6)
             ]
         );
+        assert_eq!(d.events[1].incident.ended_at, Some(at(4)));
         assert!(d.events[0].incident.error.as_deref().unwrap().starts_with("the certificate expires at "));
         // Warned 5 days ahead instead: 10 days is far enough; 0: never.
         for days in [5, 0] {
@@ -269,6 +294,56 @@ mod tests {
                 r.cert_warn_days = Some(days);
             }));
             assert!(d.events.is_empty(), "cert_warn_days {days}: {:?}", events(&d));
+        }
+    }
+
+    /// Backends (or regions) serving an old and a renewed certificate by turns: one incident,
+    /// not one per pair of slots.
+    #[test]
+    fn certificates_that_alternate_do_not_flap() {
+        let (_, d) = fold(&results("eu", "ffffffffff", |r, i| {
+            let days = if i % 2 == 0 { 5 } else { 60 };
+            r.tls_not_after = Some(r.scheduled_at + TimeDelta::days(days));
+        }));
+        assert_eq!(events(&d), [(EventKind::Opened, IncidentKind::CertExpiring, 2)]);
+    }
+
+    /// The operator stops asking (no `degraded_above`, `cert_warn_days: 0`, or the site moved
+    /// to plain HTTP): the incident under way closes, it does not stay open for ever.
+    #[test]
+    fn a_condition_no_longer_asked_for_closes() {
+        let asked = |on: bool| {
+            move |r: &mut CheckResult, i: i64| {
+                if i < 4 {
+                    r.degraded_above_ms = Some(1000);
+                    r.tls_not_after = Some(r.scheduled_at + TimeDelta::days(3));
+                } else if on {
+                    r.degraded_above_ms = None;
+                    r.cert_warn_days = Some(0);
+                    r.tls_not_after = Some(r.scheduled_at + TimeDelta::days(3));
+                }
+            }
+        };
+        for on in [true, false] {
+            let (tracks, d) = fold(&results("eu", "fsssssssss", asked(on)));
+            let got = events(&d);
+            for kind in [IncidentKind::Degraded, IncidentKind::CertExpiring] {
+                let closed = got.iter().filter(|(k, ik, _)| *k == EventKind::Closed && *ik == kind).count();
+                assert_eq!(closed, 1, "{kind:?}, thresholds dropped {on}: {got:?}");
+            }
+            assert!(tracks.site.degraded.incident.is_none() && tracks.site.cert.incident.is_none());
+        }
+        // A site never asked: its conditions stay at rest (nothing to store).
+        let (tracks, _) = fold(&results("eu", "ssss", |_, _| {}));
+        assert_eq!((tracks.site.degraded.clone(), tracks.site.cert.clone()), Default::default());
+    }
+
+    #[test]
+    fn a_condition_id_is_never_an_outage_id() {
+        let t = at(0);
+        for kind in [IncidentKind::Degraded, IncidentKind::CertExpiring] {
+            assert_ne!(Incident::kind_id_for("s", kind, t), Incident::id_for("s", Some(kind.as_str()), t));
+            assert_ne!(Incident::kind_id_for("s", kind, t), Incident::id_for("s", None, t));
         }
     }
 }

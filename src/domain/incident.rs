@@ -78,7 +78,8 @@ impl Incident {
 
     /// The id of a DEGRADED or CERT_EXPIRING incident: its kind and start.
     pub fn kind_id_for(site_id: &str, kind: IncidentKind, started_at: DateTime<Utc>) -> Uuid {
-        let name = format!("incident\n{site_id}\n{}\n{}", kind.as_str(), started_at.timestamp_micros());
+        // (Its own prefix: no region label can make it an outage's id.)
+        let name = format!("incident-{}\n{site_id}\n{}", kind.as_str(), started_at.timestamp_micros());
         Uuid::new_v5(&super::check_id::NAMESPACE, name.as_bytes())
     }
 

@@ -160,13 +160,13 @@ impl Message {
             Notice::StormStarted { opened, .. } => Message {
                 title: format!("{} incidents opened at once", opened.count),
                 text: format!(
-                    "Down: {}. Further openings and recoveries come as grouped updates until it settles.",
+                    "Opened: {}. Further openings and closings come as grouped updates until it settles.",
                     opened.describe()
                 ),
             },
             Notice::StormUpdate { opened, closed, open, .. } => Message {
-                title: format!("Storm update: {open} still down"),
-                text: [("Down", opened), ("Up again", closed)]
+                title: format!("Storm update: {open} still open"),
+                text: [("Opened", opened), ("Closed", closed)]
                     .iter()
                     .filter(|(_, s)| s.count > 0)
                     .map(|(what, s)| format!("{what}: {}.", s.describe()))
@@ -182,11 +182,11 @@ impl Message {
                 text: "The last incident of the storm still open has closed.".to_owned(),
             },
             Notice::StormEnded { open, .. } => Message {
-                title: format!("Storm over: {} still down", open.count),
+                title: format!("Storm over: {} still open", open.count),
                 text: if open.count == 0 {
                     "Every incident of the storm has closed.".to_owned()
                 } else {
-                    format!("Still down: {}. Their recoveries come one by one.", open.describe())
+                    format!("Still open: {}. Their closings come one by one.", open.describe())
                 },
             },
         }
@@ -464,7 +464,7 @@ mod tests {
         });
         assert_eq!(
             b,
-            json!({"text": "*3 incidents opened at once*\nDown: a, b, c. Further openings and recoveries come as grouped updates until it settles."})
+            json!({"text": "*3 incidents opened at once*\nOpened: a, b, c. Further openings and closings come as grouped updates until it settles."})
         );
     }
 }

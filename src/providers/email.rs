@@ -99,9 +99,9 @@ impl Sender for EmailSender {
             Ok(r) => Outcome::Sent {
                 answer: format!("{} {}", r.code(), r.message().collect::<Vec<_>>().join(" ")),
             },
-            // A refusal, or a message the client cannot send (no valid recipient): waiting heals
-            // neither.
-            Err(e) if e.is_permanent() || e.is_client() => Outcome::Failed { answer: self.describe(&e) },
+            // A refusal for good (5xx); anything else (a 4xx, a lost connection, a server that
+            // offered no STARTTLS this time) is tried again.
+            Err(e) if e.is_permanent() => Outcome::Failed { answer: self.describe(&e) },
             Err(e) => {
                 let jitter = (d.delivery_id.as_u128() & 0xffff) as f64 / 65_535.0;
                 Outcome::Retry { after: backoff(d.attempts, jitter), answer: self.describe(&e) }

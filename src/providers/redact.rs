@@ -22,17 +22,24 @@ impl Redactor {
                 url::form_urlencoded::byte_serialize(s.as_bytes()).collect(),
                 STANDARD.encode(s),
             ];
+            // Each word of a header value (`Bearer TOKEN`).
+            derived.extend(s.split_whitespace().map(str::to_owned));
             if let Ok(u) = url::Url::parse(s)
                 && u.has_host()
             {
                 let path = u.path().to_owned();
                 derived.extend(u.query().map(str::to_owned));
-                derived.extend(path.rsplit('/').next().map(str::to_owned));
+                // Each query value, and the path's last segment that is not empty.
+                derived.extend(u.query_pairs().map(|(_, v)| v.into_owned()));
+                derived.extend(path.split('/').rev().find(|p| !p.is_empty()).map(str::to_owned));
                 derived.push(match u.query() {
                     Some(q) => format!("{path}?{q}"),
                     None => path,
                 });
             }
+            // Percent-encoding with lowercase hex digits too.
+            let lower = url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            derived.push(lower_hex(&lower));
             forms.extend(derived.into_iter().filter(|f| f.len() >= MIN_FORM));
         }
         Redactor::sorted(forms)
@@ -58,6 +65,20 @@ impl Redactor {
         }
         text
     }
+}
+
+/// `%2F` as `%2f`: the same bytes, percent-encoded with lowercase hex digits.
+fn lower_hex(encoded: &str) -> String {
+    let mut out = String::with_capacity(encoded.len());
+    let mut rest = encoded;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let code = rest.get(i..i + 3).unwrap_or(&rest[i..]);
+        out.push_str(&code.to_ascii_lowercase());
+        rest = &rest[i + code.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// How SMTP `AUTH PLAIN` carries a user and password.
@@ -91,6 +112,23 @@ mod tests {
             }
             assert!(out.contains("***"), "{out}");
         }
+    }
+
+    #[test]
+    fn parts_of_a_secret_are_taken_out_too() {
+        let r = Redactor::new(["https://h.test/a/SECRETSECRET/?token=QUERYVAL99&ch=x", "Bearer TOKEN123456"]);
+        for echo in [
+            "bad SECRETSECRET",
+            "QUERYVAL99 is revoked",
+            "TOKEN123456 expired",
+            "at https%3a%2f%2fh.test%2fa%2fSECRETSECRET%2f%3ftoken%3dQUERYVAL99%26ch%3dx",
+        ] {
+            let out = r.apply(echo);
+            for secret in ["SECRETSECRET", "QUERYVAL99", "TOKEN123456"] {
+                assert!(!out.contains(secret), "{secret} in {out}");
+            }
+        }
+        assert_eq!(r.apply("Bearer auth failed"), "Bearer auth failed", "short words are left alone");
     }
 
     #[test]

@@ -218,6 +218,7 @@ fn duration_s(i: &Incident, now: DateTime<Utc>) -> i64 {
 fn incident_value(i: &Incident, now: DateTime<Utc>) -> serde_json::Value {
     serde_json::json!({
         "incident_id": i.incident_id.to_string(),
+        "kind": i.kind.as_str(),
         "region": i.region,
         "url": i.url,
         "started_at": i.started_at.to_rfc3339(),
@@ -273,16 +274,26 @@ fn summary_text(req: &ReportRequest, s: &Summary, now: DateTime<Utc>) -> String 
     let _ = writeln!(out, "incidents: {}", s.incidents.len());
     for i in &s.incidents {
         let ended = i.ended_at.map_or("ongoing".to_owned(), |t| t.to_rfc3339());
-        let scope = i.region.as_deref().map_or("site".to_owned(), |r| format!("region {r}"));
-        let cause = match (i.failure_kind, &i.error) {
-            (Some(k), Some(e)) => format!("{}: {e}", k.as_str().to_lowercase()),
-            (Some(k), None) => k.as_str().to_lowercase(),
-            (None, _) => String::new(),
+        let scope = match (i.kind, i.region.as_deref()) {
+            (crate::domain::IncidentKind::Down, None) => "site".to_owned(),
+            (crate::domain::IncidentKind::Down, Some(r)) => format!("region {r}"),
+            (kind, _) => format!("site {}", kind.as_str()),
+        };
+        let (checks, cause) = match (i.kind, i.failure_kind, &i.error) {
+            (crate::domain::IncidentKind::Down, Some(k), Some(e)) => {
+                ("failed checks", format!("{}: {e}", k.as_str().to_lowercase()))
+            }
+            (crate::domain::IncidentKind::Down, Some(k), None) => {
+                ("failed checks", k.as_str().to_lowercase())
+            }
+            (crate::domain::IncidentKind::Down, None, _) => ("failed checks", String::new()),
+            // A condition counts the slots it held in, and says why.
+            (_, _, e) => ("slots", e.clone().unwrap_or_default()),
         };
         let (scope, cause) = (super::printable::printable(&scope), super::printable::printable(&cause));
         let _ = writeln!(
             out,
-            "  {} – {ended}  {}  {scope}  {} failed checks  {cause}",
+            "  {} – {ended}  {}  {scope}  {} {checks}  {cause}",
             i.started_at.to_rfc3339(),
             secs(duration_s(i, now)),
             i.failed_checks

@@ -79,7 +79,8 @@ async fn postgres_report_views_count_missed_apart_and_pin_percentiles() {
     assert_eq!(hours, expected_hours());
     let incidents: Vec<IncidentRow> = sqlx::query_as(
         "SELECT coalesce(region, 'site'), CASE WHEN ended_at IS NOT NULL THEN 'ended' END, ongoing, \
-         duration_s, regions, failed_checks FROM incident_report WHERE site_id = 'a' ORDER BY started_at",
+         duration_s, regions, failed_checks FROM incident_report WHERE site_id = 'a' AND incident_kind = 'DOWN' \
+         ORDER BY started_at",
     )
     .fetch_all(&mut c)
     .await
@@ -120,7 +121,8 @@ async fn sqlite_report_views_match_postgres() {
     assert_eq!(hours, expected_hours());
     let incidents: Vec<IncidentRow> = sqlx::query_as(
         "SELECT coalesce(region, 'site'), CASE WHEN ended_at IS NOT NULL THEN 'ended' END, ongoing, \
-         duration_s, regions, failed_checks FROM incident_report WHERE site_id = 'a' ORDER BY started_at",
+         duration_s, regions, failed_checks FROM incident_report WHERE site_id = 'a' AND incident_kind = 'DOWN' \
+         ORDER BY started_at",
     )
     .fetch_all(&mut c)
     .await
