@@ -343,13 +343,26 @@ impl<D: DeliveryStore, S: EventSink> EventSink for PlanningSink<D, S> {
 }
 
 /// The storms' updates and ends and the reminders of `sitemon run`, planned every second until
-/// `stop`.
+/// `stop`; the silences read again every few seconds.
 pub async fn tick_loop<D: DeliveryStore>(
     planner: Arc<tokio::sync::Mutex<Planner>>,
     store: Arc<D>,
     stop: CancellationToken,
 ) {
-    while pause(Duration::from_secs(1), &stop).await {
+    let mut silences_read: Option<Instant> = None;
+    loop {
+        if silences_read.is_none_or(|t| t.elapsed() >= SILENCES_EVERY) {
+            silences_read = Some(Instant::now());
+            match store.silences(Utc::now()).await {
+                Ok(s) => planner.lock().await.set_silences(s.into_iter().map(|s| s.maintenance).collect()),
+                Err(e) => {
+                    tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot read the silences; keeping the last read")
+                }
+            }
+        }
+        if !pause(Duration::from_secs(1), &stop).await {
+            return;
+        }
         let planned = {
             let mut p = planner.lock().await;
             let due = p.tick(Utc::now());
@@ -419,6 +432,17 @@ mod tests {
         }
         async fn silences(&self, _: chrono::DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
             Ok(vec![])
+        }
+        async fn add_silence(
+            &self,
+            _: &[crate::notify::Pattern],
+            _: (chrono::DateTime<Utc>, chrono::DateTime<Utc>),
+            _: &str,
+        ) -> Result<uuid::Uuid, StoreError> {
+            Err(StoreError::Rejected("not kept here".into()))
+        }
+        async fn remove_silence(&self, _: uuid::Uuid) -> Result<bool, StoreError> {
+            Ok(false)
         }
     }
 

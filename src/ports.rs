@@ -298,6 +298,15 @@ pub trait DeliveryStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<LastDelivery>, StoreError>> + Send;
     /// The silences that have not ended by `now` (`sitemon silence add`).
     fn silences(&self, now: DateTime<Utc>) -> impl Future<Output = Result<Vec<Silence>, StoreError>> + Send;
+    /// Adds a silence of these sites (none: every site) over `window`; returns its id.
+    fn add_silence(
+        &self,
+        sites: &[crate::notify::Pattern],
+        window: (DateTime<Utc>, DateTime<Utc>),
+        reason: &str,
+    ) -> impl Future<Output = Result<uuid::Uuid, StoreError>> + Send;
+    /// Removes a silence; false if there was none with that id.
+    fn remove_silence(&self, id: uuid::Uuid) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 /// Sends one delivery to its provider. Infallible by design: every answer, and every way of

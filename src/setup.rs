@@ -192,7 +192,12 @@ impl Embedded {
 
 impl Status {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        load(path, "status", Sites::Skip, |config, _| {
+        Status::load_for(path, "status")
+    }
+
+    /// The store of a command that reads or writes what `status` does (`silence`).
+    pub fn load_for(path: &Path, command: &str) -> Result<Self, ConfigError> {
+        load(path, command, Sites::Skip, |config, _| {
             Some(match config.postgres {
                 Some(pg) => Status::Postgres(pg),
                 None => Status::Sqlite { path: config.sqlite.path },

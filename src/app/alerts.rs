@@ -185,14 +185,15 @@ async fn notify_test(args: NotifyTestArgs) -> anyhow::Result<i32> {
     Ok(if all_sent { exit::OK } else { exit::FAILURE })
 }
 
-/// `sitemon silence add|list|remove`: the silences `sitemon notify` reads from PostgreSQL.
+/// `sitemon silence add|list|remove`: the silences `sitemon notify` reads from PostgreSQL (or,
+/// without `postgres`, those `sitemon run` reads from its SQLite file).
 pub(super) async fn run_silence(cmd: SilenceCommand) -> anyhow::Result<i32> {
     let path = match &cmd {
         SilenceCommand::Add(a) => &a.config.config,
         SilenceCommand::List(c) => &c.config,
         SilenceCommand::Remove(r) => &r.config.config,
     };
-    let postgres = setup::Migrate::load_for(path, "silence")?.postgres;
+    let store = setup::Status::load_for(path, "silence")?;
     // Every pattern checked before anything connects.
     let sites = match &cmd {
         SilenceCommand::Add(a) => {
@@ -221,15 +222,29 @@ pub(super) async fn run_silence(cmd: SilenceCommand) -> anyhow::Result<i32> {
         }
         _ => Vec::new(),
     };
-    let store = PgStore::connect(&postgres)?;
-    store.migrate().await.context("applying migrations")?;
-    let deliveries = store.deliveries();
+    match store {
+        setup::Status::Postgres(pg) => {
+            let store = PgStore::connect(&pg)?;
+            store.migrate().await.context("applying migrations")?;
+            silence(&store.deliveries(), cmd, &sites).await
+        }
+        setup::Status::Sqlite { path } => {
+            silence(&SqliteStore::open(&path).await?.deliveries(), cmd, &sites).await
+        }
+    }
+}
+
+async fn silence<D: DeliveryStore>(
+    deliveries: &D,
+    cmd: SilenceCommand,
+    sites: &[Pattern],
+) -> anyhow::Result<i32> {
     match cmd {
         SilenceCommand::Add(a) => {
             let from = a.from.unwrap_or_else(chrono::Utc::now);
             let length = chrono::TimeDelta::from_std(a.length).context("--for is too long")?;
             let until = from.checked_add_signed(length).context("--for is too long")?;
-            let id = deliveries.add_silence(&sites, (from, until), &a.reason).await?;
+            let id = deliveries.add_silence(sites, (from, until), &a.reason).await?;
             println!("{id}");
             tracing::info!(%id, sites = ?a.sites, %from, %until, reason = a.reason, "silence added");
         }

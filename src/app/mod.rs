@@ -541,9 +541,14 @@ async fn run_status(args: StatusArgs) -> anyhow::Result<i32> {
                 path.display(),
                 args.config.config.display()
             );
-            ui::Overview::read(&SqliteStore::open(path).await?)
-                .await
-                .context("reading the status from SQLite")?
+            let store = SqliteStore::open(path).await?;
+            let mut rows = ui::Overview::read(&store).await.context("reading the status from SQLite")?;
+            let ids: Vec<uuid::Uuid> = rows.incidents.iter().map(|i| i.incident_id).collect();
+            match store.deliveries().last_deliveries(&ids).await {
+                Ok(alerts) => rows.alerts = alerts,
+                Err(e) => tracing::debug!(error = %crate::error_chain::Chain(&e), "no alerts read"),
+            }
+            rows
         }
     };
     if args.json {

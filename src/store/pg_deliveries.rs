@@ -59,38 +59,6 @@ pub struct PgDeliveries {
     pool: PgPool,
 }
 
-impl PgDeliveries {
-    /// Adds a silence (`sitemon silence add`); returns its id.
-    pub async fn add_silence(
-        &self,
-        sites: &[Pattern],
-        window: (DateTime<Utc>, DateTime<Utc>),
-        reason: &str,
-    ) -> Result<Uuid, StoreError> {
-        let id = Uuid::new_v4();
-        sqlx::query("INSERT INTO notify_silences (silence_id, sites, starts_at, ends_at, reason) VALUES ($1, $2, $3, $4, $5)")
-            .bind(id)
-            .bind(sites.iter().map(|p| p.as_str().to_owned()).collect::<Vec<_>>())
-            .bind(window.0)
-            .bind(window.1)
-            .bind(reason)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(id)
-    }
-
-    /// Removes a silence; false if there was none with that id.
-    pub async fn remove_silence(&self, id: Uuid) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM notify_silences WHERE silence_id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(done.rows_affected() > 0)
-    }
-}
-
 impl PgStore {
     /// `sitemon notify`'s deliveries, in this store's database.
     pub fn deliveries(&self) -> PgDeliveries {
@@ -184,6 +152,36 @@ impl DeliveryStore for PgDeliveries {
             .into_iter()
             .map(|(subject, provider, state, at)| LastDelivery { subject, provider, state, at })
             .collect())
+    }
+
+    /// Adds a silence (`sitemon silence add`); returns its id.
+    async fn add_silence(
+        &self,
+        sites: &[Pattern],
+        window: (DateTime<Utc>, DateTime<Utc>),
+        reason: &str,
+    ) -> Result<Uuid, StoreError> {
+        let id = Uuid::new_v4();
+        sqlx::query("INSERT INTO notify_silences (silence_id, sites, starts_at, ends_at, reason) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id)
+            .bind(sites.iter().map(|p| p.as_str().to_owned()).collect::<Vec<_>>())
+            .bind(window.0)
+            .bind(window.1)
+            .bind(reason)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(id)
+    }
+
+    /// Removes a silence; false if there was none with that id.
+    async fn remove_silence(&self, id: Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM notify_silences WHERE silence_id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {

@@ -1,7 +1,7 @@
 //! [`SqliteDeliveries`]: `sitemon run`'s alert deliveries in its SQLite file (`notify_deliveries`),
 //! the same contract as PostgreSQL's: recorded once by id, leased one at a time under a token, in
 //! order per incident and provider. SQLite has one writer at a time, so a claim is one statement.
-//! No silences here (`sitemon silence` works on PostgreSQL); maintenance windows still apply.
+//! Silences (`sitemon silence`) live in its `notify_silences`, as in PostgreSQL.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::SqliteStore;
 use super::sqlite::classify;
-use crate::notify::{Claimed, LastDelivery, Outcome, Outgoing, Silence};
+use crate::notify::{Claimed, LastDelivery, Maintenance, Outcome, Outgoing, Pattern, Silence, Window};
 use crate::ports::{DeliveryStore, StoreError};
 
 const RECORD: &str = "INSERT INTO notify_deliveries (delivery_id, route, provider, subject, site_id, kind, body, \
@@ -178,7 +178,59 @@ impl DeliveryStore for SqliteDeliveries {
             .collect())
     }
 
-    async fn silences(&self, _now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
-        Ok(Vec::new())
+    async fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
+        let rows: Vec<(String, String, i64, i64, String)> = sqlx::query_as(
+            "SELECT silence_id, sites, starts_at, ends_at, reason FROM notify_silences \
+             WHERE ends_at > ?1 ORDER BY starts_at, silence_id",
+        )
+        .bind(us(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?;
+        let time = |t: i64| DateTime::from_timestamp_micros(t).unwrap_or_default();
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, sites, from, until, reason)| {
+                // Checked when added; a row that no longer reads is left out (never read as "every
+                // site").
+                let sites: Vec<String> = serde_json::from_str(&sites).ok()?;
+                let sites = sites.iter().map(|p| Pattern::new(p).ok()).collect::<Option<Vec<_>>>()?;
+                let window = Window::Once { from: time(from), until: time(until) };
+                Some(Silence { id: id.parse().ok()?, maintenance: Maintenance { sites, window, reason } })
+            })
+            .collect())
+    }
+
+    async fn add_silence(
+        &self,
+        sites: &[Pattern],
+        window: (DateTime<Utc>, DateTime<Utc>),
+        reason: &str,
+    ) -> Result<Uuid, StoreError> {
+        let id = Uuid::new_v4();
+        let sites: Vec<&str> = sites.iter().map(Pattern::as_str).collect();
+        sqlx::query(
+            "INSERT INTO notify_silences (silence_id, sites, starts_at, ends_at, reason, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(id.to_string())
+        .bind(serde_json::to_string(&sites).expect("strings serialize"))
+        .bind(us(window.0))
+        .bind(us(window.1))
+        .bind(reason)
+        .bind(us(Utc::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?;
+        Ok(id)
+    }
+
+    async fn remove_silence(&self, id: Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM notify_silences WHERE silence_id = ?1")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(done.rows_affected() > 0)
     }
 }

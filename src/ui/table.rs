@@ -14,7 +14,7 @@ use crate::ports::{StatusStore, StoreError};
 pub struct Overview {
     pub sites: Vec<SiteStatus>,
     pub incidents: Vec<Incident>,
-    /// The newest alert about each open incident (`sitemon notify`, PostgreSQL only).
+    /// The newest alert about each open incident (`sitemon notify`, or `sitemon run`'s).
     pub alerts: Vec<LastDelivery>,
 }
 

@@ -517,3 +517,64 @@ async fn sitemon_run_sends_alerts_from_its_own_file() {
         .unwrap();
     assert_eq!(kinds, ["CERT_EXPIRING", "DEGRADED", "DOWN"]);
 }
+
+/// `sitemon silence add` on a config without `postgres` writes the SQLite file `sitemon run`
+/// uses; `sitemon run` holds back the silenced site's alerts (recorded as silenced) and sends
+/// the others.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silence_holds_back_sitemon_runs_alerts_too() {
+    let rx = Receiver::start().await;
+    let site = crate::support::sites::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("run.db");
+    let cfg = crate::support::write(
+        dir.path(),
+        "run.yaml",
+        &format!(
+            "region: local\nsqlite:\n  path: {}\n\
+             sites:\n  - {{name: broken, url: 'http://{site}/error', interval: 1s, timeout: 500ms, down_after: 2}}\n\
+             \x20 - {{name: quiet, url: 'http://{site}/error', interval: 1s, timeout: 500ms, down_after: 2}}\n\
+             notify:\n  providers:\n    hook: {{type: webhook, url: '{}'}}\n  routes:\n    - {{name: all, providers: [hook]}}\n",
+            db.display(),
+            rx.url("/hook")
+        ),
+    );
+    let add = ["silence", "add", "-c", &cfg, "--site", "quiet", "--for", "1h", "--reason", "works"];
+    let added = sitemon(&add, &[], Duration::from_secs(60)).await;
+    assert!(added.status.success(), "{}", describe(&added));
+    let list = sitemon(&["silence", "list", "-c", &cfg], &[], Duration::from_secs(60)).await;
+    let text = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(text.contains("quiet") && text.contains("works"), "{}", describe(&list));
+    let running = crate::harness::spawn(&["run", "-c", &cfg, "--no-table"], &[]);
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", db.display());
+    let held = crate::support::wait_for(Duration::from_secs(60), || {
+        let url = url.clone();
+        let rx = rx.clone();
+        async move {
+            let mut c = sqlx::SqliteConnection::connect(&url).await.ok()?;
+            let silenced: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM notify_deliveries WHERE site_id = 'quiet' AND state = 'SILENCED' \
+                 AND silenced_by = 'works'",
+            )
+            .fetch_one(&mut c)
+            .await
+            .ok()?;
+            let sent =
+                rx.received("/hook").iter().any(|r| r.body["event"]["incident"]["site_id"] == "broken");
+            (silenced >= 1 && sent).then_some(())
+        }
+    })
+    .await;
+    running.signal("-TERM");
+    let (code, log) = running.finish(Duration::from_secs(30)).await;
+    assert!(held.is_some(), "quiet held back and broken sent within 60 s:\n{log}");
+    assert_eq!(code, Some(0), "{log}");
+    let quiet =
+        rx.received("/hook").iter().filter(|r| r.body["event"]["incident"]["site_id"] == "quiet").count();
+    assert_eq!(quiet, 0, "nothing sent about the silenced site");
+    // `status` on the file shows the newest alert of each open incident.
+    let status = sitemon(&["status", "-c", &cfg], &[], Duration::from_secs(60)).await;
+    let text = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(text.contains("hook SENT") && text.contains("hook SILENCED"), "{}", describe(&status));
+}
