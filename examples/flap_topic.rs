@@ -1,7 +1,7 @@
 //! Benchmark helper (B6 of `make bench`): publishes check results in real time, one per site
 //! every second, so that incidents open and close at a steady rate and then a storm breaks.
-//! `flap-NNN` sites each fail for 30 s of every 60 s, their phases spread evenly (SITES/60
-//! openings and as many closings a second); from second STORM_AT the `storm-NNNN` sites fail
+//! `flap-NNN` sites each fail for 30 s of every 60 s from their phase on, the phases spread
+//! evenly (SITES/60 openings and as many closings a second, no burst at the start); from second STORM_AT the `storm-NNNN` sites fail
 //! together for 20 s. Usage: `flap_topic BOOTSTRAP TOPIC SITES STORM_SITES STORM_AT SECONDS`
 
 use std::time::Duration;
@@ -45,7 +45,13 @@ fn main() {
         if let Ok(wait) = (at - Utc::now()).to_std() {
             std::thread::sleep(wait);
         }
-        let flaps = (0..sites).map(|i| (format!("flap-{i:03}"), ((s + i * 60 / sites.max(1)) / 30) % 2 == 0));
+        // Site i is up until its phase, then down for 30 s of every 60: one opening every
+        // 60/SITES s from the start, never a burst.
+        let flap = |i: i64| {
+            let phase = i * 60 / sites.max(1);
+            !(s >= phase && (s - phase) % 60 < 30)
+        };
+        let flaps = (0..sites).map(|i| (format!("flap-{i:03}"), flap(i)));
         let storm =
             (0..storm_sites).map(|i| (format!("storm-{i:04}"), !(storm_at..storm_at + 20).contains(&s)));
         for (site, up) in flaps.chain(storm) {

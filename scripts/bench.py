@@ -772,7 +772,8 @@ def b6():
             if e[3]:
                 publish.append((e[3] - e[2]) * 1000)
     storm_opened = sorted(c for site, kind, c, _ in committed.values() if site.startswith("storm-") and kind == "OPENED")
-    started = [at for at, b in got if b.get("type") == "storm.started"]
+    # The storm's grouped message (not one the steady flapping could have made before it).
+    started = [at for at, b in got if b.get("type") == "storm.started" and storm_opened and at >= storm_opened[0]]
     storm = {}
     if started and len(storm_opened) > B6_STORM_THRESHOLD:
         storm = {"from_crossing_ms": (started[0] - storm_opened[B6_STORM_THRESHOLD]) * 1000,
@@ -803,8 +804,9 @@ def b6_section(r, cmd):
              f"{B6_STORM_THRESHOLD + 1}st) committed → grouped message (ms)", f"{st['from_crossing_ms']:,.0f}",
              "goal < 2,000 ms", ""),
             ("B6 storm: first opening committed → grouped message (ms)", f"{st['from_first_ms']:,.0f}", "", ""),
-            (f"B6 storm: messages for {st['opened']:,} openings (grouped + openings sent alone before it was a storm)",
-             f"{st['messages']:,} + {r['storm_lone']:,}", f"≤ 1 + {B6_STORM_THRESHOLD} + updates", ""),
+            (f"B6 storm: messages about {st['opened']:,} openings and their closings 20 s later: grouped (over 30 s, "
+             "an update at most every 5 s) + openings sent alone before it was a storm",
+             f"{st['messages']:,} + {r['storm_lone']:,}", f"≤ 7 + {B6_STORM_THRESHOLD}", ""),
         ]
     else:
         rows.append(("B6 storm", "no grouped message arrived", "", ""))
@@ -822,9 +824,10 @@ def b6_section(r, cmd):
         "Latency = the request's arrival − `incident_events.created_at`, the start of the transaction that "
         "stored the incident (so it includes that transaction), joined by event id.",
         f"- **Storm**: then {r['storm_sites']:,} more sites, up until then, fail at the same second "
-        f"(`storm: {{threshold: {B6_STORM_THRESHOLD}, window: 5s}}`). The first {B6_STORM_THRESHOLD} openings go "
-        "out alone; the next makes the storm, whose `storm.started` message names them. Time from the commit of that "
-        "opening, and of the storm's first, to the grouped message's arrival.",
+        f"(`storm: {{threshold: {B6_STORM_THRESHOLD}, window: 5s, update_every: 5s}}`) and recover 20 s later. The "
+        f"first {B6_STORM_THRESHOLD} openings within the window (the flapping sites' included) go out alone; the next "
+        "makes the storm, whose `storm.started` message names the first ten and counts the rest. Time from the commit "
+        "of that opening, and of the storm's first, to the grouped message's arrival.",
         "",
     ])
 
