@@ -21,6 +21,7 @@ mod kafka_restart;
 mod notify;
 mod notify_email;
 mod notify_faults;
+mod notify_run;
 mod once_round;
 mod poison;
 mod producer_outage_stop;
