@@ -229,13 +229,16 @@ impl SiteTracks {
     /// before or after the slot was judged changes nothing.
     fn judge(&mut self, now: DateTime<Utc>, slot: &[Sample], j: &Judging, out: &mut Derived) {
         self.site.last_at = Some(now);
-        let expired: Vec<String> = self
+        let mut expired: Vec<String> = self
             .regions
             .iter()
             .filter(|t| !slot.iter().any(|s| s.region == t.region))
             .filter(|t| t.seen_at.max(t.last_at).is_none_or(|seen| now - seen > j.region_expiry))
             .map(|t| t.region.clone())
             .collect();
+        // Retired in the order of their names, not of the tracks (which is the order the
+        // regions were first heard in, and that depends on delivery).
+        expired.sort();
         let mut retired = false;
         for region in expired {
             retired |= self.regions.iter().any(|t| t.region == region && t.is_down());
@@ -317,7 +320,9 @@ impl SiteTracks {
                 // Down since the moment `quorum` of them were failing (the quorum-th earliest
                 // start), but never before the site's previous incident ended.
                 let mut down: Vec<&Incident> = down.iter().filter_map(|t| t.incident.as_ref()).collect();
-                down.sort_by_key(|i| i.started_at);
+                // (By region too: which of two that started together comes first must not depend
+                // on the order the regions were first heard in.)
+                down.sort_by(|a, b| (a.started_at, &a.region).cmp(&(b.started_at, &b.region)));
                 let first = down[0];
                 let started_at = down[quorum - 1].started_at.max(self.site.run_start.unwrap_or_default());
                 let mut regions: Vec<String> = down.iter().filter_map(|i| i.region.clone()).collect();
