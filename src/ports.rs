@@ -284,7 +284,7 @@ pub trait DeliveryStore: Send + Sync + 'static {
         &self,
         incidents: &[uuid::Uuid],
     ) -> impl Future<Output = Result<Vec<uuid::Uuid>, StoreError>> + Send;
-    /// The routes that recorded an opening of these incidents on its own (sent or held back):
+    /// The routes that recorded an opening of these incidents on its own, not held back:
     /// (route, incident). What a notifier that did not read those openings itself learns
     /// before it plans their closings.
     fn told(

@@ -28,7 +28,7 @@ pub struct Notify {
     pub notify: NotifyConfig,
 }
 
-/// `sitemon migrate` and `sitemon silence`: PostgreSQL only.
+/// `sitemon migrate`: PostgreSQL only.
 pub struct Migrate {
     pub postgres: PostgresConfig,
 }
@@ -173,7 +173,7 @@ impl Migrate {
         Migrate::load_for(path, "migrate")
     }
 
-    /// PostgreSQL only, for `command` (`migrate`, `silence`).
+    /// PostgreSQL only, for `command` (`migrate`).
     pub fn load_for(path: &Path, command: &str) -> Result<Self, ConfigError> {
         load(path, command, Sites::Skip, |config, n| {
             Some(Migrate { postgres: n.section("postgres", config.postgres)? })

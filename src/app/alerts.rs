@@ -93,7 +93,7 @@ pub(super) struct EmbeddedAlerts {
     tasks: tokio::task::JoinSet<()>,
 }
 
-pub(super) fn embedded_alerts(
+pub(super) async fn embedded_alerts(
     n: &config::NotifyConfig,
     store: &SqliteStore,
 ) -> anyhow::Result<EmbeddedAlerts> {
@@ -105,6 +105,11 @@ pub(super) fn embedded_alerts(
         n.maintenance.clone(),
     )));
     let deliveries = Arc::new(store.deliveries());
+    // The silences in force before the first event is planned (the outbox may hold some).
+    match deliveries.silences(chrono::Utc::now()).await {
+        Ok(s) => planner.lock().await.set_silences(s.into_iter().map(|s| s.maintenance).collect()),
+        Err(e) => tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot read the silences"),
+    }
     let stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     let lease = n.providers.iter().map(|p| p.timeout).max().unwrap_or_default() * 2 + Duration::from_secs(5);
@@ -193,6 +198,7 @@ pub(super) async fn run_silence(cmd: SilenceCommand) -> anyhow::Result<i32> {
         SilenceCommand::List(c) => &c.config,
         SilenceCommand::Remove(r) => &r.config.config,
     };
+    let config_path = path.clone();
     let store = setup::Status::load_for(path, "silence")?;
     // Every pattern checked before anything connects.
     let sites = match &cmd {
@@ -229,6 +235,14 @@ pub(super) async fn run_silence(cmd: SilenceCommand) -> anyhow::Result<i32> {
             silence(&store.deliveries(), cmd, &sites).await
         }
         setup::Status::Sqlite { path } => {
+            // The file `sitemon run` made: a silence in a new file (another directory, another
+            // host) would hold back nothing.
+            anyhow::ensure!(
+                path.exists(),
+                "no database at {}: run `sitemon run -c {}` first (or run this where it runs)",
+                path.display(),
+                config_path.display()
+            );
             silence(&SqliteStore::open(&path).await?.deliveries(), cmd, &sites).await
         }
     }

@@ -435,7 +435,10 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
     // No Kafka here: incident events are logged (one line each) and marked published; with a
     // `notify` section they are planned into the file's deliveries first, sent from there.
     let event_publisher = EventPublisher::default();
-    let alerts = cfg.notify.as_ref().map(|n| alerts::embedded_alerts(n, &store)).transpose()?;
+    let alerts = match &cfg.notify {
+        Some(n) => Some(alerts::embedded_alerts(n, &store).await?),
+        None => None,
+    };
     let events = {
         let (store, publisher) = (store.clone(), event_publisher.clone());
         match &alerts {

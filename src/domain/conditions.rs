@@ -2,9 +2,10 @@
 //! like its outages (so they too depend on the results, not on how they were batched):
 //! DEGRADED — most of a slot's successful checks slower than the site's `degraded_above`, for
 //! `down_after` slots in a row, until `up_after` slots that are not; CERT_EXPIRING — a
-//! certificate seen in a slot expiring within the site's `cert_warn_days`, until a slot sees
-//! none that does. A slot that says nothing of a condition (no success, no certificate) leaves
-//! it as it was.
+//! certificate seen in a slot expiring within the site's `cert_warn_days`, until `down_after`
+//! slots see none that does. A slot without a successful check leaves a condition as it was; one
+//! whose checks no longer ask for it (no threshold, `cert_warn_days` 0, no certificate) ends one
+//! under way.
 
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -44,8 +45,11 @@ fn slowness(slot: &[Sample]) -> Option<Evidence> {
     if ok.is_empty() {
         return None;
     }
-    let timed: Vec<(&Sample, i64, u32)> =
-        ok.iter().filter_map(|s| Some((*s, s.total_us?, s.degraded_above_ms?))).collect();
+    // (0, which only a record not written by sitemon carries, asks for nothing.)
+    let timed: Vec<(&Sample, i64, u32)> = ok
+        .iter()
+        .filter_map(|s| Some((*s, s.total_us?, s.degraded_above_ms.filter(|ms| *ms > 0)?)))
+        .collect();
     let Some(above) = timed.first().map(|t| t.2) else { return Some(Evidence::not_asked()) };
     let slow: Vec<&(&Sample, i64, u32)> =
         timed.iter().filter(|(_, total, above)| *total > i64::from(*above) * 1000).collect();

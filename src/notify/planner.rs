@@ -34,7 +34,7 @@ pub struct Planner {
 struct RouteState {
     storm: Storm,
     open: HashMap<Uuid, (IncidentEvent, DateTime<Utc>)>,
-    /// Incidents whose opening this route told on its own (sent or held back), still open: their
+    /// Incidents whose opening this route told on its own (sent, not held back), still open: their
     /// closing is told too. Learnt from the deliveries recorded for those it did not read itself
     /// (before a restart, or by another instance before a rebalance).
     told: HashSet<Uuid>,
@@ -108,7 +108,9 @@ impl Planner {
             }
             let notices = if held { vec![Notice::Event(e.clone())] } else { st.storm.on_event(e, now) };
             match e.kind {
-                EventKind::Opened if held || notices.iter().any(|n| matches!(n, Notice::Event(_))) => {
+                // (A held-back opening is not told: its closing is held back while the window
+                // or silence lasts, and sent to nobody after it.)
+                EventKind::Opened if !held && notices.iter().any(|n| matches!(n, Notice::Event(_))) => {
                     st.told.insert(id);
                 }
                 EventKind::Closed => {
@@ -345,6 +347,22 @@ mod tests {
         assert!(p.tick(t(10 * 3600)).is_empty(), "closed: no more reminders");
         // Each reminder its own delivery id.
         assert_ne!(first[0].delivery_id, p.event(&shop, t(0))[0].delivery_id);
+    }
+
+    /// A silence that ends (or is removed) while its incident is open: the closing of an
+    /// opening nobody was told of goes to nobody.
+    #[test]
+    fn the_closing_of_a_silenced_opening_is_never_sent() {
+        let window = Window::Once { from: t(0), until: t(100) };
+        let quiet =
+            Maintenance { sites: vec![Pattern::new("web").unwrap()], window, reason: "deploy".into() };
+        let mut p = planner(vec![]);
+        p.set_silences(vec![quiet]);
+        let opened = p.event(&event("web", EventKind::Opened, 1), t(1));
+        assert!(!opened.is_empty() && opened.iter().all(|o| o.silenced.is_some()), "{opened:?}");
+        p.set_silences(vec![]);
+        let closed = p.event(&event("web", EventKind::Closed, 200), t(200));
+        assert!(closed.iter().all(|o| o.silenced.is_some()), "nothing sent: {closed:?}");
     }
 
     #[test]

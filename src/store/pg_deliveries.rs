@@ -131,7 +131,7 @@ impl DeliveryStore for PgDeliveries {
     async fn told(&self, incidents: &[Uuid]) -> Result<Vec<(String, Uuid)>, StoreError> {
         sqlx::query_as(
             "SELECT DISTINCT route, subject FROM notify_deliveries \
-             WHERE subject = ANY($1) AND kind = 'incident.opened'",
+             WHERE subject = ANY($1) AND kind = 'incident.opened' AND state <> 'SILENCED'",
         )
         .bind(incidents)
         .fetch_all(&self.pool)

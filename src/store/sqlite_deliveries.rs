@@ -146,7 +146,8 @@ impl DeliveryStore for SqliteDeliveries {
     async fn told(&self, incidents: &[Uuid]) -> Result<Vec<(String, Uuid)>, StoreError> {
         let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT DISTINCT route, subject FROM notify_deliveries \
-             WHERE subject IN (SELECT value FROM json_each(?1)) AND kind = 'incident.opened'",
+             WHERE subject IN (SELECT value FROM json_each(?1)) AND kind = 'incident.opened' \
+             AND state <> 'SILENCED'",
         )
         .bind(ids(incidents))
         .fetch_all(&self.pool)

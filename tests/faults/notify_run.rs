@@ -115,6 +115,13 @@ async fn a_silence_holds_back_sitemon_runs_alerts_too() {
     });
     let (cfg, db) = run_config(dir.path(), &sites, &rx);
     let add = ["silence", "add", "-c", &cfg, "--site", "quiet", "--for", "1h", "--reason", "works"];
+    // No file yet: a silence in a new one would hold back nothing.
+    let refused = sitemon(&add, &[], Duration::from_secs(60)).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", describe(&refused));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no database at"), "{}", describe(&refused));
+    assert!(!db.exists(), "no file made");
+    // The file as an earlier `sitemon run` left it.
+    drop(sitemon::store::SqliteStore::open(&db).await.unwrap());
     let added = sitemon(&add, &[], Duration::from_secs(60)).await;
     assert!(added.status.success(), "{}", describe(&added));
     let list = sitemon(&["silence", "list", "-c", &cfg], &[], Duration::from_secs(60)).await;
