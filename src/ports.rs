@@ -31,6 +31,11 @@ pub trait StatusPublisher: Send + Sync + 'static {
     /// True while the destination can be reached (e.g. a broker connection is up), so that a
     /// producer that could only queue its results reports itself not ready.
     fn is_connected(&self) -> bool;
+    /// A refusal that waiting will not heal (the broker rejected the credentials), said so that a
+    /// bounded run (`--once`) ends at once instead of waiting out its grace period.
+    fn refused(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Where a record came from in the feed; enough to quarantine it and to acknowledge it.

@@ -3,7 +3,6 @@
 //! SQLite file's deliveries).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +31,7 @@ pub(super) async fn run_notify(args: NotifyArgs, listen: Option<SocketAddr>) -> 
     let setup::Notify { kafka, postgres, notify } = setup::Notify::load(&path)?;
     let health = ops(listen, "starting").await?;
     let store = PgStore::connect(&postgres)?;
-    store.migrate().await.context("applying migrations")?;
+    store.migrate().await?;
     let deliveries = Arc::new(store.deliveries());
     let mut feed = KafkaFeed::events(&kafka, &notify.group_id)
         .map_err(|e| kafka_setup(&path, "notify", ClientSetupError::new(e, &kafka)))?;
@@ -222,7 +221,7 @@ pub(super) async fn run_silence(cmd: SilenceCommand) -> anyhow::Result<i32> {
                 ));
             }
             if !problems.is_empty() {
-                return Err(ConfigError { file: PathBuf::from("command line"), problems }.into());
+                return Err(ConfigError::command_line(problems).into());
             }
             sites
         }
@@ -231,7 +230,7 @@ pub(super) async fn run_silence(cmd: SilenceCommand) -> anyhow::Result<i32> {
     match store {
         setup::Status::Postgres(pg) => {
             let store = PgStore::connect(&pg)?;
-            store.migrate().await.context("applying migrations")?;
+            store.migrate().await?;
             silence(&store.deliveries(), cmd, &sites).await
         }
         setup::Status::Sqlite { path } => {

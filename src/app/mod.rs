@@ -77,7 +77,7 @@ pub async fn run(command: Command, listen: Option<SocketAddr>) -> anyhow::Result
         Command::Migrate(args) => {
             let setup = setup::Migrate::load(&args.config)?;
             let store = PgStore::connect(&setup.postgres)?;
-            store.migrate().await.context("applying migrations")?;
+            store.migrate().await?;
             tracing::info!("migrations applied");
             Ok(exit::OK)
         }
@@ -300,6 +300,10 @@ fn log_report(report: &ProducerReport, message: &str) {
 
 /// Exit 1 when a slot's result was not acknowledged.
 fn ensure_complete(report: &ProducerReport) -> anyhow::Result<()> {
+    if let Some(reason) = &report.refused {
+        let n = report.failed + report.abandoned;
+        anyhow::bail!("{reason}; {n} result{} not published", if n == 1 { " was" } else { "s were" });
+    }
     anyhow::ensure!(
         report.complete(),
         "{} results were not acknowledged and {} slots were abandoned before the grace period ended",
@@ -314,7 +318,7 @@ async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow:
     let kafka = &kafka;
     let health = ops(listen, "starting").await?;
     let store = PgStore::connect(&postgres)?.judging(cfg.consumer.judging());
-    store.migrate().await.context("applying migrations")?;
+    store.migrate().await?;
     let mut feed = KafkaFeed::new(kafka)
         .map_err(|e| kafka_setup(&args.config.config, "consumer", ClientSetupError::new(e, kafka)))?;
     let sink =
@@ -497,8 +501,10 @@ fn check_site(args: &CheckArgs) -> Result<Site, ConfigError> {
     let mut root = serde_yaml_ng::Mapping::new();
     root.insert("sites".into(), serde_yaml_ng::Value::Sequence(vec![site.into()]));
     let text = serde_yaml_ng::to_string(&root).expect("a mapping serializes");
-    let from_args = Path::new("command line");
+    let from_args = Path::new(config::COMMAND_LINE);
     config::parse(&text, from_args, &|_| None).map(|mut c| c.sites.remove(0)).map_err(|mut e| {
+        // The interval is `--timeout` again (no flag of its own): its problem is said once.
+        e.problems.retain(|p| p.path != "sites[0].interval");
         for p in &mut e.problems {
             p.path = match p.path.strip_prefix("sites[0].") {
                 Some("url") => "URL".to_owned(),
@@ -506,14 +512,14 @@ fn check_site(args: &CheckArgs) -> Result<Site, ConfigError> {
                 None => p.path.clone(),
             };
         }
-        e
+        ConfigError::command_line(e.problems)
     })
 }
 
 async fn run_check(args: CheckArgs) -> anyhow::Result<i32> {
     let site = check_site(&args)?;
     let region = gethostname::gethostname().to_string_lossy().into_owned();
-    let probe = probe_for(Path::new("command line"), &region, std::slice::from_ref(&site), true)?;
+    let probe = probe_for(Path::new(config::COMMAND_LINE), &region, std::slice::from_ref(&site), true)?;
     let result = probe.check(&site, chrono::Utc::now()).await;
     if args.json {
         println!("{}", ui::check_json(&result));
@@ -527,6 +533,7 @@ async fn run_status(args: StatusArgs) -> anyhow::Result<i32> {
     let rows = match setup::Status::load(&args.config.config)? {
         setup::Status::Postgres(pg) => {
             let store = PgStore::connect(&pg)?;
+            store.reach().await?;
             let mut rows = ui::Overview::read(&store).await.context("reading the status from PostgreSQL")?;
             let ids: Vec<uuid::Uuid> = rows.incidents.iter().map(|i| i.incident_id).collect();
             // A database `notify` never used (or older than it) has no alerts to show.
@@ -575,11 +582,15 @@ async fn run_report(args: ReportArgs) -> anyhow::Result<i32> {
         let message =
             format!("must be before --to ({} is not before {})", from.to_rfc3339(), to.to_rfc3339());
         let problems = vec![Problem::new("--from", message)];
-        return Err(ConfigError { file: PathBuf::from("command line"), problems }.into());
+        return Err(ConfigError::command_line(problems).into());
     }
     let req = ui::ReportRequest { site: args.site, from, to, page_size: REPORT_PAGE };
     let total = match setup::Report::load(&args.config.config)?.store {
-        setup::Status::Postgres(pg) => report(&PgStore::connect(&pg)?, &req, args.format).await?,
+        setup::Status::Postgres(pg) => {
+            let store = PgStore::connect(&pg)?;
+            store.reach().await?;
+            report(&store, &req, args.format).await?
+        }
         setup::Status::Sqlite { path } => {
             anyhow::ensure!(
                 path.exists(),

@@ -23,5 +23,5 @@ pub use model::{
     SqliteConfig,
 };
 pub use notify::NotifyConfig;
-pub use problem::{ConfigError, Problem};
+pub use problem::{COMMAND_LINE, ConfigError, Problem};
 pub use providers::{EmailConfig, PAGERDUTY_URL, ProviderConfig, ProviderKind, SmtpTls};

@@ -32,6 +32,9 @@ impl Problem {
     }
 }
 
+/// The "file" of problems found in a command's arguments: they have no line to point at.
+pub const COMMAND_LINE: &str = "command line";
+
 /// Every problem found in one config file (and the site file it names). Maps to exit code 64.
 #[derive(Debug, thiserror::Error)]
 pub struct ConfigError {
@@ -39,9 +42,27 @@ pub struct ConfigError {
     pub problems: Vec<Problem>,
 }
 
+impl ConfigError {
+    /// Problems with a command's arguments (`--from`, `sitemon check`'s URL and flags), named by
+    /// their flag; no place in a file is shown.
+    pub fn command_line(mut problems: Vec<Problem>) -> Self {
+        for p in &mut problems {
+            (p.at, p.file) = (None, None);
+        }
+        ConfigError { file: PathBuf::from(COMMAND_LINE), problems }
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
+        if self.file == Path::new(COMMAND_LINE) {
+            write!(f, "{n} problem{} on the command line", if n == 1 { "" } else { "s" })?;
+            for p in &self.problems {
+                write!(f, "\n  {}: {}", p.path, p.message)?;
+            }
+            return Ok(());
+        }
         write!(f, "{}: {n} problem{} in config", self.file.display(), if n == 1 { "" } else { "s" })?;
         for p in &self.problems {
             write!(f, "\n  {}", p.place(&self.file))?;

@@ -2,8 +2,8 @@
 //! Its client context follows librdkafka's statistics and errors to tell whether any broker is
 //! reachable.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
@@ -30,6 +30,8 @@ const STATISTICS_INTERVAL_MS: &str = "1000";
 struct BrokerLink {
     up: Arc<AtomicBool>,
     log: RedactedLog,
+    /// The broker's refusal of the credentials, once it came.
+    refused: Arc<Mutex<Option<String>>>,
 }
 
 impl ClientContext for BrokerLink {
@@ -47,17 +49,36 @@ impl ClientContext for BrokerLink {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
-            self.up.store(false, Ordering::Relaxed);
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::AllBrokersDown) => self.up.store(false, Ordering::Relaxed),
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
+                let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+                if refused.is_none() {
+                    *refused = Some(refusal(&self.log.redact(reason)));
+                }
+            }
+            _ => {}
         }
         self.log.error(&error, reason);
     }
+}
+
+/// What to say when the broker refused the credentials; `reason` (librdkafka's, redacted) names
+/// the broker.
+fn refusal(reason: &str) -> String {
+    // librdkafka's "(after 315ms in state AUTH_REQ)" tells a person nothing.
+    let reason = reason.split(" (after ").next().unwrap_or(reason);
+    format!(
+        "the Kafka broker refused sitemon's credentials ({reason}); check the user name and password \
+         of `kafka.sasl` (or the client certificate of `kafka.tls`) and the broker's ACLs"
+    )
 }
 
 pub struct KafkaPublisher {
     producer: FutureProducer<BrokerLink>,
     topic: String,
     up: Arc<AtomicBool>,
+    refused: Arc<Mutex<Option<String>>>,
     /// The id a schema registry gave the current schema: records are written in its framing.
     schema_id: Option<u32>,
 }
@@ -83,10 +104,10 @@ impl KafkaPublisher {
             config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
         }
         let up = Arc::new(AtomicBool::new(false));
-        let producer = config
-            .create_with_context(BrokerLink { up: up.clone(), log: RedactedLog::new(k) })
-            .map_err(|e| ClientSetupError::new(e, k))?;
-        Ok(KafkaPublisher { producer, topic: k.topic.clone(), up, schema_id: None })
+        let refused = Arc::new(Mutex::new(None));
+        let link = BrokerLink { up: up.clone(), log: RedactedLog::new(k), refused: refused.clone() };
+        let producer = config.create_with_context(link).map_err(|e| ClientSetupError::new(e, k))?;
+        Ok(KafkaPublisher { producer, topic: k.topic.clone(), up, refused, schema_id: None })
     }
 
     /// Writes the Confluent schema-registry framing with this schema id instead of Avro
@@ -121,5 +142,9 @@ impl StatusPublisher for KafkaPublisher {
 
     fn is_connected(&self) -> bool {
         self.up.load(Ordering::Relaxed)
+    }
+
+    fn refused(&self) -> Option<String> {
+        self.refused.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

@@ -2,6 +2,10 @@
 //! (target `librdkafka`) but with every password and `kafka.properties` value of the config
 //! masked, whatever librdkafka chose to quote.
 
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 
@@ -10,20 +14,42 @@ use crate::config::{KafkaConfig, Secret};
 
 pub struct RedactedLog {
     secrets: Vec<Secret>,
+    /// Lines logged lately: librdkafka reports most failures twice (a log line, then the same
+    /// reason as an error event, at times once per client thread), and each is logged once.
+    recent: Mutex<VecDeque<(Instant, String)>>,
 }
+
+/// How long a line logged keeps the same reason from being logged again.
+const REPEAT_WINDOW: Duration = Duration::from_secs(10);
 
 impl RedactedLog {
     pub fn new(k: &KafkaConfig) -> Self {
-        RedactedLog { secrets: k.secrets().map(Secret::new).collect() }
+        RedactedLog { secrets: k.secrets().map(Secret::new).collect(), recent: Mutex::new(VecDeque::new()) }
     }
 
-    fn redact(&self, text: &str) -> String {
+    /// Remembers `text`; true when a line logged within [`REPEAT_WINDOW`] already said `reason`.
+    fn said(&self, reason: &str, text: &str) -> bool {
+        let now = Instant::now();
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        while recent.front().is_some_and(|(at, _)| now.duration_since(*at) > REPEAT_WINDOW) {
+            recent.pop_front();
+        }
+        let said = !reason.is_empty() && recent.iter().any(|(_, line)| line.contains(reason));
+        if recent.len() >= 64 {
+            recent.pop_front();
+        }
+        recent.push_back((now, text.to_owned()));
+        said
+    }
+
+    pub(super) fn redact(&self, text: &str) -> String {
         redact(text, self.secrets.iter().map(Secret::expose))
     }
 
     /// For `ClientContext::log`.
     pub fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         let text = self.redact(&format!("{fac} {message}"));
+        self.said("", &text);
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -37,10 +63,14 @@ impl RedactedLog {
         }
     }
 
-    /// For `ClientContext::error`.
+    /// For `ClientContext::error`: logged unless a line of the last [`REPEAT_WINDOW`] said the
+    /// same reason.
     pub fn error(&self, error: &KafkaError, reason: &str) {
-        let text = self.redact(&format!("{error}: {reason}"));
-        tracing::error!("librdkafka: {text}");
+        let reason = self.redact(reason);
+        let text = format!("{error}: {reason}");
+        if !self.said(&reason, &text) {
+            tracing::error!("librdkafka: {text}");
+        }
     }
 }
 
@@ -70,5 +100,23 @@ mod tests {
         };
         let log = RedactedLog::new(&k);
         assert_eq!(log.redact("a k3y-pw b sasl-pw c tok3n d"), "a *** b *** c *** d");
+    }
+
+    #[test]
+    fn a_reason_already_logged_is_not_logged_again() {
+        let log = RedactedLog::new(&KafkaConfig {
+            bootstrap_servers: "h:1".to_owned(),
+            topic: "t".to_owned(),
+            events_topic: "e".to_owned(),
+            group_id: "g".to_owned(),
+            tls: None,
+            sasl: None,
+            properties: Vec::new(),
+        });
+        let reason = "sasl_ssl://h:1/bootstrap: SASL authentication error: Authentication failed";
+        assert!(!log.said("", &format!("FAIL [thrd:x]: {reason} (after 3ms in state AUTH_REQ)")));
+        assert!(log.said(reason, &format!("Authentication: {reason}")), "the log line said it");
+        assert!(!log.said("1/1 brokers are down", "AllBrokersDown: 1/1 brokers are down"));
+        assert!(log.said("1/1 brokers are down", "AllBrokersDown: 1/1 brokers are down"), "said twice");
     }
 }

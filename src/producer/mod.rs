@@ -58,6 +58,8 @@ pub struct ProducerReport {
     /// Slots that ended without a result: the grace period ended while the check ran or before
     /// the slot had a place in the in-flight window.
     pub abandoned: u64,
+    /// Why a `once` round ended before its grace period: the publisher's refusal.
+    pub refused: Option<String>,
 }
 
 impl ProducerReport {
@@ -65,6 +67,25 @@ impl ProducerReport {
     pub fn complete(&self) -> bool {
         self.failed == 0 && self.abandoned == 0
     }
+}
+
+/// With `once`, ends the round's waits as soon as the publisher says it was refused for good:
+/// the deadline becomes now and every wait is abandoned.
+async fn end_on_refusal<S: StatusPublisher>(
+    publisher: &S,
+    deadline: &OnceLock<tokio::time::Instant>,
+    abandon: &CancellationToken,
+) -> String {
+    let mut every = tokio::time::interval(Duration::from_millis(100));
+    let reason = loop {
+        every.tick().await;
+        if let Some(reason) = publisher.refused() {
+            break reason;
+        }
+    };
+    let _ = deadline.set(tokio::time::Instant::now());
+    abandon.cancel();
+    reason
 }
 
 /// New site lists for a running producer, each already this producer's share. Each one
@@ -132,6 +153,10 @@ pub async fn run<P: SiteProbe, S: StatusPublisher>(
             abandon.cancel();
         }
     });
+    let refusal = opts.once.then(|| {
+        let (publisher, deadline, abandon) = (publisher.clone(), deadline.clone(), shared.abandon.clone());
+        tokio::spawn(async move { end_on_refusal(&*publisher, &deadline, &abandon).await })
+    });
     if opts.once {
         once::once(&shared, roster.sites).await;
         round_over.cancel();
@@ -149,12 +174,23 @@ pub async fn run<P: SiteProbe, S: StatusPublisher>(
         }
     }
     grace_timer.abort();
+    let refused = match refusal {
+        Some(task) if task.is_finished() => task.await.ok(),
+        Some(task) => {
+            task.abort();
+            None
+        }
+        None => None,
+    };
     let left =
         deadline.get().map_or(opts.grace, |d| d.saturating_duration_since(tokio::time::Instant::now()));
-    if let Err(e) = publisher.flush(left).await {
+    if refused.is_none()
+        && let Err(e) = publisher.flush(left).await
+    {
         tracing::error!(error = %e, "flushing the publisher failed");
     }
-    let report = shared.report();
+    let mut report = shared.report();
+    report.refused = refused;
     if report.slots != report.published + report.failed + report.abandoned {
         tracing::error!(?report, "slots unaccounted for");
     }

@@ -96,6 +96,7 @@ impl<P, S> Shared<P, S> {
             failed: self.failed.load(Ordering::Relaxed),
             missed: self.missed.load(Ordering::Relaxed),
             abandoned: self.abandoned.load(Ordering::Relaxed),
+            refused: None,
         }
     }
 }

@@ -11,6 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgConnection, PgPool};
 
 use super::pg_copy;
+use super::pg_reach::{self, SetupError, Unreachable};
 use super::status_row::StatusRow;
 use super::{LatestRow, latest_per_site};
 use crate::config::PostgresConfig;
@@ -22,6 +23,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 
 pub struct PgStore {
     pub(super) pool: PgPool,
+    opts: PgConnectOptions,
     partitions: Mutex<HashSet<NaiveDate>>,
     judging: Judging,
 }
@@ -72,8 +74,8 @@ impl PgStore {
             // No ping before each use: a dead connection fails its statement, which the
             // consumer retries as `Unavailable` like any other outage.
             .test_before_acquire(false)
-            .connect_lazy_with(opts);
-        Ok(PgStore { pool, partitions: Mutex::new(HashSet::new()), judging: Judging::default() })
+            .connect_lazy_with(opts.clone());
+        Ok(PgStore { pool, opts, partitions: Mutex::new(HashSet::new()), judging: Judging::default() })
     }
 
     /// Incidents judged with these time bounds (default: [`Judging::default`]).
@@ -82,15 +84,22 @@ impl PgStore {
         self
     }
 
-    /// Applies the embedded migrations (a no-op when they are all applied) and creates the
-    /// history partitions for today and tomorrow.
-    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
-        MIGRATOR.run(&self.pool).await?;
+    /// Opens one connection to the server (within [`pg_reach::REACH_TIMEOUT`]): a server that
+    /// cannot be used is named with the reason, once, before anything else is tried.
+    pub async fn reach(&self) -> Result<(), Unreachable> {
+        pg_reach::reach(&self.opts).await
+    }
+
+    /// Reaches the server, applies the embedded migrations (a no-op when they are all applied)
+    /// and creates the history partitions for today and tomorrow.
+    pub async fn migrate(&self) -> Result<(), SetupError> {
+        self.reach().await?;
+        MIGRATOR.run(&self.pool).await.map_err(SetupError::Migrations)?;
         let today = chrono::Utc::now().date_naive();
         for day in [Some(today), today.checked_add_days(Days::new(1))].into_iter().flatten() {
             create_partition(&self.pool, day)
                 .await
-                .map_err(|e| sqlx::migrate::MigrateError::Execute(sqlx::Error::Protocol(e.to_string())))?;
+                .map_err(|source| SetupError::Partition { day, source })?;
             self.partitions.lock().expect("partition cache lock").insert(day);
         }
         Ok(())

@@ -6,6 +6,7 @@ mod support;
 mod config_errors;
 mod config_table;
 mod dashboard;
+mod edge_errors;
 mod embedded;
 mod events;
 mod hostile;
