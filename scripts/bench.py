@@ -345,7 +345,9 @@ def fresh_db():
 def consumer_drain(total, label):
     topic = f"bench-{label}-{uuid.uuid4().hex[:8]}"
     log(f"{label}: loading {total} results into {topic}")
-    out = sh([str(LOADER), os.environ["KAFKA_BOOTSTRAP_SERVERS"], topic, str(total), "10000"], capture_output=True).stdout
+    sites, regions = os.environ.get("BENCH_B2_SITES", "100000"), os.environ.get("BENCH_B2_REGIONS", "3")
+    out = sh([str(LOADER), os.environ["KAFKA_BOOTSTRAP_SERVERS"], topic, str(total), sites, regions],
+             capture_output=True).stdout
     log(f"{label}: {out.strip()}")
     db, url = fresh_db()
     extra = f"consumer:\n  batch_size: {os.environ.get('BENCH_B2_BATCH', '10000')}\n  batch_wait: 200ms\n"
@@ -1253,7 +1255,8 @@ def main():
         "come from its `/metrics` (`sitemon_results_published_total` without MISSED records, `sitemon_schedule_lag_seconds` summary, "
         "`sitemon_missed_slots_total`) over the measured window after a 3 s warm-up; CPU from /proc/PID/stat; RSS "
         "sampled from /proc/PID/status.",
-        "- **B2**: `target/release/examples/load_topic` fills a topic with encoded results for 10k sites; "
+        "- **B2**: `target/release/examples/load_topic` fills a topic with encoded results of 100k sites from 3 regions "
+        "(slots a minute apart, interval_ms set so incidents are judged, about one check in ten failing); "
         "`sitemon consumer --exit-when-idle 2s` (batch_size 10000) drains it into a fresh database; rate = rows / time "
         "from start until the last batch's transaction began (read from `max(stored_at)` afterwards, so nothing polls "
         "the database during the drain). Ceiling: `COPY check_results FROM` a dump of the very same rows into "
