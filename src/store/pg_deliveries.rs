@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::PgStore;
-use super::pg::classify;
+use super::pg_tx::classify;
 use crate::notify::{Claimed, LastDelivery, Maintenance, Outcome, Outgoing, Pattern, Silence, Window};
 use crate::ports::{DeliveryStore, StoreError};
 

@@ -1,18 +1,16 @@
-//! Incidents in PostgreSQL, inside the batch's transaction: the tracks of the batch's sites are
-//! locked, the new results folded into them (`domain::derive_incidents`), and tracks, incidents
-//! and outbox events written back — so a replay, a second consumer or a restart derives each
-//! incident and event exactly once.
+//! PostgreSQL's incident primitives of the batch transaction (the fold itself is `batch.rs`): a
+//! site's own track row is its lock, and tracks, incidents and outbox events are written with
+//! one statement each.
 
 use std::collections::HashSet;
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
+use super::batch::IncidentTx;
 use super::incident_row::IncidentRow;
-use super::pg::classify;
-use super::track_row::{
-    Dialect, TrackRow, changed, conditions_json, count, open_ids, pending_json, removed, site_tracks,
-};
-use crate::domain::{CheckResult, Incident, Judging, derive_incidents};
+use super::pg_tx::{PgTx, classify, col};
+use super::track_row::{Dialect, TrackRow, conditions_json, pending_json};
+use crate::domain::{Incident, IncidentEvent, Track};
 use crate::ports::StoreError;
 
 pub(super) const PG: Dialect = Dialect {
@@ -64,71 +62,91 @@ ON CONFLICT (incident_id) DO UPDATE SET
     end_reason = excluded.end_reason
 "#;
 
-const WRITE_EVENT: &str = r#"
+/// The events in their order: `seq` follows the order of the batch.
+const WRITE_EVENTS: &str = r#"
 INSERT INTO incident_events (event_id, kind, at, incident_id, site_id, region, url, started_at,
     confirmed_at, ended_at, regions, failure_kind, error, failed_checks, end_reason, incident_kind)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, ARRAY(SELECT json_array_elements_text($11::json)),
-    $12, $13, $14, $15, $16)
+SELECT u.event_id, u.kind, u.at, u.incident_id, u.site_id, u.region, u.url, u.started_at, u.confirmed_at,
+    u.ended_at, ARRAY(SELECT json_array_elements_text(u.regions::json)), u.failure_kind, u.error, u.failed,
+    u.end_reason, u.incident_kind
+FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::uuid[], $5::text[], $6::text[], $7::text[],
+    $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[], $13::text[],
+    $14::bigint[], $15::text[], $16::text[]) WITH ORDINALITY
+    AS u(event_id, kind, at, incident_id, site_id, region, url, started_at, confirmed_at, ended_at, regions,
+         failure_kind, error, failed, end_reason, incident_kind, n)
+ORDER BY u.n
 ON CONFLICT (event_id) DO NOTHING
 "#;
-
-fn col<'a, T, U>(items: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
-    items.iter().map(f).collect()
-}
 
 fn regions_json(i: &Incident) -> String {
     serde_json::to_string(&i.regions).expect("strings serialize")
 }
 
-/// Folds the batch's new results into incidents, in the caller's transaction.
-pub(super) async fn fold_incidents(
-    conn: &mut PgConnection,
-    new: &[&CheckResult],
-    judging: &Judging,
-) -> Result<(), StoreError> {
-    let mut sites: Vec<&str> = new.iter().map(|r| r.site_id.as_str()).collect();
-    if sites.is_empty() {
-        return Ok(());
+impl IncidentTx for PgTx<'_> {
+    /// Every writer of a site first locks the site's own track (region ''), created if missing:
+    /// one writer of a site at a time, in one order.
+    async fn lock_sites(&mut self, sites: &[&str]) -> Result<(), StoreError> {
+        let conn = &mut *self.0;
+        let locked: Vec<String> =
+            sqlx::query_scalar(LOCK_SITES).bind(sites).fetch_all(&mut *conn).await.map_err(classify)?;
+        if locked.len() < sites.len() {
+            let have: HashSet<&str> = locked.iter().map(String::as_str).collect();
+            let missing: Vec<&str> = sites.iter().copied().filter(|s| !have.contains(s)).collect();
+            sqlx::query(ENSURE_SITES).bind(&missing).execute(&mut *conn).await.map_err(classify)?;
+            sqlx::query(LOCK_SITES).bind(&missing).execute(&mut *conn).await.map_err(classify)?;
+        }
+        Ok(())
     }
-    sites.sort_unstable();
-    sites.dedup();
-    // Every writer of a site first locks the site's own track (region ''), created if missing:
-    // one writer of a site at a time, in one order.
-    let locked: Vec<String> =
-        sqlx::query_scalar(LOCK_SITES).bind(&sites).fetch_all(&mut *conn).await.map_err(classify)?;
-    if locked.len() < sites.len() {
-        let have: HashSet<&str> = locked.iter().map(String::as_str).collect();
-        let missing: Vec<&str> = sites.iter().copied().filter(|s| !have.contains(s)).collect();
-        sqlx::query(ENSURE_SITES).bind(&missing).execute(&mut *conn).await.map_err(classify)?;
-        sqlx::query(LOCK_SITES).bind(&missing).execute(&mut *conn).await.map_err(classify)?;
+
+    /// Read by a statement that starts after the locks are held: what another writer of these
+    /// sites committed, region tracks it created included.
+    async fn tracks(&mut self, sites: &[&str]) -> Result<Vec<TrackRow>, StoreError> {
+        let select = format!(
+            "SELECT {} FROM incident_tracks WHERE site_id = ANY($1) ORDER BY site_id, region",
+            PG.track_columns()
+        );
+        sqlx::query_as(&select).bind(sites).fetch_all(&mut *self.0).await.map_err(classify)
     }
-    // Then every track of those sites, read by a statement that starts after the locks are held:
-    // what another writer of these sites committed, region tracks it created included.
-    let select = format!(
-        "SELECT {} FROM incident_tracks WHERE site_id = ANY($1) ORDER BY site_id, region",
-        PG.track_columns()
-    );
-    let rows: Vec<TrackRow> =
-        sqlx::query_as(&select).bind(&sites).fetch_all(&mut *conn).await.map_err(classify)?;
-    let ids = open_ids(&rows);
-    let open: Vec<IncidentRow> = if ids.is_empty() {
-        Vec::new()
-    } else {
+
+    async fn incidents(&mut self, ids: &[String]) -> Result<Vec<Incident>, StoreError> {
         let sql =
             format!("SELECT {} FROM incidents WHERE incident_id = ANY($1::uuid[])", PG.incident_columns());
-        sqlx::query_as(&sql).bind(&ids).fetch_all(&mut *conn).await.map_err(classify)?
-    };
-    let stored = site_tracks(rows, open.into_iter().map(Incident::from).collect());
-    let mut tracks = stored.clone();
-    let derived = derive_incidents(&mut tracks, new, judging);
-    count(&derived);
-    write_tracks(conn, &changed(&stored, &tracks)).await?;
-    let (sites, regions) = removed(&stored, &tracks);
-    if !sites.is_empty() {
-        sqlx::query(DELETE_TRACKS).bind(&sites).bind(&regions).execute(&mut *conn).await.map_err(classify)?;
+        let rows: Vec<IncidentRow> =
+            sqlx::query_as(&sql).bind(ids).fetch_all(&mut *self.0).await.map_err(classify)?;
+        Ok(rows.into_iter().map(Incident::from).collect())
     }
-    let incidents = &derived.incidents;
-    if !incidents.is_empty() {
+
+    async fn write_tracks(&mut self, t: &[(&str, &Track)]) -> Result<(), StoreError> {
+        sqlx::query(WRITE_TRACKS)
+            .bind(col(t, |x| x.0))
+            .bind(col(t, |x| x.1.region.as_str()))
+            .bind(col(t, |x| x.1.down))
+            .bind(col(t, |x| x.1.run_up))
+            .bind(col(t, |x| x.1.run_len))
+            .bind(col(t, |x| x.1.run_start))
+            .bind(col(t, |x| x.1.run_kind.map(|k| k.as_str())))
+            .bind(col(t, |x| x.1.run_error.as_deref()))
+            .bind(col(t, |x| x.1.last_at))
+            .bind(col(t, |x| x.1.interval_ms))
+            .bind(col(t, |x| x.1.down_after))
+            .bind(col(t, |x| x.1.up_after))
+            .bind(col(t, |x| x.1.quorum))
+            .bind(col(t, |x| x.1.incident.as_ref().map(|i| i.incident_id)))
+            .bind(col(t, |x| x.1.seen_at))
+            .bind(col(t, |x| pending_json(x.1)))
+            .bind(col(t, |x| conditions_json(x.1)))
+            .execute(&mut *self.0)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn delete_tracks(&mut self, sites: &[String], regions: &[String]) -> Result<(), StoreError> {
+        sqlx::query(DELETE_TRACKS).bind(sites).bind(regions).execute(&mut *self.0).await.map_err(classify)?;
+        Ok(())
+    }
+
+    async fn write_incidents(&mut self, incidents: &[Incident]) -> Result<(), StoreError> {
         sqlx::query(WRITE_INCIDENTS)
             .bind(col(incidents, |i| i.incident_id))
             .bind(col(incidents, |i| i.site_id.as_str()))
@@ -143,68 +161,35 @@ pub(super) async fn fold_incidents(
             .bind(col(incidents, |i| i.failed_checks))
             .bind(col(incidents, |i| i.end_reason.map(|r| r.as_str())))
             .bind(col(incidents, |i| i.kind.as_str()))
-            .execute(&mut *conn)
+            .execute(&mut *self.0)
             .await
             .map_err(classify)?;
+        Ok(())
     }
-    for e in &derived.events {
-        let i = &e.incident;
-        sqlx::query(WRITE_EVENT)
-            .bind(e.event_id)
-            .bind(e.kind.as_str())
-            .bind(e.at)
-            .bind(i.incident_id)
-            .bind(&i.site_id)
-            .bind(&i.region)
-            .bind(&i.url)
-            .bind(i.started_at)
-            .bind(i.confirmed_at)
-            .bind(i.ended_at)
-            .bind(regions_json(i))
-            .bind(i.failure_kind.map(|k| k.as_str()))
-            .bind(&i.error)
-            .bind(i.failed_checks)
-            .bind(i.end_reason.map(|r| r.as_str()))
-            .bind(i.kind.as_str())
-            .execute(&mut *conn)
-            .await
-            .map_err(classify)?;
-    }
-    if !derived.events.is_empty() {
-        metrics::counter!("sitemon_incident_events_total").increment(derived.events.len() as u64);
-    }
-    Ok(())
-}
 
-async fn write_tracks(
-    conn: &mut PgConnection,
-    t: &[(&str, &crate::domain::Track)],
-) -> Result<(), StoreError> {
-    if t.is_empty() {
-        return Ok(());
+    async fn write_events(&mut self, events: &[IncidentEvent]) -> Result<(), StoreError> {
+        sqlx::query(WRITE_EVENTS)
+            .bind(col(events, |e| e.event_id))
+            .bind(col(events, |e| e.kind.as_str()))
+            .bind(col(events, |e| e.at))
+            .bind(col(events, |e| e.incident.incident_id))
+            .bind(col(events, |e| e.incident.site_id.as_str()))
+            .bind(col(events, |e| e.incident.region.as_deref()))
+            .bind(col(events, |e| e.incident.url.as_str()))
+            .bind(col(events, |e| e.incident.started_at))
+            .bind(col(events, |e| e.incident.confirmed_at))
+            .bind(col(events, |e| e.incident.ended_at))
+            .bind(col(events, |e| regions_json(&e.incident)))
+            .bind(col(events, |e| e.incident.failure_kind.map(|k| k.as_str())))
+            .bind(col(events, |e| e.incident.error.as_deref()))
+            .bind(col(events, |e| e.incident.failed_checks))
+            .bind(col(events, |e| e.incident.end_reason.map(|r| r.as_str())))
+            .bind(col(events, |e| e.incident.kind.as_str()))
+            .execute(&mut *self.0)
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
-    sqlx::query(WRITE_TRACKS)
-        .bind(col(t, |x| x.0))
-        .bind(col(t, |x| x.1.region.as_str()))
-        .bind(col(t, |x| x.1.down))
-        .bind(col(t, |x| x.1.run_up))
-        .bind(col(t, |x| x.1.run_len))
-        .bind(col(t, |x| x.1.run_start))
-        .bind(col(t, |x| x.1.run_kind.map(|k| k.as_str())))
-        .bind(col(t, |x| x.1.run_error.as_deref()))
-        .bind(col(t, |x| x.1.last_at))
-        .bind(col(t, |x| x.1.interval_ms))
-        .bind(col(t, |x| x.1.down_after))
-        .bind(col(t, |x| x.1.up_after))
-        .bind(col(t, |x| x.1.quorum))
-        .bind(col(t, |x| x.1.incident.as_ref().map(|i| i.incident_id)))
-        .bind(col(t, |x| x.1.seen_at))
-        .bind(col(t, |x| pending_json(x.1)))
-        .bind(col(t, |x| conditions_json(x.1)))
-        .execute(conn)
-        .await
-        .map_err(classify)?;
-    Ok(())
 }
 
 /// The incidents still open, site-wide ones first, then by site and region.

@@ -10,8 +10,8 @@ use tokio::sync::Mutex;
 
 use super::PgStore;
 use super::event_row::{EventRow, pending_sql};
-use super::pg::classify;
 use super::pg_incidents::PG;
+use super::pg_tx::classify;
 use crate::ports::{EventOutbox, PendingEvent, StoreError};
 
 /// The advisory lock key of the outbox's publisher: the 8 ASCII bytes `sitemon.` read big-endian.

@@ -3,9 +3,10 @@
 
 use chrono::{DateTime, Utc};
 
+use super::PgStore;
 use super::day_row::DayRow;
 use super::incident_row::IncidentRow;
-use super::pg::{PgStore, classify};
+use super::pg_tx::classify;
 use super::result_row::ResultRow;
 use crate::domain::{CheckResult, DayTally, Incident};
 use crate::ports::{ReportSource, ResultKey, StoreError};

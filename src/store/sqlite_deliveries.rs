@@ -10,7 +10,7 @@ use sqlx::SqlitePool;
 use uuid::Uuid;
 
 use super::SqliteStore;
-use super::sqlite::classify;
+use super::sqlite_tx::classify;
 use crate::notify::{Claimed, LastDelivery, Maintenance, Outcome, Outgoing, Pattern, Silence, Window};
 use crate::ports::{DeliveryStore, StoreError};
 

@@ -1,15 +1,13 @@
-//! Incidents in SQLite (`sitemon run`), inside the batch's transaction: the same derivation as
-//! PostgreSQL's (`domain::derive_incidents`) over the tracks of the batch's sites. SQLite has one
-//! writer at a time, so the transaction already holds them.
+//! SQLite's incident primitives of the batch transaction (`sitemon run`; the fold itself is
+//! `batch.rs`). SQLite has one writer at a time, so the transaction already holds every site.
 
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::SqlitePool;
 
+use super::batch::IncidentTx;
 use super::incident_row::IncidentRow;
-use super::sqlite::classify;
-use super::track_row::{
-    Dialect, TrackRow, changed, conditions_json, count, open_ids, pending_json, removed, site_tracks,
-};
-use crate::domain::{CheckResult, Incident, Judging, derive_incidents};
+use super::sqlite_tx::{SqliteTx, classify, us};
+use super::track_row::{Dialect, TrackRow, conditions_json, pending_json};
+use crate::domain::{Incident, IncidentEvent, Track};
 use crate::ports::StoreError;
 
 pub(super) const SQLITE: Dialect =
@@ -36,10 +34,6 @@ const WRITE_EVENT: &str = "INSERT INTO incident_events (event_id, kind, at, inci
     incident_kind, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
     ON CONFLICT (event_id) DO NOTHING";
 
-fn us(t: chrono::DateTime<chrono::Utc>) -> i64 {
-    t.timestamp_micros()
-}
-
 fn regions_json(i: &Incident) -> String {
     serde_json::to_string(&i.regions).expect("strings serialize")
 }
@@ -63,85 +57,88 @@ fn bind_incident<'q>(q: Query<'q>, i: &'q Incident) -> Query<'q> {
         .bind(i.kind.as_str())
 }
 
-/// Folds the batch's new results into incidents, in the caller's transaction.
-pub(super) async fn fold_incidents(
-    conn: &mut SqliteConnection,
-    new: &[&CheckResult],
-    judging: &Judging,
-) -> Result<(), StoreError> {
-    let mut sites: Vec<&str> = new.iter().map(|r| r.site_id.as_str()).collect();
-    if sites.is_empty() {
-        return Ok(());
+impl IncidentTx for SqliteTx<'_> {
+    /// SQLite's one writer at a time already holds every site.
+    async fn lock_sites(&mut self, _sites: &[&str]) -> Result<(), StoreError> {
+        Ok(())
     }
-    sites.sort_unstable();
-    sites.dedup();
-    let select = format!(
-        "SELECT {} FROM incident_tracks WHERE site_id IN (SELECT value FROM json_each(?1)) \
-         ORDER BY site_id, region",
-        SQLITE.track_columns()
-    );
-    let wanted = serde_json::to_string(&sites).expect("strings serialize");
-    let rows: Vec<TrackRow> =
-        sqlx::query_as(&select).bind(wanted).fetch_all(&mut *conn).await.map_err(classify)?;
-    let ids = open_ids(&rows);
-    let open: Vec<IncidentRow> = if ids.is_empty() {
-        Vec::new()
-    } else {
+
+    async fn tracks(&mut self, sites: &[&str]) -> Result<Vec<TrackRow>, StoreError> {
+        let select = format!(
+            "SELECT {} FROM incident_tracks WHERE site_id IN (SELECT value FROM json_each(?1)) \
+             ORDER BY site_id, region",
+            SQLITE.track_columns()
+        );
+        let wanted = serde_json::to_string(sites).expect("strings serialize");
+        sqlx::query_as(&select).bind(wanted).fetch_all(&mut *self.0).await.map_err(classify)
+    }
+
+    async fn incidents(&mut self, ids: &[String]) -> Result<Vec<Incident>, StoreError> {
         let sql = format!(
             "SELECT {} FROM incidents WHERE incident_id IN (SELECT value FROM json_each(?1))",
             SQLITE.incident_columns()
         );
-        let ids = serde_json::to_string(&ids).expect("strings serialize");
-        sqlx::query_as(&sql).bind(ids).fetch_all(&mut *conn).await.map_err(classify)?
-    };
-    let stored = site_tracks(rows, open.into_iter().map(Incident::from).collect());
-    let mut tracks = stored.clone();
-    let derived = derive_incidents(&mut tracks, new, judging);
-    count(&derived);
-    for (site, t) in changed(&stored, &tracks) {
-        sqlx::query(WRITE_TRACK)
-            .bind(site)
-            .bind(&t.region)
-            .bind(t.down)
-            .bind(t.run_up)
-            .bind(t.run_len)
-            .bind(t.run_start.map(us))
-            .bind(t.run_kind.map(|k| k.as_str()))
-            .bind(&t.run_error)
-            .bind(t.last_at.map(us))
-            .bind(t.interval_ms)
-            .bind(t.down_after)
-            .bind(t.up_after)
-            .bind(t.quorum)
-            .bind(t.incident.as_ref().map(|i| i.incident_id.to_string()))
-            .bind(t.seen_at.map(us))
-            .bind(pending_json(t))
-            .bind(conditions_json(t))
-            .execute(&mut *conn)
-            .await
-            .map_err(classify)?;
+        let ids = serde_json::to_string(ids).expect("strings serialize");
+        let rows: Vec<IncidentRow> =
+            sqlx::query_as(&sql).bind(ids).fetch_all(&mut *self.0).await.map_err(classify)?;
+        Ok(rows.into_iter().map(Incident::from).collect())
     }
-    let (sites, regions) = removed(&stored, &tracks);
-    for (site, region) in sites.iter().zip(&regions) {
-        sqlx::query("DELETE FROM incident_tracks WHERE site_id = ?1 AND region = ?2")
-            .bind(site)
-            .bind(region)
-            .execute(&mut *conn)
-            .await
-            .map_err(classify)?;
+
+    async fn write_tracks(&mut self, tracks: &[(&str, &Track)]) -> Result<(), StoreError> {
+        for (site, t) in tracks {
+            sqlx::query(WRITE_TRACK)
+                .bind(site)
+                .bind(&t.region)
+                .bind(t.down)
+                .bind(t.run_up)
+                .bind(t.run_len)
+                .bind(t.run_start.map(us))
+                .bind(t.run_kind.map(|k| k.as_str()))
+                .bind(&t.run_error)
+                .bind(t.last_at.map(us))
+                .bind(t.interval_ms)
+                .bind(t.down_after)
+                .bind(t.up_after)
+                .bind(t.quorum)
+                .bind(t.incident.as_ref().map(|i| i.incident_id.to_string()))
+                .bind(t.seen_at.map(us))
+                .bind(pending_json(t))
+                .bind(conditions_json(t))
+                .execute(&mut *self.0)
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
     }
-    for i in &derived.incidents {
-        bind_incident(sqlx::query(WRITE_INCIDENT), i).execute(&mut *conn).await.map_err(classify)?;
+
+    async fn delete_tracks(&mut self, sites: &[String], regions: &[String]) -> Result<(), StoreError> {
+        for (site, region) in sites.iter().zip(regions) {
+            sqlx::query("DELETE FROM incident_tracks WHERE site_id = ?1 AND region = ?2")
+                .bind(site)
+                .bind(region)
+                .execute(&mut *self.0)
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
     }
-    let now = us(chrono::Utc::now());
-    for e in &derived.events {
-        let q = sqlx::query(WRITE_EVENT).bind(e.event_id.to_string()).bind(e.kind.as_str()).bind(us(e.at));
-        bind_incident(q, &e.incident).bind(now).execute(&mut *conn).await.map_err(classify)?;
+
+    async fn write_incidents(&mut self, incidents: &[Incident]) -> Result<(), StoreError> {
+        for i in incidents {
+            bind_incident(sqlx::query(WRITE_INCIDENT), i).execute(&mut *self.0).await.map_err(classify)?;
+        }
+        Ok(())
     }
-    if !derived.events.is_empty() {
-        metrics::counter!("sitemon_incident_events_total").increment(derived.events.len() as u64);
+
+    async fn write_events(&mut self, events: &[IncidentEvent]) -> Result<(), StoreError> {
+        let now = us(chrono::Utc::now());
+        for e in events {
+            let q =
+                sqlx::query(WRITE_EVENT).bind(e.event_id.to_string()).bind(e.kind.as_str()).bind(us(e.at));
+            bind_incident(q, &e.incident).bind(now).execute(&mut *self.0).await.map_err(classify)?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// The incidents still open, site-wide ones first, then by site and region.

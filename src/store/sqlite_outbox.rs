@@ -5,8 +5,8 @@ use chrono::Utc;
 
 use super::SqliteStore;
 use super::event_row::{EventRow, pending_sql};
-use super::sqlite::classify;
 use super::sqlite_incidents::SQLITE;
+use super::sqlite_tx::classify;
 use crate::ports::{EventOutbox, PendingEvent, StoreError};
 
 const UNPUBLISHED: &str = "SELECT count(*) FROM incident_events WHERE published_at IS NULL";

@@ -3,10 +3,11 @@
 
 use chrono::{DateTime, Utc};
 
+use super::SqliteStore;
 use super::day_row::DayRow;
 use super::incident_row::IncidentRow;
 use super::result_row::ResultRow;
-use super::sqlite::{SqliteStore, classify};
+use super::sqlite_tx::classify;
 use crate::domain::{CheckResult, DayTally, Incident};
 use crate::ports::{ReportSource, ResultKey, StoreError};
 

@@ -11,7 +11,7 @@ fn time(us: i64) -> DateTime<Utc> {
 }
 
 /// An `incident_tracks` row; its open incident is read apart, by id.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct TrackRow {
     site_id: String,
     region: String,
@@ -62,6 +62,31 @@ impl ConditionRow {
 }
 
 impl TrackRow {
+    /// The row a database stores for `site`'s track `t` (what the dialects bind, as one value).
+    #[cfg(test)]
+    pub fn of(site: &str, t: &Track) -> Self {
+        let us = |t: Option<DateTime<Utc>>| t.map(|t| t.timestamp_micros());
+        TrackRow {
+            site_id: site.to_owned(),
+            region: t.region.clone(),
+            down: t.down,
+            run_up: t.run_up,
+            run_len: t.run_len,
+            run_start: us(t.run_start),
+            run_kind: t.run_kind.map(|k| k.as_str().to_owned()),
+            run_error: t.run_error.clone(),
+            last_at: us(t.last_at),
+            interval_ms: t.interval_ms,
+            down_after: t.down_after,
+            up_after: t.up_after,
+            quorum: t.quorum,
+            incident_id: t.incident.as_ref().map(|i| i.incident_id.to_string()),
+            seen_at: us(t.seen_at),
+            pending: pending_json(t),
+            conditions: conditions_json(t),
+        }
+    }
+
     /// (Unreadable conditions, which only a hand-edited row has, start afresh.)
     fn conditions(&self) -> ConditionsRow {
         self.conditions.as_deref().and_then(|c| serde_json::from_str(c).ok()).unwrap_or_default()
