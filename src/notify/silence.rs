@@ -60,6 +60,20 @@ pub struct Silence {
     pub maintenance: Maintenance,
 }
 
+impl Silence {
+    /// A silence as a store keeps it. Its patterns were checked when it was added; one that no
+    /// longer parses leaves the silence out (`None`), never read as "every site".
+    pub fn stored(
+        id: uuid::Uuid,
+        sites: &[String],
+        (from, until): (DateTime<Utc>, DateTime<Utc>),
+        reason: String,
+    ) -> Option<Self> {
+        let sites = sites.iter().map(|p| Pattern::new(p).ok()).collect::<Option<Vec<_>>>()?;
+        Some(Silence { id, maintenance: Maintenance { sites, window: Window::Once { from, until }, reason } })
+    }
+}
+
 /// The first window that silences a message about `site` at `t`, if any.
 pub fn silenced<'a>(windows: &'a [Maintenance], site: &str, t: DateTime<Utc>) -> Option<&'a Maintenance> {
     windows.iter().find(|m| m.silences(site, t))

@@ -19,6 +19,7 @@ mod pg_outbox;
 mod pg_reach;
 mod pg_report;
 mod pg_tx;
+mod report;
 mod result_row;
 mod sqlite;
 mod sqlite_deliveries;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::PgStore;
 use super::pg_tx::classify;
-use crate::notify::{Claimed, LastDelivery, Maintenance, Outcome, Outgoing, Pattern, Silence, Window};
+use crate::notify::{Claimed, LastDelivery, Outcome, Outgoing, Pattern, Silence};
 use crate::ports::{DeliveryStore, StoreError};
 
 const RECORD: &str = r#"
@@ -195,15 +195,7 @@ impl DeliveryStore for PgDeliveries {
         .map_err(classify)?;
         Ok(rows
             .into_iter()
-            .filter_map(|(id, sites, from, until, reason)| {
-                // Checked when added; a silence with a pattern that no longer parses is left out
-                // (never read as "every site").
-                let sites = sites.iter().map(|p| Pattern::new(p).ok()).collect::<Option<Vec<_>>>()?;
-                Some(Silence {
-                    id,
-                    maintenance: Maintenance { sites, window: Window::Once { from, until }, reason },
-                })
-            })
+            .filter_map(|(id, sites, from, until, reason)| Silence::stored(id, &sites, (from, until), reason))
             .collect())
     }
 

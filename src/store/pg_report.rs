@@ -1,15 +1,8 @@
-//! [`ReportSource`] for [`PgStore`]: one site's daily tallies, incidents and history pages over a
-//! window, read from the base tables with bind parameters (days are UTC days).
-
-use chrono::{DateTime, Utc};
+//! PostgreSQL's report queries (`report.rs` runs them): one site's daily tallies (UTC days),
+//! incidents and history pages over a window, read from the base tables.
 
 use super::PgStore;
-use super::day_row::DayRow;
-use super::incident_row::IncidentRow;
-use super::pg_tx::classify;
-use super::result_row::ResultRow;
-use crate::domain::{CheckResult, DayTally, Incident};
-use crate::ports::{ReportSource, ResultKey, StoreError};
+use super::report::{ReportSql, report_source};
 
 const DAILY: &str = "SELECT (scheduled_at AT TIME ZONE 'UTC')::date AS day, \
      count(*) FILTER (WHERE status = 'SUCCESS') AS successes, \
@@ -36,57 +29,6 @@ const RESULTS: &str = "SELECT check_id::text AS check_id, site_id, url, region, 
      AND ($4::timestamptz IS NULL OR (scheduled_at, check_id) > ($4, $5::uuid)) \
      ORDER BY scheduled_at, check_id LIMIT $6";
 
-impl ReportSource for PgStore {
-    async fn daily(
-        &self,
-        site_id: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<DayTally>, StoreError> {
-        let rows: Vec<DayRow> = sqlx::query_as(DAILY)
-            .bind(site_id)
-            .bind(from)
-            .bind(to)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(rows.into_iter().map(DayTally::from).collect())
-    }
+const SQL: ReportSql = ReportSql { daily: DAILY, incidents: INCIDENTS, results: RESULTS };
 
-    async fn incidents(
-        &self,
-        site_id: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<Incident>, StoreError> {
-        let rows: Vec<IncidentRow> = sqlx::query_as(INCIDENTS)
-            .bind(site_id)
-            .bind(from)
-            .bind(to)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(rows.into_iter().map(Incident::from).collect())
-    }
-
-    async fn results(
-        &self,
-        site_id: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        after: Option<ResultKey>,
-        limit: u32,
-    ) -> Result<Vec<CheckResult>, StoreError> {
-        let rows: Vec<ResultRow> = sqlx::query_as(RESULTS)
-            .bind(site_id)
-            .bind(from)
-            .bind(to)
-            .bind(after.map(|k| k.scheduled_at))
-            .bind(after.map(|k| k.check_id))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(rows.into_iter().map(CheckResult::from).collect())
-    }
-}
+report_source!(PgStore, SQL, super::pg_tx::classify, std::convert::identity, std::convert::identity);

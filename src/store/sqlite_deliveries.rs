@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::SqliteStore;
 use super::sqlite_tx::classify;
-use crate::notify::{Claimed, LastDelivery, Maintenance, Outcome, Outgoing, Pattern, Silence, Window};
+use crate::notify::{Claimed, LastDelivery, Outcome, Outgoing, Pattern, Silence};
 use crate::ports::{DeliveryStore, StoreError};
 
 const RECORD: &str = "INSERT INTO notify_deliveries (delivery_id, route, provider, subject, site_id, kind, body, \
@@ -192,12 +192,9 @@ impl DeliveryStore for SqliteDeliveries {
         Ok(rows
             .into_iter()
             .filter_map(|(id, sites, from, until, reason)| {
-                // Checked when added; a row that no longer reads is left out (never read as "every
-                // site").
+                // A row that no longer reads is left out.
                 let sites: Vec<String> = serde_json::from_str(&sites).ok()?;
-                let sites = sites.iter().map(|p| Pattern::new(p).ok()).collect::<Option<Vec<_>>>()?;
-                let window = Window::Once { from: time(from), until: time(until) };
-                Some(Silence { id: id.parse().ok()?, maintenance: Maintenance { sites, window, reason } })
+                Silence::stored(id.parse().ok()?, &sites, (time(from), time(until)), reason)
             })
             .collect())
     }

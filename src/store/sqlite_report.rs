@@ -1,15 +1,8 @@
-//! [`ReportSource`] for [`SqliteStore`]: the PostgreSQL queries of `pg_report.rs` over the
-//! embedded tables (times in µs since the epoch, UTC days).
-
-use chrono::{DateTime, Utc};
+//! SQLite's report queries (`report.rs` runs them): those of `pg_report.rs` over the embedded
+//! tables (times in µs since the epoch, UTC days).
 
 use super::SqliteStore;
-use super::day_row::DayRow;
-use super::incident_row::IncidentRow;
-use super::result_row::ResultRow;
-use super::sqlite_tx::classify;
-use crate::domain::{CheckResult, DayTally, Incident};
-use crate::ports::{ReportSource, ResultKey, StoreError};
+use super::report::{ReportSql, report_source};
 
 const DAILY: &str = "SELECT date(scheduled_at / 1000000, 'unixepoch') AS day, \
      count(*) FILTER (WHERE status = 'SUCCESS') AS successes, \
@@ -30,61 +23,7 @@ const RESULTS: &str = "SELECT check_id, site_id, url, region, scheduled_at, star
      AND (?4 IS NULL OR (scheduled_at, check_id) > (?4, ?5)) \
      ORDER BY scheduled_at, check_id LIMIT ?6";
 
-fn us(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
-}
+const SQL: ReportSql = ReportSql { daily: DAILY, incidents: INCIDENTS, results: RESULTS };
 
-impl ReportSource for SqliteStore {
-    async fn daily(
-        &self,
-        site_id: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<DayTally>, StoreError> {
-        let rows: Vec<DayRow> = sqlx::query_as(DAILY)
-            .bind(site_id)
-            .bind(us(from))
-            .bind(us(to))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(rows.into_iter().map(DayTally::from).collect())
-    }
-
-    async fn incidents(
-        &self,
-        site_id: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<Incident>, StoreError> {
-        let rows: Vec<IncidentRow> = sqlx::query_as(INCIDENTS)
-            .bind(site_id)
-            .bind(us(from))
-            .bind(us(to))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(rows.into_iter().map(Incident::from).collect())
-    }
-
-    async fn results(
-        &self,
-        site_id: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        after: Option<ResultKey>,
-        limit: u32,
-    ) -> Result<Vec<CheckResult>, StoreError> {
-        let rows: Vec<ResultRow> = sqlx::query_as(RESULTS)
-            .bind(site_id)
-            .bind(us(from))
-            .bind(us(to))
-            .bind(after.map(|k| us(k.scheduled_at)))
-            .bind(after.map(|k| k.check_id.to_string()))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(rows.into_iter().map(CheckResult::from).collect())
-    }
-}
+report_source!(SqliteStore, SQL, super::sqlite_tx::classify, super::sqlite_tx::us, |id: uuid::Uuid| id
+    .to_string());
