@@ -19,6 +19,7 @@ use crate::ports::{
     DeadLetter, FeedBatch, FeedError, RawRecord, SchemaLookup, SchemaLookupError, StatusFeed, StatusStore,
     StoreError,
 };
+use crate::retry::{self, Failure, OnStop};
 use crate::wire;
 
 #[derive(Debug, Clone)]
@@ -252,31 +253,30 @@ async fn decode_registered<L: SchemaLookup>(
     for rec in &mut batch.records {
         let Some(bytes) = rec.raw.payload.as_deref() else { continue };
         let Some(id) = wire::registry_id(bytes) else { continue };
-        let mut backoff = crate::retry::backoff();
-        while !schemas.knows(id) && !unknown.contains_key(&id) {
+        if !schemas.knows(id) && !unknown.contains_key(&id) {
             // A registry that accepts the connection and never answers must not hold a shutdown.
-            let answer = tokio::select! {
-                a = registry.schema_by_id(id) => a,
-                _ = shutdown.cancelled() => return false,
+            let attempt = || async move {
+                match registry.schema_by_id(id).await {
+                    Ok(json) => Ok(Some(json)),
+                    Err(SchemaLookupError::NotConfigured) => Ok(None),
+                    Err(e @ SchemaLookupError::Unknown { .. }) => Err(Failure::Permanent(e)),
+                    Err(e) => Err(Failure::Transient(e)),
+                }
             };
-            match answer {
-                Ok(json) => {
+            let on_retry = |e: &SchemaLookupError, retry_in: Duration| {
+                health.not_ready(format!("cannot fetch schema {id}: {}", Chain(e)));
+                metrics::counter!("sitemon_registry_retries_total").increment(1);
+                tracing::warn!(error = %Chain(e), schema_id = id, ?retry_in, "fetching a writer schema failed; offsets stay put");
+            };
+            match retry::until_stopped(shutdown, OnStop::CutAttempt, attempt, on_retry).await {
+                None => return false,
+                Some(Ok(Some(json))) => {
                     tracing::info!(schema_id = id, "writer schema fetched from the registry");
                     schemas.learn(id, &json);
                 }
-                Err(SchemaLookupError::NotConfigured) => break,
-                Err(e @ SchemaLookupError::Unknown { .. }) => {
+                Some(Ok(None)) => {}
+                Some(Err(e)) => {
                     unknown.insert(id, e.to_string());
-                }
-                Err(e) => {
-                    health.not_ready(format!("cannot fetch schema {id}: {}", Chain(&e)));
-                    metrics::counter!("sitemon_registry_retries_total").increment(1);
-                    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
-                    tracing::warn!(error = %Chain(&e), schema_id = id, retry_in = ?delay, "fetching a writer schema failed; offsets stay put");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.cancelled() => return false,
-                    }
                 }
             }
         }

@@ -11,9 +11,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::IncidentEvent;
+use crate::error_chain::Chain;
 use crate::health::Health;
 use crate::notify::{Outcome, Outgoing, Planner};
 use crate::ports::{DeliveryStore, EventSink, PublishError, Sender, StatusFeed, StoreError};
+use crate::retry::{self, Failure, OnStop};
 
 /// How often the silences are read again.
 const SILENCES_EVERY: Duration = Duration::from_secs(5);
@@ -41,20 +43,9 @@ pub struct NotifyReport {
 
 /// Records `planned`, retrying while the database is unavailable; false if stopped first.
 async fn record<D: DeliveryStore>(store: &D, planned: &[Outgoing], stop: &CancellationToken) -> bool {
-    let mut waits = crate::retry::backoff();
-    loop {
-        match store.record(planned).await {
-            Ok(()) => return true,
-            Err(e) => {
-                tracing::warn!(error = %crate::error_chain::Chain(&e), "recording deliveries failed; retrying");
-                let wait = waits.next().unwrap_or(Duration::from_secs(5));
-                tokio::select! {
-                    _ = stop.cancelled() => return false,
-                    _ = tokio::time::sleep(wait) => {}
-                }
-            }
-        }
-    }
+    let attempt = || async move { store.record(planned).await.map_err(Failure::Transient) };
+    let warn = |e: &StoreError, _| tracing::warn!(error = %Chain(e), "recording deliveries failed; retrying");
+    retry::until_stopped(stop, OnStop::FinishAttempt, attempt, warn).await.is_some()
 }
 
 /// Longest pause of a provider after it asked to wait or failed.
@@ -134,12 +125,11 @@ pub async fn send_loop<D: DeliveryStore, S: Sender>(
             // The answer is recorded, retried while the database is away: a lost one would let
             // the lease run out and the message be sent again (Slack and PagerDuty do not
             // deduplicate). Only a stop gives up on it.
-            let mut waits = crate::retry::backoff();
-            while let Err(e) = store.finish(&d, &outcome).await {
-                tracing::warn!(provider, error = %crate::error_chain::Chain(&e), "cannot record an answer; retrying");
-                if !pause(waits.next().unwrap_or(Duration::from_secs(5)), &stop).await {
-                    return;
-                }
+            let (d, outcome, store) = (&d, &outcome, &store);
+            let attempt = || async move { store.finish(d, outcome).await.map_err(Failure::Transient) };
+            let warn = |e: &StoreError, _| tracing::warn!(provider, error = %Chain(e), "cannot record an answer; retrying");
+            if retry::until_stopped(&stop, OnStop::FinishAttempt, attempt, warn).await.is_none() {
+                return;
             }
             if let Outcome::Retry { after, .. } = &outcome
                 && !pause((*after).min(MAX_PAUSE), &stop).await
@@ -177,20 +167,14 @@ async fn learn<D: DeliveryStore>(
     if ids.is_empty() {
         return true;
     }
-    let mut waits = crate::retry::backoff();
-    loop {
-        match store.told(ids).await {
-            Ok(told) => {
-                planner.learn(&told);
-                return true;
-            }
-            Err(e) => {
-                tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot read which openings were told; retrying");
-                if !pause(waits.next().unwrap_or(Duration::from_secs(5)), stop).await {
-                    return false;
-                }
-            }
+    let attempt = || async move { store.told(ids).await.map_err(Failure::Transient) };
+    let warn = |e: &StoreError, _| tracing::warn!(error = %Chain(e), "cannot read which openings were told; retrying");
+    match retry::until_stopped(stop, OnStop::CutAttempt, attempt, warn).await {
+        Some(Ok(told)) => {
+            planner.learn(&told);
+            true
         }
+        _ => false,
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::{RegistryClient, RegistryError};
+use crate::retry::{self, Failure, OnStop};
 
 /// A schema sitemon writes with: its file (for messages) and its text.
 pub struct WriterSchema {
@@ -29,39 +30,29 @@ pub async fn register_schema(
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<u32>> {
     let subject = format!("{topic}-value");
-    let mut backoff = crate::retry::backoff();
-    loop {
-        let answer = tokio::select! {
-            a = registry.register(&subject, schema.json) => a,
-            _ = stop.cancelled() => return Ok(None),
-        };
-        match answer {
-            Ok(id) => {
-                tracing::info!(subject, schema_id = id, registry = registry.url(), "schema registered");
-                return Ok(Some(id));
-            }
-            Err(e) if e.is_transient() => {
-                let delay = backoff.next().unwrap_or(Duration::from_secs(5));
-                tracing::warn!(error = %e, subject, retry_in = ?delay, "registering the schema failed; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = stop.cancelled() => return Ok(None),
-                }
-            }
-            Err(e @ RegistryError::Incompatible(_)) => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "schema registry {} refused {} under subject `{subject}`",
-                    registry.url(),
-                    schema.file
-                )));
-            }
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "registering {} under `{subject}` at {}",
-                    schema.file,
-                    registry.url()
-                )));
-            }
+    let subject = subject.as_str();
+    let attempt = || async move {
+        registry.register(subject, schema.json).await.map_err(|e| match e.is_transient() {
+            true => Failure::Transient(e),
+            false => Failure::Permanent(e),
+        })
+    };
+    let warn = |e: &RegistryError, retry_in: Duration| tracing::warn!(error = %e, subject, ?retry_in, "registering the schema failed; retrying");
+    match retry::until_stopped(stop, OnStop::CutAttempt, attempt, warn).await {
+        None => Ok(None),
+        Some(Ok(id)) => {
+            tracing::info!(subject, schema_id = id, registry = registry.url(), "schema registered");
+            Ok(Some(id))
         }
+        Some(Err(e @ RegistryError::Incompatible(_))) => Err(anyhow::Error::new(e).context(format!(
+            "schema registry {} refused {} under subject `{subject}`",
+            registry.url(),
+            schema.file
+        ))),
+        Some(Err(e)) => Err(anyhow::Error::new(e).context(format!(
+            "registering {} under `{subject}` at {}",
+            schema.file,
+            registry.url()
+        ))),
     }
 }

@@ -16,7 +16,8 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use super::roster::Scheduled;
 use super::{ProducerOptions, ProducerReport};
 use crate::domain::{CheckResult, CheckStatus, Site};
-use crate::ports::{SiteProbe, StatusPublisher};
+use crate::ports::{PublishError, SiteProbe, StatusPublisher};
+use crate::retry::{self, Failure, OnStop};
 use crate::schedule::Clock;
 
 /// Why a MISSED record was made.
@@ -197,33 +198,21 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
                 "check"
             );
         }
-        let mut backoff = crate::retry::backoff();
-        loop {
-            let attempt = tokio::select! {
-                r = self.publisher.publish(&result) => r,
-                _ = self.abandon.cancelled() => Err(crate::ports::PublishError::Delivery("grace period over".into())),
-            };
-            match attempt {
-                Ok(()) => {
-                    self.published.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("sitemon_results_published_total", "status" => result.status.as_str())
-                        .increment(1);
-                    return;
-                }
-                Err(e) if self.abandon.is_cancelled() => {
-                    self.give_up(&result, &e.to_string());
-                    return;
-                }
-                Err(e) => {
-                    let delay = backoff.next().unwrap_or(Duration::from_secs(5));
-                    metrics::counter!("sitemon_publish_retries_total").increment(1);
-                    tracing::warn!(site = %result.site_id, error = %e, retry_in = ?delay, "publish failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.abandon.cancelled() => {}
-                    }
-                }
+        let (publisher, result) = (&self.publisher, &result);
+        let attempt = || async move { publisher.publish(result).await.map_err(Failure::Transient) };
+        let on_retry = |e: &PublishError, retry_in: Duration| {
+            metrics::counter!("sitemon_publish_retries_total").increment(1);
+            tracing::warn!(site = %result.site_id, error = %e, ?retry_in, "publish failed; retrying");
+        };
+        match retry::until_stopped(&self.abandon, OnStop::CutAttempt, attempt, on_retry).await {
+            Some(Ok(())) => {
+                self.published.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("sitemon_results_published_total", "status" => result.status.as_str())
+                    .increment(1);
             }
+            Some(Err(e)) => self.give_up(result, &e.to_string()),
+            // The grace period is over.
+            None => self.give_up(result, &PublishError::Delivery("grace period over".into()).to_string()),
         }
     }
 
