@@ -115,7 +115,7 @@ fn admit(batch: &FeedBatch, admission: Admission) -> Admitted<'_> {
                 Ok(()) => {
                     if r.scheduled_at > admission.now {
                         // Admitted, but its producer's clock runs ahead of this one.
-                        metrics::counter!("sitemon_results_ahead_total").increment(1);
+                        metrics::counter!(crate::metric::RESULTS_AHEAD).increment(1);
                     }
                     a.results.push((r, &rec.raw))
                 }
@@ -229,9 +229,9 @@ pub async fn run<F: StatusFeed, S: StatusStore, L: SchemaLookup>(
         let results = admitted.results.len() as u64;
         report.stored += results;
         report.dead_letters += dead as u64;
-        metrics::counter!("sitemon_stored_results_total").increment(results);
-        metrics::counter!("sitemon_dead_letters_total").increment(dead as u64);
-        metrics::histogram!("sitemon_batch_store_seconds").record(started.elapsed().as_secs_f64());
+        metrics::counter!(crate::metric::STORED_RESULTS).increment(results);
+        metrics::counter!(crate::metric::DEAD_LETTERS).increment(dead as u64);
+        metrics::histogram!(crate::metric::BATCH_STORE_SECONDS).record(started.elapsed().as_secs_f64());
         tracing::debug!(records = batch.len(), "batch stored and acknowledged");
     }
     Ok(report)
@@ -265,7 +265,7 @@ async fn decode_registered<L: SchemaLookup>(
             };
             let on_retry = |e: &SchemaLookupError, retry_in: Duration| {
                 health.not_ready(format!("cannot fetch schema {id}: {}", Chain(e)));
-                metrics::counter!("sitemon_registry_retries_total").increment(1);
+                metrics::counter!(crate::metric::REGISTRY_RETRIES).increment(1);
                 tracing::warn!(error = %Chain(e), schema_id = id, ?retry_in, "fetching a writer schema failed; offsets stay put");
             };
             match retry::until_stopped(shutdown, OnStop::CutAttempt, attempt, on_retry).await {
@@ -319,7 +319,7 @@ async fn store_with_retry<S: StatusStore>(
             }
             Err(e) => {
                 health.not_ready(format!("cannot store: {}", Chain(&e)));
-                metrics::counter!("sitemon_store_retries_total").increment(1);
+                metrics::counter!(crate::metric::STORE_RETRIES).increment(1);
                 let delay = backoff.next().unwrap_or(Duration::from_secs(5));
                 tracing::warn!(error = %Chain(&e), retry_in = ?delay, "storing the batch failed; offsets stay put");
                 let wake = Instant::now() + delay;

@@ -89,7 +89,7 @@ pub async fn run<O: EventOutbox, S: EventSink>(
             Ok(n) => {
                 backoff = crate::retry::backoff();
                 report.published += n as u64;
-                metrics::counter!("sitemon_events_published_total").increment(n as u64);
+                metrics::counter!(crate::metric::EVENTS_PUBLISHED).increment(n as u64);
                 // Stopping, and this took the rest of what was there: done, even if other
                 // consumers keep storing events (the next publisher takes those).
                 if stopping && n < opts.batch {
@@ -103,8 +103,8 @@ pub async fn run<O: EventOutbox, S: EventSink>(
             }
             Err((done, e)) => {
                 report.published += done as u64;
-                metrics::counter!("sitemon_events_published_total").increment(done as u64);
-                metrics::counter!("sitemon_events_retries_total").increment(1);
+                metrics::counter!(crate::metric::EVENTS_PUBLISHED).increment(done as u64);
+                metrics::counter!(crate::metric::EVENTS_RETRIES).increment(1);
                 let delay = backoff.next().unwrap_or(Duration::from_secs(5));
                 tracing::warn!(error = %Chain(&e), retry_in = ?delay, "incident events not published yet; they stay in the outbox");
                 tokio::select! {
@@ -129,14 +129,14 @@ pub async fn run<O: EventOutbox, S: EventSink>(
         _ = tokio::time::sleep(Duration::from_secs(1)) => None,
     };
     if let Some(n) = report.left {
-        metrics::gauge!("sitemon_events_pending").set(n as f64);
+        metrics::gauge!(crate::metric::EVENTS_PENDING).set(n as f64);
     }
     report
 }
 
 async fn gauge<O: EventOutbox>(outbox: &O) {
     if let Ok(n) = outbox.unpublished().await {
-        metrics::gauge!("sitemon_events_pending").set(n as f64);
+        metrics::gauge!(crate::metric::EVENTS_PENDING).set(n as f64);
     }
 }
 

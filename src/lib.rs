@@ -13,6 +13,7 @@ pub mod events;
 pub mod health;
 pub mod kafka;
 pub mod memory;
+pub mod metric;
 pub mod notifier;
 pub mod notify;
 pub mod ops_server;

@@ -108,17 +108,16 @@ pub async fn send_loop<D: DeliveryStore, S: Sender>(
             let outcome = sender.send(&d).await;
             match &outcome {
                 Outcome::Sent { .. } => {
-                    metrics::counter!("sitemon_notify_sent_total", "provider" => provider.clone())
-                        .increment(1)
+                    metrics::counter!(crate::metric::NOTIFY_SENT, "provider" => provider.clone()).increment(1)
                 }
                 Outcome::Retry { after, answer } => {
                     tracing::warn!(provider, delivery = %d.delivery_id, attempt = d.attempts, retry_in = ?after, answer, "delivery not accepted yet");
-                    metrics::counter!("sitemon_notify_retries_total", "provider" => provider.clone())
+                    metrics::counter!(crate::metric::NOTIFY_RETRIES, "provider" => provider.clone())
                         .increment(1)
                 }
                 Outcome::Failed { answer } => {
                     tracing::error!(provider, delivery = %d.delivery_id, answer, "delivery refused for good");
-                    metrics::counter!("sitemon_notify_failed_total", "provider" => provider.clone())
+                    metrics::counter!(crate::metric::NOTIFY_FAILED, "provider" => provider.clone())
                         .increment(1)
                 }
             }
@@ -257,7 +256,7 @@ where
                 }
                 Err(why) => {
                     report.unreadable += 1;
-                    metrics::counter!("sitemon_notify_unreadable_events_total").increment(1);
+                    metrics::counter!(crate::metric::NOTIFY_UNREADABLE_EVENTS).increment(1);
                     tracing::warn!(
                         partition = r.raw.position.partition,
                         offset = r.raw.position.offset,

@@ -18,7 +18,9 @@ use crate::health::Health;
 
 /// Installs the metrics recorder. Call once, before metrics are recorded.
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
-    Ok(PrometheusBuilder::new().install_recorder()?)
+    let handle = PrometheusBuilder::new().install_recorder()?;
+    crate::metric::describe();
+    Ok(handle)
 }
 
 fn reply(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {

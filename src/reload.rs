@@ -169,7 +169,7 @@ where
     let loaded = match tokio::task::spawn_blocking(read).await {
         Ok(loaded) => loaded,
         Err(e) => {
-            metrics::counter!("sitemon_config_reload_failures_total").increment(1);
+            metrics::counter!(crate::metric::CONFIG_RELOAD_FAILURES).increment(1);
             tracing::error!(error = %e, "reading the site list failed; keeping the running list");
             return (Reloaded::Failed, None);
         }
@@ -180,12 +180,12 @@ where
             if to.send(sites).await.is_err() {
                 return (Reloaded::ProducerGone, None);
             }
-            metrics::counter!("sitemon_config_reloads_total").increment(1);
+            metrics::counter!(crate::metric::CONFIG_RELOADS).increment(1);
             tracing::info!(sites = n, "site list read; the producer takes it between two slots");
             (Reloaded::Sent, Some(files))
         }
         Err(e) => {
-            metrics::counter!("sitemon_config_reload_failures_total").increment(1);
+            metrics::counter!(crate::metric::CONFIG_RELOAD_FAILURES).increment(1);
             report(&e);
             (Reloaded::Failed, None)
         }

@@ -182,7 +182,7 @@ impl<T: Send + Sync + 'static> StatusFeed<T> for KafkaFeed<T> {
                 partitions = revoked,
                 "partitions revoked while their batch was stored: left to their new owner"
             );
-            metrics::counter!("sitemon_revoked_batches_total").increment(1);
+            metrics::counter!(crate::metric::REVOKED_BATCHES).increment(1);
         }
         if tpl.count() == 0 {
             return Ok(());
@@ -194,7 +194,7 @@ impl<T: Send + Sync + 'static> StatusFeed<T> for KafkaFeed<T> {
             // Revoked between the assignment check and the store: the same as above.
             Err(KafkaError::StoreOffset(RDKafkaErrorCode::State | RDKafkaErrorCode::UnknownPartition)) => {
                 tracing::info!("partitions revoked while their batch was stored: left to their new owner");
-                metrics::counter!("sitemon_revoked_batches_total").increment(1);
+                metrics::counter!(crate::metric::REVOKED_BATCHES).increment(1);
                 Ok(())
             }
             Err(e) => Err(FeedError::Ack(e.into())),

@@ -32,14 +32,14 @@ pub(super) struct Place {
 
 impl Place {
     fn new(permit: OwnedSemaphorePermit) -> Self {
-        metrics::gauge!("sitemon_results_in_flight").increment(1.0);
+        metrics::gauge!(crate::metric::RESULTS_IN_FLIGHT).increment(1.0);
         Place { _permit: permit }
     }
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
-        metrics::gauge!("sitemon_results_in_flight").decrement(1.0);
+        metrics::gauge!(crate::metric::RESULTS_IN_FLIGHT).decrement(1.0);
     }
 }
 
@@ -201,13 +201,13 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
         let (publisher, result) = (&self.publisher, &result);
         let attempt = || async move { publisher.publish(result).await.map_err(Failure::Transient) };
         let on_retry = |e: &PublishError, retry_in: Duration| {
-            metrics::counter!("sitemon_publish_retries_total").increment(1);
+            metrics::counter!(crate::metric::PUBLISH_RETRIES).increment(1);
             tracing::warn!(site = %result.site_id, error = %e, ?retry_in, "publish failed; retrying");
         };
         match retry::until_stopped(&self.abandon, OnStop::CutAttempt, attempt, on_retry).await {
             Some(Ok(())) => {
                 self.published.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("sitemon_results_published_total", "status" => result.status.as_str())
+                metrics::counter!(crate::metric::RESULTS_PUBLISHED, "status" => result.status.as_str())
                     .increment(1);
             }
             Some(Err(e)) => self.give_up(result, &e.to_string()),
@@ -219,19 +219,19 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
     /// A result that will not be published: counted as failed.
     pub(super) fn give_up(&self, result: &CheckResult, why: &str) {
         self.failed.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("sitemon_results_failed_total").increment(1);
+        metrics::counter!(crate::metric::RESULTS_FAILED).increment(1);
         tracing::error!(site = %result.site_id, check_id = %result.check_id, error = why, "result not published before the grace period ended");
     }
 
     /// `n` slots that ended without a result.
     pub(super) fn abandon_slots(&self, n: u64) {
         self.abandoned.fetch_add(n, Ordering::Relaxed);
-        metrics::counter!("sitemon_abandoned_slots_total").increment(n);
+        metrics::counter!(crate::metric::ABANDONED_SLOTS).increment(n);
     }
 
     pub(super) fn missed_result(&self, site: &Site, slot: DateTime<Utc>, why: &str) -> CheckResult {
         self.missed.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("sitemon_missed_slots_total").increment(1);
+        metrics::counter!(crate::metric::MISSED_SLOTS).increment(1);
         let now = self.clock.now();
         let mut r =
             CheckResult::new(&site.id, site.url.as_str(), &self.opts.region, slot, now, CheckStatus::Missed);
@@ -260,9 +260,9 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
         result.started_at = started;
         site.stamp(&mut result);
         let lag = (started - slot).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
-        metrics::histogram!("sitemon_schedule_lag_seconds").record(lag);
+        metrics::histogram!(crate::metric::SCHEDULE_LAG).record(lag);
         if let Some(us) = result.total_us {
-            metrics::histogram!("sitemon_check_seconds").record(us as f64 / 1e6);
+            metrics::histogram!(crate::metric::CHECK_SECONDS).record(us as f64 / 1e6);
         }
         result
     }

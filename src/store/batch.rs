@@ -121,7 +121,7 @@ pub async fn fold_incidents<T: IncidentTx>(
     }
     if !derived.events.is_empty() {
         tx.write_events(&derived.events).await?;
-        metrics::counter!("sitemon_incident_events_total").increment(derived.events.len() as u64);
+        metrics::counter!(crate::metric::INCIDENT_EVENTS).increment(derived.events.len() as u64);
     }
     Ok(())
 }

@@ -256,7 +256,7 @@ async fn recompute(conn: &mut PgConnection, row: &LatestRow<'_>) -> Result<(), S
             .map_err(classify)?;
         // Not locked and not inserted: another consumer inserted the site meanwhile; lock it now.
         if locked || done.rows_affected() > 0 {
-            metrics::counter!("sitemon_status_recomputed_total").increment(1);
+            metrics::counter!(crate::metric::STATUS_RECOMPUTED).increment(1);
             return Ok(());
         }
     }

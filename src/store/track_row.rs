@@ -210,13 +210,13 @@ pub fn removed(before: &[SiteTracks], after: &[SiteTracks]) -> (Vec<String>, Vec
 /// the cap) and regions retired.
 pub fn count(d: &Derived) {
     if d.ignored > 0 {
-        metrics::counter!("sitemon_incident_regions_ignored_total").increment(d.ignored);
+        metrics::counter!(crate::metric::INCIDENT_REGIONS_IGNORED).increment(d.ignored);
     }
     if d.late > 0 {
-        metrics::counter!("sitemon_incident_results_late_total").increment(d.late);
+        metrics::counter!(crate::metric::INCIDENT_RESULTS_LATE).increment(d.late);
     }
     if d.retired > 0 {
-        metrics::counter!("sitemon_incident_regions_retired_total").increment(d.retired);
+        metrics::counter!(crate::metric::INCIDENT_REGIONS_RETIRED).increment(d.retired);
     }
 }
 
