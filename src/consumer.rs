@@ -6,6 +6,7 @@
 //! a [`SchemaLookup`] and cached.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -363,3 +364,35 @@ async fn isolate_rejected<S: StatusStore>(store: &S, batch: &Admitted<'_>) -> Re
 #[cfg(test)]
 #[path = "consumer_tests.rs"]
 mod tests;
+
+/// After [`run`]: leaves the feed while `alongside` (given the end of the grace period: `grace`
+/// after the stop, or from now when the feed ran dry) finishes its own work, both by that end.
+/// Leaving commits the stored offsets; with the broker gone librdkafka waits out its own
+/// timeouts, so leaving is given up at the end (the group notices the member gone after its
+/// session timeout, and nothing stored is lost: it was committed before).
+pub async fn wind_down<T, F, Fut>(
+    feed: F,
+    stop: &CancellationToken,
+    deadline: tokio::task::JoinHandle<Instant>,
+    grace: Duration,
+    alongside: impl FnOnce(Instant) -> Fut,
+) -> anyhow::Result<()>
+where
+    F: StatusFeed<T>,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    use anyhow::Context;
+    let end = if stop.is_cancelled() {
+        deadline.await.context("the shutdown deadline task failed")?
+    } else {
+        deadline.abort();
+        Instant::now() + grace
+    };
+    let limit = end.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+    let (done, left) =
+        tokio::join!(alongside(end), tokio::task::spawn_blocking(move || feed.close_within(limit)));
+    if !left.context("closing the feed")? {
+        tracing::warn!("leaving the consumer group did not finish within the grace period");
+    }
+    done
+}

@@ -134,6 +134,15 @@ pub trait StatusFeed<T = CheckResult>: Send + 'static {
     /// True once the feed is attached to its source (e.g. partitions assigned), so that an
     /// empty batch means "drained" rather than "not connected yet".
     fn is_attached(&self) -> bool;
+    /// Leaves the source (committing what was acknowledged), giving up after `limit`; false if
+    /// that did not finish in time. Blocking: call it from a blocking thread.
+    fn close_within(self, limit: Duration) -> bool
+    where
+        Self: Sized,
+    {
+        let _ = limit;
+        true
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

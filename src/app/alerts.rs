@@ -9,14 +9,14 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use super::{kafka_setup, ops};
+use super::ops;
 use crate::cli::{NotifyAction, NotifyArgs, NotifyTestArgs, SilenceCommand};
 use crate::config::{self, ConfigError, Problem};
 use crate::exit;
 use crate::kafka::{ClientSetupError, KafkaFeed};
 use crate::notifier::{self, NotifyOptions};
 use crate::notify::{Channel, Claimed, Outcome, Pattern, Planner};
-use crate::ports::{DeliveryStore, Sender};
+use crate::ports::{DeliveryStore, Sender, StatusFeed};
 use crate::providers::ProviderSender;
 use crate::setup;
 use crate::shutdown;
@@ -34,7 +34,7 @@ pub(super) async fn run_notify(args: NotifyArgs, listen: Option<SocketAddr>) -> 
     store.migrate().await?;
     let deliveries = Arc::new(store.deliveries());
     let mut feed = KafkaFeed::events(&kafka, &notify.group_id)
-        .map_err(|e| kafka_setup(&path, "notify", ClientSetupError::new(e, &kafka)))?;
+        .map_err(|e| ClientSetupError::new(e, &kafka).for_command(&path, "notify"))?;
     let channels = notify.providers.iter().map(|p| (p.name.clone(), p.kind.channel())).collect();
     let mut planner = Planner::new(notify.routes.clone(), channels, notify.storm, notify.maintenance.clone());
     let longest = notify.providers.iter().map(|p| p.timeout).max().unwrap_or_default();

@@ -28,7 +28,7 @@ use crate::kafka::{ClientSetupError, KafkaEventSink, KafkaFeed, KafkaPublisher};
 use crate::memory;
 use crate::ops_server;
 use crate::ports::{DeliveryStore, EventOutbox, NoRegistry, ReportSource, SiteProbe};
-use crate::probe::{HyperProbe, ProbeSetupError, TlsSetupError};
+use crate::probe::{self, HyperProbe};
 use crate::producer::{self, ProducerOptions, ProducerReport};
 use crate::readiness;
 use crate::registry::RegistryClient;
@@ -41,30 +41,6 @@ use crate::ui;
 
 /// Exit code of `sitemon check` when the site is down.
 pub const CHECK_DOWN: i32 = 2;
-
-/// A Kafka client that could not be created: a refused property is a config problem (exit 64),
-/// anything else a runtime failure. Neither text holds a property value.
-fn kafka_setup(file: &Path, what: &str, e: ClientSetupError) -> anyhow::Error {
-    match e {
-        ClientSetupError::Property { key, message } => {
-            let mut problems = vec![Problem::new(format!("kafka.properties.{key}"), message)];
-            config::locate(file, &mut problems);
-            ConfigError { file: file.to_owned(), problems }.into()
-        }
-        ClientSetupError::Creation(message) => anyhow::anyhow!("creating the Kafka {what}: {message}"),
-    }
-}
-
-/// Parsing a large config builds a YAML tree many times the size of the sites it yields, and the
-/// sites are then moved into the producer's roster; once that is built, hand the freed pages back
-/// to the system so a 100k-site producer does not keep them as RSS.
-fn release_parse_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the OS; it touches no live allocation.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
 
 /// Runs one subcommand to completion and returns its exit code. Config problems come back as
 /// [`ConfigError`].
@@ -88,7 +64,7 @@ pub async fn run(command: Command, listen: Option<SocketAddr>) -> anyhow::Result
         Command::Config(ConfigCommand::Check(args)) => {
             let cfg = setup::Checked::load(&args.config)?.config;
             // The sites' CA files, read as the producer would (nothing is contacted).
-            probe(&args.config, &cfg, &cfg.sites)?;
+            probe::for_config(&args.config, &cfg, &cfg.sites)?;
             println!(
                 "{}: ok ({} sites; kafka {}; postgres {})",
                 args.config.display(),
@@ -102,28 +78,6 @@ pub async fn run(command: Command, listen: Option<SocketAddr>) -> anyhow::Result
             clap_complete::generate(shell, &mut Cli::command(), "sitemon", &mut std::io::stdout());
             Ok(exit::OK)
         }
-    }
-}
-
-/// The probe for `sites`, taken from `cfg`. A CA file that cannot be used is a config problem
-/// (exit 64), found before anything is contacted.
-fn probe(file: &Path, cfg: &Config, sites: &[Site]) -> anyhow::Result<HyperProbe> {
-    probe_for(file, &cfg.region, sites, inline(cfg))
-}
-
-/// Whether the sites of `cfg` stand in its own `sites:` in their order, so that a problem of the
-/// i-th has its place there (not so for a `sites_file`'s or a shard's share).
-fn inline(cfg: &Config) -> bool {
-    cfg.sites_file.is_none() && cfg.shard.is_none()
-}
-
-fn probe_for(file: &Path, region: &str, sites: &[Site], inline: bool) -> anyhow::Result<HyperProbe> {
-    match HyperProbe::new(region, sites) {
-        Ok(p) => Ok(p),
-        Err(ProbeSetupError::Tls(errors)) => {
-            Err(located(file, errors.into_iter().map(|e| tls_problem(sites, e, inline)).collect()).into())
-        }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -143,10 +97,11 @@ fn reloads(
     let load_sites = move || {
         let mut cfg = load(&path)?;
         let sites = my_sites(&mut cfg);
-        release_parse_memory();
+        config::release_parse_memory();
         if let Err(errors) = probe.prepare(&sites) {
-            let problems = errors.into_iter().map(|e| tls_problem(&sites, e, inline(&cfg))).collect();
-            return Err(located(&path, problems));
+            let problems =
+                errors.into_iter().map(|e| probe::tls_problem(&sites, e, probe::inline(&cfg))).collect();
+            return Err(probe::located(&path, problems));
         }
         // `--watch` follows the `sites_file` this config names, wherever it now points.
         let files = std::iter::once(path.clone()).chain(cfg.sites_file.take()).collect();
@@ -156,20 +111,6 @@ fn reloads(
         if watch { std::iter::once(file.to_owned()).chain(sites_file).collect() } else { Vec::new() };
     reload::spawn(load_sites, watched, tx, hangups).context("watching the config file")?;
     Ok(rx.into())
-}
-
-/// A site's TLS setting the probe cannot use, as a config problem: at its place in the config
-/// file when `inline` (the list is the file's own `sites:`, unfiltered), else by site name.
-fn tls_problem(sites: &[Site], e: TlsSetupError, inline: bool) -> Problem {
-    match inline {
-        true => Problem::new(format!("sites[{}].tls_ca_file", e.site), e.message),
-        false => Problem::new(format!("site `{}`.tls_ca_file", sites[e.site].id), e.message),
-    }
-}
-
-fn located(file: &Path, mut problems: Vec<Problem>) -> ConfigError {
-    config::locate(file, &mut problems);
-    ConfigError { file: file.to_owned(), problems }
 }
 
 /// The sites this producer checks: all of them, or its shard's share. Takes them out of the
@@ -249,7 +190,7 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
     let kafka = &kafka;
     let health = ops(listen, "starting").await?;
     let sites = my_sites(&mut cfg);
-    let probe = Arc::new(probe(&args.config.config, &cfg, &sites)?);
+    let probe = Arc::new(probe::for_config(&args.config.config, &cfg, &sites)?);
     // SIGHUP reloads from here on, also while the schema is being registered.
     let reloads = if args.once {
         producer::Reloads::none()
@@ -258,7 +199,7 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
         reloads(&args.config.config, args.watch, cfg.sites_file.clone(), load, probe.clone(), hangups)?
     };
     let mut publisher =
-        KafkaPublisher::new(kafka).map_err(|e| kafka_setup(&args.config.config, "producer", e))?;
+        KafkaPublisher::new(kafka).map_err(|e| e.for_command(&args.config.config, "producer"))?;
     let stop = shutdown::on_signals();
     if let Some(sr) = &cfg.schema_registry {
         let registry = RegistryClient::new(sr)?;
@@ -276,7 +217,7 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
     tracing::info!(sites = sites.len(), brokers = %kafka.bootstrap_servers, topic = %kafka.topic, region = %cfg.region, "producer starting");
     let opts = producer_options(&cfg, args.once, args.grace, false);
     let roster = producer::Roster::new(sites, &opts);
-    release_parse_memory();
+    config::release_parse_memory();
     // Ready while a broker is reachable, for as long as the producer runs.
     let report = tokio::select! {
         report = producer::run(roster, probe, publisher.clone(), opts, stop, reloads) => report,
@@ -320,9 +261,9 @@ async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow:
     let store = PgStore::connect(&postgres)?.judging(cfg.consumer.judging());
     store.migrate().await?;
     let mut feed = KafkaFeed::new(kafka)
-        .map_err(|e| kafka_setup(&args.config.config, "consumer", ClientSetupError::new(e, kafka)))?;
+        .map_err(|e| ClientSetupError::new(e, kafka).for_command(&args.config.config, "consumer"))?;
     let sink =
-        KafkaEventSink::new(kafka).map_err(|e| kafka_setup(&args.config.config, "event producer", e))?;
+        KafkaEventSink::new(kafka).map_err(|e| e.for_command(&args.config.config, "event producer"))?;
     let events_registry = cfg.schema_registry.as_ref().map(RegistryClient::new).transpose()?;
     tracing::info!(brokers = %kafka.bootstrap_servers, topic = %kafka.topic, group = %kafka.group_id, events_topic = %kafka.events_topic, "consumer starting");
     let opts = consumer_options(&cfg, args.exit_when_idle, args.grace);
@@ -343,31 +284,15 @@ async fn run_consumer(args: ConsumerArgs, listen: Option<SocketAddr>) -> anyhow:
         }
         None => consumer::run(&mut feed, &store, &NoRegistry, &opts, &health, stop.clone()).await?,
     };
-    let end = if stop.is_cancelled() {
-        deadline.await.context("the shutdown deadline task failed")?
-    } else {
-        tokio::time::Instant::now() + args.grace
-    };
-    // Leaving the group commits the stored offsets; with the broker gone librdkafka waits out its
-    // own timeouts, so the wait ends with the grace period (the group then notices the member
-    // gone after `session.timeout.ms`, and nothing stored is lost: it was committed before).
-    // Meanwhile, every batch being stored, the events they left in the outbox go out.
-    let limit = end.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_secs(1));
-    let (events, left) = tokio::join!(
-        publisher.finish(events, end),
-        tokio::task::spawn_blocking(move || feed.close_within(limit))
-    );
-    let left = left.context("closing the feed")?;
-    if !left {
-        tracing::warn!("leaving the consumer group did not finish within the grace period");
-    }
+    let wound_down =
+        consumer::wind_down(feed, &stop, deadline, args.grace, |end| publisher.finish(events, end)).await;
     tracing::info!(
         stored = report.stored,
         dead_letters = report.dead_letters,
         unstored = report.unstored,
         "consumer stopped"
     );
-    events?;
+    wound_down?;
     anyhow::ensure!(
         report.complete(),
         "{} records were not stored before the grace period ended; the group reads them again",
@@ -409,7 +334,7 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
     warn_if_region_is_host_name(&cfg);
     let sites = my_sites(&mut cfg);
     // Before the store is created: a CA file that cannot be used is a config problem.
-    let probe = Arc::new(probe(&args.config.config, &cfg, &sites)?);
+    let probe = Arc::new(probe::for_config(&args.config.config, &cfg, &sites)?);
     let health = ops(listen, "starting").await?;
     let store = Arc::new(
         SqliteStore::open(&cfg.sqlite.path)
@@ -463,7 +388,7 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
     });
     let popts = producer_options(&cfg, false, args.grace, !interactive);
     let roster = producer::Roster::new(sites, &popts);
-    release_parse_memory();
+    config::release_parse_memory();
     let load = |p: &Path| setup::Embedded::load(p).map(|s| s.config);
     let reloads =
         reloads(&args.config.config, args.watch, cfg.sites_file.clone(), load, probe.clone(), hangups)?;
@@ -487,39 +412,11 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
     Ok(exit::OK)
 }
 
-/// Builds the one-site config of `sitemon check` so that it is validated like any other site.
-fn check_site(args: &CheckArgs) -> Result<Site, ConfigError> {
-    let mut site = serde_yaml_ng::Mapping::new();
-    site.insert("name".into(), "check".into());
-    site.insert("url".into(), args.url.clone().into());
-    site.insert("method".into(), args.method.clone().into());
-    site.insert("timeout".into(), args.timeout.clone().into());
-    site.insert("interval".into(), args.timeout.clone().into());
-    if let Some(p) = &args.pattern {
-        site.insert("pattern".into(), p.clone().into());
-    }
-    let mut root = serde_yaml_ng::Mapping::new();
-    root.insert("sites".into(), serde_yaml_ng::Value::Sequence(vec![site.into()]));
-    let text = serde_yaml_ng::to_string(&root).expect("a mapping serializes");
-    let from_args = Path::new(config::COMMAND_LINE);
-    config::parse(&text, from_args, &|_| None).map(|mut c| c.sites.remove(0)).map_err(|mut e| {
-        // The interval is `--timeout` again (no flag of its own): its problem is said once.
-        e.problems.retain(|p| p.path != "sites[0].interval");
-        for p in &mut e.problems {
-            p.path = match p.path.strip_prefix("sites[0].") {
-                Some("url") => "URL".to_owned(),
-                Some(flag) => format!("--{flag}"),
-                None => p.path.clone(),
-            };
-        }
-        ConfigError::command_line(e.problems)
-    })
-}
-
 async fn run_check(args: CheckArgs) -> anyhow::Result<i32> {
-    let site = check_site(&args)?;
+    let site = config::command_line_site(&args.url, &args.method, &args.timeout, args.pattern.as_deref())?;
     let region = gethostname::gethostname().to_string_lossy().into_owned();
-    let probe = probe_for(Path::new(config::COMMAND_LINE), &region, std::slice::from_ref(&site), true)?;
+    let probe =
+        probe::for_sites(Path::new(config::COMMAND_LINE), &region, std::slice::from_ref(&site), true)?;
     let result = probe.check(&site, chrono::Utc::now()).await;
     if args.json {
         println!("{}", ui::check_json(&result));

@@ -1,5 +1,6 @@
 //! Configuration: the YAML model, its pure validation, and the error that lists every problem.
 
+mod command_line;
 mod interpolate;
 mod kafka_security;
 mod load;
@@ -16,8 +17,9 @@ mod sites_csv;
 mod sites_yaml;
 
 pub use crate::domain::Secret;
+pub use command_line::command_line_site;
 pub use kafka_security::{KafkaSasl, KafkaTls, SaslMechanism};
-pub use load::{Sites, load_file, locate, parse, parse_with};
+pub use load::{Sites, load_file, locate, parse, parse_with, release_parse_memory};
 pub use model::{
     Config, ConsumerConfig, KafkaConfig, PostgresConfig, ProducerConfig, SchemaRegistryConfig, Shard,
     SqliteConfig,

@@ -104,11 +104,13 @@ impl<T: Send + 'static> KafkaFeed<T> {
         consumer.subscribe(&[topic])?;
         Ok(KafkaFeed { consumer, decode })
     }
+}
 
+impl<T: Send + Sync + 'static> StatusFeed<T> for KafkaFeed<T> {
     /// Leaves the group (committing the stored offsets) on a thread of its own; true if that
     /// finished within `limit`. librdkafka's close waits for an unreachable broker for its own
     /// timeouts (up to a minute), longer than any grace period.
-    pub fn close_within(self, limit: Duration) -> bool {
+    fn close_within(self, limit: Duration) -> bool {
         let (done, closed) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             drop(self);
@@ -116,9 +118,7 @@ impl<T: Send + 'static> KafkaFeed<T> {
         });
         closed.recv_timeout(limit).is_ok()
     }
-}
 
-impl<T: Send + Sync + 'static> StatusFeed<T> for KafkaFeed<T> {
     async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<FeedBatch<T>, FeedError> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut batch = FeedBatch::default();

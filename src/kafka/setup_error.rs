@@ -1,9 +1,11 @@
 //! Errors from creating a Kafka client, with every configured property value and password
 //! redacted: librdkafka and rdkafka echo a rejected property's value (`sasl.pasword <the password>`).
 
+use std::path::Path;
+
 use rdkafka::error::KafkaError;
 
-use crate::config::KafkaConfig;
+use crate::config::{self, ConfigError, KafkaConfig, Problem};
 
 /// Why a Kafka client could not be created. The text holds no value of `kafka.properties` and
 /// no password of `kafka.tls` or `kafka.sasl`.
@@ -19,6 +21,20 @@ pub enum ClientSetupError {
 }
 
 impl ClientSetupError {
+    /// As the command's error: a refused property is a config problem (exit 64) at its place in
+    /// `file`, anything else a runtime failure creating the Kafka `what`. Neither text holds a
+    /// property value.
+    pub fn for_command(self, file: &Path, what: &str) -> anyhow::Error {
+        match self {
+            ClientSetupError::Property { key, message } => {
+                let mut problems = vec![Problem::new(format!("kafka.properties.{key}"), message)];
+                config::locate(file, &mut problems);
+                ConfigError { file: file.to_owned(), problems }.into()
+            }
+            ClientSetupError::Creation(message) => anyhow::anyhow!("creating the Kafka {what}: {message}"),
+        }
+    }
+
     /// Classifies `e` and redacts every value of `k.properties` and every password of
     /// `k.tls` and `k.sasl` from its text.
     pub fn new(e: KafkaError, k: &KafkaConfig) -> Self {
