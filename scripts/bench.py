@@ -20,7 +20,7 @@ PostgreSQL (SITEMON_SERVICES_DIR, SITEMON_KAFKA_PORT and SITEMON_PG_PORT select 
 Set BENCH_QUICK=1 for a shorter run (smaller numbers, for trying the script).
 
 BENCH_ONLY=b4 (or b5, b6, or several) runs those scenarios alone and rewrites only their sections of
-BENCHMARKS.md; BENCH_ONLY=b1, b1max, b1rss, b2, b3 print their figures without touching the file;
+BENCHMARKS.md; BENCH_ONLY=b1, b1max, b1rss, b2, b2x2 (two consumers), b3 print their figures without touching the file;
 BENCH_ONLY=b4prof profiles the producer's HTTPS checks with perf (prints, writes nothing).
 """
 import csv
@@ -342,7 +342,8 @@ def fresh_db():
     return name, os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + name
 
 
-def consumer_drain(total, label):
+def consumer_drain(total, label, consumers=1):
+    """B2: `consumers` members of one group drain a `total` backlog into a fresh database."""
     topic = f"bench-{label}-{uuid.uuid4().hex[:8]}"
     log(f"{label}: loading {total} results into {topic}")
     sites, regions = os.environ.get("BENCH_B2_SITES", "100000"), os.environ.get("BENCH_B2_REGIONS", "3")
@@ -356,23 +357,34 @@ def consumer_drain(total, label):
     sh([str(BIN), "migrate", "-c", cfg], stderr=subprocess.DEVNULL)
     t0 = time.time()
     others0 = cpu_of("kafka.Kafka"), machine_busy()
-    p = subprocess.Popen([str(BIN), "consumer", "-c", cfg, "--exit-when-idle", "2s"],
-                         stderr=open(WORK / f"{label}.log", "w"), env={**os.environ, "RUST_LOG": "warn"})
+    # The last log line of each says how many results it stored: its share.
+    env = {**os.environ, "RUST_LOG": "warn,sitemon::app=info"}
+    logs = [WORK / f"{label}-{i}.log" for i in range(consumers)]
+    procs = [subprocess.Popen([str(BIN), "consumer", "-c", cfg, "--exit-when-idle", "3s"], stderr=open(f, "w"), env=env)
+             for f in logs]
     # No polling of the database while it works: the drain's end is read afterwards from the
     # last row's insert time (the start of its batch transaction).
-    peak, cpu = 0.0, 0.0
-    while p.poll() is None:
+    peak, cpu = [0.0] * consumers, [0.0] * consumers
+    while any(p.poll() is None for p in procs):
         time.sleep(0.25)
-        try:
-            peak = max(peak, rss_mb(p.pid))
-            cpu = cpu_seconds(p.pid)
-        except (FileNotFoundError, ProcessLookupError):
-            break
-    p.wait()
+        for i, p in enumerate(procs):
+            try:
+                peak[i] = max(peak[i], rss_mb(p.pid))
+                cpu[i] = cpu_seconds(p.pid)
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    for p in procs:
+        p.wait()
+    shares = []
+    for f in logs:
+        found = re.findall(r" stored=(\d+)", f.read_text())
+        shares.append(int(found[-1]) if found else 0)
     done_at = float(psql("SELECT extract(epoch FROM max(stored_at)) FROM check_results", db))
     kafka_cpu, busy = cpu_of("kafka.Kafka") - others0[0], machine_busy() - others0[1]
     stored = int(psql("SELECT count(*) FROM check_results", db))
     latest = int(psql("SELECT count(*) FROM site_status", db))
+    incidents = int(psql("SELECT count(*) FROM incidents", db))
+    events = int(psql("SELECT count(*) FROM incident_events", db))
     rate = stored / (done_at - t0)
     # Ceiling: COPY the same rows into the same (partitioned) table.
     dump = WORK / f"{label}.copy"
@@ -385,9 +397,16 @@ def consumer_drain(total, label):
     psql(f"COPY check_results FROM '{dump}'", db)
     copy_rate = stored / (time.time() - c0)
     dump.unlink()
-    return {"total": total, "stored": stored, "latest": latest, "rate": rate, "copy_rate": copy_rate,
-            "consumer_cpu_s": cpu, "kafka_cpu_s": kafka_cpu, "busy_cpu_s": busy, "drain_s": done_at - t0,
-            "rss_mb": peak, "exit": p.returncode}
+    return {"total": total, "stored": stored, "latest": latest, "incidents": incidents, "events": events,
+            "rate": rate, "copy_rate": copy_rate, "consumers": consumers, "shares": shares,
+            "consumer_cpu_s": sum(cpu), "kafka_cpu_s": kafka_cpu, "busy_cpu_s": busy, "drain_s": done_at - t0,
+            "rss_mb": max(peak), "exit": [p.returncode for p in procs]}
+
+
+def shares(drain):
+    """Each consumer's share of the rows a drain stored, e.g. `66% / 34%`."""
+    total = max(1, sum(drain["shares"]))
+    return " / ".join(f"{n / total:.0%}" for n in drain["shares"])
 
 
 def end_to_end(sites, interval, seconds):
@@ -1168,6 +1187,8 @@ def main():
                 print(producer_run(100000, "10m", 15, "b1-rss"))
             if "b2" in ONLY:
                 print(consumer_drain(int(os.environ.get("BENCH_B2_COUNT", "300000")), "b2"))
+            if "b2x2" in ONLY:
+                print(consumer_drain(int(os.environ.get("BENCH_B2_COUNT", "300000")), "b2x2", consumers=2))
             if "b3" in ONLY:
                 print(end_to_end(10000, "10s", 30))
             if "b4prof" in ONLY:
@@ -1207,6 +1228,7 @@ def main():
             b1d = r
         ceiling2 = wrk_ceiling(10 if not QUICK else 5)
         b2 = consumer_drain(100_000 if QUICK else 1_000_000, "b2")
+        b2x2 = consumer_drain(100_000 if QUICK else 1_000_000, "b2x2", consumers=2)
         b3 = end_to_end(2000 if QUICK else 10000, "2s" if QUICK else "10s", 20 if QUICK else 40)
         b4r = scenario("b4", lambda: {**b4(), "cmd": cmd})
         b5r = scenario("b5", lambda: {**b5(), "cmd": cmd})
@@ -1229,6 +1251,10 @@ def main():
         ("B1 producer CPU-seconds per 1k checks (low / high rate)", f"{b1a['cpu_per_1k']:.2f} / {b1b['cpu_per_1k']:.2f}", "", ""),
         (f"B1 producer RSS while running (MB): {b1a['sites']:,} / {b1b['sites']:,} / {b1c['sites']:,} sites", f"{b1a['rss_mb']:.0f} / {b1b['rss_mb']:.0f} / {b1c['rss_mb']:.0f}", "goal ≤ 64 at 100k", ""),
         (f"B2 results/s drained from a {b2['total']:,} backlog (history + latest)", fmt(b2["rate"], 0), f"COPY {fmt(b2['copy_rate'], 0)} rows/s", f"{b2['rate'] / b2['copy_rate']:.2f}"),
+        (f"B2 with two consumers of one group: combined results/s (each one's share of the rows)", fmt(b2x2["rate"], 0),
+         f"one consumer {fmt(b2['rate'], 0)}; COPY {fmt(b2x2['copy_rate'], 0)} rows/s",
+         f"{b2x2['rate'] / b2['rate']:.2f} × one ({shares(b2x2)})"),
+        (f"B2 incidents / events derived from the backlog", f"{b2['incidents']:,} / {b2['events']:,}", "", ""),
         ("B2 consumer RSS peak (MB)", f"{b2['rss_mb']:.0f}", "", ""),
         ("B2 CPU-seconds during the drain: consumer / Kafka broker / whole machine", f"{b2['consumer_cpu_s']:.1f} / {b2['kafka_cpu_s']:.1f} / {b2['busy_cpu_s']:.1f}", f"{cpu} cores × {b2['drain_s']:.1f} s = {cpu * b2['drain_s']:.1f}", ""),
         (f"B3 check finished → row written, p50 / p99 / max (ms), {b3['offered']:,.0f} checks/s", f"{b3['p50_ms']:.0f} / {b3['p99_ms']:.0f} / {b3['max_ms']:.0f}", "goal p99 < 250 ms", ""),
