@@ -19,9 +19,7 @@ use crate::cli::{
 use crate::config::{self, Config, ConfigError, Problem};
 use crate::consumer::{self, ConsumerOptions};
 use crate::domain::Site;
-use crate::event_log::LogSink;
-use crate::event_publisher::EventPublisher;
-use crate::events::EventReport;
+use crate::events::{EventPublisher, EventReport, LogSink};
 use crate::exit;
 use crate::health::Health;
 use crate::kafka::{ClientSetupError, KafkaEventSink, KafkaFeed, KafkaPublisher};
@@ -31,9 +29,8 @@ use crate::ports::{DeliveryStore, EventOutbox, NoRegistry, ReportSource, SitePro
 use crate::probe::{self, HyperProbe};
 use crate::producer::{self, ProducerOptions, ProducerReport};
 use crate::readiness;
-use crate::registry::RegistryClient;
+use crate::registry::{CHECK_RESULT_SCHEMA, EVENT_SCHEMA, RegistryClient, register_schema};
 use crate::reload;
-use crate::schema_registration::{CHECK_RESULT_SCHEMA, EVENT_SCHEMA, register_schema};
 use crate::setup;
 use crate::shutdown;
 use crate::store::{PgOutbox, PgStore, SqliteStore};

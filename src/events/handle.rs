@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{self, EventOptions, EventReport};
+use super::{EventOptions, EventReport};
 use crate::ports::{EventOutbox, EventSink};
 
 #[derive(Clone, Default)]
@@ -61,6 +61,6 @@ impl EventPublisher {
     }
 
     pub async fn run<O: EventOutbox, S: EventSink>(&self, outbox: &O, sink: &S) -> EventReport {
-        events::run(outbox, sink, &EventOptions::default(), self.stop.clone(), self.abort.clone()).await
+        super::run(outbox, sink, &EventOptions::default(), self.stop.clone(), self.abort.clone()).await
     }
 }

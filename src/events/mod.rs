@@ -7,6 +7,12 @@
 //! Asked to stop, it goes on until the outbox is empty or it is aborted (the end of the grace
 //! period); whatever is left stays in the outbox for the next start.
 
+mod handle;
+mod log_sink;
+
+pub use handle::EventPublisher;
+pub use log_sink::LogSink;
+
 use std::collections::HashMap;
 use std::time::Duration;
 

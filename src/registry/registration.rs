@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::{RegistryClient, RegistryError};
+use super::{RegistryClient, RegistryError};
 use crate::retry::{self, Failure, OnStop};
 
 /// A schema sitemon writes with: its file (for messages) and its text.
