@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand};
 
 use crate::telemetry::LogFormat;
-use crate::ui::ReportFormat;
+use crate::ui::{DEFAULT_LIMIT, ReportFormat, SiteState, StatusSort};
 
 /// Website-availability monitor: checks sites on precise schedules, ships every result as Avro
 /// through Apache Kafka, and keeps the latest status and full history in PostgreSQL.
@@ -101,9 +101,25 @@ pub struct CheckArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     pub config: ConfigArg,
-    /// Print JSON instead of a table.
+    /// Print JSON instead of a table: every row (filters apply, no cap), by site.
     #[arg(long)]
     pub json: bool,
+    /// Only rows in these states (repeat, or separate with commas).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub state: Vec<SiteState>,
+    /// Only sites whose name matches one of these globs (`shop-*`; repeat for more).
+    #[arg(long)]
+    pub site: Vec<String>,
+    /// Only these regions (repeat, or separate with commas).
+    #[arg(long, value_delimiter = ',')]
+    pub region: Vec<String>,
+    /// Order of the table: problems first (`state`), longest in their state first (`since`), or
+    /// by name (`site`).
+    #[arg(long, value_enum, default_value = "state")]
+    pub sort: StatusSort,
+    /// Most rows in the table (0: all).
+    #[arg(long, default_value_t = DEFAULT_LIMIT)]
+    pub limit: usize,
 }
 
 #[derive(Debug, Args)]

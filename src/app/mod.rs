@@ -455,12 +455,35 @@ async fn run_status(args: StatusArgs) -> anyhow::Result<i32> {
             rows
         }
     };
+    let query = status_query(&args)?;
     if args.json {
-        println!("{}", ui::status_json(&rows, chrono::Utc::now()));
+        println!("{}", ui::status_json(&rows, &query, chrono::Utc::now()));
     } else {
-        print!("{}", ui::status_table(&rows, chrono::Utc::now()));
+        print!("{}", ui::status_table(&rows, &query, chrono::Utc::now()));
     }
     Ok(exit::OK)
+}
+
+/// What `status` was asked to show; a site pattern that is not a glob is a usage problem (64).
+fn status_query(args: &StatusArgs) -> Result<ui::StatusQuery, ConfigError> {
+    let mut problems = Vec::new();
+    let sites = args
+        .site
+        .iter()
+        .filter_map(|p| {
+            crate::notify::Pattern::new(p).map_err(|e| problems.push(Problem::new("--site", e))).ok()
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(ConfigError::command_line(problems));
+    }
+    Ok(ui::StatusQuery {
+        states: args.state.clone(),
+        sites,
+        regions: args.region.clone(),
+        sort: args.sort,
+        limit: (args.limit > 0).then_some(args.limit),
+    })
 }
 
 /// History rows `sitemon report` reads per query.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Overview, status_table};
+use super::{Overview, StatusQuery, status_table};
 use crate::ports::StatusStore;
 
 const CLEAR: &str = "\x1b[2J\x1b[H";
@@ -24,7 +24,7 @@ pub async fn live_table<S: StatusStore>(
             _ = shutdown.cancelled() => return,
         }
         let body = match Overview::read(store).await {
-            Ok(o) => status_table(&o, chrono::Utc::now()),
+            Ok(o) => status_table(&o, &StatusQuery::default(), chrono::Utc::now()),
             Err(e) => format!("cannot read the status: {e}\n"),
         };
         let mut out = std::io::stdout().lock();

@@ -2,6 +2,9 @@
 //! report of a one-off `sitemon check`, and `sitemon report`'s SLA summary and exports.
 
 mod check_report;
+mod fleet;
+#[cfg(test)]
+mod fleet_tests;
 mod live;
 mod printable;
 mod report;
@@ -9,6 +12,7 @@ mod silences;
 mod table;
 
 pub use check_report::{check_json, check_text};
+pub use fleet::{DEFAULT_LIMIT, Query as StatusQuery, Sort as StatusSort, State as SiteState};
 pub use live::live_table;
 pub use report::{RESULT_COLUMNS, ReportError, ReportFormat, ReportRequest, write_report};
 pub use silences::silences_table;

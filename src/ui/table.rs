@@ -1,10 +1,13 @@
-//! The latest-status table: site, state, code, latency, since — and the open incidents, as text
-//! or JSON. A site whose newest result is older than twice its interval shows as STALE.
+//! The latest-status table: the fleet's summary, then site, state, code, latency, since (the rows
+//! `fleet.rs` selects) — and the open incidents, as text or JSON. A site whose newest result is
+//! older than twice its interval shows as STALE; an up site with an open DEGRADED incident as
+//! DEGRADED.
 
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 
+use super::fleet::{self, Query, Sort, State};
 use crate::domain::{CheckStatus, Incident, IncidentKind, SiteStatus};
 use crate::notify::LastDelivery;
 use crate::ports::{StatusStore, StoreError};
@@ -53,8 +56,12 @@ fn up_down(s: &SiteStatus) -> &'static str {
     }
 }
 
-fn state(s: &SiteStatus, now: DateTime<Utc>) -> &'static str {
-    if s.is_stale(now) { "STALE" } else { up_down(s) }
+fn state(s: &SiteStatus, o: &Overview, now: DateTime<Utc>) -> &'static str {
+    match State::of(s, o, now) {
+        State::Stale => "STALE",
+        State::Degraded => "DEGRADED",
+        _ => up_down(s),
+    }
 }
 
 /// How long from `since` to `now`, in whole seconds (`16m 53s`).
@@ -115,10 +122,11 @@ fn failure(kind: Option<crate::domain::FailureKind>, error: Option<&str>) -> Str
 }
 
 /// One line per site and region, then the open incidents.
-pub fn status_table(o: &Overview, now: DateTime<Utc>) -> String {
+pub fn status_table(o: &Overview, q: &Query, now: DateTime<Utc>) -> String {
     let header = ["SITE", "REGION", "STATE", "CODE", "LATENCY", "SINCE", "DETAIL"];
-    let cells: Vec<[String; 7]> = o
-        .sites
+    let rows = q.select(o, now);
+    let shown = q.limit.map_or(rows.len(), |n| n.min(rows.len()));
+    let cells: Vec<[String; 7]> = rows[..shown]
         .iter()
         .map(|s| {
             let mut detail = failure(s.failure_kind, s.error.as_deref());
@@ -132,7 +140,7 @@ pub fn status_table(o: &Overview, now: DateTime<Utc>) -> String {
             [
                 s.site_id.clone(),
                 s.region.clone(),
-                state(s, now).to_owned(),
+                state(s, o, now).to_owned(),
                 s.status_code.map_or("-".to_owned(), |c| c.to_string()),
                 latency(s.total_us),
                 age(s.status_since, now),
@@ -140,9 +148,21 @@ pub fn status_table(o: &Overview, now: DateTime<Utc>) -> String {
             ]
         })
         .collect();
-    let mut out = columns(header, &cells);
     if o.sites.is_empty() {
+        let mut out = columns(header, &cells);
         out.push_str("(no results yet: each site is first checked at its own slot, within one interval)\n");
+        return out;
+    }
+    let mut out = fleet::summary(o, now);
+    out.push('\n');
+    if rows.is_empty() {
+        out.push_str("(no row matches --state, --site and --region)\n");
+    } else {
+        out.push_str(&columns(header, &cells));
+    }
+    if let Some(note) = fleet::left_out(shown, rows.len()) {
+        out.push_str(&note);
+        out.push('\n');
     }
     if !o.incidents.is_empty() {
         let header = ["OPEN INCIDENT", "SCOPE", "SINCE", "REGIONS", "FAILED", "LAST ALERT", "FIRST FAILURE"];
@@ -193,16 +213,17 @@ fn incident_json(o: &Overview, i: Option<&Incident>) -> serde_json::Value {
 
 /// The same rows as a JSON array; each carries `stale`, its region's open `incident` and its
 /// site's open `site_incident` (or null).
-pub fn status_json(o: &Overview, now: DateTime<Utc>) -> String {
-    let items: Vec<serde_json::Value> = o
-        .sites
-        .iter()
+pub fn status_json(o: &Overview, q: &Query, now: DateTime<Utc>) -> String {
+    let all = Query { sort: Sort::Site, limit: None, ..q.clone() };
+    let items: Vec<serde_json::Value> = all
+        .select(o, now)
+        .into_iter()
         .map(|s| {
             serde_json::json!({
                 "site_id": s.site_id,
                 "region": s.region,
                 "url": s.url,
-                "state": state(s, now),
+                "state": state(s, o, now),
                 "stale": s.is_stale(now),
                 "status": s.status.as_str(),
                 "status_code": s.status_code,
@@ -250,29 +271,38 @@ mod tests {
         Overview { sites, incidents: Vec::new(), alerts: Vec::new() }
     }
 
+    /// The table as `status` prints it by default, from its header on (the summary apart).
+    fn table(o: &Overview, now: DateTime<Utc>) -> String {
+        let t = status_table(o, &Query::default(), now);
+        let from = t.find("SITE ").unwrap_or(0);
+        t[from..].to_owned()
+    }
+
+    fn json(o: &Overview, now: DateTime<Utc>) -> String {
+        status_json(o, &Query::default(), now)
+    }
+
     #[test]
     fn table_aligns_columns_and_explains_failures() {
         let now = Utc.timestamp_opt(1_090, 0).unwrap();
-        let t = status_table(
-            &sites(vec![row("a", CheckStatus::Success), row("long-name", CheckStatus::Failure)]),
-            now,
-        );
+        let t =
+            table(&sites(vec![row("a", CheckStatus::Success), row("long-name", CheckStatus::Failure)]), now);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("SITE       REGION  STATE"), "{t}");
-        assert!(lines[1].contains("UP") && lines[1].contains("200") && lines[1].contains("1.5 ms"), "{t}");
-        assert!(lines[1].contains("1m 30s ago"), "{t}");
-        assert!(lines[2].contains("DOWN") && lines[2].contains("timeout: no complete response"), "{t}");
-        assert!(status_table(&sites(vec![]), now).contains("no results yet"));
+        // Problems first.
+        assert!(lines[1].contains("DOWN") && lines[1].contains("timeout: no complete response"), "{t}");
+        assert!(lines[2].contains("UP") && lines[2].contains("200") && lines[2].contains("1.5 ms"), "{t}");
+        assert!(lines[2].contains("1m 30s ago"), "{t}");
+        assert!(table(&sites(vec![]), now).contains("no results yet"));
     }
 
     #[test]
     fn a_region_whose_clock_runs_ahead_shows_by_how_much() {
         let now = Utc.timestamp_opt(1_000 - 95, 0).unwrap();
-        let t = status_table(&sites(vec![row("a", CheckStatus::Success)]), now);
+        let t = table(&sites(vec![row("a", CheckStatus::Success)]), now);
         assert!(t.lines().nth(1).unwrap().contains("ahead by 1m 35s"), "{t}");
-        let t =
-            status_table(&sites(vec![row("a", CheckStatus::Success)]), Utc.timestamp_opt(1_000, 0).unwrap());
+        let t = table(&sites(vec![row("a", CheckStatus::Success)]), Utc.timestamp_opt(1_000, 0).unwrap());
         assert!(!t.contains("ahead"), "{t}");
     }
 
@@ -281,11 +311,11 @@ mod tests {
         let at_2m = Utc.timestamp_opt(1_120, 0).unwrap();
         let at_2m1s = Utc.timestamp_opt(1_121, 0).unwrap();
         let o = sites(vec![row("a", CheckStatus::Success)]);
-        assert!(status_table(&o, at_2m).lines().nth(1).unwrap().contains(" UP "));
-        let t = status_table(&o, at_2m1s);
+        assert!(table(&o, at_2m).lines().nth(1).unwrap().contains(" UP "));
+        let t = table(&o, at_2m1s);
         assert!(t.lines().nth(1).unwrap().contains("STALE") && t.contains("(was UP)"), "{t}");
         assert!(t.contains("no result for 2m 1s (was UP)"), "{t}");
-        let v: serde_json::Value = serde_json::from_str(&status_json(&o, at_2m1s)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json(&o, at_2m1s)).unwrap();
         assert_eq!((v[0]["state"].as_str(), v[0]["stale"].as_bool()), (Some("STALE"), Some(true)));
 
         let started = Utc.timestamp_opt(900, 0).unwrap();
@@ -311,7 +341,7 @@ mod tests {
             at: started + chrono::TimeDelta::seconds(20),
         }];
         let o = Overview { sites: o.sites, incidents: vec![incident(None), incident(Some("eu"))], alerts };
-        let t = status_table(&o, at_2m);
+        let t = table(&o, at_2m);
         let lines: Vec<&str> = t.lines().skip_while(|l| !l.starts_with("OPEN INCIDENT")).collect();
         assert_eq!(lines.len(), 3, "{t}");
         assert!(
@@ -322,7 +352,7 @@ mod tests {
             lines[1].contains("slack SENT 3m 20s ago") && lines[2].contains(" - "),
             "the last alert: {t}"
         );
-        let v: serde_json::Value = serde_json::from_str(&status_json(&o, at_2m)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json(&o, at_2m)).unwrap();
         assert_eq!(v[0]["site_incident"]["failed_checks"], 7);
         assert_eq!(v[0]["incident"]["regions"][1], "us");
         assert_eq!(v[0]["site_incident"]["last_alert"]["provider"], "slack");
@@ -334,7 +364,7 @@ mod tests {
         let now = Utc.timestamp_opt(1_000, 0).unwrap();
         let mut r = row("a", CheckStatus::Failure);
         r.error = Some("boom\n\x1b[2JFAKE  UP".into());
-        let t = status_table(&sites(vec![r]), now);
+        let t = table(&sites(vec![r]), now);
         assert_eq!(t.lines().count(), 2, "{t}");
         assert!(!t.contains('\x1b'));
     }
@@ -343,7 +373,7 @@ mod tests {
     fn json_has_one_object_per_site() {
         let now = Utc.timestamp_opt(1_000, 0).unwrap();
         let v: serde_json::Value =
-            serde_json::from_str(&status_json(&sites(vec![row("a", CheckStatus::Success)]), now)).unwrap();
+            serde_json::from_str(&json(&sites(vec![row("a", CheckStatus::Success)]), now)).unwrap();
         assert_eq!(v[0]["site_id"], "a");
         assert_eq!(v[0]["state"], "UP");
         assert_eq!(v[0]["status_code"], 200);

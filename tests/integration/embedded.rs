@@ -82,9 +82,12 @@ async fn run_stores_checks_in_sqlite_and_stops_cleanly_on_sigterm() {
     assert!(out.status.success(), "{}", describe(&out));
     let table = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = table.lines().collect();
-    assert!(lines[0].starts_with("SITE"), "{table}");
-    assert!(lines[1].starts_with("closed") && lines[1].contains("DOWN"), "{table}");
-    assert!(lines[3].starts_with("ok") && lines[3].contains("UP") && lines[3].contains("200"), "{table}");
+    // The summary first, then the rows, problems first.
+    assert!(lines[0].starts_with("3 sites in 1 region: 1 up, 2 down, 0 stale"), "{table}");
+    let rows: Vec<&str> = lines.iter().copied().skip_while(|l| !l.starts_with("SITE")).skip(1).collect();
+    assert!(rows[0].contains("DOWN") && rows[1].contains("DOWN"), "{table}");
+    assert!(rows.iter().any(|l| l.starts_with("closed") && l.contains("DOWN")), "{table}");
+    assert!(rows[2].starts_with("ok") && rows[2].contains("UP") && rows[2].contains("200"), "{table}");
     let out = sitemon(&["status", "-c", &cfg, "--json"], &[], Duration::from_secs(20)).await;
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json.as_array().map(Vec::len), Some(3));
