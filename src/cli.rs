@@ -7,8 +7,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config;
 use crate::telemetry::LogFormat;
-use crate::ui::{DEFAULT_LIMIT, ReportFormat, SiteState, StatusSort};
+use crate::ui::{DEFAULT_LIMIT, ReportFormat, SiteState, StatusQuery, StatusSort};
 
 /// Website-availability monitor: checks sites on precise schedules, ships every result as Avro
 /// through Apache Kafka, and keeps the latest status and full history in PostgreSQL.
@@ -120,6 +121,32 @@ pub struct StatusArgs {
     /// Most rows in the table (0: all).
     #[arg(long, default_value_t = DEFAULT_LIMIT)]
     pub limit: usize,
+}
+
+impl StatusArgs {
+    /// What `status` was asked to show; a site pattern that is not a glob is a usage problem (64).
+    pub fn query(&self) -> Result<StatusQuery, config::ConfigError> {
+        let mut problems = Vec::new();
+        let sites = self
+            .site
+            .iter()
+            .filter_map(|p| {
+                crate::notify::Pattern::new(p)
+                    .map_err(|e| problems.push(config::Problem::new("--site", e)))
+                    .ok()
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(config::ConfigError::command_line(problems));
+        }
+        Ok(StatusQuery {
+            states: self.state.clone(),
+            sites,
+            regions: self.region.clone(),
+            sort: self.sort,
+            limit: (self.limit > 0).then_some(self.limit),
+        })
+    }
 }
 
 #[derive(Debug, Args)]

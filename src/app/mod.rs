@@ -25,7 +25,7 @@ use crate::health::Health;
 use crate::kafka::{ClientSetupError, KafkaEventSink, KafkaFeed, KafkaPublisher};
 use crate::memory;
 use crate::ops_server;
-use crate::ports::{DeliveryStore, EventOutbox, NoRegistry, ReportSource, SiteProbe};
+use crate::ports::{EventOutbox, NoRegistry, ReportSource, SiteProbe};
 use crate::probe::{self, HyperProbe};
 use crate::producer::{self, ProducerOptions, ProducerReport};
 use crate::readiness;
@@ -424,17 +424,13 @@ async fn run_check(args: CheckArgs) -> anyhow::Result<i32> {
 }
 
 async fn run_status(args: StatusArgs) -> anyhow::Result<i32> {
+    let query = args.query()?;
     let rows = match setup::Status::load(&args.config.config)? {
         setup::Status::Postgres(pg) => {
             let store = PgStore::connect(&pg)?;
             store.reach().await?;
             let mut rows = ui::Overview::read(&store).await.context("reading the status from PostgreSQL")?;
-            let ids: Vec<uuid::Uuid> = rows.incidents.iter().map(|i| i.incident_id).collect();
-            // A database `notify` never used (or older than it) has no alerts to show.
-            match store.deliveries().last_deliveries(&ids).await {
-                Ok(alerts) => rows.alerts = alerts,
-                Err(e) => tracing::debug!(error = %crate::error_chain::Chain(&e), "no alerts read"),
-            }
+            rows.read_alerts(&store.deliveries()).await;
             rows
         }
         setup::Status::Sqlite { path } => {
@@ -447,43 +443,16 @@ async fn run_status(args: StatusArgs) -> anyhow::Result<i32> {
             );
             let store = SqliteStore::open(path).await?;
             let mut rows = ui::Overview::read(&store).await.context("reading the status from SQLite")?;
-            let ids: Vec<uuid::Uuid> = rows.incidents.iter().map(|i| i.incident_id).collect();
-            match store.deliveries().last_deliveries(&ids).await {
-                Ok(alerts) => rows.alerts = alerts,
-                Err(e) => tracing::debug!(error = %crate::error_chain::Chain(&e), "no alerts read"),
-            }
+            rows.read_alerts(&store.deliveries()).await;
             rows
         }
     };
-    let query = status_query(&args)?;
     if args.json {
         println!("{}", ui::status_json(&rows, &query, chrono::Utc::now()));
     } else {
         print!("{}", ui::status_table(&rows, &query, chrono::Utc::now()));
     }
     Ok(exit::OK)
-}
-
-/// What `status` was asked to show; a site pattern that is not a glob is a usage problem (64).
-fn status_query(args: &StatusArgs) -> Result<ui::StatusQuery, ConfigError> {
-    let mut problems = Vec::new();
-    let sites = args
-        .site
-        .iter()
-        .filter_map(|p| {
-            crate::notify::Pattern::new(p).map_err(|e| problems.push(Problem::new("--site", e))).ok()
-        })
-        .collect();
-    if !problems.is_empty() {
-        return Err(ConfigError::command_line(problems));
-    }
-    Ok(ui::StatusQuery {
-        states: args.state.clone(),
-        sites,
-        regions: args.region.clone(),
-        sort: args.sort,
-        limit: (args.limit > 0).then_some(args.limit),
-    })
 }
 
 /// History rows `sitemon report` reads per query.

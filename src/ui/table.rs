@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::fleet::{self, Query, Sort, State};
 use crate::domain::{CheckStatus, Incident, IncidentKind, SiteStatus};
 use crate::notify::LastDelivery;
-use crate::ports::{StatusStore, StoreError};
+use crate::ports::{DeliveryStore, StatusStore, StoreError};
 
 /// What `sitemon status` shows: the latest status per site and region, and the open incidents.
 #[derive(Debug, Default)]
@@ -28,6 +28,16 @@ impl Overview {
             incidents: store.open_incidents().await?,
             alerts: Vec::new(),
         })
+    }
+
+    /// Reads the newest alert of each open incident from `deliveries`. A database `notify` never
+    /// used (or older than it) has none to show: then there are none.
+    pub async fn read_alerts<D: DeliveryStore>(&mut self, deliveries: &D) {
+        let ids: Vec<uuid::Uuid> = self.incidents.iter().map(|i| i.incident_id).collect();
+        match deliveries.last_deliveries(&ids).await {
+            Ok(alerts) => self.alerts = alerts,
+            Err(e) => tracing::debug!(error = %crate::error_chain::Chain(&e), "no alerts read"),
+        }
     }
 
     /// The newest alert about an incident.
