@@ -35,10 +35,14 @@ impl RedactedLog {
             recent.pop_front();
         }
         let said = !reason.is_empty() && recent.iter().any(|(_, line)| line.contains(reason));
-        if recent.len() >= 64 {
-            recent.pop_front();
+        // A suppressed event does not renew the window: a failure that keeps recurring is said
+        // again every REPEAT_WINDOW.
+        if !said {
+            if recent.len() >= 64 {
+                recent.pop_front();
+            }
+            recent.push_back((now, text.to_owned()));
         }
-        recent.push_back((now, text.to_owned()));
         said
     }
 
@@ -49,7 +53,17 @@ impl RedactedLog {
     /// For `ClientContext::log`.
     pub fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         let text = self.redact(&format!("{fac} {message}"));
-        self.said("", &text);
+        // Only lines logged at WARN or above (never filtered out) stand for an error event.
+        if matches!(
+            level,
+            RDKafkaLogLevel::Emerg
+                | RDKafkaLogLevel::Alert
+                | RDKafkaLogLevel::Critical
+                | RDKafkaLogLevel::Error
+                | RDKafkaLogLevel::Warning
+        ) {
+            self.said("", &text);
+        }
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -118,5 +132,8 @@ mod tests {
         assert!(log.said(reason, &format!("Authentication: {reason}")), "the log line said it");
         assert!(!log.said("1/1 brokers are down", "AllBrokersDown: 1/1 brokers are down"));
         assert!(log.said("1/1 brokers are down", "AllBrokersDown: 1/1 brokers are down"), "said twice");
+        // A line below WARN may be filtered out: it does not stand for an error event.
+        log.log(RDKafkaLogLevel::Info, "FAIL", "x:1/bootstrap: boom");
+        assert!(!log.said("x:1/bootstrap: boom", "BrokerTransportFailure: x:1/bootstrap: boom"));
     }
 }

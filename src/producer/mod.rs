@@ -75,17 +75,13 @@ async fn end_on_refusal<S: StatusPublisher>(
     publisher: &S,
     deadline: &OnceLock<tokio::time::Instant>,
     abandon: &CancellationToken,
-) -> String {
+) {
     let mut every = tokio::time::interval(Duration::from_millis(100));
-    let reason = loop {
+    while publisher.refused().is_none() {
         every.tick().await;
-        if let Some(reason) = publisher.refused() {
-            break reason;
-        }
-    };
+    }
     let _ = deadline.set(tokio::time::Instant::now());
     abandon.cancel();
-    reason
 }
 
 /// New site lists for a running producer, each already this producer's share. Each one
@@ -174,14 +170,12 @@ pub async fn run<P: SiteProbe, S: StatusPublisher>(
         }
     }
     grace_timer.abort();
-    let refused = match refusal {
-        Some(task) if task.is_finished() => task.await.ok(),
-        Some(task) => {
-            task.abort();
-            None
-        }
-        None => None,
-    };
+    // Read from the publisher itself: the watcher may have cancelled the round a moment before
+    // it is marked finished.
+    let refused = refusal.and_then(|task| {
+        task.abort();
+        publisher.refused()
+    });
     let left =
         deadline.get().map_or(opts.grace, |d| d.saturating_duration_since(tokio::time::Instant::now()));
     if refused.is_none()

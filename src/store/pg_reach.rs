@@ -83,15 +83,35 @@ pub(super) fn unreachable(opts: &PgConnectOptions, e: Option<&sqlx::Error>) -> U
     Unreachable { place, cause, hint }
 }
 
-/// Opens and closes one connection within [`REACH_TIMEOUT`].
+/// Whether waiting may heal it: a server not listening yet, restarting, starting up or full.
+fn passing(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("57P03" | "53300")),
+        _ => false,
+    }
+}
+
+/// Opens and closes one connection, trying again for up to [`REACH_TIMEOUT`] while the cause
+/// may pass (a server still starting, as in a compose start); a refusal that will not pass
+/// (authentication, a missing database, TLS) is returned at once.
 pub(super) async fn reach(opts: &PgConnectOptions) -> Result<(), Unreachable> {
-    match tokio::time::timeout(REACH_TIMEOUT, opts.connect()).await {
-        Ok(Ok(conn)) => {
-            let _ = conn.close().await;
-            Ok(())
+    let deadline = tokio::time::Instant::now() + REACH_TIMEOUT;
+    let mut waits = crate::retry::backoff();
+    loop {
+        let e = match tokio::time::timeout_at(deadline, opts.connect()).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                return Ok(());
+            }
+            Ok(Err(e)) => e,
+            Err(_) => return Err(unreachable(opts, None)),
+        };
+        let pause = waits.next().unwrap_or(REACH_TIMEOUT);
+        if !passing(&e) || tokio::time::Instant::now() + pause >= deadline {
+            return Err(unreachable(opts, Some(&e)));
         }
-        Ok(Err(e)) => Err(unreachable(opts, Some(&e))),
-        Err(_) => Err(unreachable(opts, None)),
+        tokio::time::sleep(pause).await;
     }
 }
 
