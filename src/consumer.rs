@@ -214,7 +214,7 @@ pub async fn run<F: StatusFeed, S: StatusStore, L: SchemaLookup>(
             }
         };
         let (stored, next) = tokio::select! {
-            both = async { tokio::join!(store_by_partition(store, &admitted, health, &grace), fetch) } => both,
+            both = async { tokio::join!(store_in_lanes(store, &admitted, health, &grace), fetch) } => both,
             _ = &mut grace_over => (None, None),
         };
         let Some(dead) = stored else {
@@ -299,7 +299,7 @@ const LANES: usize = 2;
 /// letters go with the first). The groups' sites are disjoint, so one never waits on the other's
 /// locks. The batch counts as stored once every group committed: a group committed before the
 /// other failed or a stop came is stored again, harmlessly, when the batch is read again.
-async fn store_by_partition<S: StatusStore>(
+async fn store_in_lanes<S: StatusStore>(
     store: &S,
     batch: &Admitted<'_>,
     health: &Health,
