@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::latest::{LatestRow, latest_per_site};
-use super::track_row::{TrackRow, changed, count, open_ids, removed, site_tracks};
-use crate::domain::{CheckResult, Incident, IncidentEvent, Judging, Track, derive_incidents};
+use super::track_row::{Encoded, SiteRow, Stored, changed, count};
+use crate::domain::{CheckResult, Incident, IncidentEvent, Judging, derive_incidents};
 use crate::ports::{DeadLetter, StoreError};
 
 /// Which of a batch's results were new to the history.
@@ -37,24 +37,16 @@ pub trait HistoryTx: Send {
 
 /// The incident tables, inside the same transaction.
 pub trait IncidentTx: Send {
-    /// Makes this transaction the only writer of these sites (sorted, distinct) until it ends.
-    fn lock_sites(&mut self, sites: &[&str]) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Every track of the sites, ordered by site and region, as committed by the writers before.
-    fn tracks(&mut self, sites: &[&str]) -> impl Future<Output = Result<Vec<TrackRow>, StoreError>> + Send;
+    /// Makes this transaction the only writer of these sites (sorted, distinct) until it ends,
+    /// and reads their tracks as the writers before committed them (a site never seen has none).
+    fn lock_tracks(
+        &mut self,
+        sites: &[&str],
+    ) -> impl Future<Output = Result<Vec<SiteRow>, StoreError>> + Send;
     /// The incidents with these ids.
-    fn incidents(&mut self, ids: &[String])
-    -> impl Future<Output = Result<Vec<Incident>, StoreError>> + Send;
-    /// Inserts or replaces these tracks.
-    fn write_tracks(
-        &mut self,
-        tracks: &[(&str, &Track)],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Deletes the tracks of these (site, region) pairs.
-    fn delete_tracks(
-        &mut self,
-        sites: &[String],
-        regions: &[String],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn incidents(&mut self, ids: &[Uuid]) -> impl Future<Output = Result<Vec<Incident>, StoreError>> + Send;
+    /// Replaces these sites' tracks (encoded, `track_row::encode`).
+    fn write_tracks(&mut self, sites: &[Encoded<'_>]) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Inserts the incidents; of one already stored, only its end, regions and failed checks
     /// change.
     fn write_incidents(
@@ -86,7 +78,7 @@ pub async fn store_batch<T: HistoryTx + IncidentTx>(
     fold_incidents(tx, &new, judging).await
 }
 
-/// Folds the batch's new results into incidents: the sites are locked, their tracks and open
+/// Folds the batch's new results into incidents: the sites are locked and their tracks and open
 /// incidents read, the results folded (`domain::derive_incidents`), and what changed written
 /// back — so a replay, a second writer or a restart derives each incident and event once.
 pub async fn fold_incidents<T: IncidentTx>(
@@ -100,21 +92,16 @@ pub async fn fold_incidents<T: IncidentTx>(
     }
     sites.sort_unstable();
     sites.dedup();
-    tx.lock_sites(&sites).await?;
-    let rows = tx.tracks(&sites).await?;
-    let ids = open_ids(&rows);
+    let rows = Stored::decode(tx.lock_tracks(&sites).await?);
+    let ids = rows.open_ids();
     let open = if ids.is_empty() { Vec::new() } else { tx.incidents(&ids).await? };
-    let stored = site_tracks(rows, open);
+    let stored = rows.into_site_tracks(open);
     let mut tracks = stored.clone();
     let derived = derive_incidents(&mut tracks, new, judging);
     count(&derived);
     let changed = changed(&stored, &tracks);
     if !changed.is_empty() {
         tx.write_tracks(&changed).await?;
-    }
-    let (sites, regions) = removed(&stored, &tracks);
-    if !sites.is_empty() {
-        tx.delete_tracks(&sites, &regions).await?;
     }
     if !derived.incidents.is_empty() {
         tx.write_incidents(&derived.incidents).await?;

@@ -3,8 +3,8 @@
 
 use chrono::DateTime;
 
+use super::incident_row::Dialect;
 use super::incident_row::IncidentRow;
-use super::track_row::Dialect;
 use crate::domain::{EventKind, Incident, IncidentEvent};
 use crate::ports::{PendingEvent, StoreError};
 

@@ -1,10 +1,35 @@
 //! An `incidents` row as both databases return it to a report (id as text, times as µs since
-//! the epoch, regions as a JSON array), and its conversion to the domain [`Incident`].
+//! the epoch, regions as a JSON array), the SQL that selects it in each dialect, and its
+//! conversion to the domain [`Incident`].
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::{EndReason, FailureKind, Incident, IncidentKind};
+
+/// The SQL that selects these rows in each database's dialect: `time` turns a column into µs,
+/// `id` a uuid into text, `regions` the regions into a JSON array's text.
+pub struct Dialect {
+    pub time: fn(&str) -> String,
+    pub id: fn(&str) -> String,
+    pub regions: fn(&str) -> String,
+}
+
+impl Dialect {
+    /// The columns of an [`IncidentRow`] from `incidents`.
+    pub fn incident_columns(&self) -> String {
+        let Dialect { time, id, regions } = self;
+        format!(
+            "{} AS incident_id, site_id, region, url, {} AS started_at, {} AS confirmed_at, \
+             {} AS ended_at, {} AS regions, failure_kind, error, failed_checks, end_reason, incident_kind",
+            id("incident_id"),
+            time("started_at"),
+            time("confirmed_at"),
+            time("ended_at"),
+            regions("regions"),
+        )
+    }
+}
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct IncidentRow {

@@ -1,5 +1,5 @@
 //! [`MemoryTx`]: the batch core's primitives over plain maps, with the contracts of the SQL
-//! ones (duplicates skipped, tracks stored as rows, an incident's stored start kept, an event
+//! ones (duplicates skipped, tracks stored as rows (encoded), an incident's stored start kept, an event
 //! written once, in order), so the batch and incident invariants are unit-tested without a
 //! database. A transaction is a copy of [`MemoryDb`] that replaces it when it commits.
 
@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::batch::{Fresh, HistoryTx, IncidentTx};
 use super::latest::LatestRow;
-use super::track_row::TrackRow;
-use crate::domain::{CheckResult, Incident, IncidentEvent, Track};
+use super::track_row::{Encoded, SiteRow};
+use crate::domain::{CheckResult, Incident, IncidentEvent};
 use crate::ports::{DeadLetter, StoreError};
 
 #[derive(Debug, Clone, Default)]
@@ -20,7 +20,8 @@ pub struct MemoryDb {
     pub dead: BTreeMap<(String, i32, i64), DeadLetter>,
     /// Every (site, region, scheduled_at) handed to the latest-status fold, in order.
     pub latest_folded: Vec<(String, String, DateTime<Utc>)>,
-    pub tracks: BTreeMap<(String, String), TrackRow>,
+    /// Each site's tracks row, as the databases store it.
+    pub tracks: BTreeMap<String, String>,
     /// Sites locked by the transaction (a lock is only recorded: one writer here).
     pub locked: HashSet<String>,
     pub incidents: HashMap<Uuid, Incident>,
@@ -56,38 +57,26 @@ impl HistoryTx for MemoryTx<'_> {
 }
 
 impl IncidentTx for MemoryTx<'_> {
-    async fn lock_sites(&mut self, sites: &[&str]) -> Result<(), StoreError> {
+    async fn lock_tracks(&mut self, sites: &[&str]) -> Result<Vec<SiteRow>, StoreError> {
         assert!(sites.windows(2).all(|w| w[0] < w[1]), "sites are locked sorted and distinct");
         self.0.locked.extend(sites.iter().map(|s| s.to_string()));
-        Ok(())
-    }
-
-    async fn tracks(&mut self, sites: &[&str]) -> Result<Vec<TrackRow>, StoreError> {
-        let wanted: HashSet<&str> = sites.iter().copied().collect();
-        assert!(wanted.iter().all(|s| self.0.locked.contains(*s)), "tracks are read under the sites' locks");
-        Ok(self
-            .0
-            .tracks
+        Ok(sites
             .iter()
-            .filter(|((s, _), _)| wanted.contains(s.as_str()))
-            .map(|(_, r)| r.clone())
+            .filter_map(|s| {
+                let tracks = self.0.tracks.get(*s)?.clone();
+                Some(SiteRow { site_id: s.to_string(), tracks })
+            })
             .collect())
     }
 
-    async fn incidents(&mut self, ids: &[String]) -> Result<Vec<Incident>, StoreError> {
-        Ok(ids.iter().filter_map(|id| self.0.incidents.get(&id.parse().ok()?).cloned()).collect())
+    async fn incidents(&mut self, ids: &[Uuid]) -> Result<Vec<Incident>, StoreError> {
+        Ok(ids.iter().filter_map(|id| self.0.incidents.get(id).cloned()).collect())
     }
 
-    async fn write_tracks(&mut self, tracks: &[(&str, &Track)]) -> Result<(), StoreError> {
-        for (site, t) in tracks {
-            self.0.tracks.insert((site.to_string(), t.region.clone()), TrackRow::of(site, t));
-        }
-        Ok(())
-    }
-
-    async fn delete_tracks(&mut self, sites: &[String], regions: &[String]) -> Result<(), StoreError> {
-        for key in sites.iter().cloned().zip(regions.iter().cloned()) {
-            self.0.tracks.remove(&key);
+    async fn write_tracks(&mut self, sites: &[Encoded<'_>]) -> Result<(), StoreError> {
+        for s in sites {
+            assert!(self.0.locked.contains(s.site_id), "tracks are written under the site's lock");
+            self.0.tracks.insert(s.site_id.to_owned(), s.tracks.clone());
         }
         Ok(())
     }

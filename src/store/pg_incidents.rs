@@ -1,16 +1,17 @@
 //! PostgreSQL's incident primitives of the batch transaction (the fold itself is `batch.rs`): a
-//! site's own track row is its lock, and tracks, incidents and outbox events are written with
-//! one statement each.
+//! site's tracks row is its lock, and tracks, incidents and outbox events are written with one
+//! statement each.
 
 use std::collections::HashSet;
 
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use super::batch::IncidentTx;
-use super::incident_row::IncidentRow;
+use super::incident_row::{Dialect, IncidentRow};
 use super::pg_tx::{PgTx, classify, col};
-use super::track_row::{Dialect, TrackRow, conditions_json, pending_json};
-use crate::domain::{Incident, IncidentEvent, Track};
+use super::track_row::{Encoded, SiteRow};
+use crate::domain::{Incident, IncidentEvent};
 use crate::ports::StoreError;
 
 pub(super) const PG: Dialect = Dialect {
@@ -19,33 +20,19 @@ pub(super) const PG: Dialect = Dialect {
     regions: |c| format!("array_to_json({c})::text"),
 };
 
-/// The sites' own tracks (region ''), locked in site order.
-const LOCK_SITES: &str = "SELECT site_id FROM incident_tracks WHERE site_id = ANY($1) AND region = '' \
-    ORDER BY site_id FOR UPDATE";
+/// The sites' tracks, locked in site order.
+const LOCK_TRACKS: &str =
+    "SELECT site_id, tracks FROM site_tracks WHERE site_id = ANY($1) ORDER BY site_id FOR UPDATE";
 
-/// The own tracks of sites seen for the first time (another consumer may create them at the same
+/// The rows of sites seen for the first time (another consumer may create them at the same
 /// moment: then this waits for it and leaves its row).
-const ENSURE_SITES: &str = "INSERT INTO incident_tracks (site_id, region) \
-    SELECT site_id, '' FROM UNNEST($1::text[]) AS u(site_id) ORDER BY 1 ON CONFLICT DO NOTHING";
+const ENSURE_SITES: &str = "INSERT INTO site_tracks (site_id, tracks) \
+    SELECT site_id, '[]' FROM UNNEST($1::text[]) AS u(site_id) ORDER BY 1 ON CONFLICT DO NOTHING";
 
-const WRITE_TRACKS: &str = r#"
-INSERT INTO incident_tracks (site_id, region, down, run_up, run_len, run_start, run_kind, run_error,
-    last_at, interval_ms, down_after, up_after, quorum, incident_id, seen_at, pending, conditions)
-SELECT * FROM UNNEST($1::text[], $2::text[], $3::bool[], $4::bool[], $5::int[], $6::timestamptz[],
-    $7::text[], $8::text[], $9::timestamptz[], $10::bigint[], $11::int[], $12::int[], $13::int[],
-    $14::uuid[], $15::timestamptz[], $16::text[], $17::text[])
-ON CONFLICT (site_id, region) DO UPDATE SET
-    down = excluded.down, run_up = excluded.run_up, run_len = excluded.run_len,
-    run_start = excluded.run_start, run_kind = excluded.run_kind, run_error = excluded.run_error,
-    last_at = excluded.last_at, interval_ms = excluded.interval_ms,
-    down_after = excluded.down_after, up_after = excluded.up_after, quorum = excluded.quorum,
-    incident_id = excluded.incident_id, seen_at = excluded.seen_at, pending = excluded.pending,
-    conditions = excluded.conditions
-"#;
-
-/// Retired regions' tracks.
-const DELETE_TRACKS: &str = "DELETE FROM incident_tracks t USING UNNEST($1::text[], $2::text[]) AS u(site_id, region) \
-    WHERE t.site_id = u.site_id AND t.region = u.region";
+/// Every site written back has its row (made, and locked, by `lock_tracks`).
+const WRITE_TRACKS: &str = "UPDATE site_tracks t SET interval_ms = u.interval_ms, tracks = u.tracks \
+    FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS u(site_id, interval_ms, tracks) \
+    WHERE t.site_id = u.site_id";
 
 const WRITE_INCIDENTS: &str = r#"
 INSERT INTO incidents (incident_id, site_id, region, url, started_at, confirmed_at, ended_at,
@@ -83,66 +70,39 @@ fn regions_json(i: &Incident) -> String {
 }
 
 impl IncidentTx for PgTx<'_> {
-    /// Every writer of a site first locks the site's own track (region ''), created if missing:
-    /// one writer of a site at a time, in one order.
-    async fn lock_sites(&mut self, sites: &[&str]) -> Result<(), StoreError> {
+    /// Every writer of a site first locks its row, made if missing: one writer of a site at a
+    /// time, in one order. A row another writer changed while this one waited is read as that
+    /// writer committed it.
+    async fn lock_tracks(&mut self, sites: &[&str]) -> Result<Vec<SiteRow>, StoreError> {
         let conn = &mut *self.0;
-        let locked: Vec<String> =
-            sqlx::query_scalar(LOCK_SITES).bind(sites).fetch_all(&mut *conn).await.map_err(classify)?;
-        if locked.len() < sites.len() {
-            let have: HashSet<&str> = locked.iter().map(String::as_str).collect();
+        let mut rows: Vec<SiteRow> =
+            sqlx::query_as(LOCK_TRACKS).bind(sites).fetch_all(&mut *conn).await.map_err(classify)?;
+        if rows.len() < sites.len() {
+            let have: HashSet<&str> = rows.iter().map(|r| r.site_id.as_str()).collect();
             let missing: Vec<&str> = sites.iter().copied().filter(|s| !have.contains(s)).collect();
             sqlx::query(ENSURE_SITES).bind(&missing).execute(&mut *conn).await.map_err(classify)?;
-            sqlx::query(LOCK_SITES).bind(&missing).execute(&mut *conn).await.map_err(classify)?;
+            let made: Vec<SiteRow> =
+                sqlx::query_as(LOCK_TRACKS).bind(&missing).fetch_all(&mut *conn).await.map_err(classify)?;
+            rows.extend(made);
         }
-        Ok(())
+        Ok(rows)
     }
 
-    /// Read by a statement that starts after the locks are held: what another writer of these
-    /// sites committed, region tracks it created included.
-    async fn tracks(&mut self, sites: &[&str]) -> Result<Vec<TrackRow>, StoreError> {
-        let select = format!(
-            "SELECT {} FROM incident_tracks WHERE site_id = ANY($1) ORDER BY site_id, region",
-            PG.track_columns()
-        );
-        sqlx::query_as(&select).bind(sites).fetch_all(&mut *self.0).await.map_err(classify)
-    }
-
-    async fn incidents(&mut self, ids: &[String]) -> Result<Vec<Incident>, StoreError> {
-        let sql =
-            format!("SELECT {} FROM incidents WHERE incident_id = ANY($1::uuid[])", PG.incident_columns());
+    async fn incidents(&mut self, ids: &[Uuid]) -> Result<Vec<Incident>, StoreError> {
+        let sql = format!("SELECT {} FROM incidents WHERE incident_id = ANY($1)", PG.incident_columns());
         let rows: Vec<IncidentRow> =
             sqlx::query_as(&sql).bind(ids).fetch_all(&mut *self.0).await.map_err(classify)?;
         Ok(rows.into_iter().map(Incident::from).collect())
     }
 
-    async fn write_tracks(&mut self, t: &[(&str, &Track)]) -> Result<(), StoreError> {
+    async fn write_tracks(&mut self, sites: &[Encoded<'_>]) -> Result<(), StoreError> {
         sqlx::query(WRITE_TRACKS)
-            .bind(col(t, |x| x.0))
-            .bind(col(t, |x| x.1.region.as_str()))
-            .bind(col(t, |x| x.1.down))
-            .bind(col(t, |x| x.1.run_up))
-            .bind(col(t, |x| x.1.run_len))
-            .bind(col(t, |x| x.1.run_start))
-            .bind(col(t, |x| x.1.run_kind.map(|k| k.as_str())))
-            .bind(col(t, |x| x.1.run_error.as_deref()))
-            .bind(col(t, |x| x.1.last_at))
-            .bind(col(t, |x| x.1.interval_ms))
-            .bind(col(t, |x| x.1.down_after))
-            .bind(col(t, |x| x.1.up_after))
-            .bind(col(t, |x| x.1.quorum))
-            .bind(col(t, |x| x.1.incident.as_ref().map(|i| i.incident_id)))
-            .bind(col(t, |x| x.1.seen_at))
-            .bind(col(t, |x| pending_json(x.1)))
-            .bind(col(t, |x| conditions_json(x.1)))
+            .bind(col(sites, |x| x.site_id))
+            .bind(col(sites, |x| x.interval_ms))
+            .bind(col(sites, |x| x.tracks.as_str()))
             .execute(&mut *self.0)
             .await
             .map_err(classify)?;
-        Ok(())
-    }
-
-    async fn delete_tracks(&mut self, sites: &[String], regions: &[String]) -> Result<(), StoreError> {
-        sqlx::query(DELETE_TRACKS).bind(sites).bind(regions).execute(&mut *self.0).await.map_err(classify)?;
         Ok(())
     }
 

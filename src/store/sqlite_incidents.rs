@@ -2,26 +2,20 @@
 //! `batch.rs`). SQLite has one writer at a time, so the transaction already holds every site.
 
 use sqlx::SqlitePool;
+use uuid::Uuid;
 
 use super::batch::IncidentTx;
-use super::incident_row::IncidentRow;
+use super::incident_row::{Dialect, IncidentRow};
 use super::sqlite_tx::{SqliteTx, classify, us};
-use super::track_row::{Dialect, TrackRow, conditions_json, pending_json};
-use crate::domain::{Incident, IncidentEvent, Track};
+use super::track_row::{Encoded, SiteRow};
+use crate::domain::{Incident, IncidentEvent};
 use crate::ports::StoreError;
 
 pub(super) const SQLITE: Dialect =
     Dialect { time: |c| c.to_owned(), id: |c| c.to_owned(), regions: |c| c.to_owned() };
 
-const WRITE_TRACK: &str = "INSERT INTO incident_tracks (site_id, region, down, run_up, run_len, run_start, \
-    run_kind, run_error, last_at, interval_ms, down_after, up_after, quorum, incident_id, seen_at, pending, \
-    conditions) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
-    ON CONFLICT (site_id, region) DO UPDATE SET down = excluded.down, run_up = excluded.run_up, \
-      run_len = excluded.run_len, run_start = excluded.run_start, run_kind = excluded.run_kind, \
-      run_error = excluded.run_error, last_at = excluded.last_at, interval_ms = excluded.interval_ms, \
-      down_after = excluded.down_after, up_after = excluded.up_after, quorum = excluded.quorum, \
-      incident_id = excluded.incident_id, seen_at = excluded.seen_at, pending = excluded.pending, \
-      conditions = excluded.conditions";
+const WRITE_TRACKS: &str = "INSERT INTO site_tracks (site_id, interval_ms, tracks) VALUES (?1, ?2, ?3) \
+    ON CONFLICT (site_id) DO UPDATE SET interval_ms = excluded.interval_ms, tracks = excluded.tracks";
 
 const WRITE_INCIDENT: &str = "INSERT INTO incidents (incident_id, site_id, region, url, started_at, \
     confirmed_at, ended_at, regions, failure_kind, error, failed_checks, end_reason, incident_kind) \
@@ -59,63 +53,35 @@ fn bind_incident<'q>(q: Query<'q>, i: &'q Incident) -> Query<'q> {
 
 impl IncidentTx for SqliteTx<'_> {
     /// SQLite's one writer at a time already holds every site.
-    async fn lock_sites(&mut self, _sites: &[&str]) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    async fn tracks(&mut self, sites: &[&str]) -> Result<Vec<TrackRow>, StoreError> {
-        let select = format!(
-            "SELECT {} FROM incident_tracks WHERE site_id IN (SELECT value FROM json_each(?1)) \
-             ORDER BY site_id, region",
-            SQLITE.track_columns()
-        );
+    async fn lock_tracks(&mut self, sites: &[&str]) -> Result<Vec<SiteRow>, StoreError> {
         let wanted = serde_json::to_string(sites).expect("strings serialize");
-        sqlx::query_as(&select).bind(wanted).fetch_all(&mut *self.0).await.map_err(classify)
+        sqlx::query_as(
+            "SELECT site_id, tracks FROM site_tracks WHERE site_id IN (SELECT value FROM json_each(?1)) \
+             ORDER BY site_id",
+        )
+        .bind(wanted)
+        .fetch_all(&mut *self.0)
+        .await
+        .map_err(classify)
     }
 
-    async fn incidents(&mut self, ids: &[String]) -> Result<Vec<Incident>, StoreError> {
+    async fn incidents(&mut self, ids: &[Uuid]) -> Result<Vec<Incident>, StoreError> {
         let sql = format!(
             "SELECT {} FROM incidents WHERE incident_id IN (SELECT value FROM json_each(?1))",
             SQLITE.incident_columns()
         );
-        let ids = serde_json::to_string(ids).expect("strings serialize");
+        let ids = serde_json::to_string(ids).expect("ids serialize");
         let rows: Vec<IncidentRow> =
             sqlx::query_as(&sql).bind(ids).fetch_all(&mut *self.0).await.map_err(classify)?;
         Ok(rows.into_iter().map(Incident::from).collect())
     }
 
-    async fn write_tracks(&mut self, tracks: &[(&str, &Track)]) -> Result<(), StoreError> {
-        for (site, t) in tracks {
-            sqlx::query(WRITE_TRACK)
-                .bind(site)
-                .bind(&t.region)
-                .bind(t.down)
-                .bind(t.run_up)
-                .bind(t.run_len)
-                .bind(t.run_start.map(us))
-                .bind(t.run_kind.map(|k| k.as_str()))
-                .bind(&t.run_error)
-                .bind(t.last_at.map(us))
-                .bind(t.interval_ms)
-                .bind(t.down_after)
-                .bind(t.up_after)
-                .bind(t.quorum)
-                .bind(t.incident.as_ref().map(|i| i.incident_id.to_string()))
-                .bind(t.seen_at.map(us))
-                .bind(pending_json(t))
-                .bind(conditions_json(t))
-                .execute(&mut *self.0)
-                .await
-                .map_err(classify)?;
-        }
-        Ok(())
-    }
-
-    async fn delete_tracks(&mut self, sites: &[String], regions: &[String]) -> Result<(), StoreError> {
-        for (site, region) in sites.iter().zip(regions) {
-            sqlx::query("DELETE FROM incident_tracks WHERE site_id = ?1 AND region = ?2")
-                .bind(site)
-                .bind(region)
+    async fn write_tracks(&mut self, sites: &[Encoded<'_>]) -> Result<(), StoreError> {
+        for s in sites {
+            sqlx::query(WRITE_TRACKS)
+                .bind(s.site_id)
+                .bind(s.interval_ms)
+                .bind(&s.tracks)
                 .execute(&mut *self.0)
                 .await
                 .map_err(classify)?;

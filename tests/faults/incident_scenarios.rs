@@ -67,7 +67,7 @@ struct Outcome {
     /// By incident id.
     incidents: Vec<Incident>,
     events: Vec<Event>,
-    /// `incident_tracks` rows: the site's own (region '') and its regions'.
+    /// The tracks in `site_tracks`' rows: the site's own (region '') and its regions'.
     tracks: Vec<String>,
     /// The events topic, in order, decoded: (event id, kind, region).
     on_topic: Vec<(String, EventKind, Option<String>)>,
@@ -137,7 +137,9 @@ async fn consume(topic: &str, n: usize, batch_size: usize, consumer_extra: &str)
     .fetch_all(&mut c)
     .await
     .expect("events");
-    let tracks: Vec<String> = sqlx::query_scalar("SELECT region FROM incident_tracks ORDER BY region")
+    let tracks: Vec<String> = sqlx::query_scalar(
+        "SELECT e->>'region' AS region FROM site_tracks, json_array_elements(tracks::json) AS e ORDER BY region",
+    )
         .fetch_all(&mut c)
         .await
         .expect("tracks");

@@ -12,7 +12,7 @@ const DASHBOARD: &str = include_str!("../../grafana/sitemon-dashboard.json");
 const VIEWS: [&str; 5] =
     ["site_daily", "site_monthly", "site_latency_hourly", "incident_report", "site_latest"];
 const TABLES: [&str; 6] =
-    ["check_results", "site_status", "incidents", "incident_tracks", "incident_events", "dead_letters"];
+    ["check_results", "site_status", "incidents", "site_tracks", "incident_events", "dead_letters"];
 
 /// Every `rawSql` in the dashboard (panels, nested rows, targets) and every query variable's
 /// query, with where it was found.

@@ -24,3 +24,4 @@ mod report_views;
 mod scheduler;
 mod site_files;
 mod store;
+mod track_upgrade;
