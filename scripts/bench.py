@@ -902,8 +902,47 @@ What limits the figures now:
   transaction, and the latest status folds only rows new to the history, so replays and
   reordering leave it exact): a B2-only run (`BENCH_ONLY=b2`, 300k backlog, while other builds
   shared the two cores) gave 39.5k results/s against COPY's 65.4k/s in the same run, 0.60 ×
-  COPY (the table above predates the change; the last full runs gave 0.69–0.75 × with two
-  transactions side by side). The next full `make bench` will replace this estimate.
+  COPY (the full runs before it gave 0.69–0.75 × with two transactions side by side).
+- **B2 with incidents** (2026-11-29: the batch's transaction also locks, folds and writes back the
+  incident tracks of its sites, and writes the incidents and outbox events it derives): a B2-only
+  run (`BENCH_ONLY=b2`, 300k backlog, 10k sites, while two other builds shared the two cores) gave
+  31.1k results/s against COPY's 108.9k/s in the same run, 0.29 × COPY. With the tracks locked
+  and read in one statement (created only when missing, written back only when changed) a second
+  B2-only run on a quieter machine gave 33.0k/s against COPY's 130.9k/s (0.25 ×): the machine was
+  only ~60 % busy (11.0 CPU-s in 9.1 s on two cores), so a batch waits on its statements in turn.
+  The tracks are now locked through each site's own track and read after the lock (one more
+  statement, needed so that a writer sees region tracks another writer created): B2-only runs on
+  an otherwise idle machine gave 21.5k/s and 24.4k/s (COPY 95–113k/s, 0.22 ×); with the site's
+  own track no longer rewritten for every result, 28.9k/s against COPY's 114.3k/s (0.25 ×).
+  Each result now also locks and rewrites its region's track and its site's (`last_at` moves with
+  every result), about 1.5× the rows written per result before.
+- **B2 at fleet shape** (2026-12-04: `load_topic` now writes 100k sites from 3 regions with
+  `interval_ms` set, so every result is judged; B2-only runs, `BENCH_ONLY=b2,b2x2`, 1M backlog,
+  10,000 incidents and events derived). sqlx's per-statement timers over one drain (34 s of
+  statements): the latest-status upsert 12.6 s (2M rows touched), the track upsert 12.6 s (1.43M
+  rows: each result rewrites its region's track, and its site's track moves every slot), reading
+  the tracks 3.0 s, locking the sites 1.3 s, the outbox events one statement each 1.6 s (now one
+  statement per batch). `fillfactor=50` made 98 % of the updates HOT but gained nothing: each
+  updated row costs ~8 µs of the backend's time against COPY's ~7 µs per row, so a result that
+  rewrites two rows costs about three COPY rows. Before: one consumer 18.8k results/s (COPY
+  110–143k/s, 0.13–0.17 ×; the machine 61 % busy, the batch's statements waiting in turn), two
+  consumers of one group 23.0k/s together (1.22 ×, shares 68 % / 32 % over 3 partitions). Now a
+  consumer stores each batch as two groups of sites at once, each in its own transaction: 28.7k/s
+  against COPY's 112.3k/s (0.26 ×), the machine 86 % busy. The 0.8 × goal needs fewer rows
+  written per result (tracks and latest status held in memory by the partition's owner and
+  written back less often), not faster statements.
+- **B2 with one tracks row per site** (2026-12-04, later): a site's tracks (its own and its
+  regions') are one `site_tracks` row, JSON of ~1.2 KB for three regions, locked and read by one
+  statement and written once per batch, instead of four rows locked, read and rewritten. sqlx's
+  per-statement timers over one 1M drain (32 s of statements): the latest-status upsert 17.8 s
+  (1M rows, ~18 µs each; `auto_explain` shows it probing the primary key, and only 2 % of the
+  updates are HOT), the tracks update 9.3 s (333k rows, ~28 µs each: the row is wide), locking and
+  reading the tracks 2.9 s, new sites' rows 0.6 s, incidents and events 0.4 s. B2-only runs gave
+  28.8k results/s (COPY 135k/s) and, traced, 37.6k and 39.4k/s (COPY 120–136k/s): the runs vary
+  by a third on this machine. What limits it now: every result rewrites its (site, region)
+  latest-status row, which costs the backend two to three COPY rows. The 0.8 × goal needs the
+  latest status out of the per-result write path (for example kept with the tracks, one row per
+  site, and `site_status` a view), not faster statements.
 """
 
 
@@ -1250,7 +1289,7 @@ def main():
         (f"B1 missed slots at {b1b['offered']:,.0f} offered/s", fmt(b1b["missed"], 0), "", ""),
         ("B1 producer CPU-seconds per 1k checks (low / high rate)", f"{b1a['cpu_per_1k']:.2f} / {b1b['cpu_per_1k']:.2f}", "", ""),
         (f"B1 producer RSS while running (MB): {b1a['sites']:,} / {b1b['sites']:,} / {b1c['sites']:,} sites", f"{b1a['rss_mb']:.0f} / {b1b['rss_mb']:.0f} / {b1c['rss_mb']:.0f}", "goal ≤ 64 at 100k", ""),
-        (f"B2 results/s drained from a {b2['total']:,} backlog (history + latest)", fmt(b2["rate"], 0), f"COPY {fmt(b2['copy_rate'], 0)} rows/s", f"{b2['rate'] / b2['copy_rate']:.2f}"),
+        (f"B2 results/s drained from a {b2['total']:,} backlog (history, latest status, incidents)", fmt(b2["rate"], 0), f"COPY {fmt(b2['copy_rate'], 0)} rows/s", f"{b2['rate'] / b2['copy_rate']:.2f}"),
         (f"B2 with two consumers of one group: combined results/s (each one's share of the rows)", fmt(b2x2["rate"], 0),
          f"one consumer {fmt(b2['rate'], 0)}; COPY {fmt(b2x2['copy_rate'], 0)} rows/s",
          f"{b2x2['rate'] / b2['rate']:.2f} × one ({shares(b2x2)})"),
@@ -1286,7 +1325,7 @@ def main():
         "`sitemon consumer --exit-when-idle 2s` (batch_size 10000) drains it into a fresh database; rate = rows / time "
         "from start until the last batch's transaction began (read from `max(stored_at)` afterwards, so nothing polls "
         "the database during the drain). Ceiling: `COPY check_results FROM` a dump of the very same rows into "
-        "the same partitioned table (history only: the consumer also maintains site_status).",
+        "the same partitioned table (history only: the consumer also maintains site_status, the incident tracks, incidents and events).",
         "- **B3**: producer and consumer run together (consumer batch_wait 50 ms) for the duration; latency = "
         "`stored_at − (started_at + total_us)` per row after a 5 s warm-up, where stored_at is the row's insert "
         "transaction time (the commit follows within milliseconds).",
