@@ -58,12 +58,7 @@ impl DeliveryStore for Flaky {
     async fn silences(&self, _: chrono::DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
         Ok(vec![])
     }
-    async fn add_silence(
-        &self,
-        _: &[crate::notify::Pattern],
-        _: (chrono::DateTime<Utc>, chrono::DateTime<Utc>),
-        _: &str,
-    ) -> Result<uuid::Uuid, StoreError> {
+    async fn add_silence(&self, _: &crate::ports::NewSilence<'_>) -> Result<(), StoreError> {
         Err(StoreError::Rejected("not kept here".into()))
     }
     async fn remove_silence(&self, _: uuid::Uuid) -> Result<bool, StoreError> {

@@ -270,6 +270,15 @@ pub trait EventSink: Send + Sync + 'static {
     fn publish(&self, event: &IncidentEvent) -> impl Future<Output = Result<(), PublishError>> + Send;
 }
 
+/// A silence to add: its id (made by the caller), the sites it covers (none: every site), its
+/// time span and why.
+pub struct NewSilence<'a> {
+    pub id: uuid::Uuid,
+    pub sites: &'a [crate::notify::Pattern],
+    pub window: (DateTime<Utc>, DateTime<Utc>),
+    pub reason: &'a str,
+}
+
 /// `sitemon notify`'s record of deliveries. Several instances may share it: a delivery is
 /// leased to one sender at a time, and a lease that ran out (its sender died) is claimed again.
 pub trait DeliveryStore: Send + Sync + 'static {
@@ -312,13 +321,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<LastDelivery>, StoreError>> + Send;
     /// The silences that have not ended by `now` (`sitemon silence add`).
     fn silences(&self, now: DateTime<Utc>) -> impl Future<Output = Result<Vec<Silence>, StoreError>> + Send;
-    /// Adds a silence of these sites (none: every site) over `window`; returns its id.
-    fn add_silence(
-        &self,
-        sites: &[crate::notify::Pattern],
-        window: (DateTime<Utc>, DateTime<Utc>),
-        reason: &str,
-    ) -> impl Future<Output = Result<uuid::Uuid, StoreError>> + Send;
+    /// Adds a silence (`sitemon silence add`).
+    fn add_silence(&self, silence: &NewSilence<'_>) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Removes a silence; false if there was none with that id.
     fn remove_silence(&self, id: uuid::Uuid) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }

@@ -16,7 +16,7 @@ use crate::exit;
 use crate::kafka::{ClientSetupError, KafkaFeed};
 use crate::notifier::{self, NotifyOptions};
 use crate::notify::{Channel, Claimed, Outcome, Pattern, Planner};
-use crate::ports::{DeliveryStore, Sender, StatusFeed};
+use crate::ports::{DeliveryStore, NewSilence, Sender, StatusFeed};
 use crate::providers::ProviderSender;
 use crate::setup;
 use crate::shutdown;
@@ -257,7 +257,10 @@ async fn silence<D: DeliveryStore>(
             let from = a.from.unwrap_or_else(chrono::Utc::now);
             let length = chrono::TimeDelta::from_std(a.length).context("--for is too long")?;
             let until = from.checked_add_signed(length).context("--for is too long")?;
-            let id = deliveries.add_silence(sites, (from, until), &a.reason).await?;
+            let id = uuid::Uuid::new_v4();
+            deliveries
+                .add_silence(&NewSilence { id, sites, window: (from, until), reason: &a.reason })
+                .await?;
             println!("{id}");
             tracing::info!(%id, sites = ?a.sites, %from, %until, reason = a.reason, "silence added");
         }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::PgStore;
 use super::pg_tx::classify;
 use crate::notify::{Claimed, LastDelivery, Outcome, Outgoing, Pattern, Silence};
-use crate::ports::{DeliveryStore, StoreError};
+use crate::ports::{DeliveryStore, NewSilence, StoreError};
 
 const RECORD: &str = r#"
 INSERT INTO notify_deliveries (delivery_id, route, provider, subject, site_id, kind, body, state, silenced_by)
@@ -155,23 +155,17 @@ impl DeliveryStore for PgDeliveries {
     }
 
     /// Adds a silence (`sitemon silence add`); returns its id.
-    async fn add_silence(
-        &self,
-        sites: &[Pattern],
-        window: (DateTime<Utc>, DateTime<Utc>),
-        reason: &str,
-    ) -> Result<Uuid, StoreError> {
-        let id = Uuid::new_v4();
+    async fn add_silence(&self, s: &NewSilence<'_>) -> Result<(), StoreError> {
         sqlx::query("INSERT INTO notify_silences (silence_id, sites, starts_at, ends_at, reason) VALUES ($1, $2, $3, $4, $5)")
-            .bind(id)
-            .bind(sites.iter().map(|p| p.as_str().to_owned()).collect::<Vec<_>>())
-            .bind(window.0)
-            .bind(window.1)
-            .bind(reason)
+            .bind(s.id)
+            .bind(s.sites.iter().map(Pattern::as_str).collect::<Vec<_>>())
+            .bind(s.window.0)
+            .bind(s.window.1)
+            .bind(s.reason)
             .execute(&self.pool)
             .await
             .map_err(classify)?;
-        Ok(id)
+        Ok(())
     }
 
     /// Removes a silence; false if there was none with that id.

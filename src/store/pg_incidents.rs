@@ -107,49 +107,40 @@ impl IncidentTx for PgTx<'_> {
     }
 
     async fn write_incidents(&mut self, incidents: &[Incident]) -> Result<(), StoreError> {
-        sqlx::query(WRITE_INCIDENTS)
-            .bind(col(incidents, |i| i.incident_id))
-            .bind(col(incidents, |i| i.site_id.as_str()))
-            .bind(col(incidents, |i| i.region.as_deref()))
-            .bind(col(incidents, |i| i.url.as_str()))
-            .bind(col(incidents, |i| i.started_at))
-            .bind(col(incidents, |i| i.confirmed_at))
-            .bind(col(incidents, |i| i.ended_at))
-            .bind(col(incidents, regions_json))
-            .bind(col(incidents, |i| i.failure_kind.map(|k| k.as_str())))
-            .bind(col(incidents, |i| i.error.as_deref()))
-            .bind(col(incidents, |i| i.failed_checks))
-            .bind(col(incidents, |i| i.end_reason.map(|r| r.as_str())))
-            .bind(col(incidents, |i| i.kind.as_str()))
-            .execute(&mut *self.0)
-            .await
-            .map_err(classify)?;
+        let all: Vec<&Incident> = incidents.iter().collect();
+        bind_incidents(sqlx::query(WRITE_INCIDENTS), &all).execute(&mut *self.0).await.map_err(classify)?;
         Ok(())
     }
 
     async fn write_events(&mut self, events: &[IncidentEvent]) -> Result<(), StoreError> {
-        sqlx::query(WRITE_EVENTS)
+        let incidents: Vec<&Incident> = events.iter().map(|e| &e.incident).collect();
+        let q = sqlx::query(WRITE_EVENTS)
             .bind(col(events, |e| e.event_id))
             .bind(col(events, |e| e.kind.as_str()))
-            .bind(col(events, |e| e.at))
-            .bind(col(events, |e| e.incident.incident_id))
-            .bind(col(events, |e| e.incident.site_id.as_str()))
-            .bind(col(events, |e| e.incident.region.as_deref()))
-            .bind(col(events, |e| e.incident.url.as_str()))
-            .bind(col(events, |e| e.incident.started_at))
-            .bind(col(events, |e| e.incident.confirmed_at))
-            .bind(col(events, |e| e.incident.ended_at))
-            .bind(col(events, |e| regions_json(&e.incident)))
-            .bind(col(events, |e| e.incident.failure_kind.map(|k| k.as_str())))
-            .bind(col(events, |e| e.incident.error.as_deref()))
-            .bind(col(events, |e| e.incident.failed_checks))
-            .bind(col(events, |e| e.incident.end_reason.map(|r| r.as_str())))
-            .bind(col(events, |e| e.incident.kind.as_str()))
-            .execute(&mut *self.0)
-            .await
-            .map_err(classify)?;
+            .bind(col(events, |e| e.at));
+        bind_incidents(q, &incidents).execute(&mut *self.0).await.map_err(classify)?;
         Ok(())
     }
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// The incidents' columns, one array each, in the order both `incidents` and `incident_events`
+/// list them.
+fn bind_incidents<'q>(q: Query<'q>, all: &'q [&'q Incident]) -> Query<'q> {
+    q.bind(col(all, |i| i.incident_id))
+        .bind(col(all, |i| i.site_id.as_str()))
+        .bind(col(all, |i| i.region.as_deref()))
+        .bind(col(all, |i| i.url.as_str()))
+        .bind(col(all, |i| i.started_at))
+        .bind(col(all, |i| i.confirmed_at))
+        .bind(col(all, |i| i.ended_at))
+        .bind(col(all, |i| regions_json(i)))
+        .bind(col(all, |i| i.failure_kind.map(|k| k.as_str())))
+        .bind(col(all, |i| i.error.as_deref()))
+        .bind(col(all, |i| i.failed_checks))
+        .bind(col(all, |i| i.end_reason.map(|r| r.as_str())))
+        .bind(col(all, |i| i.kind.as_str()))
 }
 
 /// The incidents still open, site-wide ones first, then by site and region.

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::SqliteStore;
 use super::sqlite_tx::classify;
 use crate::notify::{Claimed, LastDelivery, Outcome, Outgoing, Pattern, Silence};
-use crate::ports::{DeliveryStore, StoreError};
+use crate::ports::{DeliveryStore, NewSilence, StoreError};
 
 const RECORD: &str = "INSERT INTO notify_deliveries (delivery_id, route, provider, subject, site_id, kind, body, \
     state, silenced_by, due_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (delivery_id) DO NOTHING";
@@ -199,28 +199,22 @@ impl DeliveryStore for SqliteDeliveries {
             .collect())
     }
 
-    async fn add_silence(
-        &self,
-        sites: &[Pattern],
-        window: (DateTime<Utc>, DateTime<Utc>),
-        reason: &str,
-    ) -> Result<Uuid, StoreError> {
-        let id = Uuid::new_v4();
-        let sites: Vec<&str> = sites.iter().map(Pattern::as_str).collect();
+    async fn add_silence(&self, s: &NewSilence<'_>) -> Result<(), StoreError> {
+        let sites: Vec<&str> = s.sites.iter().map(Pattern::as_str).collect();
         sqlx::query(
             "INSERT INTO notify_silences (silence_id, sites, starts_at, ends_at, reason, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
-        .bind(id.to_string())
+        .bind(s.id.to_string())
         .bind(serde_json::to_string(&sites).expect("strings serialize"))
-        .bind(us(window.0))
-        .bind(us(window.1))
-        .bind(reason)
+        .bind(us(s.window.0))
+        .bind(us(s.window.1))
+        .bind(s.reason)
         .bind(us(Utc::now()))
         .execute(&self.pool)
         .await
         .map_err(classify)?;
-        Ok(id)
+        Ok(())
     }
 
     async fn remove_silence(&self, id: Uuid) -> Result<bool, StoreError> {
