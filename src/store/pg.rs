@@ -190,8 +190,8 @@ impl StatusStore for PgStore {
 
 const LATEST: &str = "SELECT s.site_id, s.region, s.url, s.status, s.failure_kind, s.error, s.status_code, \
      s.total_us, s.consecutive_failures, (extract(epoch FROM s.status_since) * 1000000)::bigint AS status_since, \
-     (extract(epoch FROM s.scheduled_at) * 1000000)::bigint AS scheduled_at, t.interval_ms \
-     FROM site_status s LEFT JOIN site_tracks t ON t.site_id = s.site_id \
+     (extract(epoch FROM s.scheduled_at) * 1000000)::bigint AS scheduled_at, s.interval_ms \
+     FROM site_status s \
      ORDER BY s.site_id, s.region";
 
 const PARTITIONS: &str = "SELECT c.relname::text FROM pg_inherits i \

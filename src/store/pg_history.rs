@@ -40,10 +40,12 @@ RETURNING scheduled_at, check_id
 "#;
 
 /// Latest status in one statement over the batch's new rows (one per site, each one that may be
-/// shown): sites seen for the first time are inserted; a stored row is continued only when
+/// shown): a stored row is continued only when
 /// every new result of its site is newer than it and a result it passed over (`next_at`) is
 /// still above the ceiling (a run that spans the whole batch continues the stored state:
-/// failure count grows, `status_since` stays). Returns the sites it handled; the others (a result older than
+/// failure count grows, `status_since` stays); the sites it did not continue are inserted if they
+/// are new (tried only for those: a conflict check per stored row cost a fifth of the
+/// statement). Returns the sites it handled; the others (a result older than
 /// the stored status arrived, a passed-over result lies between, or another consumer inserted
 /// the site meanwhile) are recomputed from the history. The update joins the batch (hash
 /// join), so a batch of n sites costs O(n).
@@ -52,18 +54,9 @@ WITH incoming AS (
     SELECT * FROM UNNEST(
         $1::text[], $2::text[], $3::uuid[], $4::text[], $5::timestamptz[], $6::timestamptz[],
         $7::text[], $8::text[], $9::text[], $10::int[], $11::bigint[], $12::int[],
-        $13::timestamptz[], $14::bool[], $15::timestamptz[], $16::timestamptz[])
+        $13::timestamptz[], $14::bool[], $15::timestamptz[], $16::timestamptz[], $17::bigint[])
     AS t(site_id, region, check_id, url, scheduled_at, started_at, status, failure_kind, error,
-         status_code, total_us, run_len, run_start, whole, oldest, ceiling)
-), inserted AS (
-    INSERT INTO site_status (
-        site_id, region, check_id, url, scheduled_at, started_at, status, failure_kind, error,
-        status_code, total_us, consecutive_failures, status_since, updated_at)
-    SELECT site_id, region, check_id, url, scheduled_at, started_at, status, failure_kind, error,
-           status_code, total_us, CASE WHEN status = 'SUCCESS' THEN 0 ELSE run_len END, run_start, now()
-    FROM incoming
-    ON CONFLICT (site_id, region) DO NOTHING
-    RETURNING site_id, region
+         status_code, total_us, run_len, run_start, whole, oldest, ceiling, interval_ms)
 ), updated AS (
 UPDATE site_status AS s SET
     check_id = i.check_id,
@@ -75,6 +68,7 @@ UPDATE site_status AS s SET
     error = i.error,
     status_code = i.status_code,
     total_us = i.total_us,
+    interval_ms = coalesce(i.interval_ms, s.interval_ms),
     consecutive_failures = CASE
         WHEN i.status = 'SUCCESS' THEN 0
         WHEN s.status <> 'SUCCESS' AND i.whole THEN s.consecutive_failures + i.run_len
@@ -87,8 +81,19 @@ FROM incoming AS i
 WHERE s.site_id = i.site_id AND s.region = i.region AND s.scheduled_at < i.oldest
   AND (s.next_at IS NULL OR s.next_at > i.ceiling)
 RETURNING s.site_id, s.region
+), inserted AS (
+    INSERT INTO site_status (
+        site_id, region, check_id, url, scheduled_at, started_at, status, failure_kind, error,
+        status_code, total_us, interval_ms, consecutive_failures, status_since, updated_at)
+    SELECT site_id, region, check_id, url, scheduled_at, started_at, status, failure_kind, error,
+           status_code, total_us, interval_ms, CASE WHEN status = 'SUCCESS' THEN 0 ELSE run_len END,
+           run_start, now()
+    FROM incoming AS i
+    WHERE NOT EXISTS (SELECT 1 FROM updated AS u WHERE u.site_id = i.site_id AND u.region = i.region)
+    ON CONFLICT (site_id, region) DO NOTHING
+    RETURNING site_id, region
 )
-SELECT site_id, region FROM inserted UNION ALL SELECT site_id, region FROM updated
+SELECT site_id, region FROM updated UNION ALL SELECT site_id, region FROM inserted
 "#;
 
 /// Locks a site's latest status (if it exists) so that the recomputation below reads a history
@@ -120,9 +125,9 @@ WITH n AS (
 )
 INSERT INTO site_status (
     site_id, region, check_id, url, scheduled_at, started_at, status, failure_kind, error,
-    status_code, total_us, consecutive_failures, status_since, next_at, updated_at)
+    status_code, total_us, interval_ms, consecutive_failures, status_since, next_at, updated_at)
 SELECT n.site_id, n.region, n.check_id, n.url, n.scheduled_at, n.started_at, n.status,
-       n.failure_kind, n.error, n.status_code, n.total_us,
+       n.failure_kind, n.error, n.status_code, n.total_us, $5::bigint,
        CASE WHEN n.status = 'SUCCESS' THEN 0 ELSE r.len END, r.since, x.at, now()
 FROM n, r, x
 ON CONFLICT (site_id, region) DO UPDATE SET
@@ -130,6 +135,7 @@ ON CONFLICT (site_id, region) DO UPDATE SET
     started_at = excluded.started_at, status = excluded.status,
     failure_kind = excluded.failure_kind, error = excluded.error,
     status_code = excluded.status_code, total_us = excluded.total_us,
+    interval_ms = coalesce(excluded.interval_ms, site_status.interval_ms),
     consecutive_failures = excluded.consecutive_failures, status_since = excluded.status_since,
     next_at = excluded.next_at, updated_at = now()
 WHERE $3
@@ -221,6 +227,7 @@ async fn fold_latest(conn: &mut PgConnection, all: &[LatestRow<'_>]) -> Result<(
         .bind(col(l, |x| x.whole))
         .bind(col(l, |x| x.oldest))
         .bind(col(l, |x| x.ceiling))
+        .bind(col(l, |x| x.result.interval_ms.map(i64::from)))
         .fetch_all(&mut *conn)
         .await
         .map_err(classify)?;
@@ -251,6 +258,7 @@ async fn recompute(conn: &mut PgConnection, row: &LatestRow<'_>) -> Result<(), S
             .bind(region)
             .bind(locked)
             .bind(row.ceiling)
+            .bind(row.result.interval_ms.map(i64::from))
             .execute(&mut *conn)
             .await
             .map_err(classify)?;

@@ -30,9 +30,8 @@ const ENSURE_SITES: &str = "INSERT INTO site_tracks (site_id, tracks) \
     SELECT site_id, '[]' FROM UNNEST($1::text[]) AS u(site_id) ORDER BY 1 ON CONFLICT DO NOTHING";
 
 /// Every site written back has its row (made, and locked, by `lock_tracks`).
-const WRITE_TRACKS: &str = "UPDATE site_tracks t SET interval_ms = u.interval_ms, tracks = u.tracks \
-    FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS u(site_id, interval_ms, tracks) \
-    WHERE t.site_id = u.site_id";
+const WRITE_TRACKS: &str = "UPDATE site_tracks t SET tracks = u.tracks \
+    FROM UNNEST($1::text[], $2::text[]) AS u(site_id, tracks) WHERE t.site_id = u.site_id";
 
 const WRITE_INCIDENTS: &str = r#"
 INSERT INTO incidents (incident_id, site_id, region, url, started_at, confirmed_at, ended_at,
@@ -98,7 +97,6 @@ impl IncidentTx for PgTx<'_> {
     async fn write_tracks(&mut self, sites: &[Encoded<'_>]) -> Result<(), StoreError> {
         sqlx::query(WRITE_TRACKS)
             .bind(col(sites, |x| x.site_id))
-            .bind(col(sites, |x| x.interval_ms))
             .bind(col(sites, |x| x.tracks.as_str()))
             .execute(&mut *self.0)
             .await

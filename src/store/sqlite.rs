@@ -63,8 +63,7 @@ impl StatusStore for SqliteStore {
     async fn latest(&self) -> Result<Vec<SiteStatus>, StoreError> {
         let rows: Vec<StatusRow> = sqlx::query_as(
             "SELECT s.site_id, s.region, s.url, s.status, s.failure_kind, s.error, s.status_code, s.total_us, \
-             s.consecutive_failures, s.status_since, s.scheduled_at, t.interval_ms FROM site_status s \
-             LEFT JOIN site_tracks t ON t.site_id = s.site_id \
+             s.consecutive_failures, s.status_since, s.scheduled_at, s.interval_ms FROM site_status s \
              ORDER BY s.site_id, s.region",
         )
         .fetch_all(&self.pool)

@@ -21,12 +21,13 @@ const INSERT_HISTORY: &str = "INSERT INTO check_results (check_id, site_id, url,
 /// over a result (`next_at`) the ceiling `?16` now reaches, is not continued but recomputed, so
 /// the statement then changes nothing).
 const UPSERT_STATUS: &str = "INSERT INTO site_status AS s (site_id, region, check_id, url, scheduled_at, \
-    started_at, status, failure_kind, error, status_code, total_us, consecutive_failures, status_since) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+    started_at, status, failure_kind, error, status_code, total_us, consecutive_failures, status_since, \
+    interval_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?17) \
     ON CONFLICT (site_id, region) DO UPDATE SET \
       check_id = excluded.check_id, url = excluded.url, scheduled_at = excluded.scheduled_at, \
       started_at = excluded.started_at, status = excluded.status, failure_kind = excluded.failure_kind, \
       error = excluded.error, status_code = excluded.status_code, total_us = excluded.total_us, \
+      interval_ms = coalesce(excluded.interval_ms, s.interval_ms), \
       consecutive_failures = CASE WHEN excluded.status = 'SUCCESS' THEN 0 \
         WHEN s.status <> 'SUCCESS' AND ?14 THEN s.consecutive_failures + excluded.consecutive_failures \
         ELSE excluded.consecutive_failures END, \
@@ -38,7 +39,7 @@ const UPSERT_STATUS: &str = "INSERT INTO site_status AS s (site_id, region, chec
 /// newest non-MISSED result dated no later than the ceiling `?3` (if any), the run in its state since the
 /// newest result in the other one, and the oldest result passed over. SQLite has one writer at
 /// a time, so the transaction already holds the site.
-const RECOMPUTE_STATUS: &str = "WITH n AS (       SELECT * FROM check_results WHERE site_id = ?1 AND region = ?2 AND status <> 'MISSED'       AND (?3 IS NULL OR scheduled_at <= ?3) ORDER BY scheduled_at DESC, check_id DESC LIMIT 1),     x AS (SELECT min(c.scheduled_at) AS at FROM check_results c, n       WHERE c.site_id = ?1 AND c.region = ?2 AND c.status <> 'MISSED' AND c.scheduled_at > n.scheduled_at),     p AS (SELECT max(c.scheduled_at) AS at FROM check_results c, n       WHERE c.site_id = ?1 AND c.region = ?2 AND c.status <> 'MISSED'         AND (c.status = 'SUCCESS') <> (n.status = 'SUCCESS') AND c.scheduled_at < n.scheduled_at),     r AS (SELECT count(*) AS len, min(c.scheduled_at) AS since FROM check_results c, n, p       WHERE c.site_id = ?1 AND c.region = ?2 AND c.status <> 'MISSED'         AND c.scheduled_at > coalesce(p.at, -9223372036854775808) AND c.scheduled_at <= n.scheduled_at)     INSERT INTO site_status (site_id, region, check_id, url, scheduled_at, started_at, status,       failure_kind, error, status_code, total_us, consecutive_failures, status_since, next_at)     SELECT n.site_id, n.region, n.check_id, n.url, n.scheduled_at, n.started_at, n.status,       n.failure_kind, n.error, n.status_code, n.total_us,       CASE WHEN n.status = 'SUCCESS' THEN 0 ELSE r.len END, r.since, x.at FROM n, r, x WHERE true     ON CONFLICT (site_id, region) DO UPDATE SET       check_id = excluded.check_id, url = excluded.url, scheduled_at = excluded.scheduled_at,       started_at = excluded.started_at, status = excluded.status, failure_kind = excluded.failure_kind,       error = excluded.error, status_code = excluded.status_code, total_us = excluded.total_us,       consecutive_failures = excluded.consecutive_failures, status_since = excluded.status_since,       next_at = excluded.next_at";
+const RECOMPUTE_STATUS: &str = "WITH n AS (       SELECT * FROM check_results WHERE site_id = ?1 AND region = ?2 AND status <> 'MISSED'       AND (?3 IS NULL OR scheduled_at <= ?3) ORDER BY scheduled_at DESC, check_id DESC LIMIT 1),     x AS (SELECT min(c.scheduled_at) AS at FROM check_results c, n       WHERE c.site_id = ?1 AND c.region = ?2 AND c.status <> 'MISSED' AND c.scheduled_at > n.scheduled_at),     p AS (SELECT max(c.scheduled_at) AS at FROM check_results c, n       WHERE c.site_id = ?1 AND c.region = ?2 AND c.status <> 'MISSED'         AND (c.status = 'SUCCESS') <> (n.status = 'SUCCESS') AND c.scheduled_at < n.scheduled_at),     r AS (SELECT count(*) AS len, min(c.scheduled_at) AS since FROM check_results c, n, p       WHERE c.site_id = ?1 AND c.region = ?2 AND c.status <> 'MISSED'         AND c.scheduled_at > coalesce(p.at, -9223372036854775808) AND c.scheduled_at <= n.scheduled_at)     INSERT INTO site_status (site_id, region, check_id, url, scheduled_at, started_at, status,       failure_kind, error, status_code, total_us, interval_ms, consecutive_failures, status_since, next_at)     SELECT n.site_id, n.region, n.check_id, n.url, n.scheduled_at, n.started_at, n.status,       n.failure_kind, n.error, n.status_code, n.total_us, ?4,       CASE WHEN n.status = 'SUCCESS' THEN 0 ELSE r.len END, r.since, x.at FROM n, r, x WHERE true     ON CONFLICT (site_id, region) DO UPDATE SET       check_id = excluded.check_id, url = excluded.url, scheduled_at = excluded.scheduled_at,       started_at = excluded.started_at, status = excluded.status, failure_kind = excluded.failure_kind,       error = excluded.error, status_code = excluded.status_code, total_us = excluded.total_us,       interval_ms = coalesce(excluded.interval_ms, site_status.interval_ms),       consecutive_failures = excluded.consecutive_failures, status_since = excluded.status_since,       next_at = excluded.next_at";
 
 const INSERT_DEAD: &str = "INSERT INTO dead_letters (topic, kafka_partition, kafka_offset, record_key, \
     payload, error, received_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
@@ -116,6 +117,7 @@ impl HistoryTx for SqliteTx<'_> {
                     .bind(l.whole)
                     .bind(us(l.oldest))
                     .bind(l.ceiling.map(us))
+                    .bind(r.interval_ms.map(i64::from))
                     .execute(&mut *self.0)
                     .await
                     .map_err(classify)?
@@ -126,6 +128,7 @@ impl HistoryTx for SqliteTx<'_> {
                     .bind(&r.site_id)
                     .bind(&r.region)
                     .bind(l.ceiling.map(us))
+                    .bind(r.interval_ms.map(i64::from))
                     .execute(&mut *self.0)
                     .await
                     .map_err(classify)?;

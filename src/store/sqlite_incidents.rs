@@ -14,8 +14,8 @@ use crate::ports::StoreError;
 pub(super) const SQLITE: Dialect =
     Dialect { time: |c| c.to_owned(), id: |c| c.to_owned(), regions: |c| c.to_owned() };
 
-const WRITE_TRACKS: &str = "INSERT INTO site_tracks (site_id, interval_ms, tracks) VALUES (?1, ?2, ?3) \
-    ON CONFLICT (site_id) DO UPDATE SET interval_ms = excluded.interval_ms, tracks = excluded.tracks";
+const WRITE_TRACKS: &str = "INSERT INTO site_tracks (site_id, tracks) VALUES (?1, ?2) \
+    ON CONFLICT (site_id) DO UPDATE SET tracks = excluded.tracks";
 
 const WRITE_INCIDENT: &str = "INSERT INTO incidents (incident_id, site_id, region, url, started_at, \
     confirmed_at, ended_at, regions, failure_kind, error, failed_checks, end_reason, incident_kind) \
@@ -80,7 +80,6 @@ impl IncidentTx for SqliteTx<'_> {
         for s in sites {
             sqlx::query(WRITE_TRACKS)
                 .bind(s.site_id)
-                .bind(s.interval_ms)
                 .bind(&s.tracks)
                 .execute(&mut *self.0)
                 .await

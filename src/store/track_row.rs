@@ -54,10 +54,19 @@ struct TrackRow {
     incident_id: Option<uuid::Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
     seen_at: Option<i64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "lenient")]
     pending: Vec<Sample>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient")]
     conditions: Option<ConditionsRow>,
+}
+
+/// Waiting results or conditions that do not read (only a hand edit makes them) are dropped,
+/// not the track: its open incident stays known.
+fn lenient<'de, D: serde::Deserializer<'de>, T: serde::de::DeserializeOwned + Default>(
+    d: D,
+) -> Result<T, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(v).unwrap_or_default())
 }
 
 /// A site's DEGRADED and CERT_EXPIRING conditions as its own track keeps them.
@@ -145,8 +154,8 @@ impl TrackRow {
     }
 }
 
-/// A site's rows as read: its tracks decoded (none for a row a hand edit made unreadable, which
-/// then starts afresh), in the order stored.
+/// The sites' rows as read: their tracks decoded, in the order stored. A track a hand edit made
+/// unreadable starts afresh; the others are kept.
 pub struct Stored {
     sites: Vec<(String, Vec<TrackRow>)>,
 }
@@ -156,10 +165,7 @@ impl Stored {
         let sites = rows
             .into_iter()
             .map(|r| {
-                let tracks = serde_json::from_str(&r.tracks).unwrap_or_else(|e| {
-                    tracing::warn!(site = %r.site_id, error = %e, "unreadable incident tracks: the site starts afresh");
-                    Vec::new()
-                });
+                let tracks = decode_tracks(&r);
                 (r.site_id, tracks)
             })
             .collect();
@@ -194,12 +200,24 @@ impl Stored {
     }
 }
 
-/// A site's tracks as written back: the row's JSON and the interval its regions say (the
-/// longest; `status` reads it to tell a stale site).
+/// A site's tracks as written back: the row's JSON.
 pub struct Encoded<'a> {
     pub site_id: &'a str,
-    pub interval_ms: Option<i64>,
     pub tracks: String,
+}
+
+fn decode_tracks(r: &SiteRow) -> Vec<TrackRow> {
+    let unreadable = |what: &str, e: &serde_json::Error| {
+        tracing::warn!(site = %r.site_id, error = %e, "unreadable incident {what}: it starts afresh");
+    };
+    let values: Vec<serde_json::Value> = serde_json::from_str(&r.tracks).unwrap_or_else(|e| {
+        unreadable("tracks", &e);
+        Vec::new()
+    });
+    values
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).map_err(|e| unreadable("track", &e)).ok())
+        .collect()
 }
 
 /// The row a database stores for a site's tracks: its own first, then its regions by name.
@@ -216,11 +234,7 @@ pub fn changed<'a>(before: &[SiteTracks], after: &'a [SiteTracks]) -> Vec<Encode
     after
         .iter()
         .filter(|s| stored.get(s.site_id.as_str()) != Some(s))
-        .map(|s| Encoded {
-            site_id: &s.site_id,
-            interval_ms: s.regions.iter().filter_map(|t| t.interval_ms).max(),
-            tracks: encode(s),
-        })
+        .map(|s| Encoded { site_id: &s.site_id, tracks: encode(s) })
         .collect()
 }
 
@@ -235,5 +249,45 @@ pub fn count(d: &Derived) {
     }
     if d.retired > 0 {
         metrics::counter!(crate::metric::INCIDENT_REGIONS_RETIRED).increment(d.retired);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(tracks: &str) -> SiteRow {
+        SiteRow { site_id: "s".into(), tracks: tracks.into() }
+    }
+
+    #[test]
+    fn a_site_round_trips_through_its_row() {
+        let mut s = SiteTracks::new("s");
+        s.site.last_at = DateTime::from_timestamp_micros(1_700_000_000_123_456);
+        let mut eu = Track::new("eu");
+        (eu.down, eu.run_len, eu.interval_ms) = (true, 3, Some(60_000));
+        s.regions = vec![Track::new("us"), eu];
+        let decoded = Stored::decode(vec![row(&encode(&s))]).into_site_tracks(Vec::new());
+        let mut want = s.clone();
+        want.regions.sort_by(|a, b| a.region.cmp(&b.region));
+        assert_eq!(decoded, [want], "regions come back by name");
+    }
+
+    #[test]
+    fn what_does_not_read_is_dropped_alone() {
+        let id = "13737508-6fb6-583d-8176-dc562c533087";
+        // The site's own track with waiting results that are not samples and conditions that are
+        // a string; eu's track with its open incident; a track that is not one at all.
+        let text = format!(
+            r#"[{{"region":"","down":false,"run_up":true,"run_len":0,"pending":{{"x":1}},"conditions":"no"}},
+                {{"region":"eu","down":true,"run_up":false,"run_len":3,"incident_id":"{id}","pending":null}},
+                {{"region":7}}]"#
+        );
+        let stored = Stored::decode(vec![row(&text)]);
+        assert_eq!(stored.open_ids(), [id.parse::<uuid::Uuid>().unwrap()], "eu's incident stays known");
+        let sites = stored.into_site_tracks(Vec::new());
+        assert_eq!(sites[0].regions.len(), 1);
+        assert!(sites[0].regions[0].down && sites[0].site.pending.is_empty());
+        assert!(Stored::decode(vec![row("not json")]).into_site_tracks(Vec::new()).is_empty());
     }
 }

@@ -78,7 +78,12 @@ fn base() -> DateTime<Utc> {
 }
 
 /// `pattern`: one char per 10 s slot — `+` success, `x` failure, `m` missed.
-fn results(site: &str, region: &str, pattern: &str, f: impl Fn(&mut CheckResult)) -> Vec<CheckResult> {
+pub(crate) fn results(
+    site: &str,
+    region: &str,
+    pattern: &str,
+    f: impl Fn(&mut CheckResult),
+) -> Vec<CheckResult> {
     let t0 = base();
     pattern
         .chars()
