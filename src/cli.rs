@@ -52,6 +52,9 @@ pub enum Command {
     /// Work with config files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The site list on the compacted Kafka topic `kafka.sites_topic`.
+    #[command(subcommand)]
+    Sites(SitesCommand),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -63,6 +66,45 @@ pub enum Command {
 pub enum ConfigCommand {
     /// Validate a config file and report every problem; connects to nothing.
     Check(ConfigArg),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SitesCommand {
+    /// Validate a site list as `config check` does, print how it differs from the sites topic,
+    /// and publish only the changes (a tombstone for each site removed).
+    Apply(SitesApplyArgs),
+    /// Print how a site list differs from the sites topic; publishes nothing.
+    Diff(SitesFileArgs),
+    /// Print the sites on the sites topic.
+    List(SitesListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SitesFileArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The site list: CSV or YAML, as a `sites_file` (the config's `defaults:` apply).
+    #[arg(short, long)]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SitesApplyArgs {
+    #[command(flatten)]
+    pub list: SitesFileArgs,
+    /// Partitions of the sites topic when `apply` creates it (an existing topic keeps its
+    /// count): at most this many producers of a region can share its sites.
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(i32).range(1..=10_000))]
+    pub partitions: i32,
+}
+
+#[derive(Debug, Args)]
+pub struct SitesListArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print each site's definition as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -229,3 +229,26 @@ impl Checked {
         })
     }
 }
+
+/// `sitemon sites`: Kafka and its `sites_topic`.
+pub struct SitesTopic {
+    pub kafka: KafkaConfig,
+    pub topic: String,
+}
+
+impl SitesTopic {
+    pub fn load(path: &Path, command: &str) -> Result<Self, ConfigError> {
+        load(path, command, Sites::Skip, |mut config, n| {
+            let kafka = n.section("kafka", config.kafka.take())?;
+            n.kafka_client(&kafka);
+            if kafka.sites_topic.is_none() {
+                n.problems.push(Problem::new(
+                    "kafka.sites_topic",
+                    format!("missing: `sitemon {}` keeps the site list on this compacted topic, e.g. `sitemon.sites`", n.command),
+                ));
+            }
+            let topic = kafka.sites_topic.clone()?;
+            Some(SitesTopic { kafka, topic })
+        })
+    }
+}

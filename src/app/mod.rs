@@ -12,6 +12,7 @@ use clap::CommandFactory;
 use tokio_util::sync::CancellationToken;
 
 mod alerts;
+mod sites;
 
 use crate::cli::{
     CheckArgs, Cli, Command, ConfigCommand, ConsumerArgs, ProducerArgs, ReportArgs, RunArgs, StatusArgs,
@@ -71,6 +72,7 @@ pub async fn run(command: Command, listen: Option<SocketAddr>) -> anyhow::Result
             );
             Ok(exit::OK)
         }
+        Command::Sites(cmd) => sites::run_sites(cmd).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "sitemon", &mut std::io::stdout());
             Ok(exit::OK)

@@ -16,7 +16,7 @@ use super::sites::{SiteDefaults, later_duplicates, read_defaults, read_sites};
 use super::{Config, ConfigError, ConsumerConfig, Problem, ProducerConfig, SqliteConfig};
 use crate::domain::Site;
 
-const TOP: &[&str] = &[
+pub(super) const TOP: &[&str] = &[
     "region",
     "defaults",
     "sites",
@@ -74,7 +74,7 @@ pub fn parse_with(text: &str, file: &Path, env: Env, site_file: Sites) -> Result
     let mut r = Reader::new(env);
     let (config, source) = read_config(&mut r, &root, file, site_file);
     let from_file = match (&source.file, site_file) {
-        (Some(path), Sites::All) => read_sites_file(&mut r, path, &source.defaults),
+        (Some(path), Sites::All) => read_sites_file(&mut r, path, &source.defaults, false),
         _ => FileSites::default(),
     };
     let places = Locations::of(text);

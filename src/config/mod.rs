@@ -12,6 +12,7 @@ mod providers;
 mod reader;
 mod sections;
 mod site_file;
+mod site_list;
 mod sites;
 mod sites_csv;
 mod sites_yaml;
@@ -27,3 +28,4 @@ pub use model::{
 pub use notify::NotifyConfig;
 pub use problem::{COMMAND_LINE, ConfigError, Problem};
 pub use providers::{EmailConfig, PAGERDUTY_URL, ProviderConfig, ProviderKind, SmtpTls};
+pub use site_list::{SiteDefinition, read_site_list};

@@ -81,6 +81,8 @@ pub struct KafkaConfig {
     /// Where the consumer publishes incident events (opened, closed).
     pub events_topic: String,
     pub group_id: String,
+    /// The compacted topic `sitemon sites apply` publishes the site list to (key: site name).
+    pub sites_topic: Option<String>,
     /// TLS to the brokers (`kafka.tls`); with `sasl`, the channel SASL runs over.
     pub tls: Option<KafkaTls>,
     /// SASL authentication (`kafka.sasl`), over TLS.

@@ -11,7 +11,7 @@ use super::{
 };
 
 const KAFKA: &[&str] =
-    &["bootstrap_servers", "topic", "events_topic", "group_id", "tls", "sasl", "properties"];
+    &["bootstrap_servers", "topic", "events_topic", "sites_topic", "group_id", "tls", "sasl", "properties"];
 const POSTGRES: &[&str] = &["url", "max_connections"];
 const CONSUMER: &[&str] = &["batch_size", "batch_wait", "max_clock_skew", "region_expiry"];
 const SQLITE: &[&str] = &["path"];
@@ -84,6 +84,15 @@ pub fn read_kafka(r: &mut Reader, v: &Value, path: &str) -> Option<KafkaConfig> 
             format!("`{e}` is also {other} (Kafka treats `.` and `_` alike): incident events need a topic of their own"),
         );
     }
+    let sites_topic = f.get("sites_topic").map(|(v, p)| {
+        let t = r.nonempty_string(v, &p).and_then(|t| topic_name(r, t, &p))?;
+        let same = |o: &Option<String>| o.as_ref().is_some_and(|o| o.replace('.', "_") == t.replace('.', "_"));
+        if same(&topic) || same(&events_topic) {
+            r.problem(&p, format!("`{t}` is also kafka.topic or kafka.events_topic (Kafka treats `.` and `_` alike): the site list needs a topic of its own"));
+            return None;
+        }
+        Some(t)
+    });
     let group_id = match f.get("group_id") {
         Some((v, p)) => r.nonempty_string(v, &p),
         None => Some("sitemon".to_owned()),
@@ -98,6 +107,7 @@ pub fn read_kafka(r: &mut Reader, v: &Value, path: &str) -> Option<KafkaConfig> 
         bootstrap_servers: bootstrap?,
         topic: topic?,
         events_topic: events_topic?,
+        sites_topic: sites_topic.map_or(Some(None), |t| t.map(Some))?,
         group_id: group_id?,
         tls: tls.map_or(Some(None), |t| t.map(Some))?,
         sasl: sasl.map_or(Some(None), |s| s.map(Some))?,

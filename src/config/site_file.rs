@@ -18,6 +18,8 @@ pub struct FileSites {
     /// items (for problems found later, such as a name another site already has).
     pub lines: Vec<u32>,
     pub items: Vec<u32>,
+    /// `trees[i]` is the tree `sites[i]` was read from, when asked for (`sitemon sites apply`).
+    pub trees: Vec<Value>,
 }
 
 /// The path a problem of the `index`-th site of the file is reported under.
@@ -34,6 +36,8 @@ pub(super) struct Sink<'r, 'e> {
     /// Items seen, valid or not.
     pub count: usize,
     pool: OptionsPool,
+    /// Keep each valid site's tree.
+    keep: bool,
 }
 
 impl<'r, 'e> Sink<'r, 'e> {
@@ -52,6 +56,9 @@ impl<'r, 'e> Sink<'r, 'e> {
         let at = Place { file: &self.file, line, locate: &locate };
         if let Some(site) = one(self.r, &mut self.pool, self.defaults, item, index, at) {
             self.out.push(site, line, index);
+            if self.keep {
+                self.out.trees.push(item.clone());
+            }
         }
     }
 
@@ -63,7 +70,7 @@ impl<'r, 'e> Sink<'r, 'e> {
         self.count += rows.len();
         let split = rows.len() / 3;
         let (mine, theirs) = rows.split_at(split);
-        let (env, defaults, file) = (self.r.env(), self.defaults, self.file.as_path());
+        let (env, defaults, file, keep) = (self.r.env(), self.defaults, self.file.as_path(), self.keep);
         let validate = |rows: &[(Value, usize)], first: usize| {
             let mut r = Reader::new(env);
             let mut pool = OptionsPool::default();
@@ -72,6 +79,9 @@ impl<'r, 'e> Sink<'r, 'e> {
                 let at = Place { file, line: *line, locate: &|_| None };
                 if let Some(site) = one(&mut r, &mut pool, defaults, item, first + k, at) {
                     out.push(site, *line, first + k);
+                    if keep {
+                        out.trees.push(item.clone());
+                    }
                 }
             }
             (out, r.problems)
@@ -86,6 +96,7 @@ impl<'r, 'e> Sink<'r, 'e> {
             self.out.sites.extend(out.sites);
             self.out.lines.extend(out.lines);
             self.out.items.extend(out.items);
+            self.out.trees.extend(out.trees);
         }
     }
 }
@@ -124,8 +135,8 @@ fn one(
 }
 
 /// Reads the sites of `file` (`.csv`, or `.yaml`/`.yml`); problems go to `r`, each with the
-/// file and line it stands at.
-pub fn read_sites_file(r: &mut Reader, file: &Path, defaults: &SiteDefaults) -> FileSites {
+/// file and line it stands at. With `keep`, each valid site's tree is kept too.
+pub fn read_sites_file(r: &mut Reader, file: &Path, defaults: &SiteDefaults, keep: bool) -> FileSites {
     let before = r.problems.len();
     let mut sink = Sink {
         r,
@@ -134,6 +145,7 @@ pub fn read_sites_file(r: &mut Reader, file: &Path, defaults: &SiteDefaults) -> 
         out: FileSites::default(),
         count: 0,
         pool: OptionsPool::default(),
+        keep,
     };
     let ext = file.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     let opened = std::fs::File::open(file);

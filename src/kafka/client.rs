@@ -59,6 +59,7 @@ mod tests {
             bootstrap_servers: "127.0.0.1:1".to_owned(),
             topic: "t".to_owned(),
             events_topic: "e".to_owned(),
+            sites_topic: None,
             group_id: "g".to_owned(),
             tls: None,
             sasl: None,

@@ -2,9 +2,6 @@
 //! idempotent rdkafka producer with the same client settings (TLS, SASL, properties) as the
 //! rest; a publish completes on the broker's acknowledgement.
 
-use rdkafka::ClientContext;
-use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 
@@ -16,23 +13,8 @@ use crate::domain::IncidentEvent;
 use crate::ports::{EventSink, PublishError};
 use crate::wire;
 
-/// librdkafka's logs and errors, with the config's secrets masked.
-struct EventLink {
-    log: RedactedLog,
-}
-
-impl ClientContext for EventLink {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        self.log.log(level, fac, message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.log.error(&error, reason);
-    }
-}
-
 pub struct KafkaEventSink {
-    producer: FutureProducer<EventLink>,
+    producer: FutureProducer<RedactedLog>,
     topic: String,
     /// The id a schema registry gave the event schema: events are written in its framing.
     schema_id: Option<u32>,
@@ -50,9 +32,8 @@ impl KafkaEventSink {
                 ("message.timeout.ms", "30000"),
             ],
         );
-        let producer = config
-            .create_with_context(EventLink { log: RedactedLog::new(k) })
-            .map_err(|e| ClientSetupError::new(e, k))?;
+        let producer =
+            config.create_with_context(RedactedLog::new(k)).map_err(|e| ClientSetupError::new(e, k))?;
         Ok(KafkaEventSink { producer, topic: k.events_topic.clone(), schema_id: None })
     }
 

@@ -88,6 +88,19 @@ impl RedactedLog {
     }
 }
 
+/// A client of its own (a producer, an admin client, a plain consumer) logs through it.
+impl rdkafka::ClientContext for RedactedLog {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        RedactedLog::log(self, level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        RedactedLog::error(self, &error, reason);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for RedactedLog {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +111,7 @@ mod tests {
             bootstrap_servers: "h:1".to_owned(),
             topic: "t".to_owned(),
             events_topic: "e".to_owned(),
+            sites_topic: None,
             group_id: "g".to_owned(),
             tls: Some(crate::config::KafkaTls {
                 key_file: Some("/k".into()),
@@ -122,6 +136,7 @@ mod tests {
             bootstrap_servers: "h:1".to_owned(),
             topic: "t".to_owned(),
             events_topic: "e".to_owned(),
+            sites_topic: None,
             group_id: "g".to_owned(),
             tls: None,
             sasl: None,

@@ -9,6 +9,7 @@ mod live;
 mod printable;
 mod report;
 mod silences;
+mod site_changes;
 mod table;
 
 pub use check_report::{check_json, check_text};
@@ -16,4 +17,5 @@ pub use fleet::{DEFAULT_LIMIT, Query as StatusQuery, Sort as StatusSort, State a
 pub use live::live_table;
 pub use report::{RESULT_COLUMNS, ReportError, ReportFormat, ReportRequest, write_report};
 pub use silences::silences_table;
+pub use site_changes::{SiteChanges, sites_table};
 pub use table::{Overview, status_json, status_table};

@@ -32,6 +32,7 @@ async fn the_event_publisher_takes_the_outbox_again_after_a_database_restart() {
         bootstrap_servers: support::kafka_bootstrap(),
         topic: support::unique("sitemon-fault-checks"),
         events_topic: topic.clone(),
+        sites_topic: None,
         group_id: "fault-events".into(),
         tls: None,
         sasl: None,

@@ -79,6 +79,7 @@ fn kafka(bootstrap: &str, events_topic: &str, properties: &[(&str, &str)]) -> Ka
         bootstrap_servers: bootstrap.to_owned(),
         topic: support::unique("sitemon-events-checks"),
         events_topic: events_topic.to_owned(),
+        sites_topic: None,
         group_id: "events".to_owned(),
         tls: None,
         sasl: None,

@@ -23,5 +23,6 @@ mod report_source;
 mod report_views;
 mod scheduler;
 mod site_files;
+mod sites_topic;
 mod store;
 mod track_upgrade;
