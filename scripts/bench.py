@@ -337,6 +337,10 @@ def psql(sql, db):
 
 
 def fresh_db():
+    """A new database for one scenario; the earlier scenarios' are dropped (a 1M-row drain leaves
+    about a GB, and runs add up)."""
+    for old in psql("SELECT datname FROM pg_database WHERE datname LIKE 'sitemon_bench_%'", "postgres").split():
+        psql(f"DROP DATABASE IF EXISTS {old} WITH (FORCE)", "postgres")
     name = f"sitemon_bench_{uuid.uuid4().hex[:8]}"
     psql(f"CREATE DATABASE {name}", "postgres")
     return name, os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + name
