@@ -51,9 +51,17 @@ pub async fn run_sites(cmd: SitesCommand) -> anyhow::Result<i32> {
     }
 }
 
-/// The topic of the config and the list of the file, both checked (every problem at once, 64).
+/// The topic of the config and the list of the file, both checked: every problem of both at
+/// once (64).
 fn load(a: &SitesFileArgs, command: &str) -> anyhow::Result<(SitesTopic, Vec<SiteDefinition>)> {
-    let s = setup::SitesTopic::load(&a.config.config, command)?;
-    let wanted = config::read_site_list(&a.config.config, &a.file, &|name| std::env::var(name).ok())?;
-    Ok((SitesTopic::new(&s.kafka, &s.topic), wanted))
+    let setup = setup::SitesTopic::load(&a.config.config, command);
+    let list = config::read_site_list(&a.config.config, &a.file);
+    match (setup, list) {
+        (Ok(s), Ok(wanted)) => Ok((SitesTopic::new(&s.kafka, &s.topic), wanted)),
+        (Err(mut e), Err(more)) => {
+            e.problems.extend(more.problems);
+            Err(e.into())
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e.into()),
+    }
 }

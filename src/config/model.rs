@@ -92,6 +92,24 @@ pub struct KafkaConfig {
     pub properties: Vec<(String, Secret)>,
 }
 
+#[cfg(test)]
+impl KafkaConfig {
+    /// For unit tests: brokers that are never there, topics `t` and `e`, group `g`, no security,
+    /// these properties.
+    pub fn unreachable(properties: &[(&str, &str)]) -> Self {
+        KafkaConfig {
+            bootstrap_servers: "127.0.0.1:1".to_owned(),
+            topic: "t".to_owned(),
+            events_topic: "e".to_owned(),
+            sites_topic: None,
+            group_id: "g".to_owned(),
+            tls: None,
+            sasl: None,
+            properties: properties.iter().map(|(k, v)| (k.to_string(), Secret::new(*v))).collect(),
+        }
+    }
+}
+
 impl KafkaConfig {
     /// Every value that must not appear in a message: the `properties` values (any of them may
     /// be a credential), the key password and the SASL password.

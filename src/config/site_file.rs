@@ -18,8 +18,9 @@ pub struct FileSites {
     /// items (for problems found later, such as a name another site already has).
     pub lines: Vec<u32>,
     pub items: Vec<u32>,
-    /// `trees[i]` is the tree `sites[i]` was read from, when asked for (`sitemon sites apply`).
-    pub trees: Vec<Value>,
+    /// When asked for (`sitemon sites apply`): every item's tree, valid or not, with the line it
+    /// starts on, in the file's order (`trees[items[i]]` is the tree of `sites[i]`).
+    pub trees: Vec<(u32, Value)>,
 }
 
 /// The path a problem of the `index`-th site of the file is reported under.
@@ -36,7 +37,7 @@ pub(super) struct Sink<'r, 'e> {
     /// Items seen, valid or not.
     pub count: usize,
     pool: OptionsPool,
-    /// Keep each valid site's tree.
+    /// Keep each item's tree.
     keep: bool,
 }
 
@@ -54,11 +55,11 @@ impl<'r, 'e> Sink<'r, 'e> {
         let index = self.count;
         self.count += 1;
         let at = Place { file: &self.file, line, locate: &locate };
+        if self.keep {
+            self.out.trees.push((u32::try_from(line).unwrap_or(u32::MAX), item.clone()));
+        }
         if let Some(site) = one(self.r, &mut self.pool, self.defaults, item, index, at) {
             self.out.push(site, line, index);
-            if self.keep {
-                self.out.trees.push(item.clone());
-            }
         }
     }
 
@@ -70,7 +71,11 @@ impl<'r, 'e> Sink<'r, 'e> {
         self.count += rows.len();
         let split = rows.len() / 3;
         let (mine, theirs) = rows.split_at(split);
-        let (env, defaults, file, keep) = (self.r.env(), self.defaults, self.file.as_path(), self.keep);
+        if self.keep {
+            let trees = rows.iter().map(|(v, line)| (u32::try_from(*line).unwrap_or(u32::MAX), v.clone()));
+            self.out.trees.extend(trees);
+        }
+        let (env, defaults, file) = (self.r.env(), self.defaults, self.file.as_path());
         let validate = |rows: &[(Value, usize)], first: usize| {
             let mut r = Reader::new(env);
             let mut pool = OptionsPool::default();
@@ -79,9 +84,6 @@ impl<'r, 'e> Sink<'r, 'e> {
                 let at = Place { file, line: *line, locate: &|_| None };
                 if let Some(site) = one(&mut r, &mut pool, defaults, item, first + k, at) {
                     out.push(site, *line, first + k);
-                    if keep {
-                        out.trees.push(item.clone());
-                    }
                 }
             }
             (out, r.problems)
@@ -96,7 +98,6 @@ impl<'r, 'e> Sink<'r, 'e> {
             self.out.sites.extend(out.sites);
             self.out.lines.extend(out.lines);
             self.out.items.extend(out.items);
-            self.out.trees.extend(out.trees);
         }
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde_yaml_ng::Value;
 
 use super::load::TOP;
-use super::reader::{Env, Reader};
+use super::reader::Reader;
 use super::site_file::{item_path, read_sites_file};
 use super::sites::{later_duplicates, read_defaults};
 use super::{ConfigError, Problem, locate};
@@ -22,44 +22,59 @@ pub struct SiteDefinition {
     pub definition: serde_json::Value,
 }
 
-/// Header names that carry credentials: their values must come from the environment.
-const CREDENTIAL_HEADERS: &[&str] =
-    &["authorization", "cookie", "token", "secret", "password", "api-key", "apikey"];
+/// Words in a header name that say it carries a credential: its value must come from the
+/// environment.
+const CREDENTIAL_WORDS: &[&str] =
+    &["auth", "cookie", "token", "secret", "password", "key", "session", "signature", "credential"];
+/// Fields whose value is a number, whatever the file wrote: a CSV cell is text.
+const NUMBERS: &[&str] =
+    &["max_redirects", "max_body_bytes", "down_after", "up_after", "quorum", "cert_warn_days"];
 
 /// The sites of `list` (CSV or YAML, as a `sites_file`) with the `defaults:` of the config file
-/// `config`; every problem of both at once.
-pub fn read_site_list(config: &Path, list: &Path, env: Env) -> Result<Vec<SiteDefinition>, ConfigError> {
+/// `config`; every problem of the list at once. A `${VAR}` this environment does not set is
+/// checked with a stand-in value: each producer resolves it from its own environment, not the
+/// one applying the list (a CI job needs no production secret).
+pub fn read_site_list(config: &Path, list: &Path) -> Result<Vec<SiteDefinition>, ConfigError> {
     let fail = |problems| ConfigError { file: config.to_owned(), problems };
     let text = std::fs::read_to_string(config)
         .map_err(|e| fail(vec![Problem::new("", format!("cannot read file: {e}"))]))?;
     let root: Value = serde_yaml_ng::from_str(&text)
         .map_err(|e| fail(vec![Problem::new("", format!("not valid YAML: {e}"))]))?;
-    let mut r = Reader::new(env);
+    let placeholder =
+        |name: &str| Some(std::env::var(name).unwrap_or_else(|_| "sitemon-placeholder".to_owned()));
+    let mut r = Reader::new(&placeholder);
     let defaults = r.fields(&root, "", TOP).map(|top| read_defaults(&mut r, &top)).unwrap_or_default();
     let file = read_sites_file(&mut r, list, &defaults, true);
-    let at = |j: usize, path: String, message: String| Problem {
-        at: Some((file.lines[j] as usize, 0)),
+    let at = |line: u32, path: String, message: String| Problem {
+        at: Some((line as usize, 0)),
         file: Some(list.to_owned()),
         ..Problem::new(path, message)
     };
     let mut problems = r.problems;
     for j in later_duplicates(&file.sites) {
-        let path = format!("{}.name", item_path(file.items[j] as usize));
-        problems.push(at(j, path, format!("duplicate site name `{}`", file.sites[j].id)));
+        let i = file.items[j] as usize;
+        let path = format!("{}.name", item_path(i));
+        problems.push(at(file.trees[i].0, path, format!("duplicate site name `{}`", file.sites[j].id)));
     }
-    for (j, tree) in file.trees.iter().enumerate() {
+    for (i, (line, tree)) in file.trees.iter().enumerate() {
+        if tree.get("name").and_then(Value::as_str).is_some_and(|n| n.contains('$')) {
+            let message = "a site's name is its key on the sites topic: write it out, without `${VAR}`";
+            problems.push(at(*line, format!("{}.name", item_path(i)), message.to_owned()));
+        }
         for name in written_out_credentials(tree) {
-            let path = format!("{}.headers.{name}", item_path(file.items[j] as usize));
+            let path = format!("{}.headers.{name}", item_path(i));
             problems.push(at(
-                j,
+                *line,
                 path,
-                "a credential written out would be on the sites topic for every reader of it: take it \
-                 from the environment, e.g. `${SHOP_TOKEN}` (each producer resolves it)"
+                "a credential written out would be on the sites topic for every reader of it: take \
+                 it from the environment, e.g. `Bearer ${SHOP_TOKEN}` (each producer resolves it; no \
+                 default)"
                     .to_owned(),
             ));
         }
     }
     if !problems.is_empty() {
+        problems.sort_by_key(|p| p.at);
         locate(config, &mut problems);
         return Err(fail(problems));
     }
@@ -67,12 +82,17 @@ pub fn read_site_list(config: &Path, list: &Path, env: Env) -> Result<Vec<SiteDe
     Ok(file
         .sites
         .iter()
-        .zip(&file.trees)
-        .map(|(site, tree)| SiteDefinition { name: site.id.clone(), definition: definition(tree, fill) })
+        .zip(&file.items)
+        .map(|(site, &i)| SiteDefinition {
+            name: site.id.clone(),
+            definition: definition(&file.trees[i as usize].1, fill),
+        })
         .collect())
 }
 
-/// The headers whose name says credential and whose value is written out (no `${VAR}`).
+/// The headers whose name says credential and whose value is not taken from the environment:
+/// it must hold a `${VAR}` reference (without a default), and besides references at most an
+/// authorization scheme (`Bearer`, `Basic`, …).
 fn written_out_credentials(tree: &Value) -> Vec<String> {
     let Some(Value::Mapping(headers)) = tree.get("headers") else { return Vec::new() };
     headers
@@ -80,40 +100,113 @@ fn written_out_credentials(tree: &Value) -> Vec<String> {
         .filter_map(|(k, v)| {
             let name = k.as_str()?;
             let lower = name.to_ascii_lowercase();
-            let credential = CREDENTIAL_HEADERS.iter().any(|c| lower.contains(c));
-            (credential && !v.as_str().is_some_and(|v| v.contains("${"))).then(|| name.to_owned())
+            let credential = CREDENTIAL_WORDS.iter().any(|c| lower.contains(c));
+            (credential && !from_environment(v.as_str().unwrap_or(""))).then(|| name.to_owned())
         })
         .collect()
 }
 
-/// The site's tree as JSON, with each `defaults:` entry it does not set itself.
+/// The value is one or more `${VAR}` references with at most a scheme word before them.
+fn from_environment(value: &str) -> bool {
+    const SCHEMES: &[&str] = &["bearer", "basic", "token", "digest", "bot", "apikey", "key"];
+    let (mut rest, mut literal, mut references) = (value, String::new(), 0);
+    while let Some(i) = rest.find('$') {
+        literal.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            literal.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{')
+            && let Some(end) = body.find('}')
+        {
+            if body[..end].contains(":-") {
+                return false;
+            }
+            references += 1;
+            rest = &body[end + 1..];
+        } else {
+            literal.push('$');
+            rest = after;
+        }
+    }
+    literal.push_str(rest);
+    let words: Vec<&str> = literal.split_whitespace().collect();
+    references > 0
+        && match words.as_slice() {
+            [] => true,
+            [scheme] => SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()),
+            _ => false,
+        }
+}
+
+/// The site's tree as JSON, with each `defaults:` entry it does not set itself (a null counts as
+/// not set, as it does for the check), numbers as numbers whether a CSV cell or YAML wrote them.
 fn definition(tree: &Value, defaults: Option<&Value>) -> serde_json::Value {
-    let mut v = serde_json::to_value(tree).unwrap_or_default();
-    if let (serde_json::Value::Object(site), Some(Value::Mapping(d))) = (&mut v, defaults) {
-        for (k, dv) in d {
-            if let Some(k) = k.as_str()
-                && !site.contains_key(k)
+    let mut v = json(tree);
+    if let serde_json::Value::Object(site) = &mut v {
+        if let Some(Value::Mapping(d)) = defaults {
+            for (k, dv) in d {
+                if let Some(k) = k.as_str()
+                    && !site.contains_key(k)
+                {
+                    site.insert(k.to_owned(), json(dv));
+                }
+            }
+        }
+        for field in NUMBERS {
+            if let Some(n) =
+                site.get(*field).and_then(|v| v.as_str()).and_then(|t| t.trim().parse::<u64>().ok())
             {
-                site.insert(k.to_owned(), serde_json::to_value(dv).unwrap_or_default());
+                site.insert((*field).to_owned(), n.into());
+            }
+        }
+        if let Some(serde_json::Value::Array(codes)) = site.get_mut("expected_status") {
+            for c in codes.iter_mut() {
+                if let Some(n) = c.as_str().and_then(|t| t.trim().parse::<u64>().ok()) {
+                    *c = n.into();
+                }
             }
         }
     }
     v
 }
 
+/// A YAML value as JSON: mappings without their null entries, non-finite numbers as their YAML
+/// text (JSON has none), tags dropped.
+fn json(v: &Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Value::Null => J::Null,
+        Value::Bool(b) => J::Bool(*b),
+        Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => u.into(),
+            (None, Some(i), _) => i.into(),
+            (None, None, Some(f)) => {
+                serde_json::Number::from_f64(f).map_or_else(|| J::String(n.to_string()), J::Number)
+            }
+            _ => J::String(n.to_string()),
+        },
+        Value::String(s) => J::String(s.clone()),
+        Value::Sequence(items) => J::Array(items.iter().map(json).collect()),
+        Value::Mapping(m) => J::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.as_str().map_or_else(|| json(k).to_string(), str::to_owned), json(v)))
+                .collect(),
+        ),
+        Value::Tagged(t) => json(&t.value),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn env(name: &str) -> Option<String> {
-        (name == "TOKEN").then(|| "s3cret".to_owned())
-    }
 
     fn read(config: &str, name: &str, list: &str) -> Result<Vec<SiteDefinition>, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("c.yaml"), config).unwrap();
         std::fs::write(dir.path().join(name), list).unwrap();
-        read_site_list(&dir.path().join("c.yaml"), &dir.path().join(name), &env)
+        read_site_list(&dir.path().join("c.yaml"), &dir.path().join(name))
     }
 
     #[test]
@@ -121,15 +214,26 @@ mod tests {
         let sites = read(
             "defaults: {interval: 45s, down_after: 2}\n",
             "s.yaml",
-            "- {name: a, url: 'http://a/', interval: 10s, headers: {Authorization: 'Bearer ${TOKEN}'}}\n\
-             - {name: b, url: 'http://b/'}\n",
+            "- {name: a, url: 'http://a/', interval: 10s, headers: {Authorization: 'Bearer ${SITEMON_TEST_UNSET}'}}\n\
+             - {name: b, url: 'http://b/', interval: ~, expected_status: [200, 204]}\n",
         )
         .unwrap();
         let a = &sites[0].definition;
         assert_eq!((a["interval"].as_str(), a["down_after"].as_u64()), (Some("10s"), Some(2)));
-        assert_eq!(a["headers"]["Authorization"], "Bearer ${TOKEN}", "the reference, never its value");
-        assert_eq!(sites[1].definition["interval"], "45s");
-        assert!(!serde_json::to_string(&sites).unwrap_or_default().contains("s3cret"));
+        assert_eq!(
+            a["headers"]["Authorization"], "Bearer ${SITEMON_TEST_UNSET}",
+            "the reference, unresolved"
+        );
+        assert_eq!(sites[1].definition["interval"], "45s", "a null takes the default, as in the check");
+        // The same sites from a CSV file: the same definitions.
+        let csv = read(
+            "defaults: {interval: 45s, down_after: 2}\n",
+            "s.csv",
+            "name,url,interval,headers.Authorization,expected_status\n\
+             a,http://a/,10s,Bearer ${SITEMON_TEST_UNSET},\nb,http://b/,,,200|204\n",
+        )
+        .unwrap();
+        assert_eq!(csv, sites);
     }
 
     #[test]
@@ -145,12 +249,31 @@ mod tests {
         let e = read(
             "sites: []\n",
             "s.yaml",
-            "- {name: a, url: 'http://a/'}\n- {name: a, url: 'http://b/', headers: {X-Api-Key: k3y, Accept: '*/*'}}\n",
+            "- {name: a, url: 'http://a/'}\n- {name: a, url: notaurl, headers: {X-Api-Key: k3y, Accept: '*/*'}}\n\
+             - {name: 'c-${R}', url: 'http://c/'}\n",
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("duplicate site name `a`"), "{e}");
-        assert!(e.contains("headers.X-Api-Key: a credential written out"), "{e}");
+        assert!(e.contains("duplicate site name `a`") || e.contains("sites_file[1].url"), "{e}");
+        assert!(e.contains("s.yaml:2: sites_file[1].headers.X-Api-Key: a credential written out"), "{e}");
+        assert!(e.contains("s.yaml:3: sites_file[2].name: a site's name is its key"), "{e}");
         assert!(!e.contains("Accept") && !e.contains("k3y"), "{e}");
+    }
+
+    #[test]
+    fn a_credential_comes_from_the_environment_or_is_refused() {
+        for ok in ["${T}", "Bearer ${T}", "basic ${U}", "${A}${B}"] {
+            assert!(from_environment(ok), "{ok}");
+        }
+        for refused in
+            ["abc", "Bearer abc", "Bearer abc ${X:-}", "${UNSET:-s3cret}", "s3cret $${x}", "", "x ${T}"]
+        {
+            assert!(!from_environment(refused), "{refused}");
+        }
+        let tree: Value = serde_yaml_ng::from_str(
+            "headers: {X-Auth: abc, X-Api_Key: '${K}', Cookie: 'sid=1', Accept: json}",
+        )
+        .unwrap();
+        assert_eq!(written_out_credentials(&tree), ["X-Auth", "Cookie"]);
     }
 }

@@ -108,11 +108,6 @@ mod tests {
     #[test]
     fn masks_the_config_passwords() {
         let k = KafkaConfig {
-            bootstrap_servers: "h:1".to_owned(),
-            topic: "t".to_owned(),
-            events_topic: "e".to_owned(),
-            sites_topic: None,
-            group_id: "g".to_owned(),
             tls: Some(crate::config::KafkaTls {
                 key_file: Some("/k".into()),
                 cert_file: Some("/c".into()),
@@ -124,7 +119,7 @@ mod tests {
                 username: "u".to_owned(),
                 password: Secret::new("sasl-pw"),
             }),
-            properties: vec![("sasl.oauthbearer.config".to_owned(), Secret::new("tok3n"))],
+            ..KafkaConfig::unreachable(&[("sasl.oauthbearer.config", "tok3n")])
         };
         let log = RedactedLog::new(&k);
         assert_eq!(log.redact("a k3y-pw b sasl-pw c tok3n d"), "a *** b *** c *** d");
@@ -132,16 +127,7 @@ mod tests {
 
     #[test]
     fn a_reason_already_logged_is_not_logged_again() {
-        let log = RedactedLog::new(&KafkaConfig {
-            bootstrap_servers: "h:1".to_owned(),
-            topic: "t".to_owned(),
-            events_topic: "e".to_owned(),
-            sites_topic: None,
-            group_id: "g".to_owned(),
-            tls: None,
-            sasl: None,
-            properties: Vec::new(),
-        });
+        let log = RedactedLog::new(&KafkaConfig::unreachable(&[]));
         let reason = "sasl_ssl://h:1/bootstrap: SASL authentication error: Authentication failed";
         assert!(!log.said("", &format!("FAIL [thrd:x]: {reason} (after 3ms in state AUTH_REQ)")));
         assert!(log.said(reason, &format!("Authentication: {reason}")), "the log line said it");

@@ -66,16 +66,7 @@ mod tests {
     use crate::config::{KafkaSasl, KafkaTls, SaslMechanism, Secret};
 
     fn kafka(tls: Option<KafkaTls>, sasl: Option<KafkaSasl>, properties: &[(&str, &str)]) -> KafkaConfig {
-        KafkaConfig {
-            bootstrap_servers: "127.0.0.1:1".to_owned(),
-            topic: "t".to_owned(),
-            events_topic: "e".to_owned(),
-            sites_topic: None,
-            group_id: "g".to_owned(),
-            tls,
-            sasl,
-            properties: properties.iter().map(|(k, v)| (k.to_string(), Secret::new(*v))).collect(),
-        }
+        KafkaConfig { tls, sasl, ..KafkaConfig::unreachable(properties) }
     }
 
     fn client_tls() -> KafkaTls {

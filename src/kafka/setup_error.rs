@@ -63,19 +63,9 @@ mod tests {
     use rdkafka::types::RDKafkaConfRes;
 
     use super::*;
-    use crate::config::Secret;
 
     fn kafka(properties: &[(&str, &str)]) -> KafkaConfig {
-        KafkaConfig {
-            bootstrap_servers: "127.0.0.1:1".to_owned(),
-            topic: "t".to_owned(),
-            events_topic: "e".to_owned(),
-            sites_topic: None,
-            group_id: "g".to_owned(),
-            tls: None,
-            sasl: None,
-            properties: properties.iter().map(|(k, v)| (k.to_string(), Secret::new(*v))).collect(),
-        }
+        KafkaConfig::unreachable(properties)
     }
 
     #[test]

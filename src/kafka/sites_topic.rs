@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -26,6 +27,12 @@ pub enum SitesTopicError {
     Read { topic: String, servers: String, source: Cause },
     #[error("reading the sites topic `{topic}` at {servers}: its end was not reached within {} s ({CHECK})", limit.as_secs())]
     Timeout { topic: String, servers: String, limit: Duration },
+    #[error(
+        "site `{name}` is in partitions {} and {} of the sites topic `{topic}`: its partition count was changed, \
+         and a site's records no longer meet in one partition; delete the topic and apply the list again",
+        partitions.0, partitions.1
+    )]
+    Moved { topic: String, name: String, partitions: (i32, i32) },
     #[error("creating the sites topic `{topic}` at {servers}")]
     Create { topic: String, servers: String, source: Cause },
     #[error(
@@ -50,6 +57,11 @@ impl From<KafkaError> for Cause {
 
 /// One change: a site's new definition, or `None` to remove it (a tombstone).
 pub type SiteRecord = (String, Option<Vec<u8>>);
+
+/// The record header that says the value's format, so that a reader can tell a later one.
+pub const FORMAT_HEADER: &str = "sitemon-format";
+/// This format: a site's definition as JSON (the keys of a `sites_file` item), or none.
+pub const FORMAT: &str = "site-definition-v1";
 
 /// How long reading or writing the topic may take before the command gives up.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -113,25 +125,36 @@ impl SitesTopic {
         .create_with_context(RedactedLog::new(&self.kafka))
         .map_err(|e| ClientSetupError::new(e, &self.kafka))?;
         let mut deliveries = Vec::with_capacity(changes.len());
+        let mut refused = None;
         for (name, value) in changes {
-            let mut record = FutureRecord::<str, [u8]>::to(&self.topic).key(name.as_str());
+            let format = Header { key: FORMAT_HEADER, value: Some(FORMAT) };
+            let mut record = FutureRecord::<str, [u8]>::to(&self.topic)
+                .key(name.as_str())
+                .headers(OwnedHeaders::new().insert(format));
             if let Some(v) = value {
                 record = record.payload(v.as_slice());
             }
             // A full local queue empties as the broker acknowledges; anything else is final.
             deliveries.push(loop {
                 match producer.send_result(record) {
-                    Ok(delivery) => break delivery,
+                    Ok(delivery) => break Some(delivery),
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                         record = r;
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
-                    Err((source, _)) => return Err(self.unpublished(1, changes.len(), source)),
+                    Err((source, _)) => {
+                        refused = Some(source);
+                        break None;
+                    }
                 }
             });
+            if refused.is_some() {
+                break;
+            }
         }
-        let mut failed = (0, None);
-        for d in deliveries {
+        // (What was sent before a refusal may still land: it is waited for and counted.)
+        let mut failed = (changes.len() - deliveries.len() + usize::from(refused.is_some()), refused);
+        for d in deliveries.into_iter().flatten() {
             let outcome = match d.await {
                 Ok(Ok(_)) => None,
                 Ok(Err((e, _))) => Some(e),
@@ -168,7 +191,7 @@ fn read_state(k: &KafkaConfig, topic: &str) -> Result<Option<BTreeMap<String, Ve
             ("group.id", "sitemon-sites-reader"),
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
-            ("enable.partition.eof", "false"),
+            ("enable.partition.eof", "true"),
         ],
     )
     .create_with_context(RedactedLog::new(k))
@@ -176,8 +199,10 @@ fn read_state(k: &KafkaConfig, topic: &str) -> Result<Option<BTreeMap<String, Ve
     let metadata = consumer.fetch_metadata(Some(topic), Timeout::After(ANSWER)).map_err(failed)?;
     let timeout = Timeout::After(LIMIT);
     let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else { return Ok(None) };
-    if t.error().is_some() || t.partitions().is_empty() {
-        return Ok(None);
+    match t.error().map(RDKafkaErrorCode::from) {
+        None if !t.partitions().is_empty() => {}
+        None | Some(RDKafkaErrorCode::UnknownTopicOrPartition) => return Ok(None),
+        Some(code) => return Err(failed(KafkaError::MetadataFetch(code))),
     }
     let mut ends: HashMap<i32, i64> = HashMap::new();
     let mut assignment = TopicPartitionList::new();
@@ -194,25 +219,42 @@ fn read_state(k: &KafkaConfig, topic: &str) -> Result<Option<BTreeMap<String, Ve
     }
     consumer.assign(&assignment).map_err(failed)?;
     let deadline = Instant::now() + LIMIT;
+    // Where each name was read: a name in two partitions means the count changed under the list.
+    let mut home: HashMap<String, i32> = HashMap::new();
+    let mut last_error = None;
     while !ends.is_empty() {
         if Instant::now() > deadline {
-            return Err(SitesTopicError::Timeout {
-                topic: topic.to_owned(),
-                servers: servers(),
-                limit: LIMIT,
+            return Err(match last_error {
+                Some(e) => failed(e),
+                None => {
+                    SitesTopicError::Timeout { topic: topic.to_owned(), servers: servers(), limit: LIMIT }
+                }
             });
         }
         let m = match consumer.poll(Duration::from_millis(200)) {
             None => continue,
+            // The end of a partition as it is now (a compacted one may end before `high`).
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                ends.remove(&p);
+                continue;
+            }
             // librdkafka retries what can pass (a broker restarting); the deadline bounds it.
             Some(Err(e)) => {
-                tracing::debug!(error = %e, "reading the sites topic; still trying");
+                tracing::warn!(error = %e, "reading the sites topic; still trying");
+                last_error = Some(e);
                 continue;
             }
             Some(Ok(m)) => m,
         };
         if let Some(key) = m.key() {
             let name = String::from_utf8_lossy(key).into_owned();
+            if let Some(other) = home.insert(name.clone(), m.partition()).filter(|p| *p != m.partition()) {
+                return Err(SitesTopicError::Moved {
+                    topic: topic.to_owned(),
+                    name,
+                    partitions: (other, m.partition()),
+                });
+            }
             match m.payload() {
                 Some(v) => state.insert(name, v.to_vec()),
                 None => state.remove(&name),

@@ -361,17 +361,7 @@ async fn a_batch_that_waited_for_the_tracks_reads_what_the_other_writer_committe
             store.store(&batch, &[]).await
         }
     });
-    let blocked = support::wait_for(std::time::Duration::from_secs(20), || async {
-        let mut c = support::connect(url).await;
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
-        )
-        .fetch_one(&mut c)
-        .await
-        .unwrap();
-        (n > 0).then_some(())
-    })
-    .await;
+    let blocked = support::wait_for_a_lock_wait(url).await;
     assert!(blocked.is_some(), "the batch waits for the tracks' lock");
     tx.commit().await.unwrap();
     waiting.await.unwrap().unwrap();

@@ -154,3 +154,35 @@ async fn a_list_with_problems_publishes_nothing() {
         describe(&out)
     );
 }
+
+/// Partitions added under a list: a site's later records land apart from its earlier ones, so
+/// the topic no longer says one thing per site; `sites` says so instead of guessing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_topic_whose_partitions_were_added_is_refused() {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions};
+    use rdkafka::client::DefaultClientContext;
+    let dir = tempfile::tempdir().unwrap();
+    let topic = support::unique("sitemon-sites");
+    let cfg = write(dir.path(), "c.yaml", &config(&topic));
+    let list = |interval: &str| {
+        (0..12)
+            .map(|i| format!("- {{name: s{i}, url: 'http://s{i}.example/', interval: {interval}}}\n"))
+            .collect::<String>()
+    };
+    let v1 = write(dir.path(), "v1.yaml", &list("10s"));
+    run(&["sites", "apply", "-c", &cfg, "-f", &v1, "--partitions", "1"], &[]).await;
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", support::kafka_bootstrap()).create().unwrap();
+    let added =
+        admin.create_partitions([&NewPartitions::new(&topic, 4)], &AdminOptions::new()).await.unwrap();
+    assert!(added.iter().all(Result::is_ok), "{added:?}");
+    let v2 = write(dir.path(), "v2.yaml", &list("20s"));
+    run(&["sites", "apply", "-c", &cfg, "-f", &v2], &[]).await;
+    let out = sitemon(&["sites", "list", "-c", &cfg], &[], LIMIT).await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("of the sites topic") && err.contains("delete the topic and apply the list again"),
+        "{err}"
+    );
+}

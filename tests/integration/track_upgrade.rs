@@ -135,16 +135,7 @@ async fn the_upgrade_waits_for_an_old_writer_and_reads_past_hand_edits() {
         .await
         .unwrap();
     let migrating = tokio::spawn(async move { store.migrate().await });
-    let blocked = support::wait_for(std::time::Duration::from_secs(20), || async {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
-        )
-        .fetch_one(&mut support::connect(url).await)
-        .await
-        .unwrap();
-        (n > 0).then_some(())
-    })
-    .await;
+    let blocked = support::wait_for_a_lock_wait(url).await;
     assert!(blocked.is_some(), "the migration waits for the old writer");
     tx.commit().await.unwrap();
     migrating.await.unwrap().unwrap();

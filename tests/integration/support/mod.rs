@@ -74,6 +74,20 @@ pub fn write(dir: &Path, name: &str, text: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// Waits (up to 20 s) until a session of `url`'s database waits for a lock; `None` if none did.
+pub async fn wait_for_a_lock_wait(url: &str) -> Option<()> {
+    wait_for(Duration::from_secs(20), || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        .fetch_one(&mut connect(url).await)
+        .await
+        .unwrap();
+        (n > 0).then_some(())
+    })
+    .await
+}
+
 /// Polls `probe` until it returns `Some`, or gives `None` after `limit`.
 pub async fn wait_for<T, F, Fut>(limit: Duration, mut probe: F) -> Option<T>
 where
