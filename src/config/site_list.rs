@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde_yaml_ng::Value;
 
+use super::interpolate::interpolate;
 use super::load::TOP;
 use super::reader::Reader;
 use super::site_file::{item_path, read_sites_file};
@@ -106,32 +107,18 @@ fn written_out_credentials(tree: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The value is one or more `${VAR}` references with at most a scheme word before them.
+/// The value is one or more `${VAR}` references with at most a scheme word before them (a
+/// reference's default counts as written out).
 fn from_environment(value: &str) -> bool {
     const SCHEMES: &[&str] = &["bearer", "basic", "token", "digest", "bot", "apikey", "key"];
-    let (mut rest, mut literal, mut references) = (value, String::new(), 0);
-    while let Some(i) = rest.find('$') {
-        literal.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            literal.push('$');
-            rest = tail;
-        } else if let Some(body) = after.strip_prefix('{')
-            && let Some(end) = body.find('}')
-        {
-            if body[..end].contains(":-") {
-                return false;
-            }
-            references += 1;
-            rest = &body[end + 1..];
-        } else {
-            literal.push('$');
-            rest = after;
-        }
-    }
-    literal.push_str(rest);
+    let references = std::cell::Cell::new(0);
+    let count = |_: &str| {
+        references.set(references.get() + 1);
+        Some(String::new())
+    };
+    let Ok(literal) = interpolate(value, &count) else { return false };
     let words: Vec<&str> = literal.split_whitespace().collect();
-    references > 0
+    references.get() > 0
         && match words.as_slice() {
             [] => true,
             [scheme] => SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()),
