@@ -25,8 +25,10 @@ metrics_of! {
     counter ABANDONED_SLOTS = "sitemon_abandoned_slots_total", "Slots that ended without a result when the grace period ended.";
     gauge RESULTS_IN_FLIGHT = "sitemon_results_in_flight", "Results checked but not yet acknowledged.";
     counter MISSED_SLOTS = "sitemon_missed_slots_total", "Slots that could not start in time (published as MISSED records).";
-    histogram SCHEDULE_LAG = "sitemon_schedule_lag_seconds", "How late a check started after its slot.";
-    histogram CHECK_SECONDS = "sitemon_check_seconds", "How long a check took, start to end.";
+    histogram SCHEDULE_LAG = "sitemon_schedule_lag_seconds", "How late a check started after its slot, by region.";
+    histogram CHECK_SECONDS = "sitemon_check_seconds", "How long a check took, start to end, by region and failure kind (NONE: up).";
+    gauge SITES_ASSIGNED = "sitemon_sites_assigned", "Sites this producer checks (its share of the list).";
+    gauge PRODUCER_SATURATION = "sitemon_producer_saturation", "Share of the producer's concurrent checks (max_concurrency) in use, 0 to 1.";
     counter CONFIG_RELOADS = "sitemon_config_reloads_total", "Site lists reloaded and taken.";
     counter CONFIG_RELOAD_FAILURES = "sitemon_config_reload_failures_total", "Site lists that failed to reload (the running one kept).";
     counter STORED_RESULTS = "sitemon_stored_results_total", "Results stored by the consumer.";
@@ -49,6 +51,17 @@ metrics_of! {
     counter NOTIFY_FAILED = "sitemon_notify_failed_total", "Notifications a provider refused for good, by provider.";
     counter NOTIFY_UNREADABLE_EVENTS = "sitemon_notify_unreadable_events_total", "Events notify could not read (skipped).";
 }
+
+/// Upper bounds (seconds) of the histograms' buckets: the same on every process, so that a
+/// fleet's producers add up in one query (`sum by (le)`).
+pub const BUCKETS: &[(&str, &[f64])] = &[
+    (
+        SCHEDULE_LAG,
+        &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
+    ),
+    (CHECK_SECONDS, &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+    (BATCH_STORE_SECONDS, &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+];
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@
 //! `roster.rs` holds the sites and how a new list replaces them, `timer.rs` the slot heap,
 //! `once.rs` the `--once` round, `slot.rs` one slot's check and delivery.
 
+mod instruments;
 mod once;
 mod roster;
 mod slot;

@@ -74,7 +74,8 @@ impl Roster {
                 };
                 Scheduled { phase: phase(&site.id, site.interval), site, host, busy: AtomicBool::new(false) }
             })
-            .collect();
+            .collect::<Arc<[Scheduled]>>();
+        metrics::gauge!(crate::metric::SITES_ASSIGNED).set(sites.len() as f64);
         Roster { sites, per_host }
     }
 

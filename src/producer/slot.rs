@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
+use super::instruments::Instruments;
 use super::roster::Scheduled;
 use super::{ProducerOptions, ProducerReport};
 use crate::domain::{CheckResult, CheckStatus, Site};
@@ -55,6 +56,7 @@ pub(super) struct Shared<P, S> {
     /// counts as failed or abandoned.
     pub(super) abandon: CancellationToken,
     pub(super) in_flight: Arc<Semaphore>,
+    pub(super) instruments: Instruments,
     pub(super) clock: Clock,
     pub(super) opts: ProducerOptions,
     pub(super) slots: AtomicU64,
@@ -79,6 +81,7 @@ impl<P, S> Shared<P, S> {
             shutdown,
             abandon: CancellationToken::new(),
             in_flight: Arc::new(Semaphore::new(opts.max_in_flight.max(1))),
+            instruments: Instruments::new(&opts.region, opts.max_concurrency),
             clock: Clock::start(),
             opts,
             slots: AtomicU64::new(0),
@@ -140,10 +143,12 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
         };
         let result = match got {
             Ok(p) => {
+                self.instruments.in_use(&self.global);
                 // Boxed: a slot waiting for permits then holds a pointer, not the whole check's
                 // state, so an overloaded producer's waiting slots stay small.
                 let r = Box::pin(self.check_or_abandon(&e.site, slot)).await;
                 drop(p);
+                self.instruments.in_use(&self.global);
                 r
             }
             Err(why) => Some(self.missed_result(&e.site, slot, why)),
@@ -166,8 +171,10 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
         };
         let result = match got {
             Some(p) => {
+                self.instruments.in_use(&self.global);
                 let r = Box::pin(self.check_or_abandon(&e.site, self.clock.now())).await;
                 drop(p);
+                self.instruments.in_use(&self.global);
                 r
             }
             None => Some(self.missed_result(&e.site, self.clock.now(), STOPPED)),
@@ -260,10 +267,7 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
         result.started_at = started;
         site.stamp(&mut result);
         let lag = (started - slot).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
-        metrics::histogram!(crate::metric::SCHEDULE_LAG).record(lag);
-        if let Some(us) = result.total_us {
-            metrics::histogram!(crate::metric::CHECK_SECONDS).record(us as f64 / 1e6);
-        }
+        self.instruments.checked(lag, &result);
         result
     }
 }
