@@ -19,7 +19,6 @@ use crate::cli::{
 };
 use crate::config::{self, Config, ConfigError, Problem};
 use crate::consumer::{self, ConsumerOptions};
-use crate::domain::Site;
 use crate::events::{EventPublisher, EventReport, LogSink};
 use crate::exit;
 use crate::health::Health;
@@ -95,7 +94,7 @@ fn reloads(
     let path = file.to_owned();
     let load_sites = move || {
         let mut cfg = load(&path)?;
-        let sites = my_sites(&mut cfg);
+        let sites = cfg.take_own_sites();
         config::release_parse_memory();
         if let Err(errors) = probe.prepare(&sites) {
             let problems =
@@ -110,27 +109,6 @@ fn reloads(
         if watch { std::iter::once(file.to_owned()).chain(sites_file).collect() } else { Vec::new() };
     reload::spawn(load_sites, watched, tx, hangups).context("watching the config file")?;
     Ok(rx.into())
-}
-
-/// The sites this producer checks: all of them, or its shard's share. Takes them out of the
-/// config: a large site list is held once.
-fn my_sites(cfg: &mut Config) -> Vec<Site> {
-    let all = std::mem::take(&mut cfg.sites);
-    match cfg.shard {
-        Some(shard) => {
-            let total = all.len();
-            let mine: Vec<Site> = all.into_iter().filter(|s| shard.owns(&s.id)).collect();
-            tracing::info!(
-                shard = shard.index,
-                of = shard.count,
-                sites = mine.len(),
-                total,
-                "checking this shard's sites"
-            );
-            mine
-        }
-        None => all,
-    }
 }
 
 /// The region is the identity of a producer's results (check ids, incidents per region): a host
@@ -188,7 +166,7 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
     warn_if_region_is_host_name(&cfg);
     let kafka = &kafka;
     let health = ops(listen, "starting").await?;
-    let sites = my_sites(&mut cfg);
+    let sites = cfg.take_own_sites();
     let probe = Arc::new(probe::for_config(&args.config.config, &cfg, &sites)?);
     // SIGHUP reloads from here on, also while the schema is being registered.
     let reloads = if args.once {
@@ -331,7 +309,7 @@ async fn run_embedded(args: RunArgs, listen: Option<SocketAddr>) -> anyhow::Resu
     let hangups = reload::hangups().context("installing the SIGHUP handler")?;
     let mut cfg = setup::Embedded::load(&args.config.config)?.config;
     warn_if_region_is_host_name(&cfg);
-    let sites = my_sites(&mut cfg);
+    let sites = cfg.take_own_sites();
     // Before the store is created: a CA file that cannot be used is a config problem.
     let probe = Arc::new(probe::for_config(&args.config.config, &cfg, &sites)?);
     let health = ops(listen, "starting").await?;

@@ -35,6 +35,29 @@ pub struct Config {
     pub notify: Option<super::NotifyConfig>,
 }
 
+impl Config {
+    /// The sites this producer checks: all of them, or its shard's share. Takes them out of the
+    /// config: a large site list is held once.
+    pub fn take_own_sites(&mut self) -> Vec<Site> {
+        let all = std::mem::take(&mut self.sites);
+        match self.shard {
+            Some(shard) => {
+                let total = all.len();
+                let mine: Vec<Site> = all.into_iter().filter(|s| shard.owns(&s.id)).collect();
+                tracing::info!(
+                    shard = shard.index,
+                    of = shard.count,
+                    sites = mine.len(),
+                    total,
+                    "checking this shard's sites"
+                );
+                mine
+            }
+            None => all,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SchemaRegistryConfig {
     /// Base URL of the Confluent-compatible REST API (e.g. `http://registry:8081`,

@@ -31,11 +31,33 @@ fn admin_url() -> String {
 /// A new, empty database on the test server; returns its URL.
 pub async fn fresh_database() -> String {
     let admin = admin_url();
-    let name = format!("sitemon_test_{}", uuid::Uuid::new_v4().simple());
+    let now = chrono::Utc::now().timestamp();
+    let name = format!("sitemon_test_{now}_{}", uuid::Uuid::new_v4().simple());
     let mut conn = PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL");
+    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    SWEPT.get_or_init(|| drop_old_databases(&admin, now)).await;
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
     let base = admin.rsplit_once('/').expect("database url has a path").0;
     format!("{base}/{name}")
+}
+
+/// The databases earlier test runs left on the shared test PostgreSQL (made more than six hours
+/// ago, or before their names said when), dropped once per test process: runs on one machine
+/// would otherwise fill its disk.
+async fn drop_old_databases(admin: &str, now: i64) {
+    let mut conn = PgConnection::connect(admin).await.expect("connect to the test PostgreSQL");
+    let old: Vec<String> = sqlx::query_scalar(
+        "SELECT datname FROM pg_database WHERE datname ~ '^sitemon_test_[0-9a-f]{32}$' \
+         OR (datname ~ '^sitemon_test_[0-9]+_' AND split_part(datname, '_', 3)::bigint < $1)",
+    )
+    .bind(now - 6 * 3600)
+    .fetch_all(&mut conn)
+    .await
+    .expect("list the test databases");
+    for name in old {
+        // (Another test process may drop it first.)
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+    }
 }
 
 pub async fn connect(url: &str) -> PgConnection {
