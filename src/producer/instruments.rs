@@ -3,7 +3,6 @@
 //! their handles made once; and how much of its check concurrency is in use.
 
 use metrics::{Gauge, Histogram};
-use tokio::sync::Semaphore;
 
 use crate::domain::{CheckResult, FailureKind};
 
@@ -13,6 +12,9 @@ pub(super) struct Instruments {
     up: Histogram,
     failed: Vec<(FailureKind, Histogram)>,
     saturation: Gauge,
+    /// Checks holding a permit; the gauge is set under this lock, so two checks ending at once
+    /// cannot leave it at the earlier one's value.
+    busy: std::sync::Mutex<usize>,
     max: usize,
 }
 
@@ -24,6 +26,7 @@ impl Instruments {
             up: check("NONE"),
             failed: FailureKind::ALL.iter().map(|k| (*k, check(k.as_str()))).collect(),
             saturation: metrics::gauge!(crate::metric::PRODUCER_SATURATION),
+            busy: std::sync::Mutex::new(0),
             max: max_concurrency.max(1),
         }
     }
@@ -37,10 +40,11 @@ impl Instruments {
         }
     }
 
-    /// The share of check permits in use, after some were taken or given back.
-    pub(super) fn in_use(&self, global: &Semaphore) {
-        let busy = self.max.saturating_sub(global.available_permits());
-        self.saturation.set(busy as f64 / self.max as f64);
+    /// A check took its permit (`true`) or gave it back.
+    pub(super) fn in_use(&self, taken: bool) {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        *busy = if taken { *busy + 1 } else { busy.saturating_sub(1) };
+        self.saturation.set(*busy as f64 / self.max as f64);
     }
 }
 
@@ -63,9 +67,9 @@ mod tests {
             down.total_us = Some(2_000_000);
             i.checked(0.0015, &up);
             i.checked(0.0003, &down);
-            let global = Semaphore::new(4);
-            let _held = global.try_acquire_many(3).unwrap();
-            i.in_use(&global);
+            for taken in [true, true, true, true, false] {
+                i.in_use(taken);
+            }
         });
         let text = handle.render();
         let has = |line: &str| assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");

@@ -143,12 +143,12 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
         };
         let result = match got {
             Ok(p) => {
-                self.instruments.in_use(&self.global);
+                self.instruments.in_use(true);
                 // Boxed: a slot waiting for permits then holds a pointer, not the whole check's
                 // state, so an overloaded producer's waiting slots stay small.
                 let r = Box::pin(self.check_or_abandon(&e.site, slot)).await;
                 drop(p);
-                self.instruments.in_use(&self.global);
+                self.instruments.in_use(false);
                 r
             }
             Err(why) => Some(self.missed_result(&e.site, slot, why)),
@@ -171,10 +171,10 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
         };
         let result = match got {
             Some(p) => {
-                self.instruments.in_use(&self.global);
+                self.instruments.in_use(true);
                 let r = Box::pin(self.check_or_abandon(&e.site, self.clock.now())).await;
                 drop(p);
-                self.instruments.in_use(&self.global);
+                self.instruments.in_use(false);
                 r
             }
             None => Some(self.missed_result(&e.site, self.clock.now(), STOPPED)),

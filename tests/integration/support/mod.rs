@@ -31,9 +31,13 @@ fn admin_url() -> String {
 /// A new, empty database on the test server; returns its URL.
 pub async fn fresh_database() -> String {
     let admin = admin_url();
-    let now = chrono::Utc::now().timestamp();
-    let name = format!("sitemon_test_{now}_{}", uuid::Uuid::new_v4().simple());
     let mut conn = PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL");
+    // (The server's clock, the same for every test process that shares it.)
+    let now: i64 = sqlx::query_scalar("SELECT extract(epoch FROM now())::bigint")
+        .fetch_one(&mut conn)
+        .await
+        .expect("read the server's clock");
+    let name = format!("sitemon_test_{now}_{}", uuid::Uuid::new_v4().simple());
     static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     SWEPT.get_or_init(|| drop_old_databases(&admin, now)).await;
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
@@ -42,13 +46,13 @@ pub async fn fresh_database() -> String {
 }
 
 /// The databases earlier test runs left on the shared test PostgreSQL (made more than six hours
-/// ago, or before their names said when), dropped once per test process: runs on one machine
-/// would otherwise fill its disk.
+/// ago, by their names), dropped once per test process: runs on one machine would otherwise fill
+/// its disk. (Names without a time, from older checkouts, are left: one may be in use.)
 async fn drop_old_databases(admin: &str, now: i64) {
     let mut conn = PgConnection::connect(admin).await.expect("connect to the test PostgreSQL");
     let old: Vec<String> = sqlx::query_scalar(
-        "SELECT datname FROM pg_database WHERE datname ~ '^sitemon_test_[0-9a-f]{32}$' \
-         OR (datname ~ '^sitemon_test_[0-9]+_' AND split_part(datname, '_', 3)::bigint < $1)",
+        "SELECT datname FROM pg_database \
+         WHERE datname ~ '^sitemon_test_[0-9]+_' AND split_part(datname, '_', 3)::bigint < $1",
     )
     .bind(now - 6 * 3600)
     .fetch_all(&mut conn)
