@@ -47,8 +47,8 @@ RETURNING scheduled_at, check_id
 /// are new (tried only for those: a conflict check per stored row cost a fifth of the
 /// statement). Returns the sites it handled; the others (a result older than
 /// the stored status arrived, a passed-over result lies between, or another consumer inserted
-/// the site meanwhile) are recomputed from the history. The update joins the batch (hash
-/// join), so a batch of n sites costs O(n).
+/// the site meanwhile) are recomputed from the history. The update finds each row by the primary
+/// key (a nested loop over the batch), so a batch of n sites costs O(n), whatever the table's size.
 const UPSERT_STATUS: &str = r#"
 WITH incoming AS (
     SELECT * FROM UNNEST(
