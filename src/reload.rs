@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::ConfigError;
 use crate::domain::Site;
+use crate::producer::NewList;
 
 /// Why the site list is read again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +55,7 @@ pub fn hangups() -> std::io::Result<Signal> {
 pub fn spawn<L>(
     load: L,
     watch: Vec<PathBuf>,
-    to: mpsc::Sender<Vec<Site>>,
+    to: mpsc::Sender<NewList>,
     mut hangup: Signal,
 ) -> std::io::Result<()>
 where
@@ -95,7 +96,7 @@ where
 pub async fn run<L>(
     load: L,
     mut triggers: mpsc::Receiver<Trigger>,
-    to: mpsc::Sender<Vec<Site>>,
+    to: mpsc::Sender<NewList>,
     files: Option<watch::Sender<Watched>>,
 ) where
     L: Fn() -> Result<Loaded, ConfigError> + Send + Sync + 'static,
@@ -148,7 +149,7 @@ pub enum Reloaded {
 /// to `to`. A config with problems logs one line per problem with its place in the file, counts
 /// `sitemon_config_reload_failures_total` and changes nothing; a list that loads counts
 /// `sitemon_config_reloads_total`.
-pub async fn reload<L>(load: Arc<L>, to: &mpsc::Sender<Vec<Site>>) -> Reloaded
+pub async fn reload<L>(load: Arc<L>, to: &mpsc::Sender<NewList>) -> Reloaded
 where
     L: Fn() -> Result<Loaded, ConfigError> + Send + Sync + 'static,
 {
@@ -157,7 +158,7 @@ where
 
 /// [`reload`], and the files of the config when its list went to the producer, each with its
 /// signature taken right after the load read it.
-async fn load_and_send<L>(load: Arc<L>, to: &mpsc::Sender<Vec<Site>>) -> (Reloaded, Option<Watched>)
+async fn load_and_send<L>(load: Arc<L>, to: &mpsc::Sender<NewList>) -> (Reloaded, Option<Watched>)
 where
     L: Fn() -> Result<Loaded, ConfigError> + Send + Sync + 'static,
 {
@@ -177,7 +178,7 @@ where
     match loaded {
         Ok((sites, files)) => {
             let n = sites.len();
-            if to.send(sites).await.is_err() {
+            if to.send(sites.into()).await.is_err() {
                 return (Reloaded::ProducerGone, None);
             }
             metrics::counter!(crate::metric::CONFIG_RELOADS).increment(1);
@@ -304,12 +305,12 @@ mod tests {
         }
     }
 
-    async fn next_list(lists: &mut mpsc::Receiver<Vec<Site>>) -> String {
+    async fn next_list(lists: &mut mpsc::Receiver<NewList>) -> String {
         let list = tokio::time::timeout(Duration::from_secs(10), lists.recv())
             .await
             .expect("no reload within 10 s of the change")
             .expect("the reloads still run");
-        list.iter().map(|s| s.id.clone()).collect()
+        list.sites.iter().map(|s| s.id.clone()).collect()
     }
 
     #[tokio::test]

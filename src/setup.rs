@@ -78,6 +78,21 @@ impl Needs<'_> {
         }
     }
 
+    /// A producer in its region's group on `kafka.sites_topic` takes its sites from there.
+    fn group_member(&mut self, c: &Config) {
+        let also = "the producer takes its sites from `kafka.sites_topic` (shared by its region's group of producers)";
+        if !c.sites.is_empty() || c.sites_file.is_some() {
+            self.problems.push(Problem::new(
+                if c.sites_file.is_some() { "sites_file" } else { "sites" },
+                format!("{also}: remove this, or `kafka.sites_topic` to check the config's own list"),
+            ));
+        }
+        if c.shard.is_some() {
+            self.problems
+                .push(Problem::new("shard", format!("{also}, and the group splits them: remove `shard`")));
+        }
+    }
+
     /// librdkafka's view of `kafka.properties` and the `kafka.tls` files.
     fn kafka_client(&mut self, k: &KafkaConfig) {
         self.problems.extend(kafka::file_problems(k));
@@ -109,11 +124,16 @@ fn load<T>(
 }
 
 impl Producer {
+    /// With `kafka.sites_topic`, the sites come from the topic (the region's group of producers
+    /// shares them): the config lists none, and no `shard`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         load(path, "producer", Sites::All, |mut config, n| {
-            n.sites(&config);
             let kafka = n.section("kafka", config.kafka.take())?;
             n.kafka_client(&kafka);
+            match &kafka.sites_topic {
+                None => n.sites(&config),
+                Some(_) => n.group_member(&config),
+            }
             Some(Producer { config, kafka })
         })
     }

@@ -12,6 +12,7 @@ use clap::CommandFactory;
 use tokio_util::sync::CancellationToken;
 
 mod alerts;
+mod group;
 mod sites;
 
 use crate::cli::{
@@ -133,6 +134,7 @@ fn producer_options(cfg: &Config, once: bool, grace: Duration, log_results: bool
         region: cfg.region.clone(),
         log_results,
         max_in_flight: cfg.producer.max_in_flight,
+        progress: Default::default(),
     }
 }
 
@@ -168,12 +170,32 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
     let health = ops(listen, "starting").await?;
     let sites = cfg.take_own_sites();
     let probe = Arc::new(probe::for_config(&args.config.config, &cfg, &sites)?);
+    let opts = producer_options(&cfg, args.once, args.grace, false);
+    let group_topic = kafka.sites_topic.as_deref();
+    if let (true, Some(_)) = (args.once, group_topic) {
+        let why = "`--once` checks the config's own sites; the producers of a group on the sites topic run until stopped";
+        return Err(probe::located(&args.config.config, vec![Problem::new("kafka.sites_topic", why)]).into());
+    }
     // SIGHUP reloads from here on, also while the schema is being registered.
-    let reloads = if args.once {
-        producer::Reloads::none()
-    } else {
-        let load = |p: &Path| setup::Producer::load(p).map(|s| s.config);
-        reloads(&args.config.config, args.watch, cfg.sites_file.clone(), load, probe.clone(), hangups)?
+    let (reloads, group) = match group_topic {
+        _ if args.once => (producer::Reloads::none(), None),
+        Some(topic) => {
+            let progress = opts.progress.clone();
+            let (reloads, group) = group::join(kafka, topic, &cfg.region, probe.clone(), progress, hangups)?;
+            (reloads, Some(group))
+        }
+        None => {
+            let load = |p: &Path| setup::Producer::load(p).map(|s| s.config);
+            let r = reloads(
+                &args.config.config,
+                args.watch,
+                cfg.sites_file.clone(),
+                load,
+                probe.clone(),
+                hangups,
+            )?;
+            (r, None)
+        }
     };
     let mut publisher =
         KafkaPublisher::new(kafka).map_err(|e| e.for_command(&args.config.config, "producer"))?;
@@ -191,8 +213,7 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
         publisher = publisher.with_schema_id(id);
     }
     let publisher = Arc::new(publisher);
-    tracing::info!(sites = sites.len(), brokers = %kafka.bootstrap_servers, topic = %kafka.topic, region = %cfg.region, "producer starting");
-    let opts = producer_options(&cfg, args.once, args.grace, false);
+    tracing::info!(sites = sites.len(), brokers = %kafka.bootstrap_servers, topic = %kafka.topic, region = %cfg.region, sites_topic = group_topic, "producer starting");
     let roster = producer::Roster::new(sites, &opts);
     config::release_parse_memory();
     // Ready while a broker is reachable, for as long as the producer runs.
@@ -200,6 +221,10 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
         report = producer::run(roster, probe, publisher.clone(), opts, stop, reloads) => report,
         never = readiness::follow_publisher(&*publisher, &health) => match never {},
     };
+    if let Some(group) = group {
+        // The producer has stopped: the next owners of its sites start where it ended.
+        group.leave().await;
+    }
     log_report(&report, "producer stopped");
     ensure_complete(&report)?;
     Ok(exit::OK)

@@ -13,6 +13,7 @@ mod reader;
 mod sections;
 mod site_file;
 mod site_list;
+mod site_record;
 mod sites;
 mod sites_csv;
 mod sites_yaml;
@@ -28,4 +29,6 @@ pub use model::{
 pub use notify::NotifyConfig;
 pub use problem::{COMMAND_LINE, ConfigError, Problem};
 pub use providers::{EmailConfig, PAGERDUTY_URL, ProviderConfig, ProviderKind, SmtpTls};
+pub use reader::Env;
 pub use site_list::{SiteDefinition, read_site_list};
+pub use site_record::SiteRecords;

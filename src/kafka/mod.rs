@@ -8,6 +8,7 @@ mod publisher;
 mod redacted_log;
 mod security;
 mod setup_error;
+mod site_group;
 mod sites_topic;
 
 pub use client::property_problems;
@@ -16,4 +17,5 @@ pub use feed::KafkaFeed;
 pub use publisher::KafkaPublisher;
 pub use security::file_problems;
 pub use setup_error::ClientSetupError;
+pub use site_group::SiteGroup;
 pub use sites_topic::{SiteRecord, SitesTopic, SitesTopicError};

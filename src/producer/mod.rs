@@ -11,18 +11,21 @@
 
 mod instruments;
 mod once;
+mod progress;
 mod roster;
 mod slot;
 mod timer;
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::Site;
 use crate::ports::{SiteProbe, StatusPublisher};
+pub use progress::Progress;
 pub use roster::{Changes, Roster};
 use slot::Shared;
 
@@ -42,6 +45,8 @@ pub struct ProducerOptions {
     pub log_results: bool,
     /// Most results checked but not yet acknowledged; when full, the scheduler waits.
     pub max_in_flight: usize,
+    /// Where the producer says how far its schedule is done (see [`Progress`]).
+    pub progress: Arc<Progress>,
 }
 
 /// What the producer did, for the exit status and the last log line. Every slot the producer
@@ -85,9 +90,33 @@ async fn end_on_refusal<S: StatusPublisher>(
     abandon.cancel();
 }
 
+/// A new site list for a running producer: this producer's share, all of it.
+#[derive(Debug, Default)]
+pub struct NewList {
+    pub sites: Vec<Site>,
+    /// Added sites taken over from another producer, by id, with the moment (µs since the epoch)
+    /// before which that producer had published every slot: their slots from then on until now
+    /// are MISSED records (those the other producer did publish after all are repeats downstream,
+    /// with the same check id), then they are checked as usual. Bounded by [`TAKEOVER_LOOKBACK`].
+    pub resume: HashMap<String, i64>,
+    /// Told the moment (µs) the list took effect: every slot due before it was taken by then, and
+    /// none of a removed site after it.
+    pub applied: Option<oneshot::Sender<i64>>,
+}
+
+impl From<Vec<Site>> for NewList {
+    fn from(sites: Vec<Site>) -> Self {
+        NewList { sites, ..NewList::default() }
+    }
+}
+
+/// How far back a taken-over site's missed slots are made up as MISSED records, at most: a
+/// region left without producers for longer shows as STALE, not as a flood of records.
+pub const TAKEOVER_LOOKBACK: Duration = Duration::from_secs(600);
+
 /// New site lists for a running producer, each already this producer's share. Each one
 /// replaces the roster: see [`run`]. `--once` takes none.
-pub struct Reloads(Option<mpsc::Receiver<Vec<Site>>>);
+pub struct Reloads(Option<mpsc::Receiver<NewList>>);
 
 impl Reloads {
     /// No reloads: the roster given at start is the one checked.
@@ -96,7 +125,7 @@ impl Reloads {
     }
 
     /// The next list; never ready once the sender is gone.
-    async fn next(&mut self) -> Vec<Site> {
+    async fn next(&mut self) -> NewList {
         if let Some(rx) = &mut self.0 {
             match rx.recv().await {
                 Some(list) => return list,
@@ -107,8 +136,8 @@ impl Reloads {
     }
 }
 
-impl From<mpsc::Receiver<Vec<Site>>> for Reloads {
-    fn from(rx: mpsc::Receiver<Vec<Site>>) -> Self {
+impl From<mpsc::Receiver<NewList>> for Reloads {
+    fn from(rx: mpsc::Receiver<NewList>) -> Self {
         Reloads(Some(rx))
     }
 }
@@ -123,7 +152,8 @@ impl From<mpsc::Receiver<Vec<Site>>> for Reloads {
 /// definition from then on; an added site, or one whose interval changed, starts at its first
 /// slot after that moment; a removed site's check under way ends normally and is published and
 /// counted. A kept site's check under way from before makes its next slots MISSED until it is
-/// over, as without a reload. With `once`, reloads are not read.
+/// over, as without a reload. A site taken over from another producer (see [`NewList::resume`])
+/// starts at its first slot that producer did not publish. With `once`, reloads are not read.
 pub async fn run<P: SiteProbe, S: StatusPublisher>(
     roster: Roster,
     probe: Arc<P>,

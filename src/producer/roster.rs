@@ -189,6 +189,7 @@ mod tests {
             region: "test".into(),
             log_results: false,
             max_in_flight: 10,
+            progress: Default::default(),
         }
     }
 

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::instruments::Instruments;
+use super::progress::Progress;
 use super::roster::Scheduled;
 use super::{ProducerOptions, ProducerReport};
 use crate::domain::{CheckResult, CheckStatus, Site};
@@ -29,18 +30,30 @@ pub(super) const STOPPED: &str = "the producer stopped before the check could st
 /// given up); `sitemon_results_in_flight` counts the places taken.
 pub(super) struct Place {
     _permit: OwnedSemaphorePermit,
+    /// The slot it holds in the producer's [`Progress`], once the scheduler gave it one.
+    slot: Option<(Arc<Progress>, i64)>,
 }
 
 impl Place {
     fn new(permit: OwnedSemaphorePermit) -> Self {
         metrics::gauge!(crate::metric::RESULTS_IN_FLIGHT).increment(1.0);
-        Place { _permit: permit }
+        Place { _permit: permit, slot: None }
+    }
+
+    /// This place is slot `slot`'s (µs): the producer's progress waits for it until it is let go.
+    pub(super) fn holding(mut self, progress: &Arc<Progress>, slot: i64) -> Self {
+        progress.hold(slot);
+        self.slot = Some((progress.clone(), slot));
+        self
     }
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
         metrics::gauge!(crate::metric::RESULTS_IN_FLIGHT).decrement(1.0);
+        if let Some((progress, slot)) = self.slot.take() {
+            progress.release(slot);
+        }
     }
 }
 
@@ -57,6 +70,7 @@ pub(super) struct Shared<P, S> {
     pub(super) abandon: CancellationToken,
     pub(super) in_flight: Arc<Semaphore>,
     pub(super) instruments: Instruments,
+    pub(super) progress: Arc<Progress>,
     pub(super) clock: Clock,
     pub(super) opts: ProducerOptions,
     pub(super) slots: AtomicU64,
@@ -82,6 +96,7 @@ impl<P, S> Shared<P, S> {
             abandon: CancellationToken::new(),
             in_flight: Arc::new(Semaphore::new(opts.max_in_flight.max(1))),
             instruments: Instruments::new(&opts.region, opts.max_concurrency),
+            progress: opts.progress.clone(),
             clock: Clock::start(),
             opts,
             slots: AtomicU64::new(0),
@@ -226,6 +241,7 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
     /// A result that will not be published: counted as failed.
     pub(super) fn give_up(&self, result: &CheckResult, why: &str) {
         self.failed.fetch_add(1, Ordering::Relaxed);
+        self.progress.lose(result.scheduled_at.timestamp_micros());
         metrics::counter!(crate::metric::RESULTS_FAILED).increment(1);
         tracing::error!(site = %result.site_id, check_id = %result.check_id, error = why, "result not published before the grace period ended");
     }

@@ -9,10 +9,10 @@ use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 
-use super::Reloads;
 use super::roster::{Carried, NEW, Replacement, Roster, Scheduled};
 use super::slot::{NOT_IN_TIME, STOPPED, Shared};
-use crate::domain::{Site, micros};
+use super::{NewList, Reloads, TAKEOVER_LOOKBACK};
+use crate::domain::micros;
 use crate::ports::{SiteProbe, StatusPublisher};
 use crate::schedule::next_slot_after;
 
@@ -69,6 +69,7 @@ pub(super) async fn schedule<P: SiteProbe, S: StatusPublisher>(
             // The wait for a place may have been long: judge the slot by the clock as it is now.
             let now = s.clock.now().timestamp_micros();
             heap.pop();
+            let place = place.holding(&s.progress, due);
             s.slots.fetch_add(1, Ordering::Relaxed);
             let e = &sites[i];
             let next = due + micros(e.site.interval);
@@ -91,6 +92,7 @@ pub(super) async fn schedule<P: SiteProbe, S: StatusPublisher>(
             // Every slot due by `now` is taken: the new roster starts from there.
             carried = replace(&mut roster, &mut heap, carried, list, now);
         }
+        taken_until(s, &heap, now);
         if !carried.is_empty() && now - pruned >= PRUNE_EVERY_US {
             carried.prune();
             pruned = now;
@@ -99,14 +101,25 @@ pub(super) async fn schedule<P: SiteProbe, S: StatusPublisher>(
     drain(s, &roster.sites, heap, s.clock.now().timestamp_micros()).await;
 }
 
+/// Tells the producer's progress the earliest slot not taken yet: every site's next slot is in
+/// the heap; with no site at all, nothing before `now` is owed.
+fn taken_until<P, S>(s: &Shared<P, S>, heap: &Heap, now: i64) {
+    s.progress.untaken_from(heap.peek().map_or(now, |&Reverse((due, _))| due));
+}
+
 /// Replaces the roster with `list` once every slot due by `now` was taken. A site kept with the
 /// same interval keeps its next slot exactly (none skipped, none repeated) and is checked by its
 /// new definition from then on; an added site, or a kept one whose interval changed, starts at its
 /// first slot after `now`; a removed site gets no further slot, while its check under way runs
 /// to its end and is published. A kept site's check still under way is carried over: the site's
-/// next slots are MISSED until it is over. Returns the checks carried over.
-fn replace(roster: &mut Roster, heap: &mut Heap, carried: Carried, list: Vec<Site>, now: i64) -> Carried {
-    let Replacement { roster: new, previous, changes } = roster.replace(list);
+/// next slots are MISSED until it is over. An added site taken over from another producer starts
+/// at its first slot that producer did not publish (at most [`TAKEOVER_LOOKBACK`] ago): the
+/// slots before `now` then fall due at once, and those already followed by the next are MISSED.
+/// Returns the checks carried over; `list.applied` is told `now`.
+fn replace(roster: &mut Roster, heap: &mut Heap, carried: Carried, list: NewList, now: i64) -> Carried {
+    let NewList { sites, resume, applied } = list;
+    let Replacement { roster: new, previous, changes } = roster.replace(sites);
+    let oldest = now - micros(TAKEOVER_LOOKBACK);
     let old = &roster.sites;
     let mut next_of = vec![0i64; old.len()];
     for Reverse((due, i)) in std::mem::take(heap).into_vec() {
@@ -120,6 +133,10 @@ fn replace(roster: &mut Roster, heap: &mut Heap, carried: Carried, list: Vec<Sit
         .map(|(j, (e, &i))| {
             let due = if i != NEW && old[i as usize].site.interval == e.site.interval {
                 next_of[i as usize]
+            } else if let Some(&from) = resume.get(&e.site.id).filter(|_| i == NEW) {
+                // The first slot at or after `from`, kept within the lookback and not later than
+                // the usual start.
+                next_slot_after(at(from.clamp(oldest, now) - 1), e.site.interval, e.phase).timestamp_micros()
             } else {
                 next_slot_after(at(now), e.site.interval, e.phase).timestamp_micros()
             };
@@ -136,6 +153,9 @@ fn replace(roster: &mut Roster, heap: &mut Heap, carried: Carried, list: Vec<Sit
         "site list reloaded"
     );
     *roster = new;
+    if let Some(applied) = applied {
+        let _ = applied.send(now);
+    }
     carried
 }
 
@@ -169,9 +189,11 @@ async fn drain<P: SiteProbe, S: StatusPublisher>(
             return;
         };
         heap.pop();
+        let place = place.holding(&s.progress, due);
         s.slots.fetch_add(1, Ordering::Relaxed);
         let e = &sites[i];
         heap.push(Reverse((due + micros(e.site.interval), i)));
+        taken_until(s, &heap, stopped);
         let r = s.missed_result(&e.site, at(due), STOPPED);
         s.spawn_publish(r, place);
     }

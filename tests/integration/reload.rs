@@ -69,15 +69,17 @@ fn options() -> ProducerOptions {
         region: "test".into(),
         log_results: false,
         max_in_flight: 10_000,
+        progress: Default::default(),
     }
 }
 
 /// A producer running on `before`, taking new lists from the returned sender.
 struct Running {
     publisher: Arc<Collect>,
-    reloads: mpsc::Sender<Vec<Site>>,
+    reloads: mpsc::Sender<producer::NewList>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<ProducerReport>,
+    progress: Arc<producer::Progress>,
 }
 
 fn start(before: Vec<Site>, probe: Arc<Recording>) -> Running {
@@ -85,9 +87,10 @@ fn start(before: Vec<Site>, probe: Arc<Recording>) -> Running {
     let (reloads, rx) = mpsc::channel(1);
     let stop = CancellationToken::new();
     let opts = options();
+    let progress = opts.progress.clone();
     let roster = Roster::new(before, &opts);
     let task = tokio::spawn(producer::run(roster, probe, publisher.clone(), opts, stop.clone(), rx.into()));
-    Running { publisher, reloads, stop, task }
+    Running { publisher, reloads, stop, task, progress }
 }
 
 impl Running {
@@ -180,7 +183,7 @@ async fn a_reload_adds_removes_and_changes_sites_without_losing_or_repeating_a_s
     let run = start(before, probe.clone());
     // Paused time: the reload comes at the very instant a's third check starts.
     let reload_at = started.nth("a", 3).await;
-    run.reloads.send(after).await.unwrap();
+    run.reloads.send(after.into()).await.unwrap();
     // Paused time: this is how long the producer runs on the new list.
     tokio::time::sleep(Duration::from_secs(70)).await;
     let (report, by_site) = run.stop().await;
@@ -228,6 +231,73 @@ async fn a_reload_adds_removes_and_changes_sites_without_losing_or_repeating_a_s
     assert!(by_site.values().flatten().all(|r| r.status == CheckStatus::Success));
 }
 
+/// A site taken over from another producer (its region's group on the sites topic) starts at the
+/// first slot that producer did not publish: the slots already followed by the next one at the
+/// takeover are MISSED records, the last one is checked late, and no slot is skipped. How far
+/// back is bounded; a site without a previous owner starts as an added one. The progress a group
+/// member commits never passes a slot in flight.
+#[tokio::test(start_paused = true)]
+async fn a_taken_over_site_starts_where_its_last_owner_stopped_and_the_gap_is_missed() {
+    let (probe, mut started) = Recording::new(&[("a", Duration::from_secs(3))]);
+    let a = "  - {name: a, url: 'http://a.test/', interval: 10s, timeout: 5s}\n";
+    let run = start(sites(a), probe.clone());
+    let a1 = started.nth("a", 1).await;
+    assert_eq!(run.progress.checked_through(), Some(a1.timestamp_micros()), "a's first check is in flight");
+    let from = a1 - chrono::Duration::milliseconds(4500);
+    let list = sites(&format!(
+        "{a}  - {{name: b, url: 'http://b.test/', interval: 1s, timeout: 500ms}}\n\
+         \x20 - {{name: c, url: 'http://c.test/', interval: 10s, timeout: 1s}}\n\
+         \x20 - {{name: d, url: 'http://d.test/', interval: 1s, timeout: 500ms}}\n"
+    ));
+    let resume = HashMap::from([
+        ("b".to_owned(), from.timestamp_micros()),
+        ("c".to_owned(), (a1 - chrono::Duration::hours(2)).timestamp_micros()),
+    ]);
+    let (tx, applied) = tokio::sync::oneshot::channel();
+    run.reloads.send(producer::NewList { sites: list, resume, applied: Some(tx) }).await.unwrap();
+    let applied = DateTime::from_timestamp_micros(applied.await.expect("the list took effect")).unwrap();
+    // Paused time: this is how long the producer runs on the new list.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let progress = run.progress.clone();
+    let (report, by_site) = run.stop().await;
+    let second = Duration::from_secs(1);
+    let b: Vec<_> = by_site["b"].iter().collect();
+    consecutive(&b, second, "b");
+    let first = next_slot_after(from - chrono::Duration::microseconds(1), second, phase("b", second));
+    assert_eq!(b[0].scheduled_at, first, "b starts at the first slot its last owner did not publish");
+    for r in &b {
+        let missed = r.scheduled_at + chrono::Duration::seconds(1) <= applied;
+        let expected = if missed { CheckStatus::Missed } else { CheckStatus::Success };
+        assert_eq!(r.status, expected, "b's slot {} (taken over at {applied})", r.scheduled_at);
+    }
+    assert!(b.iter().filter(|r| r.status == CheckStatus::Missed).count() >= 4, "b's gap");
+    let ten = Duration::from_secs(10);
+    let c: Vec<_> = by_site["c"].iter().collect();
+    let oldest = applied - chrono::Duration::from_std(producer::TAKEOVER_LOOKBACK).unwrap();
+    assert_eq!(
+        c[0].scheduled_at,
+        next_slot_after(oldest - chrono::Duration::microseconds(1), ten, phase("c", ten))
+    );
+    consecutive(&c, ten, "c");
+    for r in &c {
+        let missed = r.scheduled_at + chrono::Duration::seconds(10) <= applied;
+        assert_eq!(
+            r.status == CheckStatus::Missed,
+            missed,
+            "c's slot {} (taken over at {applied})",
+            r.scheduled_at
+        );
+    }
+    let missed = c.iter().filter(|r| r.status == CheckStatus::Missed).count();
+    assert!((59..=60).contains(&missed), "c's lookback of 600 s, not two hours: {missed}");
+    let d: Vec<_> = by_site["d"].iter().collect();
+    assert_eq!(d[0].scheduled_at, next_slot_after(applied, second, phase("d", second)), "no previous owner");
+    assert!(d.iter().all(|r| r.status == CheckStatus::Success));
+    assert_eq!((report.failed, report.abandoned), (0, 0), "{report:?}");
+    let through = progress.checked_through().expect("known");
+    assert!(by_site.values().flatten().all(|r| r.scheduled_at.timestamp_micros() < through));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_check_under_way_at_a_reload_keeps_its_site_busy() {
     // s and t: a slot every 2 s, checks of 5 s, so a check spans the next two slots. The reload
@@ -246,7 +316,7 @@ async fn a_check_under_way_at_a_reload_keeps_its_site_busy() {
     let s_first = started.nth("s", 1).await;
     let t_first = started.nth("t", 1).await;
     let reload_at = s_first.max(t_first);
-    run.reloads.send(after).await.unwrap();
+    run.reloads.send(after.into()).await.unwrap();
     // Paused time: this is how long the producer runs on the new list.
     tokio::time::sleep(Duration::from_secs(30)).await;
     let (report, by_site) = run.stop().await;

@@ -55,6 +55,7 @@ fn options(max: usize, per_host: usize) -> ProducerOptions {
         region: "test".into(),
         log_results: false,
         max_in_flight: 10_000,
+        progress: Default::default(),
     }
 }
 

@@ -1,0 +1,475 @@
+//! [`SiteGroup`]: the producers of one region as one consumer group on the sites topic
+//! (`kafka.sites_topic`). Each member reads the partitions it is assigned from their beginning,
+//! hands its producer the sites of those read to their end (see [`NewList`]), and follows the
+//! changes `sitemon sites apply` publishes. A rebalance (cooperative-sticky) moves only the
+//! partitions that change owner: the one giving a partition up stops taking its sites' slots,
+//! waits for its checks in flight to be published, and commits with the partition how far it got
+//! (offset metadata); the next owner starts each site there, so the slots nobody checked in
+//! between become MISSED records. A member that dies commits nothing more: the next owner starts
+//! from its last commit (once a second), and the slots it published after that reach the store as
+//! repeats (same check id) before the MISSED records, which are then dropped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::util::Timeout;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tokio::sync::{mpsc, oneshot};
+
+use super::client::client_config;
+use super::redacted_log::RedactedLog;
+use super::setup_error::ClientSetupError;
+use super::sites_topic::{FORMAT, FORMAT_HEADER};
+use crate::config::{Env, KafkaConfig, SiteRecords};
+use crate::domain::Site;
+use crate::producer::{NewList, Progress};
+
+/// The offset metadata a member commits with a partition: every slot of its sites before this
+/// moment (µs since the epoch) was published.
+const CHECKED_THROUGH: &str = "sitemon-checked-through=";
+/// How often a member commits how far its checks got.
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
+/// How long the producer may take to take a new list (it does between two slots).
+const TAKE_LIST: Duration = Duration::from_secs(10);
+/// How long a member giving partitions up waits for their checks in flight to be published.
+const FINISH_CHECKS: Duration = Duration::from_secs(60);
+/// How long broker requests made while a rebalance waits (committed offsets, watermarks) may take.
+const REQUEST: Duration = Duration::from_secs(10);
+
+/// A member of its region's group on the sites topic, running on a thread of its own; its
+/// producer gets each new share as a [`NewList`].
+pub struct SiteGroup {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// One assigned partition.
+struct Part {
+    /// Its sites that read well, by name.
+    sites: HashMap<String, Site>,
+    /// Read to the end it had when assigned: its sites go to the producer from then on.
+    loaded: bool,
+    /// Where the previous owner's checks ended (its commit), used when the sites are first taken.
+    resume: Option<i64>,
+    /// Its sites are in the list the producer runs.
+    applied: bool,
+    /// Its end when assigned (the offset after the last record).
+    end: i64,
+}
+
+/// A list sent to the producer whose effect it has not confirmed yet.
+struct Pending {
+    applied: oneshot::Receiver<i64>,
+    parts: Vec<i32>,
+}
+
+#[derive(Default)]
+struct State {
+    parts: BTreeMap<i32, Part>,
+    pending: Option<Pending>,
+    /// A change the producer has not been sent yet.
+    dirty: bool,
+    records: SiteRecords,
+}
+
+struct GroupContext {
+    log: RedactedLog,
+    topic: String,
+    state: Mutex<State>,
+    to: mpsc::Sender<NewList>,
+    progress: Arc<Progress>,
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.log.log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.log.error(&error, reason);
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.assigned(consumer, &parts);
+                // Every owner reads its partitions whole: the state is the whole partition.
+                let mut from_start = TopicPartitionList::new();
+                for &p in &parts {
+                    let _ = from_start.add_partition_offset(&self.topic, p, Offset::Beginning);
+                }
+                let done = match cooperative {
+                    true => consumer.incremental_assign(&from_start),
+                    false => consumer.assign(&from_start),
+                };
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "sites topic: taking the assigned partitions failed");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.revoked(consumer, &parts, consumer.assignment_lost());
+                let done = match cooperative {
+                    true => consumer.incremental_unassign(tpl),
+                    false => consumer.unassign(),
+                };
+                if let Err(e) = done {
+                    tracing::error!(error = %e, "sites topic: giving the partitions up failed");
+                }
+            }
+            other => {
+                tracing::warn!(error = ?other, "sites topic: rebalance failed; librdkafka retries");
+                if !cooperative {
+                    let _ = consumer.unassign();
+                }
+            }
+        }
+    }
+}
+
+impl GroupContext {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// New partitions: where their previous owner's checks ended, and where they end now.
+    fn assigned(&self, consumer: &BaseConsumer<Self>, parts: &[i32]) {
+        let mut tpl = TopicPartitionList::new();
+        for &p in parts {
+            tpl.add_partition(&self.topic, p);
+        }
+        let resume: HashMap<i32, i64> = match consumer.committed_offsets(tpl, Timeout::After(REQUEST)) {
+            Ok(committed) => committed
+                .elements()
+                .iter()
+                .filter_map(|e| {
+                    Some((e.partition(), e.metadata().strip_prefix(CHECKED_THROUGH)?.parse().ok()?))
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "sites topic: where the previous owners' checks ended is unknown; their missed slots will not be recorded");
+                HashMap::new()
+            }
+        };
+        let mut st = self.state();
+        for &p in parts {
+            let (low, end) =
+                consumer.fetch_watermarks(&self.topic, p, Timeout::After(REQUEST)).unwrap_or((0, -1));
+            st.parts.insert(
+                p,
+                Part {
+                    sites: HashMap::new(),
+                    loaded: end >= 0 && end <= low,
+                    resume: resume.get(&p).copied(),
+                    applied: false,
+                    end,
+                },
+            );
+        }
+        st.dirty = true;
+        tracing::info!(?parts, resumed = resume.len(), "sites topic: partitions assigned");
+    }
+
+    /// Partitions given up: their sites leave the producer's list; once their checks in flight are
+    /// published, how far they got is committed for the next owner. A partition `lost` (this
+    /// member was thrown out of the group) is no longer this member's to commit.
+    fn revoked(&self, consumer: &BaseConsumer<Self>, parts: &[i32], lost: bool) {
+        let mut st = self.state();
+        let pending_covers = st.pending.as_ref().is_some_and(|p| p.parts.iter().any(|x| parts.contains(x)));
+        let mut had = Vec::new();
+        for p in parts {
+            if let Some(part) = st.parts.remove(p)
+                && (part.applied || pending_covers)
+            {
+                had.push(*p);
+            }
+        }
+        tracing::info!(?parts, lost, "sites topic: partitions revoked");
+        if had.is_empty() {
+            return;
+        }
+        confirm(&mut st, TAKE_LIST);
+        let taken = match send(&mut st, &self.to) {
+            false => Taken::Gone,
+            true => confirm(&mut st, TAKE_LIST),
+        };
+        let through = match taken {
+            Taken::At(at) => wait_checked_through(&self.progress, at),
+            // The producer has stopped: how far it got is final.
+            Taken::Gone => self.progress.checked_through(),
+            Taken::Waiting => {
+                tracing::warn!(
+                    "sites topic: the producer did not take the list without the revoked partitions in time; \
+                     the next owner starts from the last commit"
+                );
+                None
+            }
+        };
+        drop(st);
+        if let (false, Some(through)) = (lost, through) {
+            commit(consumer, &self.topic, &had, through, CommitMode::Sync);
+        }
+    }
+}
+
+/// Waits until every slot before `at` was published; `None` if that takes longer than
+/// [`FINISH_CHECKS`].
+fn wait_checked_through(progress: &Progress, at: i64) -> Option<i64> {
+    let deadline = Instant::now() + FINISH_CHECKS;
+    loop {
+        if progress.checked_through().is_some_and(|t| t >= at) {
+            return Some(at);
+        }
+        if Instant::now() > deadline {
+            tracing::warn!(
+                "sites topic: checks of revoked sites still in flight; the next owner starts from the last commit"
+            );
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Sends the producer the sites of every partition read to its end; false when the producer is
+/// gone.
+fn send(st: &mut State, to: &mpsc::Sender<NewList>) -> bool {
+    let mut list = NewList::default();
+    let mut parts = Vec::new();
+    for (&p, part) in st.parts.iter().filter(|(_, part)| part.loaded) {
+        parts.push(p);
+        list.sites.extend(part.sites.values().cloned());
+        if let (false, Some(from)) = (part.applied, part.resume) {
+            list.resume.extend(part.sites.keys().map(|name| (name.clone(), from)));
+        }
+    }
+    let (tx, rx) = oneshot::channel();
+    list.applied = Some(tx);
+    let sites = list.sites.len();
+    if to.blocking_send(list).is_err() {
+        return false;
+    }
+    tracing::info!(
+        sites,
+        partitions = parts.len(),
+        "sites topic: this producer's share sent to the scheduler"
+    );
+    st.pending = Some(Pending { applied: rx, parts });
+    st.dirty = false;
+    true
+}
+
+/// What became of the list sent last.
+enum Taken {
+    /// It took effect at this moment (µs); its partitions are the producer's.
+    At(i64),
+    /// The producer is gone (stopped): it took no list after that.
+    Gone,
+    /// Not yet.
+    Waiting,
+}
+
+/// What became of the pending list, waiting at most `wait` for the producer to take it.
+fn confirm(st: &mut State, wait: Duration) -> Taken {
+    let deadline = Instant::now() + wait;
+    let Some(pending) = st.pending.as_mut() else { return Taken::Waiting };
+    let taken = loop {
+        match pending.applied.try_recv() {
+            Ok(at) => break Taken::At(at),
+            Err(oneshot::error::TryRecvError::Closed) => break Taken::Gone,
+            Err(oneshot::error::TryRecvError::Empty) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2))
+            }
+            Err(oneshot::error::TryRecvError::Empty) => return Taken::Waiting,
+        }
+    };
+    let pending = st.pending.take().expect("pending");
+    if let Taken::At(_) = taken {
+        for p in pending.parts {
+            if let Some(part) = st.parts.get_mut(&p) {
+                part.applied = true;
+            }
+        }
+    }
+    taken
+}
+
+/// Commits `through` as how far the checks of `parts` got.
+fn commit(consumer: &BaseConsumer<GroupContext>, topic: &str, parts: &[i32], through: i64, mode: CommitMode) {
+    if parts.is_empty() {
+        return;
+    }
+    let positions = consumer.position().unwrap_or_default();
+    let mut tpl = TopicPartitionList::new();
+    for &p in parts {
+        let at = match positions.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(n)) => n,
+            _ => 0,
+        };
+        let mut e = tpl.add_partition(topic, p);
+        let _ = e.set_offset(Offset::Offset(at));
+        e.set_metadata(format!("{CHECKED_THROUGH}{through}"));
+    }
+    if let Err(e) = consumer.commit(&tpl, mode) {
+        tracing::warn!(error = %e, "sites topic: committing how far the checks got failed");
+    }
+}
+
+impl SiteGroup {
+    /// Joins group `group` on `topic`; each new share goes to `to` (the producer's reloads), and
+    /// `progress` (the producer's) is committed with the partitions. Problems of a site record are
+    /// logged with its name and field, and the site's last good definition (if any) kept.
+    pub fn join(
+        kafka: &KafkaConfig,
+        topic: &str,
+        group: &str,
+        progress: Arc<Progress>,
+        to: mpsc::Sender<NewList>,
+    ) -> Result<SiteGroup, ClientSetupError> {
+        let context = GroupContext {
+            log: RedactedLog::new(kafka),
+            topic: topic.to_owned(),
+            state: Mutex::new(State::default()),
+            to,
+            progress,
+        };
+        let consumer: BaseConsumer<GroupContext> = client_config(
+            kafka,
+            &[
+                ("group.id", group),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", "earliest"),
+                ("enable.partition.eof", "true"),
+                ("partition.assignment.strategy", "cooperative-sticky"),
+            ],
+        )
+        .create_with_context(context)
+        .map_err(|e| ClientSetupError::new(e, kafka))?;
+        consumer.subscribe(&[topic]).map_err(|e| ClientSetupError::new(e, kafka))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("sites-group".into())
+            .spawn({
+                let stop = stop.clone();
+                move || follow(consumer, &stop)
+            })
+            .expect("spawning the sites-group thread");
+        Ok(SiteGroup { stop, thread: Some(thread) })
+    }
+
+    /// Leaves the group once the producer has stopped: how far its checks got is committed with
+    /// each partition, so that the next owners start there.
+    pub async fn leave(mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+/// One record of an assigned partition: its site's new definition, or a tombstone removing it.
+/// A definition with problems is logged (name and field, never a value) and the site's last good
+/// one kept.
+fn take(st: &mut State, m: &BorrowedMessage<'_>, env: Env) {
+    let State { parts, records, dirty, .. } = st;
+    let Some(part) = parts.get_mut(&m.partition()) else { return };
+    if m.offset() + 1 >= part.end && !part.loaded {
+        part.loaded = true;
+        *dirty = true;
+    }
+    let Some(name) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+        tracing::error!(
+            partition = m.partition(),
+            offset = m.offset(),
+            "sites topic: a record without a site name as its key; skipped"
+        );
+        return;
+    };
+    let format = m.headers().and_then(|h| {
+        h.iter().find(|h| h.key == FORMAT_HEADER).map(|h| h.value.unwrap_or_default().to_vec())
+    });
+    if format.is_some_and(|f| f != FORMAT.as_bytes()) {
+        tracing::error!(
+            site = name,
+            "sites topic: a record in a format this producer does not read; upgrade it (the site's last definition is kept)"
+        );
+        return;
+    }
+    match m.payload() {
+        None => {
+            part.sites.remove(name);
+        }
+        Some(value) => match records.read(name, value, env) {
+            Ok(site) => {
+                part.sites.insert(name.to_owned(), site);
+            }
+            Err(problems) => {
+                for p in problems {
+                    tracing::error!(site = name, field = %p.path, problem = %p.message, "sites topic: a site definition with a problem; its last good definition is kept");
+                }
+                return;
+            }
+        },
+    }
+    *dirty |= part.loaded;
+}
+
+/// The member's loop: records in, lists out, a commit a second; at the stop, the partitions given
+/// up (committing how far the producer got) and the group left.
+fn follow(consumer: BaseConsumer<GroupContext>, stop: &AtomicBool) {
+    let env = |name: &str| std::env::var(name).ok();
+    let ctx = consumer.context();
+    let mut last_commit = Instant::now();
+    let mut last_error: Option<Instant> = None;
+    while !stop.load(Ordering::Acquire) {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(m)) => take(&mut ctx.state(), &m, &env),
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                let mut st = ctx.state();
+                if let Some(part) = st.parts.get_mut(&p).filter(|part| !part.loaded) {
+                    part.loaded = true;
+                    st.dirty = true;
+                }
+            }
+            Some(Err(e)) => {
+                if last_error.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!(error = %e, "sites topic: reading failed; librdkafka retries");
+                    last_error = Some(Instant::now());
+                }
+            }
+        }
+        let mut st = ctx.state();
+        confirm(&mut st, Duration::ZERO);
+        if st.dirty && st.pending.is_none() && st.parts.values().all(|p| p.loaded) && !send(&mut st, &ctx.to)
+        {
+            // The producer is gone: nothing more to hand it.
+            st.dirty = false;
+        }
+        if last_commit.elapsed() >= COMMIT_EVERY {
+            last_commit = Instant::now();
+            let applied: Vec<i32> = st.parts.iter().filter(|(_, p)| p.applied).map(|(&p, _)| p).collect();
+            drop(st);
+            if let Some(through) = ctx.progress.checked_through() {
+                commit(&consumer, &ctx.topic, &applied, through, CommitMode::Async);
+            }
+        }
+    }
+    // The producer has stopped: leaving revokes every partition, committing how far it got.
+    consumer.unsubscribe();
+    let deadline = Instant::now() + REQUEST;
+    while Instant::now() < deadline && consumer.assignment().is_ok_and(|a| a.count() > 0) {
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
+    tracing::info!("sites topic: left the group");
+}
