@@ -442,12 +442,11 @@ fn follow(consumer: BaseConsumer<GroupContext>, stop: &AtomicBool) {
                     st.dirty = true;
                 }
             }
-            Some(Err(e)) => {
-                if last_error.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
-                    tracing::warn!(error = %e, "sites topic: reading failed; librdkafka retries");
-                    last_error = Some(Instant::now());
-                }
+            Some(Err(e)) if last_error.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) => {
+                tracing::warn!(error = %e, "sites topic: reading failed; librdkafka retries");
+                last_error = Some(Instant::now());
             }
+            Some(Err(_)) => {}
         }
         let mut st = ctx.state();
         confirm(&mut st, Duration::ZERO);

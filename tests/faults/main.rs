@@ -24,6 +24,7 @@ mod notify_faults;
 mod notify_run;
 mod once_round;
 mod poison;
+mod producer_group;
 mod producer_outage_stop;
 mod producer_readiness;
 mod rebalance;
