@@ -23,7 +23,7 @@ lint: deps
 lint-container:
 	@scripts/lint-container
 
-## bench: benchmarks B1-B5, each beside a ceiling measured in the same run; writes BENCHMARKS.md (about 12 minutes; BENCH_ONLY=b4 or b5 runs one and rewrites only its section)
+## bench: benchmarks B1-B7, each beside a ceiling measured in the same run; writes BENCHMARKS.md (about 12 minutes; BENCH_ONLY=b4 or b5 runs one and rewrites only its section)
 bench: deps
 	python3 scripts/bench.py
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench`: sitemon's benchmarks (B1–B6 in BENCHMARKS.md), each figure next to a ceiling measured in
+"""`make bench`: sitemon's benchmarks (B1–B7 in BENCHMARKS.md), each figure next to a ceiling measured in
 the same run on the same machine. Writes BENCHMARKS.md.
 
 B1  producer, new connection per check, publishing to Kafka, against a local nginx;
@@ -14,12 +14,16 @@ B5  1,000,000 sites: `config check` and producer start (time, peak RSS), steady 
     lag at 10k checks/s; ceilings: reading the same file with wc -l / Python's csv, its size.
 B6  alerts: incident committed -> local webhook's request at a steady rate, p50/p99, and a
     storm's time to its grouped message; goal p99 < 2 s.
+B1g B1's sweep past capacity to twice it, end to end (producer + consumer): successful checks
+    stored per second at each step.
+B7  producers as a group on the sites topic: takeover after a SIGKILL (time, MISSED rows, slots
+    without a row) and three producers sharing 1,000,000 sites (each one's RSS, checks/s, lag).
 
 Installs nginx and wrk (Debian packages) when missing; uses scripts/services for Kafka and
 PostgreSQL (SITEMON_SERVICES_DIR, SITEMON_KAFKA_PORT and SITEMON_PG_PORT select another instance).
 Set BENCH_QUICK=1 for a shorter run (smaller numbers, for trying the script).
 
-BENCH_ONLY=b4 (or b5, b6, or several) runs those scenarios alone and rewrites only their sections of
+BENCH_ONLY=b4 (or b1g, b5, b6, b7, or several) runs those scenarios alone and rewrites only their sections of
 BENCHMARKS.md; BENCH_ONLY=b1, b1max, b1rss, b2, b2x2 (two consumers), b3 print their figures without touching the file;
 BENCH_ONLY=b4prof profiles the producer's HTTPS checks with perf (prints, writes nothing).
 """
@@ -45,7 +49,7 @@ QUICK = os.environ.get("BENCH_QUICK") == "1"
 # BENCH_ONLY=b2 (or b1,b3) runs a subset and prints it without touching BENCHMARKS.md; b4 and b5
 # rewrite their own sections of it.
 ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
-SECTIONED = ("b4", "b5", "b6")
+SECTIONED = ("b1g", "b4", "b5", "b6", "b7")
 WORK = Path(os.environ.get("SITEMON_BENCH_DIR", "/tmp/sitemon-bench"))
 NGINX_PORT = 18080
 HTTPS_PORT = 18443
@@ -211,9 +215,9 @@ def nginx_cpu():
     return total
 
 
-def metrics():
+def metrics(addr=METRICS):
     try:
-        text = urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=2).read().decode()
+        text = urllib.request.urlopen(f"http://{addr}/metrics", timeout=2).read().decode()
     except OSError:
         return {}
     m = {}
@@ -731,6 +735,315 @@ def b5():
             "at": time.time()}
 
 
+# ------------------------------------------------------------------------------ B1 past capacity
+
+def goodput_step(rate, seconds):
+    """Producer and consumer side by side (with Kafka, PostgreSQL and nginx on the same cores):
+    `rate` sites every second, new connection per check. Rows stored per second during the
+    window, by what they record (read from `stored_at` afterwards)."""
+    label = f"b1g-{rate}"
+    db, url = fresh_db()
+    topic = f"bench-{label}-{uuid.uuid4().hex[:8]}"
+    extra = ("producer:\n  max_concurrency: 256\n  per_host_concurrency: 256\n"
+             "consumer:\n  batch_size: 5000\n  batch_wait: 100ms\n")
+    cfg = write_config(f"{label}.yaml", render(rate, "1s", "900ms", f"http://127.0.0.1:{NGINX_PORT}/s/{{i}}",
+                                                kafka=os.environ["KAFKA_BOOTSTRAP_SERVERS"], topic=topic, postgres=url, extra=extra))
+    sh([str(BIN), "migrate", "-c", cfg], stderr=subprocess.DEVNULL)
+    env = {**os.environ, "RUST_LOG": "warn"}
+    cons = subprocess.Popen([str(BIN), "consumer", "-c", cfg], stderr=open(WORK / f"{label}-consumer.log", "w"), env=env)
+    prod = subprocess.Popen([str(BIN), "--listen", METRICS, "producer", "-c", cfg, "--grace", "20s"],
+                            stderr=open(WORK / f"{label}-producer.log", "w"), env=env)
+    try:
+        deadline = time.time() + 60
+        while not metrics() and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(5)
+        m0, t0 = metrics(), time.time()
+        time.sleep(seconds)
+        m1, t1 = metrics(), time.time()
+        for name, proc in (("producer", prod), ("consumer", cons)):
+            if proc.poll() is not None:
+                raise SystemExit(f"b1g: the {name} exited early ({proc.returncode}); see {WORK}/{label}-{name}.log")
+    finally:
+        stop_all([prod, cons])
+    counts = dict(line.split("|") for line in psql(
+        "SELECT status, count(*) FROM check_results "
+        f"WHERE stored_at >= to_timestamp({t0}) AND stored_at < to_timestamp({t1}) GROUP BY status", db).split())
+    per_s = {k: int(v) / (t1 - t0) for k, v in counts.items()}
+    lag = lag_ms(m0, m1)
+    return {"offered": rate, "success": per_s.get("SUCCESS", 0.0), "missed": per_s.get("MISSED", 0.0),
+            "failure": per_s.get("FAILURE", 0.0), "rows": sum(per_s.values()),
+            "published": (metric(m1, "sitemon_results_published_total") - metric(m0, "sitemon_results_published_total")) / (t1 - t0),
+            "lag_p99_ms": lag["p99"]}
+
+
+def b1_past_capacity():
+    load = os.getloadavg()[0]
+    began = time.time()
+    seconds = 10 if QUICK else 20
+    rates = (2000, 4000, 6000, 8000) if QUICK else (4000, 6000, 8000, 10000, 12000, 14000, 16000, 18000, 20000)
+    steps = []
+    for rate in rates:
+        r = goodput_step(rate, seconds)
+        log(f"b1g: {r}")
+        steps.append(r)
+    return {"steps": steps, "seconds": seconds, "load_before": load, "minutes": (time.time() - began) / 60, "at": time.time()}
+
+
+def b1_past_capacity_section(r, cmd):
+    steps = r["steps"]
+    best = max(steps, key=lambda x: x["success"])
+    twice = min((x for x in steps if x["offered"] >= 2 * best["offered"]), key=lambda x: x["offered"], default=steps[-1])
+    rows = [(f"B1 end to end, {x['offered']:,} sites every 1 s: successful checks stored/s / MISSED rows/s / failed/s / "
+             f"records published/s / lag p99 (ms)",
+             f"{fmt(x['success'], 0)} / {fmt(x['missed'], 0)} / {fmt(x['failure'], 0)} / {fmt(x['published'], 0)} / {fmt(x['lag_p99_ms'], 0)}",
+             "offered " + f"{x['offered']:,}/s", "") for x in steps]
+    rows.append((f"B1 goodput at {twice['offered']:,} offered (≥ 2 × the best step's {best['offered']:,}) against the best step",
+                 f"{fmt(twice['success'], 0)} vs {fmt(best['success'], 0)}", "goal ≥ 0.95 ×", f"{twice['success'] / max(best['success'], 1e-9):.2f}"))
+    return "\n".join([
+        "## B1 past capacity",
+        "",
+        run_header(r["minutes"], r["load_before"], cmd, r.get("at")),
+        "",
+        *table(rows),
+        "",
+        f"- Producer, consumer, Kafka, PostgreSQL and nginx on the same two cores, as in B1 and B3: N sites every second "
+        "(a new connection per check, at most 256 at once), the consumer (batch 5000, 100 ms) storing into a fresh "
+        f"database per step. After a 5 s warm-up, {r['seconds']} s measured: rows whose `stored_at` falls in the window, "
+        "by status, per second (so a consumer falling behind shows as fewer rows, not as a backlog counted later); "
+        "records published/s and the schedule lag from the producer's /metrics over the same window.",
+        "- Goodput is the successful checks stored per second. Every missed slot is still a Kafka record and a "
+        "history row, so past capacity the pipeline spends part of the cores on recording misses.",
+        "",
+    ])
+
+
+# ---------------------------------------------------------------------------------------- B7
+# The producers' `session.timeout.ms` in B7 (librdkafka's default is 45 s; the broker's minimum 6 s).
+B7_SESSION_MS = 6000
+
+
+def group_config(label, sites_topic, postgres=None, extra=""):
+    """A config for producers sharing `sites_topic` as their region's group (no sites of its own)."""
+    text = (f"region: {label}\nkafka:\n  bootstrap_servers: '{os.environ['KAFKA_BOOTSTRAP_SERVERS']}'\n"
+            f"  topic: bench-{label}-{uuid.uuid4().hex[:8]}\n  sites_topic: {sites_topic}\n  group_id: {label}-consumers\n"
+            f"  properties:\n    session.timeout.ms: {B7_SESSION_MS}\n    heartbeat.interval.ms: 1000\n")
+    if postgres:
+        text += f"postgres:\n  url: '{postgres}'\n"
+    return write_config(f"{label}.yaml", text + extra)
+
+
+def sites_apply(cfg, list_path):
+    wall, rss, code, err = run_measured([BIN, "sites", "apply", "-c", cfg, "-f", list_path, "--partitions", "12"])
+    if code != 0:
+        raise SystemExit(f"b7: sites apply exited {code}: {err.strip()[:500]}")
+    return wall, rss
+
+
+def group_members(cfg, label, n, env_extra=None):
+    """`n` producers of one group, each with its own /metrics port: [(process, address)]."""
+    out = []
+    for i in range(n):
+        addr = f"127.0.0.1:{19470 + i}"
+        p = subprocess.Popen([str(BIN), "--listen", addr, "producer", "-c", cfg, "--grace", "20s"],
+                             stderr=open(WORK / f"{label}-{i}.log", "w"),
+                             env={**os.environ, "RUST_LOG": "warn,sitemon::kafka=info", **(env_extra or {})})
+        out.append((p, addr))
+    return out
+
+
+def stop_all(procs):
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def wait_shares(members, total, limit):
+    """Seconds until every member holds a share and the shares add up to `total` (None on timeout)."""
+    t0 = time.time()
+    while time.time() - t0 < limit:
+        got = [metric(metrics(a), "sitemon_sites_assigned") for _, a in members]
+        if all(g > 0 for g in got) and sum(got) == total:
+            return time.time() - t0
+        for p, _ in members:
+            if p.poll() is not None:
+                raise SystemExit(f"b7: a producer exited ({p.returncode}); see {WORK}")
+        time.sleep(0.1)
+    return None
+
+
+def b7_takeover():
+    """Three producers checking 3,000 sites every second with a consumer storing them; one is
+    SIGKILLed. Takeover = the kill → the last of its sites checked again (from the history)."""
+    label, n = "b7t", 3000
+    d = WORK / "b7"
+    d.mkdir(parents=True, exist_ok=True)
+    db, url = fresh_db()
+    sites_topic = f"bench-b7t-sites-{uuid.uuid4().hex[:8]}"
+    extra = "consumer:\n  batch_size: 5000\n  batch_wait: 100ms\nproducer:\n  max_concurrency: 256\n  per_host_concurrency: 256\n"
+    cfg = group_config(label, sites_topic, postgres=url, extra=extra)
+    lst = d / "takeover.csv"
+    write_sites(lst, n, "1s", "900ms", f"http://127.0.0.1:{NGINX_PORT}/s/{{i}}")
+    sites_apply(cfg, lst)
+    sh([str(BIN), "migrate", "-c", cfg], stderr=subprocess.DEVNULL)
+    env = {**os.environ, "RUST_LOG": "warn"}
+    cons = subprocess.Popen([str(BIN), "consumer", "-c", cfg, "--exit-when-idle", "5s"], stderr=open(WORK / f"{label}-consumer.log", "w"), env=env)
+    members = group_members(cfg, label, 3)
+    try:
+        settled = wait_shares(members, n, 120)
+        if settled is None:
+            raise SystemExit(f"b7: the shares of three producers never added up to {n}; see {WORK}/{label}-*.log")
+        log(f"b7: three producers share {n} sites after {settled:.1f} s")
+        time.sleep(10)
+        victim, _ = members[1]
+        survivors = [m for m in members if m[0] is not victim]
+        m0 = [metrics(a) for _, a in survivors]
+        killed_at = time.time()
+        victim.kill()
+        victim.wait()
+        moved = wait_shares(survivors, n, 60)
+        time.sleep(15)
+        m1 = [metrics(a) for _, a in survivors]
+    finally:
+        stop_all([p for p, _ in members])
+    cons.wait(timeout=180)
+    made = sum(metric(b, "sitemon_missed_slots_total") - metric(a, "sitemon_missed_slots_total") for a, b in zip(m0, m1))
+    # Each site's first successful check after the kill: its owner's sites right away, the
+    # victim's once taken over.
+    takeover = float(psql(
+        "SELECT max(first) FROM (SELECT min(extract(epoch FROM scheduled_at)) AS first FROM check_results "
+        f"WHERE status = 'SUCCESS' AND scheduled_at > to_timestamp({killed_at}) GROUP BY site_id) t", db)) - killed_at
+    a, b = killed_at - 10, killed_at + 20
+    window = f"scheduled_at >= to_timestamp({a}) AND scheduled_at < to_timestamp({b})"
+    rows = int(psql(f"SELECT count(*) FROM check_results WHERE {window}", db))
+    missed = int(psql(f"SELECT count(*) FROM check_results WHERE status = 'MISSED' AND {window}", db))
+    victims = int(psql(f"SELECT count(DISTINCT site_id) FROM check_results WHERE status = 'MISSED' AND {window}", db))
+    return {"sites": n, "takeover_s": takeover, "moved_s": moved, "missed_rows": missed, "missed_made": made,
+            "missed_sites": victims, "holes": n * 30 - rows, "window_s": 30, "session_s": B7_SESSION_MS / 1000}
+
+
+def b7_share():
+    """Three producers sharing 1M sites (200 s interval: 5k checks/s in all) from the sites topic."""
+    label = "b7s"
+    n = 100_000 if QUICK else 1_000_000
+    # 5k checks/s in all: three processes on two cores beside Kafka and nginx (B5's 10k/s is one
+    # producer's capacity here, not three's).
+    interval = f"{n // 5_000}s"
+    d = WORK / "b7"
+    d.mkdir(parents=True, exist_ok=True)
+    lst = d / "fleet.csv"
+    write_sites(lst, n, interval, "900ms", f"http://127.0.0.1:{NGINX_PORT}/s/{{i}}")
+    sites_topic = f"bench-b7s-sites-{uuid.uuid4().hex[:8]}"
+    extra = "producer:\n  max_concurrency: 256\n  per_host_concurrency: 256\n"
+    cfg = group_config(label, sites_topic, extra=extra)
+    apply_s, apply_rss = sites_apply(cfg, lst)
+    log(f"b7: sites apply of {n:,} sites: {apply_s:.1f} s, {apply_rss:.0f} MB")
+    # One producer alone first: exec → its share (all of it) loaded and the first check scheduled.
+    t0 = time.time()
+    (p, addr), = group_members(cfg, f"{label}-alone", 1)
+    first = None
+    try:
+        while first is None and time.time() - t0 < 180:
+            m = metrics(addr)
+            if "sitemon_results_in_flight" in m or metric(m, "sitemon_schedule_lag_seconds_count") > 0:
+                first = time.time() - t0
+            if p.poll() is not None:
+                raise SystemExit(f"b7: the producer exited ({p.returncode}); see {WORK}/{label}-alone-0.log")
+            time.sleep(0.02)
+        alone_hwm = rss_mb(p.pid, "VmHWM")
+    finally:
+        stop_all([p])
+    log(f"b7: one producer, all {n:,} sites from the topic: first check after {first} s")
+    # Three at once: the group splits the partitions; each one's figures over a steady window.
+    members = group_members(cfg, label, 3)
+    try:
+        settled = wait_shares(members, n, 180)
+        if settled is None:
+            raise SystemExit(f"b7: the shares never added up to {n:,}; see {WORK}/{label}-*.log")
+        time.sleep(10)
+        m0, t1 = [metrics(a) for _, a in members], time.time()
+        b0 = machine_busy()
+        peak = [0.0] * 3
+        while time.time() < t1 + 30:
+            time.sleep(0.5)
+            peak = [max(x, rss_mb(p.pid)) for x, (p, _) in zip(peak, members)]
+        m1, t2, b1 = [metrics(a) for _, a in members], time.time(), machine_busy()
+        each = []
+        for (a, b, pk) in zip(m0, m1, peak):
+            lag = lag_ms(a, b)
+            each.append({"assigned": metric(b, "sitemon_sites_assigned"), "rss_mb": pk,
+                         "rate": (checks_done(b) - checks_done(a)) / (t2 - t1),
+                         "missed": metric(b, "sitemon_missed_slots_total") - metric(a, "sitemon_missed_slots_total"),
+                         "lag_p50_ms": lag["p50"], "lag_p99_ms": lag["p99"], "lag_max_ms": lag["max"]})
+        for i, e in enumerate(each):
+            log(f"b7: producer {i}: {e}")
+    finally:
+        stop_all([p for p, _ in members])
+    return {"sites": n, "interval": interval, "apply_s": apply_s, "apply_rss_mb": apply_rss, "first_alone_s": first,
+            "alone_hwm_mb": alone_hwm, "settled_s": settled, "each": each, "busy": (b1 - b0) / ((t2 - t1) * os.cpu_count())}
+
+
+def b7():
+    load = os.getloadavg()[0]
+    began = time.time()
+    t = b7_takeover()
+    log(f"b7: takeover {t}")
+    s = b7_share()
+    return {"takeover": t, "share": s, "load_before": load, "minutes": (time.time() - began) / 60, "at": time.time()}
+
+
+def b7_section(r, cmd):
+    t, s = r["takeover"], r["share"]
+    rows = [
+        (f"B7 takeover after SIGKILL: the kill → the last of its sites checked again (s), session timeout {t['session_s']:.0f} s, 1 s interval",
+         f"{t['takeover_s']:.1f}", f"goal ≤ session timeout + 1 interval = {t['session_s'] + 1:.0f} s", ""),
+        ("B7 the kill → the survivors' shares add up to every site again (s)", fmt(t["moved_s"]), "", ""),
+        (f"B7 slots the SIGKILL cost: MISSED rows stored / sites with one / MISSED records made ({t['sites']:,} sites)",
+         f"{t['missed_rows']:,} / {t['missed_sites']:,} / {t['missed_made']:,.0f}", "records made beyond the rows: slots the dead producer had published (repeats)", ""),
+        (f"B7 slots without a row in the {t['window_s']} s around the kill", f"{t['holes']:,}", "goal 0", ""),
+        (f"B7 `sites apply` of {s['sites']:,} sites to a new topic: wall (s) / peak RSS (MB)",
+         f"{s['apply_s']:.1f} / {s['apply_rss_mb']:.0f}", "", ""),
+        (f"B7 one producer, all {s['sites']:,} sites from the topic: exec → first check scheduled (s) / VmHWM then (MB)",
+         f"{fmt(s['first_alone_s'], 2)} / {s['alone_hwm_mb']:.0f}", "goal < 3 s; B5's CSV start beside it", ""),
+        ("B7 three producers started at once: exec → shares settled (s)", fmt(s["settled_s"]), "", ""),
+    ]
+    for i, e in enumerate(s["each"]):
+        rows.append((f"B7 producer {i + 1} of 3: sites / RSS (MB) / checks/s / missed / lag p50, p99, max (ms)",
+                     f"{e['assigned']:,.0f} / {e['rss_mb']:.0f} / {fmt(e['rate'], 0)} / {e['missed']:,.0f} / "
+                     f"{e['lag_p50_ms']:.2f}, {e['lag_p99_ms']:.2f}, {e['lag_max_ms']:.1f}", "", ""))
+    total = sum(e["rate"] for e in s["each"])
+    rows.append(("B7 three producers together: checks/s / machine busy",
+                 f"{fmt(total, 0)} / {s['busy'] * 100:.0f} %", f"offered {s['sites'] / parse_secs(s['interval']):,.0f}/s", ""))
+    return "\n".join([
+        "## B7: producers sharing a region through the sites topic",
+        "",
+        run_header(r["minutes"], r["load_before"], cmd, r.get("at")),
+        "",
+        *table(rows),
+        "",
+        f"- **Takeover**: `sites apply` puts {t['sites']:,} sites (1 s interval, 900 ms timeout, the HTTP nginx) on a "
+        f"12-partition sites topic; three `sitemon producer`s of one region (`session.timeout.ms: "
+        f"{B7_SESSION_MS}`) share it and a consumer stores into a fresh PostgreSQL database. 10 s after the shares "
+        "settled one producer is SIGKILLed; 15 s after the survivors' shares add up again all stop. From the history: "
+        "each site's first successful check after the kill (the latest of them is the takeover), the MISSED rows and "
+        f"the slots without any row in the {t['window_s']} s from 10 s before the kill (every site has exactly "
+        f"{t['window_s']} slots in it). 'MISSED records made' is the survivors' `sitemon_missed_slots_total`.",
+        f"- **Sharing**: {s['sites']:,} sites (interval {s['interval']}: 5k checks/s in all; three processes on two "
+        "cores beside Kafka and nginx, where one producer alone reaches about 10k/s) applied from a "
+        "CSV; one producer alone first (its start: exec → first check scheduled, as B5 measures it, the topic read "
+        "instead of a file); then three started at once, the shares settled (every one holds some, they add up), "
+        "10 s more, then 30 s measured: each one's sites (`sitemon_sites_assigned`), highest RSS sample, checks/s, "
+        "missed slots and schedule lag (from the histogram's buckets over the window).",
+        "",
+    ])
+
+
 # ---------------------------------------------------------------------------------------- B6
 FLAPPER = TARGET / "release" / "examples" / "flap_topic"
 RECEIVER_PORT = 18090
@@ -1234,7 +1547,7 @@ def main():
         # BENCH_ONLY=b4,b5 BENCH_RERENDER=1: the sections again from the last run's figures.
         path = ROOT / "BENCHMARKS.md"
         text = path.read_text()
-        for name, heading, render_section in (("b4", "B4", b4_section), ("b5", "B5", b5_section), ("b6", "B6", b6_section)):
+        for name, heading, render_section in (("b4", "B4", b4_section), ("b5", "B5", b5_section), ("b6", "B6", b6_section), ("b7", "B7", b7_section), ("b1g", "B1 past capacity", b1_past_capacity_section)):
             if name in ONLY:
                 r = scenario(name, None)
                 text = put_section(text, heading, render_section(r, r.get("cmd", "make bench")))
@@ -1271,6 +1584,11 @@ def main():
                 sections["B5"] = b5_section(scenario("b5", lambda: {**b5(), "cmd": only_cmd}), only_cmd)
             if "b6" in ONLY:
                 sections["B6"] = b6_section(scenario("b6", lambda: {**b6(), "cmd": only_cmd}), only_cmd)
+            if "b7" in ONLY:
+                sections["B7"] = b7_section(scenario("b7", lambda: {**b7(), "cmd": only_cmd}), only_cmd)
+            if "b1g" in ONLY:
+                sections["B1 past capacity"] = b1_past_capacity_section(
+                    scenario("b1g", lambda: {**b1_past_capacity(), "cmd": only_cmd}), only_cmd)
         finally:
             stop_nginx(conf)
         if sections:
@@ -1304,6 +1622,8 @@ def main():
         b4r = scenario("b4", lambda: {**b4(), "cmd": cmd})
         b5r = scenario("b5", lambda: {**b5(), "cmd": cmd})
         b6r = scenario("b6", lambda: {**b6(), "cmd": cmd})
+        b7r = scenario("b7", lambda: {**b7(), "cmd": cmd})
+        b1g = scenario("b1g", lambda: {**b1_past_capacity(), "cmd": cmd})
     finally:
         stop_nginx(conf)
     wall = time.time() - began
@@ -1370,6 +1690,8 @@ def main():
     text = put_section(text, "B4", b4_section(b4r, cmd))
     text = put_section(text, "B5", b5_section(b5r, cmd))
     text = put_section(text, "B6", b6_section(b6r, cmd))
+    text = put_section(text, "B1 past capacity", b1_past_capacity_section(b1g, cmd))
+    text = put_section(text, "B7", b7_section(b7r, cmd))
     # The Soak section belongs to scripts/soak.py (`make soak`): keep it, last.
     old = (ROOT / "BENCHMARKS.md").read_text() if (ROOT / "BENCHMARKS.md").exists() else ""
     soak = re.search(r"^## Soak\n.*?(?=^## |\Z)", old, re.S | re.M)

@@ -250,6 +250,26 @@ impl Checked {
     }
 }
 
+/// `sitemon status`'s view of a region's group of producers: the config's Kafka, its
+/// `sites_topic` and `region`, when it has them.
+pub struct Fleet {
+    pub kafka: KafkaConfig,
+    pub topic: String,
+    pub region: String,
+}
+
+impl Fleet {
+    pub fn load(path: &Path) -> Result<Option<Self>, ConfigError> {
+        load(path, "status", Sites::Skip, |mut config, _| {
+            let kafka = config.kafka.take();
+            Some(kafka.and_then(|kafka| {
+                let topic = kafka.sites_topic.clone()?;
+                Some(Fleet { kafka, topic, region: config.region })
+            }))
+        })
+    }
+}
+
 /// `sitemon sites`: Kafka and its `sites_topic`.
 pub struct SitesTopic {
     pub kafka: KafkaConfig,

@@ -1,6 +1,6 @@
 //! `sitemon producer` with `kafka.sites_topic`: the producer as a member of its region's group on
 //! the sites topic. Wires the group (`kafka::SiteGroup`) to the producer's reloads through the
-//! probe, which prepares each new share's TLS settings first.
+//! probe, which prepares each new share's TLS settings first; and `status`'s view of the group.
 
 use std::sync::Arc;
 
@@ -8,9 +8,11 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 
 use crate::config::KafkaConfig;
-use crate::kafka::SiteGroup;
+use crate::kafka::{SiteGroup, group_members};
 use crate::probe::HyperProbe;
 use crate::producer::{self, NewList, Progress};
+use crate::setup::Fleet;
+use crate::ui;
 
 /// The consumer group of a region's producers on the sites topic.
 pub fn group_id(region: &str) -> String {
@@ -60,4 +62,16 @@ pub fn join(
         }
     });
     Ok((reloads.into(), group))
+}
+
+/// `status`'s lines on the region's group of producers; a note instead when the brokers do not
+/// answer (the store's status still follows).
+pub async fn shares(fleet: &Fleet) -> String {
+    let group = group_id(&fleet.region);
+    let (kafka, g, topic) = (fleet.kafka.clone(), group.clone(), fleet.topic.clone());
+    match tokio::task::spawn_blocking(move || group_members(&kafka, &g, &topic)).await {
+        Ok(Ok(members)) => ui::producer_shares(&fleet.region, &group, &fleet.topic, &members),
+        Ok(Err(e)) => format!("producers of region {}: the brokers did not say ({e})\n", fleet.region),
+        Err(e) => format!("producers of region {}: {e}\n", fleet.region),
+    }
 }

@@ -455,6 +455,9 @@ async fn run_status(args: StatusArgs) -> anyhow::Result<i32> {
     if args.json {
         println!("{}", ui::status_json(&rows, &query, chrono::Utc::now()));
     } else {
+        if let Some(fleet) = setup::Fleet::load(&args.config.config)? {
+            print!("{}", group::shares(&fleet).await);
+        }
         print!("{}", ui::status_table(&rows, &query, chrono::Utc::now()));
     }
     Ok(exit::OK)

@@ -4,6 +4,7 @@
 mod client;
 mod events;
 mod feed;
+mod group_members;
 mod publisher;
 mod redacted_log;
 mod security;
@@ -14,6 +15,7 @@ mod sites_topic;
 pub use client::property_problems;
 pub use events::KafkaEventSink;
 pub use feed::KafkaFeed;
+pub use group_members::{Member, group_members};
 pub use publisher::KafkaPublisher;
 pub use security::file_problems;
 pub use setup_error::ClientSetupError;

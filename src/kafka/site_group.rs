@@ -324,6 +324,11 @@ fn commit(consumer: &BaseConsumer<GroupContext>, topic: &str, parts: &[i32], thr
     }
 }
 
+/// A member's client id, which `status` shows: its host and process.
+fn client_id() -> String {
+    format!("sitemon-producer-{}-{}", gethostname::gethostname().to_string_lossy(), std::process::id())
+}
+
 impl SiteGroup {
     /// Joins group `group` on `topic`; each new share goes to `to` (the producer's reloads), and
     /// `progress` (the producer's) is committed with the partitions. Problems of a site record are
@@ -351,6 +356,7 @@ impl SiteGroup {
                 ("auto.offset.reset", "earliest"),
                 ("enable.partition.eof", "true"),
                 ("partition.assignment.strategy", "cooperative-sticky"),
+                ("client.id", &client_id()),
             ],
         )
         .create_with_context(context)
