@@ -157,6 +157,24 @@ async fn producers_share_a_region_through_the_sites_topic() {
     })
     .await;
     assert!(joined.is_some(), "the fourth producer took no share:\n{}", logs(&producers));
+    // `status` names the three members and their partitions: all twelve, each once.
+    let shares = wait_for(Duration::from_secs(30), || async {
+        let out = support::sitemon(&["status", "-c", &cfg], &s.env(), Duration::from_secs(30)).await;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut held: Vec<i32> = text
+            .lines()
+            .filter(|l| l.starts_with("  sitemon-producer-"))
+            .flat_map(|l| l.rsplit_once("partitions: ").map(|(_, ps)| ps.to_owned()))
+            .flat_map(|ps| ps.split(", ").filter_map(|p| p.parse().ok()).collect::<Vec<i32>>())
+            .collect();
+        held.sort_unstable();
+        (text.contains(&format!("producers of region {region} (group sitemon-producers-{region}"))
+            && held == (0..12).collect::<Vec<_>>()
+            && text.lines().filter(|l| l.starts_with("  sitemon-producer-")).count() == 3)
+            .then_some(text)
+    })
+    .await;
+    assert!(shares.is_some(), "status does not show the three producers' shares");
 
     // `sites apply` under load: six sites go, six come.
     let removed: Vec<String> = names.drain(..6).collect();
