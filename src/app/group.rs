@@ -8,11 +8,32 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 
 use crate::config::KafkaConfig;
+use crate::domain::TlsOptions;
 use crate::kafka::{SiteGroup, group_members};
 use crate::probe::HyperProbe;
 use crate::producer::{self, NewList, Progress};
 use crate::setup::Fleet;
 use crate::ui;
+
+/// `list` with the probe prepared for it; a site whose TLS setting cannot be used (its
+/// `tls_ca_file` missing or not a CA here) is logged and left out, with every other site of that
+/// setting.
+fn usable(probe: &HyperProbe, mut list: NewList) -> NewList {
+    let Err(errors) = probe.prepare(&list.sites) else { return list };
+    let failed: Vec<TlsOptions> = errors
+        .into_iter()
+        .map(|e| {
+            let site = &list.sites[e.site];
+            tracing::error!(site = %site.id, problem = %e.message, "tls_ca_file: this producer leaves out every site with this TLS setting");
+            site.tls.clone()
+        })
+        .collect();
+    list.sites.retain(|s| !failed.contains(&s.tls));
+    if let Err(errors) = probe.prepare(&list.sites) {
+        tracing::error!(problems = errors.len(), "preparing the probe for the sites topic's list failed");
+    }
+    list
+}
 
 /// The consumer group of a region's producers on the sites topic.
 pub fn group_id(region: &str) -> String {
@@ -35,22 +56,10 @@ pub fn join(
     let group = SiteGroup::join(kafka, topic, &group_id(region), progress, from_group)
         .context("joining the producers' group on the sites topic")?;
     tokio::spawn(async move {
-        while let Some(mut list) = lists.recv().await {
-            if let Err(errors) = probe.prepare(&list.sites) {
-                let mut unusable = vec![false; list.sites.len()];
-                for e in errors {
-                    tracing::error!(site = %list.sites[e.site].id, problem = %e.message, "tls_ca_file: this producer leaves the site out");
-                    unusable[e.site] = true;
-                }
-                let mut left_out = unusable.into_iter();
-                list.sites.retain(|_| !left_out.next().unwrap_or(false));
-                if let Err(errors) = probe.prepare(&list.sites) {
-                    tracing::error!(
-                        problems = errors.len(),
-                        "preparing the probe for the sites topic's list failed"
-                    );
-                }
-            }
+        while let Some(list) = lists.recv().await {
+            // Off the runtime's threads: a CA file is read from disk.
+            let probe = probe.clone();
+            let Ok(list) = tokio::task::spawn_blocking(move || usable(&probe, list)).await else { return };
             if to_producer.send(list).await.is_err() {
                 return;
             }

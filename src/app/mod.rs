@@ -176,25 +176,15 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
         let why = "`--once` checks the config's own sites; the producers of a group on the sites topic run until stopped";
         return Err(probe::located(&args.config.config, vec![Problem::new("kafka.sites_topic", why)]).into());
     }
-    // SIGHUP reloads from here on, also while the schema is being registered.
-    let (reloads, group) = match group_topic {
-        _ if args.once => (producer::Reloads::none(), None),
-        Some(topic) => {
-            let progress = opts.progress.clone();
-            let (reloads, group) = group::join(kafka, topic, &cfg.region, probe.clone(), progress, hangups)?;
-            (reloads, Some(group))
-        }
+    // SIGHUP reloads from here on, also while the schema is being registered; a group member has
+    // nothing to reload (it joins once it can publish).
+    let (file_reloads, hangups) = match group_topic {
+        _ if args.once => (Some(producer::Reloads::none()), None),
+        Some(_) => (None, Some(hangups)),
         None => {
             let load = |p: &Path| setup::Producer::load(p).map(|s| s.config);
-            let r = reloads(
-                &args.config.config,
-                args.watch,
-                cfg.sites_file.clone(),
-                load,
-                probe.clone(),
-                hangups,
-            )?;
-            (r, None)
+            let (file, sites_file) = (&args.config.config, cfg.sites_file.clone());
+            (Some(reloads(file, args.watch, sites_file, load, probe.clone(), hangups)?), None)
         }
     };
     let mut publisher =
@@ -213,6 +203,15 @@ async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow:
         publisher = publisher.with_schema_id(id);
     }
     let publisher = Arc::new(publisher);
+    let (reloads, group) = match (file_reloads, group_topic.zip(hangups)) {
+        (Some(reloads), _) => (reloads, None),
+        (None, Some((topic, hangups))) => {
+            let progress = opts.progress.clone();
+            let (reloads, group) = group::join(kafka, topic, &cfg.region, probe.clone(), progress, hangups)?;
+            (reloads, Some(group))
+        }
+        (None, None) => (producer::Reloads::none(), None),
+    };
     tracing::info!(sites = sites.len(), brokers = %kafka.bootstrap_servers, topic = %kafka.topic, region = %cfg.region, sites_topic = group_topic, "producer starting");
     let roster = producer::Roster::new(sites, &opts);
     config::release_parse_memory();

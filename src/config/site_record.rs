@@ -66,6 +66,8 @@ mod tests {
             ("x", br#"{"name":"x"}"#),
             ("x", br#"{"name":"y","url":"http://y.test/"}"#),
             ("x", br#"{"name":"x","url":"http://x.test/","interval":"1s","timeout":"9s"}"#),
+            ("x", br#"{"name":"x","url":"http://x.test/","interval":"1000000y"}"#),
+            ("x", br#"{"name":"x","url":"http://x.test/","interval":"367days","timeout":"1s"}"#),
             ("x", br#"{"name":"x","url":"http://x.test/","headers":{"Authorization":"${NOT_SET}"}}"#),
         ] {
             let problems = records.read(name, value, &env).unwrap_err();

@@ -49,6 +49,9 @@ const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
 const DEFAULT_MAX_REDIRECTS: u64 = 5;
 pub(super) const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest interval: slot arithmetic (µs since the epoch, phase below the interval) stays
+/// far inside the calendar's range.
+const MAX_INTERVAL: Duration = Duration::from_secs(366 * 24 * 3600);
 /// Compiled-regex size cap, so a hostile pattern cannot take the producer's memory.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
@@ -217,7 +220,13 @@ pub(super) fn read_site(
         }),
         None => Some(http::Method::GET),
     };
-    let interval = f.get("interval").map_or(Some(d.interval), |(v, p)| r.duration(v, &p));
+    let interval = f.get("interval").map_or(Some(d.interval), |(v, p)| r.duration(v, &p)).filter(|i| {
+        let fits = *i <= MAX_INTERVAL;
+        if !fits {
+            r.problem(&join(path, "interval"), "at most 366 days: a slot must fall within the calendar");
+        }
+        fits
+    });
     let timeout = f.get("timeout").map_or(Some(d.timeout), |(v, p)| r.duration(v, &p));
     if let (Some(i), Some(t)) = (interval, timeout)
         && t > i

@@ -40,6 +40,8 @@ const COMMIT_EVERY: Duration = Duration::from_secs(1);
 const TAKE_LIST: Duration = Duration::from_secs(10);
 /// How long a member giving partitions up waits for their checks in flight to be published.
 const FINISH_CHECKS: Duration = Duration::from_secs(60);
+/// How long a partition that cannot be read to its end holds back the others' sites.
+const LOAD_WAIT: Duration = Duration::from_secs(30);
 /// How long broker requests made while a rebalance waits (committed offsets, watermarks) may take.
 const REQUEST: Duration = Duration::from_secs(10);
 
@@ -62,6 +64,8 @@ struct Part {
     applied: bool,
     /// Its end when assigned (the offset after the last record).
     end: i64,
+    /// When it was assigned: after [`LOAD_WAIT`] unread, the others' sites go without it.
+    assigned_at: Instant,
 }
 
 /// A list sent to the producer whose effect it has not confirmed yet.
@@ -148,7 +152,16 @@ impl GroupContext {
         for &p in parts {
             tpl.add_partition(&self.topic, p);
         }
-        let resume: HashMap<i32, i64> = match consumer.committed_offsets(tpl, Timeout::After(REQUEST)) {
+        // Asked again on a failure: without it, the slots nobody checked before the handover
+        // would have no row.
+        let mut committed = consumer.committed_offsets(tpl.clone(), Timeout::After(REQUEST));
+        for _ in 0..2 {
+            if committed.is_ok() {
+                break;
+            }
+            committed = consumer.committed_offsets(tpl.clone(), Timeout::After(REQUEST));
+        }
+        let resume: HashMap<i32, i64> = match committed {
             Ok(committed) => committed
                 .elements()
                 .iter()
@@ -157,22 +170,24 @@ impl GroupContext {
                 })
                 .collect(),
             Err(e) => {
-                tracing::warn!(error = %e, "sites topic: where the previous owners' checks ended is unknown; their missed slots will not be recorded");
+                tracing::error!(error = %e, ?parts, "sites topic: where the previous owners' checks ended is unknown; the slots they missed before the handover have no row");
                 HashMap::new()
             }
         };
         let mut st = self.state();
         for &p in parts {
+            // Unknown, the partition's end-of-partition event says when it is read.
             let (low, end) =
-                consumer.fetch_watermarks(&self.topic, p, Timeout::After(REQUEST)).unwrap_or((0, -1));
+                consumer.fetch_watermarks(&self.topic, p, Timeout::After(REQUEST)).unwrap_or((0, i64::MAX));
             st.parts.insert(
                 p,
                 Part {
                     sites: HashMap::new(),
-                    loaded: end >= 0 && end <= low,
+                    loaded: end <= low,
                     resume: resume.get(&p).copied(),
                     applied: false,
                     end,
+                    assigned_at: Instant::now(),
                 },
             );
         }
@@ -185,29 +200,29 @@ impl GroupContext {
     /// member was thrown out of the group) is no longer this member's to commit.
     fn revoked(&self, consumer: &BaseConsumer<Self>, parts: &[i32], lost: bool) {
         let mut st = self.state();
-        let pending_covers = st.pending.as_ref().is_some_and(|p| p.parts.iter().any(|x| parts.contains(x)));
-        let mut had = Vec::new();
-        for p in parts {
-            if let Some(part) = st.parts.remove(p)
-                && (part.applied || pending_covers)
-            {
-                had.push(*p);
-            }
-        }
+        let had = remove_revoked(&mut st, parts);
         tracing::info!(?parts, lost, "sites topic: partitions revoked");
         if had.is_empty() {
             return;
         }
-        confirm(&mut st, TAKE_LIST);
-        let taken = match send(&mut st, &self.to) {
-            false => Taken::Gone,
-            true => confirm(&mut st, TAKE_LIST),
+        // The producer drops the revoked sites with the next list it takes. One list at a time:
+        // while it has not taken the last one (its in-flight window full), another would only
+        // wait behind it, and this callback with it.
+        let taken = match confirm(&mut st, TAKE_LIST) {
+            Taken::Waiting => {
+                st.dirty = true;
+                Taken::Waiting
+            }
+            _ => match send(&mut st, &self.to) {
+                false => Taken::Gone,
+                true => confirm(&mut st, TAKE_LIST),
+            },
         };
         let through = match taken {
             Taken::At(at) => wait_checked_through(&self.progress, at),
             // The producer has stopped: how far it got is final.
             Taken::Gone => self.progress.checked_through(),
-            Taken::Waiting => {
+            Taken::Waiting | Taken::Nothing => {
                 tracing::warn!(
                     "sites topic: the producer did not take the list without the revoked partitions in time; \
                      the next owner starts from the last commit"
@@ -220,6 +235,21 @@ impl GroupContext {
             commit(consumer, &self.topic, &had, through, CommitMode::Sync);
         }
     }
+}
+
+/// Forgets the revoked `parts`; returns those whose sites the producer has or was sent (the
+/// others it never checked: committing for them would hide the previous owner's checkpoint).
+fn remove_revoked(st: &mut State, parts: &[i32]) -> Vec<i32> {
+    let mut had = Vec::new();
+    for p in parts {
+        let sent = st.pending.as_ref().is_some_and(|pending| pending.parts.contains(p));
+        if let Some(part) = st.parts.remove(p)
+            && (part.applied || sent)
+        {
+            had.push(*p);
+        }
+    }
+    had
 }
 
 /// Waits until every slot before `at` was published; `None` if that takes longer than
@@ -276,12 +306,14 @@ enum Taken {
     Gone,
     /// Not yet.
     Waiting,
+    /// No list is waiting to be taken.
+    Nothing,
 }
 
 /// What became of the pending list, waiting at most `wait` for the producer to take it.
 fn confirm(st: &mut State, wait: Duration) -> Taken {
     let deadline = Instant::now() + wait;
-    let Some(pending) = st.pending.as_mut() else { return Taken::Waiting };
+    let Some(pending) = st.pending.as_mut() else { return Taken::Nothing };
     let taken = loop {
         match pending.applied.try_recv() {
             Ok(at) => break Taken::At(at),
@@ -430,6 +462,14 @@ fn take(st: &mut State, m: &BorrowedMessage<'_>, env: Env) {
     *dirty |= part.loaded;
 }
 
+impl Drop for SiteGroup {
+    /// A member dropped without [`SiteGroup::leave`] (the producer ended early) still leaves the
+    /// group, on its own thread, rather than hold its partitions until the session times out.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
 /// The member's loop: records in, lists out, a commit a second; at the stop, the partitions given
 /// up (committing how far the producer got) and the group left.
 fn follow(consumer: BaseConsumer<GroupContext>, stop: &AtomicBool) {
@@ -456,8 +496,8 @@ fn follow(consumer: BaseConsumer<GroupContext>, stop: &AtomicBool) {
         }
         let mut st = ctx.state();
         confirm(&mut st, Duration::ZERO);
-        if st.dirty && st.pending.is_none() && st.parts.values().all(|p| p.loaded) && !send(&mut st, &ctx.to)
-        {
+        let ready = st.parts.values().all(|p| p.loaded || p.assigned_at.elapsed() > LOAD_WAIT);
+        if st.dirty && st.pending.is_none() && ready && !send(&mut st, &ctx.to) {
             // The producer is gone: nothing more to hand it.
             st.dirty = false;
         }
@@ -477,4 +517,43 @@ fn follow(consumer: BaseConsumer<GroupContext>, stop: &AtomicBool) {
         let _ = consumer.poll(Duration::from_millis(100));
     }
     tracing::info!("sites topic: left the group");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(loaded: bool, applied: bool) -> Part {
+        Part { sites: HashMap::new(), loaded, resume: None, applied, end: 0, assigned_at: Instant::now() }
+    }
+
+    #[test]
+    fn only_partitions_whose_sites_the_producer_has_or_was_sent_are_handed_back() {
+        let mut st = State::default();
+        st.parts.insert(1, part(true, true));
+        st.parts.insert(2, part(true, false));
+        st.parts.insert(3, part(false, false));
+        st.parts.insert(4, part(true, true));
+        let (_tx, applied) = oneshot::channel();
+        st.pending = Some(Pending { applied, parts: vec![2] });
+        assert_eq!(remove_revoked(&mut st, &[1, 2, 3]), [1, 2], "3 was never read, so never checked here");
+        assert_eq!(st.parts.keys().copied().collect::<Vec<_>>(), [4]);
+    }
+
+    #[test]
+    fn a_list_taken_makes_its_partitions_the_producers_and_a_producer_gone_says_so() {
+        let mut st = State::default();
+        st.parts.insert(1, part(true, false));
+        assert!(matches!(confirm(&mut st, Duration::ZERO), Taken::Nothing));
+        let (tx, applied) = oneshot::channel();
+        st.pending = Some(Pending { applied, parts: vec![1, 7] });
+        assert!(matches!(confirm(&mut st, Duration::ZERO), Taken::Waiting));
+        tx.send(42).unwrap();
+        assert!(matches!(confirm(&mut st, Duration::ZERO), Taken::At(42)));
+        assert!(st.parts[&1].applied && st.pending.is_none());
+        let (tx, applied) = oneshot::channel::<i64>();
+        st.pending = Some(Pending { applied, parts: vec![1] });
+        drop(tx);
+        assert!(matches!(confirm(&mut st, Duration::ZERO), Taken::Gone));
+    }
 }

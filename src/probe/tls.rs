@@ -51,13 +51,33 @@ fn build_all(sites: &[Site]) -> Result<HashMap<TlsOptions, TlsConnector>, Vec<Tl
     if errors.is_empty() { Ok(map) } else { Err(errors) }
 }
 
+/// The most a CA file may hold: a bundle of every public root is about 250 KB.
+const MAX_CA_FILE: u64 = 4 << 20;
+
+/// A CA file's bytes: a regular file (not a FIFO or a device, which could block or never end) of
+/// at most [`MAX_CA_FILE`].
+fn read_ca_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let cannot = |e: std::io::Error| format!("cannot read CA file {}: {e}", path.display());
+    let meta = std::fs::metadata(path).map_err(cannot)?;
+    if !meta.is_file() || meta.len() > MAX_CA_FILE {
+        return Err(format!("CA file {} is not a regular file of at most 4 MB", path.display()));
+    }
+    let mut pem = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(std::fs::File::open(path).map_err(cannot)?, MAX_CA_FILE),
+        &mut pem,
+    )
+    .map_err(cannot)?;
+    Ok(pem)
+}
+
 fn connector(opts: &TlsOptions) -> Result<TlsConnector, String> {
     let mut b = native_tls::TlsConnector::builder();
     if !opts.verify {
         b.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
     }
     if let Some(path) = &opts.ca_file {
-        let pem = std::fs::read(path).map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+        let pem = read_ca_file(path)?;
         let ca = Certificate::from_pem(&pem)
             .map_err(|e| format!("{} is not a PEM certificate: {e}", path.display()))?;
         b.add_root_certificate(ca);
@@ -122,6 +142,14 @@ mod tests {
     fn prepared(c: &Connectors) -> (usize, usize) {
         let p = c.0.read().unwrap();
         (p.current.len(), p.previous.len())
+    }
+
+    #[test]
+    fn a_ca_file_that_is_no_regular_file_is_refused_without_reading_it() {
+        for path in ["/dev/zero", "/"] {
+            let e = read_ca_file(std::path::Path::new(path)).unwrap_err();
+            assert!(e.contains("not a regular file"), "{e}");
+        }
     }
 
     #[test]

@@ -171,7 +171,11 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
         // The site is free for its next slot once this one's check is over: delivery goes on
         // in the window, so a broker outage does not stop the checks (until the window is full).
         e.busy.store(false, Ordering::Release);
-        let Some(result) = result else { return };
+        let Some(result) = result else {
+            // Abandoned: never published, so never counted as done.
+            self.progress.lose(slot.timestamp_micros());
+            return;
+        };
         self.publish_now(result).await;
         drop(place);
     }

@@ -88,11 +88,16 @@ pub(super) async fn schedule<P: SiteProbe, S: StatusPublisher>(
                 s2.run_slot(e, at(due), at(next), place).await;
             });
         }
+        let mut applied = None;
         if let Some(list) = reload {
             // Every slot due by `now` is taken: the new roster starts from there.
-            carried = replace(&mut roster, &mut heap, carried, list, now);
+            (carried, applied) = replace(&mut roster, &mut heap, carried, list, now);
         }
         taken_until(s, &heap, now);
+        // Told once the progress counts the new roster's slots (a taken-over site's overdue ones).
+        if let Some(applied) = applied {
+            let _ = applied.send(now);
+        }
         if !carried.is_empty() && now - pruned >= PRUNE_EVERY_US {
             carried.prune();
             pruned = now;
@@ -115,8 +120,14 @@ fn taken_until<P, S>(s: &Shared<P, S>, heap: &Heap, now: i64) {
 /// next slots are MISSED until it is over. An added site taken over from another producer starts
 /// at its first slot that producer did not publish (at most [`TAKEOVER_LOOKBACK`] ago): the
 /// slots before `now` then fall due at once, and those already followed by the next are MISSED.
-/// Returns the checks carried over; `list.applied` is told `now`.
-fn replace(roster: &mut Roster, heap: &mut Heap, carried: Carried, list: NewList, now: i64) -> Carried {
+/// Returns the checks carried over, and `list.applied` for the caller to tell.
+fn replace(
+    roster: &mut Roster,
+    heap: &mut Heap,
+    carried: Carried,
+    list: NewList,
+    now: i64,
+) -> (Carried, Option<tokio::sync::oneshot::Sender<i64>>) {
     let NewList { sites, resume, applied } = list;
     let Replacement { roster: new, previous, changes } = roster.replace(sites);
     let oldest = now - micros(TAKEOVER_LOOKBACK);
@@ -153,10 +164,7 @@ fn replace(roster: &mut Roster, heap: &mut Heap, carried: Carried, list: NewList
         "site list reloaded"
     );
     *roster = new;
-    if let Some(applied) = applied {
-        let _ = applied.send(now);
-    }
-    carried
+    (carried, applied)
 }
 
 /// After shutdown at `stopped`: every slot due by then that no check took becomes a MISSED

@@ -298,6 +298,21 @@ async fn a_taken_over_site_starts_where_its_last_owner_stopped_and_the_gap_is_mi
     assert!(by_site.values().flatten().all(|r| r.scheduled_at.timestamp_micros() < through));
 }
 
+/// A check the grace period cut off was never published: the progress a group member commits
+/// stays before its slot, so the next owner records it.
+#[tokio::test(start_paused = true)]
+async fn a_check_abandoned_at_the_end_of_the_grace_period_holds_the_progress_back() {
+    let (probe, mut started) = Recording::new(&[("h", Duration::from_secs(3600))]);
+    let run =
+        start(sites("  - {name: h, url: 'http://h.test/', interval: 50m, timeout: 40m}\n"), probe.clone());
+    let slot = started.nth("h", 1).await;
+    let progress = run.progress.clone();
+    let (report, _) = run.stop().await;
+    assert_eq!(report.abandoned, 1, "{report:?}");
+    let through = progress.checked_through().expect("known");
+    assert!(through <= slot.timestamp_micros(), "the progress passed the abandoned slot {slot}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_check_under_way_at_a_reload_keeps_its_site_busy() {
     // s and t: a slot every 2 s, checks of 5 s, so a check spans the next two slots. The reload
