@@ -80,6 +80,13 @@ impl RedactedLog {
     /// For `ClientContext::error`: logged unless a line of the last [`REPEAT_WINDOW`] said the
     /// same reason.
     pub fn error(&self, error: &KafkaError, reason: &str) {
+        // The end of a partition (with `enable.partition.eof`) comes here too: it is news, not a
+        // failure, and the reader acts on it.
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        {
+            return;
+        }
         let reason = self.redact(reason);
         let text = format!("{error}: {reason}");
         if !self.said(&reason, &text) {

@@ -387,6 +387,8 @@ impl SiteGroup {
                 ("enable.auto.offset.store", "false"),
                 ("auto.offset.reset", "earliest"),
                 ("enable.partition.eof", "true"),
+                // A full fetch queue pauses fetching 1 s by default: most of a large share's load.
+                ("fetch.queue.backoff.ms", "10"),
                 ("partition.assignment.strategy", "cooperative-sticky"),
                 ("client.id", &client_id()),
             ],
@@ -419,31 +421,48 @@ impl SiteGroup {
 /// A definition with problems is logged (name and field, never a value) and the site's last good
 /// one kept.
 fn take(st: &mut State, m: &BorrowedMessage<'_>, env: Env) {
+    let format = m
+        .headers()
+        .and_then(|h| h.iter().find(|h| h.key == FORMAT_HEADER).map(|h| h.value.unwrap_or_default()));
+    let record =
+        Record { partition: m.partition(), offset: m.offset(), key: m.key(), format, value: m.payload() };
+    take_record(st, record, env);
+}
+
+/// One record of the sites topic, as any client may have written it.
+struct Record<'a> {
+    partition: i32,
+    offset: i64,
+    key: Option<&'a [u8]>,
+    /// Its `sitemon-format` header.
+    format: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+}
+
+/// See [`take`].
+fn take_record(st: &mut State, r: Record<'_>, env: Env) {
     let State { parts, records, dirty, .. } = st;
-    let Some(part) = parts.get_mut(&m.partition()) else { return };
-    if m.offset() + 1 >= part.end && !part.loaded {
+    let Some(part) = parts.get_mut(&r.partition) else { return };
+    if r.offset + 1 >= part.end && !part.loaded {
         part.loaded = true;
         *dirty = true;
     }
-    let Some(name) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+    let Some(name) = r.key.and_then(|k| std::str::from_utf8(k).ok()) else {
         tracing::error!(
-            partition = m.partition(),
-            offset = m.offset(),
+            partition = r.partition,
+            offset = r.offset,
             "sites topic: a record without a site name as its key; skipped"
         );
         return;
     };
-    let format = m.headers().and_then(|h| {
-        h.iter().find(|h| h.key == FORMAT_HEADER).map(|h| h.value.unwrap_or_default().to_vec())
-    });
-    if format.is_some_and(|f| f != FORMAT.as_bytes()) {
+    if r.format.is_some_and(|f| f != FORMAT.as_bytes()) {
         tracing::error!(
             site = name,
             "sites topic: a record in a format this producer does not read; upgrade it (the site's last definition is kept)"
         );
         return;
     }
-    match m.payload() {
+    match r.value {
         None => {
             part.sites.remove(name);
         }
@@ -538,6 +557,48 @@ mod tests {
         st.pending = Some(Pending { applied, parts: vec![2] });
         assert_eq!(remove_revoked(&mut st, &[1, 2, 3]), [1, 2], "3 was never read, so never checked here");
         assert_eq!(st.parts.keys().copied().collect::<Vec<_>>(), [4]);
+    }
+
+    #[test]
+    fn records_add_change_and_remove_sites_and_nothing_a_record_carries_breaks_the_last_good_one() {
+        let env = |_: &str| None;
+        let mut st = State::default();
+        st.parts.insert(0, Part { end: 100, ..part(false, false) });
+        let put =
+            |st: &mut State, offset: i64, key: Option<&[u8]>, format: Option<&[u8]>, value: Option<&[u8]>| {
+                take_record(st, Record { partition: 0, offset, key, format, value }, &env)
+            };
+        let url = |st: &State| st.parts[&0].sites.get("a").map(|s| s.url.as_str().to_owned());
+        put(
+            &mut st,
+            0,
+            Some(b"a"),
+            Some(FORMAT.as_bytes()),
+            Some(br#"{"name":"a","url":"http://one.test/"}"#),
+        );
+        assert_eq!(url(&st).as_deref(), Some("http://one.test/"));
+        assert!(!st.dirty, "nothing goes to the producer before the partition is read to its end");
+        for (key, format, value) in [
+            (Some(&b"a"[..]), None, Some(&b"\xff not json"[..])),
+            (Some(b"a"), None, Some(br#"{"name":"a","url":"gopher://x/"}"#)),
+            (
+                Some(b"a"),
+                Some(&b"site-definition-v9"[..]),
+                Some(br#"{"name":"a","url":"http://nine.test/"}"#),
+            ),
+            (Some(b"a"), Some(b"site-definition-v9"), None),
+            (None, None, Some(br#"{"name":"a","url":"http://keyless.test/"}"#)),
+            (Some(b"\xff\xfe"), None, None),
+            (Some(b"b"), None, Some(br#"{"name":"a","url":"http://two.test/"}"#)),
+        ] {
+            put(&mut st, 1, key, format, value);
+            assert_eq!(url(&st).as_deref(), Some("http://one.test/"), "{key:?} {format:?} {value:?}");
+        }
+        put(&mut st, 98, Some(b"a"), None, Some(br#"{"name":"a","url":"http://two.test/"}"#));
+        assert_eq!(url(&st).as_deref(), Some("http://two.test/"));
+        put(&mut st, 99, Some(b"a"), None, None);
+        assert_eq!(url(&st), None, "a tombstone removes the site");
+        assert!(st.parts[&0].loaded && st.dirty, "the partition's last record read");
     }
 
     #[test]

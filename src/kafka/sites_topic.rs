@@ -192,6 +192,9 @@ fn read_state(k: &KafkaConfig, topic: &str) -> Result<Option<BTreeMap<String, Ve
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("enable.partition.eof", "true"),
+            // librdkafka pauses a partition's fetches this long once its queue is full: a second
+            // by default, which made reading a million sites wait more than it worked.
+            ("fetch.queue.backoff.ms", "10"),
         ],
     )
     .create_with_context(RedactedLog::new(k))

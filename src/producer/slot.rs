@@ -78,7 +78,12 @@ pub(super) struct Shared<P, S> {
     pub(super) failed: AtomicU64,
     pub(super) missed: AtomicU64,
     pub(super) abandoned: AtomicU64,
+    /// When a missed slot was last logged, and how many were missed since.
+    missed_said: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
 }
+
+/// How often, at most, missed slots are logged.
+const MISSED_LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl<P, S> Shared<P, S> {
     pub(super) fn new(
@@ -104,6 +109,7 @@ impl<P, S> Shared<P, S> {
             failed: AtomicU64::new(0),
             missed: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
+            missed_said: Default::default(),
         }
     }
 
@@ -264,7 +270,14 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
             CheckResult::new(&site.id, site.url.as_str(), &self.opts.region, slot, now, CheckStatus::Missed);
         r.error = Some(why.to_owned());
         site.stamp(&mut r);
-        tracing::warn!(site = %site.id, slot = %slot, reason = why, "missed slot");
+        tracing::debug!(site = %site.id, slot = %slot, reason = why, "missed slot");
+        // One line per slot would be a flood when a producer falls behind or takes sites over.
+        let mut said = self.missed_said.lock().unwrap_or_else(|e| e.into_inner());
+        said.1 += 1;
+        if said.0.is_none_or(|at| at.elapsed() >= MISSED_LOG_EVERY) {
+            tracing::warn!(site = %site.id, slot = %slot, reason = why, missed = said.1, "missed slots: this one and the others since the last such line (sitemon_missed_slots_total counts them all)");
+            *said = (Some(std::time::Instant::now()), 0);
+        }
         r
     }
 

@@ -188,6 +188,9 @@ async fn producers_share_a_region_through_the_sites_topic() {
     })
     .await;
     assert!(arrived.is_some(), "the added sites were not checked:\n{}", logs(&producers));
+    let reached = (Utc::now() - applied_at).to_std().unwrap();
+    eprintln!("sites apply → the added sites checked: {reached:?}");
+    assert!(reached <= Duration::from_secs(10), "an applied change took {reached:?} to reach the producers");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let end = Utc::now() - chrono::Duration::seconds(2);
 
