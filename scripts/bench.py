@@ -990,9 +990,20 @@ def b7_share():
                          "lag_p50_ms": lag["p50"], "lag_p99_ms": lag["p99"], "lag_max_ms": lag["max"]})
         for i, e in enumerate(each):
             log(f"b7: producer {i}: {e}")
+        # A rolling restart: one member stops (SIGTERM), the other two take its share, and a new
+        # one joins the running group: exec → its first check, with its share read from the topic.
+        stop_all([members[0][0]])
+        if wait_shares(members[1:], n, 120) is None:
+            raise SystemExit(f"b7: two producers never held all {n:,} sites; see {WORK}/{label}-*.log")
+        (p, addr), = group_members(cfg, f"{label}-rejoin", 1)
+        members.append((p, addr))
+        rejoin = {}
+        rejoined = wait_shares([(p, addr)] + members[1:3], n, 120, rejoin)
+        log(f"b7: a producer joining the running group: first check after {rejoin.get(0)} s, shares settled after {rejoined} s")
     finally:
         stop_all([p for p, _ in members])
     return {"sites": n, "interval": interval, "apply_s": apply_s, "apply_rss_mb": apply_rss, "first_alone_s": first,
+            "rejoin_first_s": rejoin.get(0), "rejoin_settled_s": rejoined,
             "alone_hwm_mb": alone_hwm, "settled_s": settled, "each": each, "busy": (b1 - b0) / ((t2 - t1) * os.cpu_count())}
 
 
@@ -1019,6 +1030,8 @@ def b7_section(r, cmd):
         (f"B7 one producer, all {s['sites']:,} sites from the topic: exec → first check scheduled (s) / VmHWM then (MB)",
          f"{fmt(s['first_alone_s'], 2)} / {s['alone_hwm_mb']:.0f}", "goal < 3 s; B5's CSV start beside it", ""),
         ("B7 three producers started at once: exec → shares settled (s)", fmt(s["settled_s"]), "", ""),
+        ("B7 a producer joining the running group (one of three restarted): exec → its first check / shares settled (s)",
+         f"{fmt(s.get('rejoin_first_s'), 2)} / {fmt(s.get('rejoin_settled_s'), 1)}", "goal < 3 s", ""),
     ]
     for i, e in enumerate(s["each"]):
         rows.append((f"B7 producer {i + 1} of 3: first check (s) / sites / RSS (MB) / checks/s / missed / lag p50, p99, max (ms)",
@@ -1047,7 +1060,9 @@ def b7_section(r, cmd):
         "instead of a file); then three started at once, the shares settled (every one holds some, they add up), "
         "10 s more, then 30 s measured: each one's first check scheduled after exec (started together, a member may "
         "first be handed more than its share and give some back), its sites (`sitemon_sites_assigned`), highest RSS sample, checks/s, "
-        "missed slots and schedule lag (from the histogram's buckets over the window).",
+        "missed slots and schedule lag (from the histogram's buckets over the window). Then a rolling restart: "
+        "the first one stops (SIGTERM), the other two take its share, and a new one joins the running group "
+        "(exec → its first check scheduled, and until the three shares add up again).",
         "",
     ])
 

@@ -87,6 +87,13 @@ impl Needs<'_> {
                 format!("{also}: remove this, or `kafka.sites_topic` to check the config's own list"),
             ));
         }
+        if c.region_from_host {
+            self.problems.push(Problem::new(
+                "region",
+                "missing: the region names the group of producers that share the sites (a host name would make \
+                 every host, and every new container, a group of its own)",
+            ));
+        }
         if c.shard.is_some() {
             self.problems
                 .push(Problem::new("shard", format!("{also}, and the group splits them: remove `shard`")));
@@ -128,12 +135,13 @@ impl Producer {
     /// shares them): the config lists none, and no `shard`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         load(path, "producer", Sites::All, |mut config, n| {
-            let kafka = n.section("kafka", config.kafka.take())?;
-            n.kafka_client(&kafka);
-            match &kafka.sites_topic {
+            let kafka = n.section("kafka", config.kafka.take());
+            match kafka.as_ref().and_then(|k| k.sites_topic.as_ref()) {
                 None => n.sites(&config),
                 Some(_) => n.group_member(&config),
             }
+            let kafka = kafka?;
+            n.kafka_client(&kafka);
             Some(Producer { config, kafka })
         })
     }
@@ -290,5 +298,33 @@ impl SitesTopic {
             let topic = kafka.sites_topic.clone()?;
             Some(SitesTopic { kafka, topic })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn producer(text: &str) -> Result<Producer, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, text).unwrap();
+        Producer::load(&path)
+    }
+
+    #[test]
+    fn a_group_member_names_its_region_and_lists_no_sites_of_its_own() {
+        let kafka = "kafka: {bootstrap_servers: 'k:9092', sites_topic: sitemon.sites}\n";
+        let e = producer(&format!(
+            "{kafka}sites:\n  - {{name: a, url: 'http://a/'}}\nshard: {{index: 0, count: 2}}\n"
+        ))
+        .err()
+        .expect("refused");
+        let paths: Vec<&str> = e.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["sites", "region", "shard"], "{:?}", e.problems);
+        let ok = producer(&format!("region: eu\n{kafka}")).expect("a member needs no sites");
+        assert_eq!(ok.kafka.sites_topic.as_deref(), Some("sitemon.sites"));
+        let e = producer("region: eu\nkafka: {bootstrap_servers: 'k:9092'}\n").err().expect("no sites");
+        assert!(e.problems.iter().any(|p| p.path == "sites"), "{:?}", e.problems);
     }
 }

@@ -79,7 +79,9 @@ pub async fn shares(fleet: &Fleet) -> String {
     let group = group_id(&fleet.region);
     let (kafka, g, topic) = (fleet.kafka.clone(), group.clone(), fleet.topic.clone());
     match tokio::task::spawn_blocking(move || group_members(&kafka, &g, &topic)).await {
-        Ok(Ok(members)) => ui::producer_shares(&fleet.region, &group, &fleet.topic, &members),
+        Ok(Ok((state, members))) => {
+            ui::producer_shares(&fleet.region, &group, &fleet.topic, &state, &members)
+        }
         Ok(Err(e)) => format!("producers of region {}: the brokers did not say ({e})\n", fleet.region),
         Err(e) => format!("producers of region {}: {e}\n", fleet.region),
     }

@@ -38,9 +38,34 @@ pub fn interpolate(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<
     if missing.is_empty() { Ok(out) } else { Err(missing) }
 }
 
+/// The names of the `${VAR}` references in `input` (`$$` escapes a `$`).
+pub fn references(input: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = input;
+    while let Some(i) = rest.find('$') {
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let Some(end) = body.find('}') else { break };
+            let expr = &body[..end];
+            names.push(expr.split_once(":-").map_or(expr, |(n, _)| n));
+            rest = &body[end + 1..];
+        } else {
+            rest = after;
+        }
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_are_the_names_not_the_escapes() {
+        assert_eq!(references("a ${X} $${Y} ${Z:-d} $$ ${unclosed"), ["X", "Z"]);
+    }
 
     fn env(name: &str) -> Option<String> {
         match name {

@@ -12,6 +12,7 @@ use super::interpolate::interpolate;
 use super::load::TOP;
 use super::reader::Reader;
 use super::site_file::{item_path, read_sites_file};
+use super::site_record::{foreign_variables, foreign_variables_problem};
 use super::sites::{later_duplicates, read_defaults};
 use super::{ConfigError, Problem, locate};
 
@@ -62,13 +63,19 @@ pub fn read_site_list(config: &Path, list: &Path) -> Result<Vec<SiteDefinition>,
             let message = "a site's name is its key on the sites topic: write it out, without `${VAR}`";
             problems.push(at(*line, format!("{}.name", item_path(i)), message.to_owned()));
         }
+        let mut texts = Vec::new();
+        strings(tree, &mut texts);
+        let foreign: Vec<&str> = texts.iter().flat_map(|t| foreign_variables(t)).collect();
+        if !foreign.is_empty() {
+            problems.push(at(*line, item_path(i), foreign_variables_problem(&foreign)));
+        }
         for name in written_out_credentials(tree) {
             let path = format!("{}.headers.{name}", item_path(i));
             problems.push(at(
                 *line,
                 path,
                 "a credential written out would be on the sites topic for every reader of it: take \
-                 it from the environment, e.g. `Bearer ${SHOP_TOKEN}` (each producer resolves it; no \
+                 it from the environment, e.g. `Bearer ${SITE_SHOP_TOKEN}` (each producer resolves it; no \
                  default)"
                     .to_owned(),
             ));
@@ -89,6 +96,20 @@ pub fn read_site_list(config: &Path, list: &Path) -> Result<Vec<SiteDefinition>,
             definition: definition(&file.trees[i as usize].1, fill),
         })
         .collect())
+}
+
+/// Every string in a site's tree (keys included: a header's name is one).
+fn strings<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
+    match v {
+        Value::String(s) => out.push(s),
+        Value::Sequence(items) => items.iter().for_each(|i| strings(i, out)),
+        Value::Mapping(m) => m.iter().for_each(|(k, v)| {
+            strings(k, out);
+            strings(v, out);
+        }),
+        Value::Tagged(t) => strings(&t.value, out),
+        _ => {}
+    }
 }
 
 /// The headers whose name says credential and whose value is not taken from the environment:
@@ -197,27 +218,39 @@ mod tests {
     }
 
     #[test]
+    fn a_site_may_take_only_site_variables_from_the_producers_environment() {
+        let e = read(
+            "region: x\n",
+            "l.yaml",
+            "- {name: a, url: 'http://a/?k=${KAFKA_PASSWORD}'}\n- {name: b, url: 'http://b/', headers: {X-Y: '${SITE_B}', X-Z: '${HOME:-x}'}}\n- {name: c, url: 'http://c/$${NOT_A_REF}'}\n",
+        )
+        .unwrap_err();
+        let found: Vec<(&str, &str)> =
+            e.problems.iter().map(|p| (p.path.as_str(), p.message.as_str())).collect();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].0 == "sites_file[0]" && found[0].1.contains("`${KAFKA_PASSWORD}`"), "{found:?}");
+        assert!(found[1].0 == "sites_file[1]" && found[1].1.contains("`${HOME}`"), "{found:?}");
+    }
+
+    #[test]
     fn definitions_carry_the_defaults_and_keep_references() {
         let sites = read(
             "defaults: {interval: 45s, down_after: 2}\n",
             "s.yaml",
-            "- {name: a, url: 'http://a/', interval: 10s, headers: {Authorization: 'Bearer ${SITEMON_TEST_UNSET}'}}\n\
+            "- {name: a, url: 'http://a/', interval: 10s, headers: {Authorization: 'Bearer ${SITE_TEST_UNSET}'}}\n\
              - {name: b, url: 'http://b/', interval: ~, expected_status: [200, 204]}\n",
         )
         .unwrap();
         let a = &sites[0].definition;
         assert_eq!((a["interval"].as_str(), a["down_after"].as_u64()), (Some("10s"), Some(2)));
-        assert_eq!(
-            a["headers"]["Authorization"], "Bearer ${SITEMON_TEST_UNSET}",
-            "the reference, unresolved"
-        );
+        assert_eq!(a["headers"]["Authorization"], "Bearer ${SITE_TEST_UNSET}", "the reference, unresolved");
         assert_eq!(sites[1].definition["interval"], "45s", "a null takes the default, as in the check");
         // The same sites from a CSV file: the same definitions.
         let csv = read(
             "defaults: {interval: 45s, down_after: 2}\n",
             "s.csv",
             "name,url,interval,headers.Authorization,expected_status\n\
-             a,http://a/,10s,Bearer ${SITEMON_TEST_UNSET},\nb,http://b/,,,200|204\n",
+             a,http://a/,10s,Bearer ${SITE_TEST_UNSET},\nb,http://b/,,,200|204\n",
         )
         .unwrap();
         assert_eq!(csv, sites);

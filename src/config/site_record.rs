@@ -5,9 +5,28 @@
 use serde_yaml_ng::Value;
 
 use super::Problem;
+use super::interpolate::references;
 use super::reader::{Env, Reader};
 use super::sites::{OptionsPool, SiteDefaults, read_site};
 use crate::domain::Site;
+
+/// The only environment variables a site on the sites topic may take: anyone who can write the
+/// topic could otherwise have a producer send its other settings (a Kafka password) to any URL.
+pub const SITE_VARIABLES: &str = "SITE_";
+
+/// The `${VAR}` references of a site definition (or any text of it) that are not `SITE_*`.
+pub fn foreign_variables(text: &str) -> Vec<&str> {
+    references(text).into_iter().filter(|n| !n.starts_with(SITE_VARIABLES)).collect()
+}
+
+/// The problem of a definition that refers to other variables.
+pub fn foreign_variables_problem(names: &[&str]) -> String {
+    format!(
+        "`${{{}}}`: a site on the sites topic takes only `${{SITE_*}}` variables from a producer's environment (its \
+         other settings are not for the topic's writers to read)",
+        names.join("}`, `${")
+    )
+}
 
 /// Reads site records one after another; consecutive sites with the same options share them.
 #[derive(Default)]
@@ -22,6 +41,10 @@ impl SiteRecords {
     pub fn read(&mut self, name: &str, value: &[u8], env: Env) -> Result<Site, Vec<Problem>> {
         let tree: Value = serde_json::from_slice(value)
             .map_err(|e| vec![Problem::new("", format!("not a site definition (JSON): {e}"))])?;
+        let foreign = foreign_variables(std::str::from_utf8(value).unwrap_or_default());
+        if !foreign.is_empty() {
+            return Err(vec![Problem::new("", foreign_variables_problem(&foreign))]);
+        }
         let mut r = Reader::new(env);
         // `sites apply` wrote the applying config's `defaults:` into the definition.
         let site = read_site(&mut r, &tree, "", &SiteDefaults::default(), &mut self.pool);
@@ -42,14 +65,18 @@ mod tests {
     use super::*;
 
     fn env(name: &str) -> Option<String> {
-        (name == "SHOP_TOKEN").then(|| "t0ken".to_owned())
+        match name {
+            "SITE_SHOP_TOKEN" => Some("t0ken".to_owned()),
+            "KAFKA_PASSWORD" => Some("s3cret".to_owned()),
+            _ => None,
+        }
     }
 
     #[test]
     fn a_definition_reads_as_the_site_it_describes_with_references_resolved() {
         let mut records = SiteRecords::default();
         let value = br#"{"name":"shop","url":"https://shop.test/","interval":"5s","timeout":"2s",
-            "headers":{"Authorization":"Bearer ${SHOP_TOKEN}"},"max_redirects":3,"expected_status":[200,204]}"#;
+            "headers":{"Authorization":"Bearer ${SITE_SHOP_TOKEN}"},"max_redirects":3,"expected_status":[200,204]}"#;
         let site = records.read("shop", value, &env).unwrap();
         assert_eq!(site.id, "shop");
         assert_eq!(site.interval, std::time::Duration::from_secs(5));
@@ -67,11 +94,15 @@ mod tests {
             ("x", br#"{"name":"y","url":"http://y.test/"}"#),
             ("x", br#"{"name":"x","url":"http://x.test/","interval":"1s","timeout":"9s"}"#),
             ("x", br#"{"name":"x","url":"http://x.test/","interval":"1000000y"}"#),
+            ("x", br#"{"name":"x","url":"http://x.test/","interval":"500ns","timeout":"1ns"}"#),
             ("x", br#"{"name":"x","url":"http://x.test/","interval":"367days","timeout":"1s"}"#),
-            ("x", br#"{"name":"x","url":"http://x.test/","headers":{"Authorization":"${NOT_SET}"}}"#),
+            ("x", br#"{"name":"x","url":"http://x.test/","headers":{"Authorization":"${SITE_NOT_SET}"}}"#),
+            ("x", br#"{"name":"x","url":"http://x.test/?k=${KAFKA_PASSWORD}"}"#),
+            ("x", br#"{"name":"x","url":"http://x.test/","headers":{"X":"${KAFKA_PASSWORD:-}"}}"#),
         ] {
             let problems = records.read(name, value, &env).unwrap_err();
             assert!(!problems.is_empty(), "{value:?}");
+            assert!(problems.iter().all(|p| !p.message.contains("s3cret")), "{problems:?}");
         }
     }
 }

@@ -52,6 +52,8 @@ pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest interval: slot arithmetic (µs since the epoch, phase below the interval) stays
 /// far inside the calendar's range.
 const MAX_INTERVAL: Duration = Duration::from_secs(366 * 24 * 3600);
+/// The shortest interval (a shorter one would be a flood of slots, or none at all below a µs).
+const MIN_INTERVAL: Duration = Duration::from_millis(1);
 /// Compiled-regex size cap, so a hostile pattern cannot take the producer's memory.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
@@ -221,9 +223,12 @@ pub(super) fn read_site(
         None => Some(http::Method::GET),
     };
     let interval = f.get("interval").map_or(Some(d.interval), |(v, p)| r.duration(v, &p)).filter(|i| {
-        let fits = *i <= MAX_INTERVAL;
+        let fits = (MIN_INTERVAL..=MAX_INTERVAL).contains(i);
         if !fits {
-            r.problem(&join(path, "interval"), "at most 366 days: a slot must fall within the calendar");
+            r.problem(
+                &join(path, "interval"),
+                "from 1ms to 366 days: slots are whole µs within the calendar",
+            );
         }
         fits
     });

@@ -24,16 +24,18 @@ pub struct Member {
 /// How long the brokers may take to answer.
 const ANSWER: Duration = Duration::from_secs(5);
 
-/// The members of `group` with their partitions of `topic`, sorted by client id.
-pub fn group_members(kafka: &KafkaConfig, group: &str, topic: &str) -> Result<Vec<Member>, Cause> {
+/// The group's state as the coordinator says it (`Stable`, `PreparingRebalance`,
+/// `CompletingRebalance`, `Empty`, `Dead`) and its members with their partitions of `topic`,
+/// sorted by client id.
+pub fn group_members(kafka: &KafkaConfig, group: &str, topic: &str) -> Result<(String, Vec<Member>), Cause> {
     let consumer: BaseConsumer<RedactedLog> = client_config(kafka, &[("group.id", "sitemon-status")])
         .create_with_context(RedactedLog::new(kafka))
         .map_err(Cause::from)?;
     let groups = consumer.fetch_group_list(Some(group), Timeout::After(ANSWER)).map_err(Cause::from)?;
-    let mut members: Vec<Member> = groups
-        .groups()
-        .iter()
-        .filter(|g| g.name() == group)
+    let found = groups.groups().iter().find(|g| g.name() == group);
+    let state = found.map_or_else(|| "Dead".to_owned(), |g| g.state().to_owned());
+    let mut members: Vec<Member> = found
+        .into_iter()
         .flat_map(|g| g.members())
         .map(|m| Member {
             client_id: m.client_id().to_owned(),
@@ -42,7 +44,7 @@ pub fn group_members(kafka: &KafkaConfig, group: &str, topic: &str) -> Result<Ve
         })
         .collect();
     members.sort_by(|a, b| a.client_id.cmp(&b.client_id));
-    Ok(members)
+    Ok((state, members))
 }
 
 /// The partitions of `topic` in a consumer-protocol assignment (version, then an array of topics

@@ -154,12 +154,17 @@ impl GroupContext {
         }
         // Asked again on a failure: without it, the slots nobody checked before the handover
         // would have no row.
-        let mut committed = consumer.committed_offsets(tpl.clone(), Timeout::After(REQUEST));
+        // One deadline for every request of this callback: the group waits for it.
+        let deadline = Instant::now() + 2 * REQUEST;
+        let left = || {
+            Timeout::After(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100)))
+        };
+        let mut committed = consumer.committed_offsets(tpl.clone(), left());
         for _ in 0..2 {
-            if committed.is_ok() {
+            if committed.is_ok() || Instant::now() >= deadline {
                 break;
             }
-            committed = consumer.committed_offsets(tpl.clone(), Timeout::After(REQUEST));
+            committed = consumer.committed_offsets(tpl.clone(), left());
         }
         let resume: HashMap<i32, i64> = match committed {
             Ok(committed) => committed
@@ -177,8 +182,10 @@ impl GroupContext {
         let mut st = self.state();
         for &p in parts {
             // Unknown, the partition's end-of-partition event says when it is read.
-            let (low, end) =
-                consumer.fetch_watermarks(&self.topic, p, Timeout::After(REQUEST)).unwrap_or((0, i64::MAX));
+            let (low, end) = match Instant::now() < deadline {
+                true => consumer.fetch_watermarks(&self.topic, p, left()).unwrap_or((0, i64::MAX)),
+                false => (0, i64::MAX),
+            };
             st.parts.insert(
                 p,
                 Part {
@@ -200,7 +207,7 @@ impl GroupContext {
     /// member was thrown out of the group) is no longer this member's to commit.
     fn revoked(&self, consumer: &BaseConsumer<Self>, parts: &[i32], lost: bool) {
         let mut st = self.state();
-        let had = remove_revoked(&mut st, parts);
+        let mut had = remove_revoked(&mut st, parts);
         tracing::info!(?parts, lost, "sites topic: partitions revoked");
         if had.is_empty() {
             return;
@@ -220,8 +227,12 @@ impl GroupContext {
         };
         let through = match taken {
             Taken::At(at) => wait_checked_through(&self.progress, at),
-            // The producer has stopped: how far it got is final.
-            Taken::Gone => self.progress.checked_through(),
+            // The producer has stopped: how far it got is final, for the sites it had (a list it
+            // was sent but never took does not count).
+            Taken::Gone => {
+                had.retain(|&(_, applied)| applied);
+                self.progress.checked_through()
+            }
             Taken::Waiting | Taken::Nothing => {
                 tracing::warn!(
                     "sites topic: the producer did not take the list without the revoked partitions in time; \
@@ -232,6 +243,7 @@ impl GroupContext {
         };
         drop(st);
         if let (false, Some(through)) = (lost, through) {
+            let had: Vec<i32> = had.iter().map(|&(p, _)| p).collect();
             commit(consumer, &self.topic, &had, through, CommitMode::Sync);
         }
     }
@@ -239,14 +251,14 @@ impl GroupContext {
 
 /// Forgets the revoked `parts`; returns those whose sites the producer has or was sent (the
 /// others it never checked: committing for them would hide the previous owner's checkpoint).
-fn remove_revoked(st: &mut State, parts: &[i32]) -> Vec<i32> {
+fn remove_revoked(st: &mut State, parts: &[i32]) -> Vec<(i32, bool)> {
     let mut had = Vec::new();
     for p in parts {
         let sent = st.pending.as_ref().is_some_and(|pending| pending.parts.contains(p));
         if let Some(part) = st.parts.remove(p)
             && (part.applied || sent)
         {
-            had.push(*p);
+            had.push((*p, part.applied));
         }
     }
     had
@@ -379,22 +391,26 @@ impl SiteGroup {
             to,
             progress,
         };
-        let consumer: BaseConsumer<GroupContext> = client_config(
-            kafka,
-            &[
-                ("group.id", group),
-                ("enable.auto.commit", "false"),
-                ("enable.auto.offset.store", "false"),
-                ("auto.offset.reset", "earliest"),
-                ("enable.partition.eof", "true"),
-                // A full fetch queue pauses fetching 1 s by default: most of a large share's load.
-                ("fetch.queue.backoff.ms", "10"),
-                ("partition.assignment.strategy", "cooperative-sticky"),
-                ("client.id", &client_id()),
-            ],
-        )
-        .create_with_context(context)
-        .map_err(|e| ClientSetupError::new(e, kafka))?;
+        let client = client_id();
+        let own = [
+            ("group.id", group),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "true"),
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("client.id", client.as_str()),
+        ];
+        // A full fetch queue pauses fetching 1 s by default: most of a large share's load.
+        let mut config = client_config(kafka, &[("fetch.queue.backoff.ms", "10")]);
+        // `kafka.properties` apply to every client; the group's own settings are what sharing
+        // rests on (one `group.instance.id` for all producers would have them fence each other).
+        for (key, value) in own {
+            config.set(key, value);
+        }
+        config.remove("group.instance.id");
+        let consumer: BaseConsumer<GroupContext> =
+            config.create_with_context(context).map_err(|e| ClientSetupError::new(e, kafka))?;
         consumer.subscribe(&[topic]).map_err(|e| ClientSetupError::new(e, kafka))?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
@@ -555,7 +571,11 @@ mod tests {
         st.parts.insert(4, part(true, true));
         let (_tx, applied) = oneshot::channel();
         st.pending = Some(Pending { applied, parts: vec![2] });
-        assert_eq!(remove_revoked(&mut st, &[1, 2, 3]), [1, 2], "3 was never read, so never checked here");
+        assert_eq!(
+            remove_revoked(&mut st, &[1, 2, 3]),
+            [(1, true), (2, false)],
+            "3 was never read, so never checked here"
+        );
         assert_eq!(st.parts.keys().copied().collect::<Vec<_>>(), [4]);
     }
 

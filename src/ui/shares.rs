@@ -5,11 +5,20 @@ use std::fmt::Write;
 
 use crate::kafka::Member;
 
-/// The group's members and their partitions, one line each, under a heading line.
-pub fn producer_shares(region: &str, group: &str, topic: &str, members: &[Member]) -> String {
-    let mut out = format!("producers of region {region} (group {group} on {topic}): {}\n", members.len());
-    if members.is_empty() {
-        out.push_str("  none: no producer holds the region's sites, so they are not being checked\n");
+/// The group's members and their partitions, one line each, under a heading line; `state` is the
+/// group's (a rebalance under way is said, not taken for nobody).
+pub fn producer_shares(region: &str, group: &str, topic: &str, state: &str, members: &[Member]) -> String {
+    let mut out = format!("producers of region {region} (group {group} on {topic}): {}", members.len());
+    if state != "Stable" {
+        let _ = write!(out, ", {state}");
+    }
+    out.push('\n');
+    match state {
+        "Empty" | "Dead" => {
+            out.push_str("  none: no producer holds the region's sites, so they are not being checked\n")
+        }
+        "Stable" => {}
+        _ => out.push_str("  a rebalance is under way: the shares below may be about to move\n"),
     }
     for m in members {
         let list = m.partitions.iter().map(i32::to_string).collect::<Vec<_>>().join(", ");
@@ -29,11 +38,17 @@ mod tests {
             host: "10.0.0.5".into(),
             partitions: ps.to_vec(),
         };
-        let text = producer_shares("eu", "g", "t", &[m("a", &[0, 3]), m("b", &[])]);
+        let text = producer_shares("eu", "g", "t", "Stable", &[m("a", &[0, 3]), m("b", &[])]);
         assert_eq!(
             text,
             "producers of region eu (group g on t): 2\n  a (10.0.0.5): 2 partitions: 0, 3\n  b (10.0.0.5): 0 partitions: \n"
         );
-        assert!(producer_shares("eu", "g", "t", &[]).contains("not being checked"));
+        assert!(producer_shares("eu", "g", "t", "Empty", &[]).contains("not being checked"));
+        let moving = producer_shares("eu", "g", "t", "PreparingRebalance", &[]);
+        assert!(
+            moving.contains(", PreparingRebalance") && moving.contains("rebalance is under way"),
+            "{moving}"
+        );
+        assert!(!moving.contains("not being checked"), "{moving}");
     }
 }
