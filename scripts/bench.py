@@ -737,6 +737,12 @@ def b5():
 
 # ------------------------------------------------------------------------------ B1 past capacity
 
+def section(heading, r, cmd, rows, notes):
+    """A scenario's section of BENCHMARKS.md: heading, how it was run, its table, then its notes."""
+    return "\n".join([f"## {heading}", "", run_header(r["minutes"], r["load_before"], cmd, r.get("at")), "",
+                      *table(rows), "", *notes, ""])
+
+
 def goodput_step(rate, seconds):
     """Producer and consumer side by side (with Kafka, PostgreSQL and nginx on the same cores):
     `rate` sites every second, new connection per check. Rows stored per second during the
@@ -800,13 +806,7 @@ def b1_past_capacity_section(r, cmd):
              "offered " + f"{x['offered']:,}/s", "") for x in steps]
     rows.append((f"B1 goodput at {twice['offered']:,} offered (≥ 2 × the best step's {best['offered']:,}) against the best step",
                  f"{fmt(twice['success'], 0)} vs {fmt(best['success'], 0)}", "goal ≥ 0.95 ×", f"{twice['success'] / max(best['success'], 1e-9):.2f}"))
-    return "\n".join([
-        "## B1 past capacity",
-        "",
-        run_header(r["minutes"], r["load_before"], cmd, r.get("at")),
-        "",
-        *table(rows),
-        "",
+    return section("B1 past capacity", r, cmd, rows, [
         f"- Producer, consumer, Kafka, PostgreSQL and nginx on the same two cores, as in B1 and B3: N sites every second "
         "(a new connection per check, at most 256 at once), the consumer (batch 5000, 100 ms) storing into a fresh "
         f"database per step. After a 5 s warm-up, {r['seconds']} s measured: rows whose `stored_at` falls in the window, "
@@ -814,7 +814,6 @@ def b1_past_capacity_section(r, cmd):
         "records published/s and the schedule lag from the producer's /metrics over the same window.",
         "- Goodput is the successful checks stored per second. Every missed slot is still a Kafka record and a "
         "history row, so past capacity the pipeline spends part of the cores on recording misses.",
-        "",
     ])
 
 
@@ -1040,13 +1039,7 @@ def b7_section(r, cmd):
     total = sum(e["rate"] for e in s["each"])
     rows.append(("B7 three producers together: checks/s / machine busy",
                  f"{fmt(total, 0)} / {s['busy'] * 100:.0f} %", f"offered {s['sites'] / parse_secs(s['interval']):,.0f}/s", ""))
-    return "\n".join([
-        "## B7: producers sharing a region through the sites topic",
-        "",
-        run_header(r["minutes"], r["load_before"], cmd, r.get("at")),
-        "",
-        *table(rows),
-        "",
+    return section("B7: producers sharing a region through the sites topic", r, cmd, rows, [
         f"- **Takeover**: `sites apply` puts {t['sites']:,} sites (1 s interval, 900 ms timeout, the HTTP nginx) on a "
         f"12-partition sites topic; three `sitemon producer`s of one region (`session.timeout.ms: "
         f"{B7_SESSION_MS}`) share it and a consumer stores into a fresh PostgreSQL database. 10 s after the shares "
@@ -1063,7 +1056,6 @@ def b7_section(r, cmd):
         "missed slots and schedule lag (from the histogram's buckets over the window). Then a rolling restart: "
         "the first one stops (SIGTERM), the other two take its share, and a new one joins the running group "
         "(exec → its first check scheduled, and until the three shares add up again).",
-        "",
     ])
 
 
