@@ -252,6 +252,9 @@ impl Checked {
         load(path, "config check", Sites::All, |config, n| {
             if let Some(k) = &config.kafka {
                 n.kafka_client(k);
+                if k.sites_topic.is_some() {
+                    n.group_member(&config);
+                }
             }
             Some(Checked { config })
         })
@@ -326,5 +329,11 @@ mod tests {
         assert_eq!(ok.kafka.sites_topic.as_deref(), Some("sitemon.sites"));
         let e = producer("region: eu\nkafka: {bootstrap_servers: 'k:9092'}\n").err().expect("no sites");
         assert!(e.problems.iter().any(|p| p.path == "sites"), "{:?}", e.problems);
+        // `config check` says so too, rather than pass what `producer` refuses.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, kafka).unwrap();
+        let e = Checked::load(&path).err().expect("refused by config check");
+        assert!(e.problems.iter().any(|p| p.path == "region"), "{:?}", e.problems);
     }
 }

@@ -63,12 +63,6 @@ pub fn read_site_list(config: &Path, list: &Path) -> Result<Vec<SiteDefinition>,
             let message = "a site's name is its key on the sites topic: write it out, without `${VAR}`";
             problems.push(at(*line, format!("{}.name", item_path(i)), message.to_owned()));
         }
-        let mut texts = Vec::new();
-        strings(tree, &mut texts);
-        let foreign: Vec<&str> = texts.iter().flat_map(|t| foreign_variables(t)).collect();
-        if !foreign.is_empty() {
-            problems.push(at(*line, item_path(i), foreign_variables_problem(&foreign)));
-        }
         for name in written_out_credentials(tree) {
             let path = format!("{}.headers.{name}", item_path(i));
             problems.push(at(
@@ -87,7 +81,7 @@ pub fn read_site_list(config: &Path, list: &Path) -> Result<Vec<SiteDefinition>,
         return Err(fail(problems));
     }
     let fill = root.get("defaults");
-    Ok(file
+    let definitions: Vec<SiteDefinition> = file
         .sites
         .iter()
         .zip(&file.items)
@@ -95,19 +89,41 @@ pub fn read_site_list(config: &Path, list: &Path) -> Result<Vec<SiteDefinition>,
             name: site.id.clone(),
             definition: definition(&file.trees[i as usize].1, fill),
         })
-        .collect())
+        .collect();
+    // What producers will read, the config's `defaults:` included.
+    for (d, &i) in definitions.iter().zip(&file.items) {
+        let foreign = foreign_in(&d.definition);
+        if !foreign.is_empty() {
+            problems.push(at(
+                file.trees[i as usize].0,
+                item_path(i as usize),
+                foreign_variables_problem(&foreign),
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        locate(config, &mut problems);
+        return Err(fail(problems));
+    }
+    Ok(definitions)
 }
 
-/// Every string in a site's tree (keys included: a header's name is one).
-fn strings<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
+/// The references to variables other than `SITE_*` in a definition, keys included.
+fn foreign_in(definition: &serde_json::Value) -> Vec<&str> {
+    let mut texts = Vec::new();
+    json_strings(definition, &mut texts);
+    texts.into_iter().flat_map(foreign_variables).collect()
+}
+
+/// Every string of a definition, keys included.
+fn json_strings<'v>(v: &'v serde_json::Value, out: &mut Vec<&'v str>) {
     match v {
-        Value::String(s) => out.push(s),
-        Value::Sequence(items) => items.iter().for_each(|i| strings(i, out)),
-        Value::Mapping(m) => m.iter().for_each(|(k, v)| {
-            strings(k, out);
-            strings(v, out);
+        serde_json::Value::String(s) => out.push(s),
+        serde_json::Value::Array(items) => items.iter().for_each(|i| json_strings(i, out)),
+        serde_json::Value::Object(m) => m.iter().for_each(|(k, v)| {
+            out.push(k);
+            json_strings(v, out);
         }),
-        Value::Tagged(t) => strings(&t.value, out),
         _ => {}
     }
 }
@@ -215,6 +231,24 @@ mod tests {
         std::fs::write(dir.path().join("c.yaml"), config).unwrap();
         std::fs::write(dir.path().join(name), list).unwrap();
         read_site_list(&dir.path().join("c.yaml"), &dir.path().join(name))
+    }
+
+    #[test]
+    fn what_producers_read_is_checked_for_other_variables_the_configs_defaults_included() {
+        // `defaults:` are filled in as written: a reference there reaches every definition.
+        let tree: Value = serde_yaml_ng::from_str("{name: a, url: 'http://a/'}").unwrap();
+        let fill: Value = serde_yaml_ng::from_str("{interval: '${CHECK_INTERVAL:-30s}'}").unwrap();
+        let d = definition(&tree, Some(&fill));
+        assert_eq!(foreign_in(&d), ["CHECK_INTERVAL"]);
+        let own: Value = serde_yaml_ng::from_str(
+            "{name: b, url: 'http://b/', interval: 1m, headers: {'X-${K}': '${SITE_B}'}}",
+        )
+        .unwrap();
+        assert_eq!(
+            foreign_in(&definition(&own, Some(&fill))),
+            ["K"],
+            "keys are read too; the site's own interval stays"
+        );
     }
 
     #[test]

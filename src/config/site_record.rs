@@ -19,6 +19,20 @@ pub fn foreign_variables(text: &str) -> Vec<&str> {
     references(text).into_iter().filter(|n| !n.starts_with(SITE_VARIABLES)).collect()
 }
 
+/// Every string in a site's tree (keys included: a header's name is one).
+fn strings<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
+    match v {
+        Value::String(s) => out.push(s),
+        Value::Sequence(items) => items.iter().for_each(|i| strings(i, out)),
+        Value::Mapping(m) => m.iter().for_each(|(k, v)| {
+            strings(k, out);
+            strings(v, out);
+        }),
+        Value::Tagged(t) => strings(&t.value, out),
+        _ => {}
+    }
+}
+
 /// The problem of a definition that refers to other variables.
 pub fn foreign_variables_problem(names: &[&str]) -> String {
     format!(
@@ -41,11 +55,16 @@ impl SiteRecords {
     pub fn read(&mut self, name: &str, value: &[u8], env: Env) -> Result<Site, Vec<Problem>> {
         let tree: Value = serde_json::from_slice(value)
             .map_err(|e| vec![Problem::new("", format!("not a site definition (JSON): {e}"))])?;
-        let foreign = foreign_variables(std::str::from_utf8(value).unwrap_or_default());
+        // The decoded strings, not the raw bytes: JSON can write `$` as `\u0024`.
+        let mut texts = Vec::new();
+        strings(&tree, &mut texts);
+        let foreign: Vec<&str> = texts.iter().flat_map(|t| foreign_variables(t)).collect();
         if !foreign.is_empty() {
             return Err(vec![Problem::new("", foreign_variables_problem(&foreign))]);
         }
-        let mut r = Reader::new(env);
+        // And whatever way a reference got past that, no other variable resolves.
+        let only = |name: &str| if name.starts_with(SITE_VARIABLES) { env(name) } else { None };
+        let mut r = Reader::new(&only);
         // `sites apply` wrote the applying config's `defaults:` into the definition.
         let site = read_site(&mut r, &tree, "", &SiteDefaults::default(), &mut self.pool);
         if let Some(site) = &site
@@ -98,6 +117,9 @@ mod tests {
             ("x", br#"{"name":"x","url":"http://x.test/","interval":"367days","timeout":"1s"}"#),
             ("x", br#"{"name":"x","url":"http://x.test/","headers":{"Authorization":"${SITE_NOT_SET}"}}"#),
             ("x", br#"{"name":"x","url":"http://x.test/?k=${KAFKA_PASSWORD}"}"#),
+            ("x", br#"{"name":"x","url":"http://x.test/?k=\u0024{KAFKA_PASSWORD}"}"#),
+            ("x", br#"{"name":"x","url":"http://x.test/","headers":{"X-A":"${SITE_","X-B":"${KAFKA_PASSWORD}"}}"#),
+            ("x", br#"{"name":"x","url":"http://x.test/","headers":{"X-\u0024{KAFKA_PASSWORD}":"1"}}"#),
             ("x", br#"{"name":"x","url":"http://x.test/","headers":{"X":"${KAFKA_PASSWORD:-}"}}"#),
         ] {
             let problems = records.read(name, value, &env).unwrap_err();

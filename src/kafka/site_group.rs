@@ -207,6 +207,8 @@ impl GroupContext {
     /// member was thrown out of the group) is no longer this member's to commit.
     fn revoked(&self, consumer: &BaseConsumer<Self>, parts: &[i32], lost: bool) {
         let mut st = self.state();
+        // A list taken just now makes its partitions the producer's before they are counted.
+        confirm(&mut st, Duration::ZERO);
         let mut had = remove_revoked(&mut st, parts);
         tracing::info!(?parts, lost, "sites topic: partitions revoked");
         if had.is_empty() {
@@ -399,6 +401,7 @@ impl SiteGroup {
             ("auto.offset.reset", "earliest"),
             ("enable.partition.eof", "true"),
             ("partition.assignment.strategy", "cooperative-sticky"),
+            ("group.protocol", "classic"),
             ("client.id", client.as_str()),
         ];
         // A full fetch queue pauses fetching 1 s by default: most of a large share's load.

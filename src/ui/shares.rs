@@ -18,7 +18,14 @@ pub fn producer_shares(region: &str, group: &str, topic: &str, state: &str, memb
             out.push_str("  none: no producer holds the region's sites, so they are not being checked\n")
         }
         "Stable" => {}
-        _ => out.push_str("  a rebalance is under way: the shares below may be about to move\n"),
+        "" => out.push_str("  the brokers did not say which producer holds what\n"),
+        _ => out.push_str("  a rebalance is under way: who holds which partitions is known once it ends\n"),
+    }
+    if state != "Stable" {
+        for m in members {
+            let _ = writeln!(out, "  {} ({})", m.client_id, m.host);
+        }
+        return out;
     }
     for m in members {
         let list = m.partitions.iter().map(i32::to_string).collect::<Vec<_>>().join(", ");
@@ -50,5 +57,7 @@ mod tests {
             "{moving}"
         );
         assert!(!moving.contains("not being checked"), "{moving}");
+        let moving = producer_shares("eu", "g", "t", "CompletingRebalance", &[m("a", &[])]);
+        assert!(moving.ends_with("  a (10.0.0.5)\n"), "no partition count while they move: {moving}");
     }
 }
