@@ -13,24 +13,22 @@ use tokio_util::sync::CancellationToken;
 
 mod alerts;
 mod group;
+mod producer_cmd;
 mod sites;
 
-use crate::cli::{
-    CheckArgs, Cli, Command, ConfigCommand, ConsumerArgs, ProducerArgs, ReportArgs, RunArgs, StatusArgs,
-};
+use crate::cli::{CheckArgs, Cli, Command, ConfigCommand, ConsumerArgs, ReportArgs, RunArgs, StatusArgs};
 use crate::config::{self, Config, ConfigError, Problem};
 use crate::consumer::{self, ConsumerOptions};
 use crate::events::{EventPublisher, EventReport, LogSink};
 use crate::exit;
 use crate::health::Health;
-use crate::kafka::{ClientSetupError, KafkaEventSink, KafkaFeed, KafkaPublisher};
+use crate::kafka::{ClientSetupError, KafkaEventSink, KafkaFeed};
 use crate::memory;
 use crate::ops_server;
 use crate::ports::{EventOutbox, NoRegistry, ReportSource, SiteProbe};
 use crate::probe::{self, HyperProbe};
 use crate::producer::{self, ProducerOptions, ProducerReport};
-use crate::readiness;
-use crate::registry::{CHECK_RESULT_SCHEMA, EVENT_SCHEMA, RegistryClient, register_schema};
+use crate::registry::{EVENT_SCHEMA, RegistryClient, register_schema};
 use crate::reload;
 use crate::setup;
 use crate::shutdown;
@@ -44,7 +42,7 @@ pub const CHECK_DOWN: i32 = 2;
 /// [`ConfigError`].
 pub async fn run(command: Command, listen: Option<SocketAddr>) -> anyhow::Result<i32> {
     match command {
-        Command::Producer(args) => run_producer(args, listen).await,
+        Command::Producer(args) => producer_cmd::run_producer(args, listen).await,
         Command::Consumer(args) => run_consumer(args, listen).await,
         Command::Notify(args) => alerts::run_notify(args, listen).await,
         Command::Silence(cmd) => alerts::run_silence(cmd).await,
@@ -160,73 +158,6 @@ async fn ops(listen: Option<SocketAddr>, starting: &str) -> anyhow::Result<Arc<H
         tracing::info!(%bound, "serving /healthz, /readyz and /metrics");
     }
     Ok(health)
-}
-
-async fn run_producer(args: ProducerArgs, listen: Option<SocketAddr>) -> anyhow::Result<i32> {
-    let hangups = reload::hangups().context("installing the SIGHUP handler")?;
-    let setup::Producer { config: mut cfg, kafka } = setup::Producer::load(&args.config.config)?;
-    warn_if_region_is_host_name(&cfg);
-    let kafka = &kafka;
-    let health = ops(listen, "starting").await?;
-    let sites = cfg.take_own_sites();
-    let probe = Arc::new(probe::for_config(&args.config.config, &cfg, &sites)?);
-    let opts = producer_options(&cfg, args.once, args.grace, false);
-    let group_topic = kafka.sites_topic.as_deref();
-    if let (true, Some(_)) = (args.once, group_topic) {
-        let why = "`--once` checks the config's own sites; the producers of a group on the sites topic run until stopped";
-        return Err(probe::located(&args.config.config, vec![Problem::new("kafka.sites_topic", why)]).into());
-    }
-    // SIGHUP reloads from here on, also while the schema is being registered; a group member has
-    // nothing to reload (it joins once it can publish).
-    let (file_reloads, hangups) = match group_topic {
-        _ if args.once => (Some(producer::Reloads::none()), None),
-        Some(_) => (None, Some(hangups)),
-        None => {
-            let load = |p: &Path| setup::Producer::load(p).map(|s| s.config);
-            let (file, sites_file) = (&args.config.config, cfg.sites_file.clone());
-            (Some(reloads(file, args.watch, sites_file, load, probe.clone(), hangups)?), None)
-        }
-    };
-    let mut publisher =
-        KafkaPublisher::new(kafka).map_err(|e| e.for_command(&args.config.config, "producer"))?;
-    let stop = shutdown::on_signals();
-    if let Some(sr) = &cfg.schema_registry {
-        let registry = RegistryClient::new(sr)?;
-        health.not_ready("registering the schema with the schema registry");
-        let registered = register_schema(&registry, &kafka.topic, CHECK_RESULT_SCHEMA, &stop)
-            .await
-            .context("no checks were run")?;
-        let Some(id) = registered else {
-            tracing::info!("stopped before the schema was registered");
-            return Ok(exit::OK);
-        };
-        publisher = publisher.with_schema_id(id);
-    }
-    let publisher = Arc::new(publisher);
-    let (reloads, group) = match (file_reloads, group_topic.zip(hangups)) {
-        (Some(reloads), _) => (reloads, None),
-        (None, Some((topic, hangups))) => {
-            let progress = opts.progress.clone();
-            let (reloads, group) = group::join(kafka, topic, &cfg.region, probe.clone(), progress, hangups)?;
-            (reloads, Some(group))
-        }
-        (None, None) => (producer::Reloads::none(), None),
-    };
-    tracing::info!(sites = sites.len(), brokers = %kafka.bootstrap_servers, topic = %kafka.topic, region = %cfg.region, sites_topic = group_topic, "producer starting");
-    let roster = producer::Roster::new(sites, &opts);
-    config::release_parse_memory();
-    // Ready while a broker is reachable, for as long as the producer runs.
-    let report = tokio::select! {
-        report = producer::run(roster, probe, publisher.clone(), opts, stop, reloads) => report,
-        never = readiness::follow_publisher(&*publisher, &health) => match never {},
-    };
-    if let Some(group) = group {
-        // The producer has stopped: the next owners of its sites start where it ended.
-        group.leave().await;
-    }
-    log_report(&report, "producer stopped");
-    ensure_complete(&report)?;
-    Ok(exit::OK)
 }
 
 fn log_report(report: &ProducerReport, message: &str) {

@@ -9,7 +9,7 @@
 //! from its last commit (once a second), and the slots it published after that reach the store as
 //! repeats (same check id) before the MISSED records, which are then dropped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -21,14 +21,14 @@ use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::util::Timeout;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::client::client_config;
 use super::redacted_log::RedactedLog;
 use super::setup_error::ClientSetupError;
-use super::sites_topic::{FORMAT, FORMAT_HEADER};
-use crate::config::{Env, KafkaConfig, SiteRecords};
-use crate::domain::Site;
+use super::site_share::{Part, Record, State, Taken, confirm, remove_revoked, send, take_record};
+use super::sites_topic::FORMAT_HEADER;
+use crate::config::{Env, KafkaConfig};
 use crate::producer::{NewList, Progress};
 
 /// The offset metadata a member commits with a partition: every slot of its sites before this
@@ -50,37 +50,6 @@ const REQUEST: Duration = Duration::from_secs(10);
 pub struct SiteGroup {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
-}
-
-/// One assigned partition.
-struct Part {
-    /// Its sites that read well, by name.
-    sites: HashMap<String, Site>,
-    /// Read to the end it had when assigned: its sites go to the producer from then on.
-    loaded: bool,
-    /// Where the previous owner's checks ended (its commit), used when the sites are first taken.
-    resume: Option<i64>,
-    /// Its sites are in the list the producer runs.
-    applied: bool,
-    /// Its end when assigned (the offset after the last record).
-    end: i64,
-    /// When it was assigned: after [`LOAD_WAIT`] unread, the others' sites go without it.
-    assigned_at: Instant,
-}
-
-/// A list sent to the producer whose effect it has not confirmed yet.
-struct Pending {
-    applied: oneshot::Receiver<i64>,
-    parts: Vec<i32>,
-}
-
-#[derive(Default)]
-struct State {
-    parts: BTreeMap<i32, Part>,
-    pending: Option<Pending>,
-    /// A change the producer has not been sent yet.
-    dirty: bool,
-    records: SiteRecords,
 }
 
 struct GroupContext {
@@ -251,21 +220,6 @@ impl GroupContext {
     }
 }
 
-/// Forgets the revoked `parts`; returns those whose sites the producer has or was sent (the
-/// others it never checked: committing for them would hide the previous owner's checkpoint).
-fn remove_revoked(st: &mut State, parts: &[i32]) -> Vec<(i32, bool)> {
-    let mut had = Vec::new();
-    for p in parts {
-        let sent = st.pending.as_ref().is_some_and(|pending| pending.parts.contains(p));
-        if let Some(part) = st.parts.remove(p)
-            && (part.applied || sent)
-        {
-            had.push((*p, part.applied));
-        }
-    }
-    had
-}
-
 /// Waits until every slot before `at` was published; `None` if that takes longer than
 /// [`FINISH_CHECKS`].
 fn wait_checked_through(progress: &Progress, at: i64) -> Option<i64> {
@@ -282,71 +236,6 @@ fn wait_checked_through(progress: &Progress, at: i64) -> Option<i64> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-/// Sends the producer the sites of every partition read to its end; false when the producer is
-/// gone.
-fn send(st: &mut State, to: &mpsc::Sender<NewList>) -> bool {
-    let mut list = NewList::default();
-    let mut parts = Vec::new();
-    for (&p, part) in st.parts.iter().filter(|(_, part)| part.loaded) {
-        parts.push(p);
-        list.sites.extend(part.sites.values().cloned());
-        if let (false, Some(from)) = (part.applied, part.resume) {
-            list.resume.extend(part.sites.keys().map(|name| (name.clone(), from)));
-        }
-    }
-    let (tx, rx) = oneshot::channel();
-    list.applied = Some(tx);
-    let sites = list.sites.len();
-    if to.blocking_send(list).is_err() {
-        return false;
-    }
-    tracing::info!(
-        sites,
-        partitions = parts.len(),
-        "sites topic: this producer's share sent to the scheduler"
-    );
-    st.pending = Some(Pending { applied: rx, parts });
-    st.dirty = false;
-    true
-}
-
-/// What became of the list sent last.
-enum Taken {
-    /// It took effect at this moment (µs); its partitions are the producer's.
-    At(i64),
-    /// The producer is gone (stopped): it took no list after that.
-    Gone,
-    /// Not yet.
-    Waiting,
-    /// No list is waiting to be taken.
-    Nothing,
-}
-
-/// What became of the pending list, waiting at most `wait` for the producer to take it.
-fn confirm(st: &mut State, wait: Duration) -> Taken {
-    let deadline = Instant::now() + wait;
-    let Some(pending) = st.pending.as_mut() else { return Taken::Nothing };
-    let taken = loop {
-        match pending.applied.try_recv() {
-            Ok(at) => break Taken::At(at),
-            Err(oneshot::error::TryRecvError::Closed) => break Taken::Gone,
-            Err(oneshot::error::TryRecvError::Empty) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(2))
-            }
-            Err(oneshot::error::TryRecvError::Empty) => return Taken::Waiting,
-        }
-    };
-    let pending = st.pending.take().expect("pending");
-    if let Taken::At(_) = taken {
-        for p in pending.parts {
-            if let Some(part) = st.parts.get_mut(&p) {
-                part.applied = true;
-            }
-        }
-    }
-    taken
 }
 
 /// Commits `through` as how far the checks of `parts` got.
@@ -448,58 +337,6 @@ fn take(st: &mut State, m: &BorrowedMessage<'_>, env: Env) {
     take_record(st, record, env);
 }
 
-/// One record of the sites topic, as any client may have written it.
-struct Record<'a> {
-    partition: i32,
-    offset: i64,
-    key: Option<&'a [u8]>,
-    /// Its `sitemon-format` header.
-    format: Option<&'a [u8]>,
-    value: Option<&'a [u8]>,
-}
-
-/// See [`take`].
-fn take_record(st: &mut State, r: Record<'_>, env: Env) {
-    let State { parts, records, dirty, .. } = st;
-    let Some(part) = parts.get_mut(&r.partition) else { return };
-    if r.offset + 1 >= part.end && !part.loaded {
-        part.loaded = true;
-        *dirty = true;
-    }
-    let Some(name) = r.key.and_then(|k| std::str::from_utf8(k).ok()) else {
-        tracing::error!(
-            partition = r.partition,
-            offset = r.offset,
-            "sites topic: a record without a site name as its key; skipped"
-        );
-        return;
-    };
-    if r.format.is_some_and(|f| f != FORMAT.as_bytes()) {
-        tracing::error!(
-            site = name,
-            "sites topic: a record in a format this producer does not read; upgrade it (the site's last definition is kept)"
-        );
-        return;
-    }
-    match r.value {
-        None => {
-            part.sites.remove(name);
-        }
-        Some(value) => match records.read(name, value, env) {
-            Ok(site) => {
-                part.sites.insert(name.to_owned(), site);
-            }
-            Err(problems) => {
-                for p in problems {
-                    tracing::error!(site = name, field = %p.path, problem = %p.message, "sites topic: a site definition with a problem; its last good definition is kept");
-                }
-                return;
-            }
-        },
-    }
-    *dirty |= part.loaded;
-}
-
 impl Drop for SiteGroup {
     /// A member dropped without [`SiteGroup::leave`] (the producer ended early) still leaves the
     /// group, on its own thread, rather than hold its partitions until the session times out.
@@ -555,89 +392,4 @@ fn follow(consumer: BaseConsumer<GroupContext>, stop: &AtomicBool) {
         let _ = consumer.poll(Duration::from_millis(100));
     }
     tracing::info!("sites topic: left the group");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn part(loaded: bool, applied: bool) -> Part {
-        Part { sites: HashMap::new(), loaded, resume: None, applied, end: 0, assigned_at: Instant::now() }
-    }
-
-    #[test]
-    fn only_partitions_whose_sites_the_producer_has_or_was_sent_are_handed_back() {
-        let mut st = State::default();
-        st.parts.insert(1, part(true, true));
-        st.parts.insert(2, part(true, false));
-        st.parts.insert(3, part(false, false));
-        st.parts.insert(4, part(true, true));
-        let (_tx, applied) = oneshot::channel();
-        st.pending = Some(Pending { applied, parts: vec![2] });
-        assert_eq!(
-            remove_revoked(&mut st, &[1, 2, 3]),
-            [(1, true), (2, false)],
-            "3 was never read, so never checked here"
-        );
-        assert_eq!(st.parts.keys().copied().collect::<Vec<_>>(), [4]);
-    }
-
-    #[test]
-    fn records_add_change_and_remove_sites_and_nothing_a_record_carries_breaks_the_last_good_one() {
-        let env = |_: &str| None;
-        let mut st = State::default();
-        st.parts.insert(0, Part { end: 100, ..part(false, false) });
-        let put =
-            |st: &mut State, offset: i64, key: Option<&[u8]>, format: Option<&[u8]>, value: Option<&[u8]>| {
-                take_record(st, Record { partition: 0, offset, key, format, value }, &env)
-            };
-        let url = |st: &State| st.parts[&0].sites.get("a").map(|s| s.url.as_str().to_owned());
-        put(
-            &mut st,
-            0,
-            Some(b"a"),
-            Some(FORMAT.as_bytes()),
-            Some(br#"{"name":"a","url":"http://one.test/"}"#),
-        );
-        assert_eq!(url(&st).as_deref(), Some("http://one.test/"));
-        assert!(!st.dirty, "nothing goes to the producer before the partition is read to its end");
-        for (key, format, value) in [
-            (Some(&b"a"[..]), None, Some(&b"\xff not json"[..])),
-            (Some(b"a"), None, Some(br#"{"name":"a","url":"gopher://x/"}"#)),
-            (
-                Some(b"a"),
-                Some(&b"site-definition-v9"[..]),
-                Some(br#"{"name":"a","url":"http://nine.test/"}"#),
-            ),
-            (Some(b"a"), Some(b"site-definition-v9"), None),
-            (None, None, Some(br#"{"name":"a","url":"http://keyless.test/"}"#)),
-            (Some(b"\xff\xfe"), None, None),
-            (Some(b"b"), None, Some(br#"{"name":"a","url":"http://two.test/"}"#)),
-        ] {
-            put(&mut st, 1, key, format, value);
-            assert_eq!(url(&st).as_deref(), Some("http://one.test/"), "{key:?} {format:?} {value:?}");
-        }
-        put(&mut st, 98, Some(b"a"), None, Some(br#"{"name":"a","url":"http://two.test/"}"#));
-        assert_eq!(url(&st).as_deref(), Some("http://two.test/"));
-        put(&mut st, 99, Some(b"a"), None, None);
-        assert_eq!(url(&st), None, "a tombstone removes the site");
-        assert!(st.parts[&0].loaded && st.dirty, "the partition's last record read");
-    }
-
-    #[test]
-    fn a_list_taken_makes_its_partitions_the_producers_and_a_producer_gone_says_so() {
-        let mut st = State::default();
-        st.parts.insert(1, part(true, false));
-        assert!(matches!(confirm(&mut st, Duration::ZERO), Taken::Nothing));
-        let (tx, applied) = oneshot::channel();
-        st.pending = Some(Pending { applied, parts: vec![1, 7] });
-        assert!(matches!(confirm(&mut st, Duration::ZERO), Taken::Waiting));
-        tx.send(42).unwrap();
-        assert!(matches!(confirm(&mut st, Duration::ZERO), Taken::At(42)));
-        assert!(st.parts[&1].applied && st.pending.is_none());
-        let (tx, applied) = oneshot::channel::<i64>();
-        st.pending = Some(Pending { applied, parts: vec![1] });
-        drop(tx);
-        assert!(matches!(confirm(&mut st, Duration::ZERO), Taken::Gone));
-    }
 }
