@@ -622,11 +622,17 @@ class Soak:
     def verify(self):
         intervals = {name: interval * 1_000_000 for name, _, interval, _ in self.sites}
         rows = collections.defaultdict(list)
-        out = self.psql("SELECT site_id, region, (extract(epoch FROM scheduled_at) * 1000000)::bigint, status "
+        out = self.psql("SELECT site_id, region, (extract(epoch FROM scheduled_at) * 1000000)::bigint, status, "
+                        "(extract(epoch FROM missed_since) * 1000000)::bigint, missed_slots "
                         "FROM check_results ORDER BY site_id, region, scheduled_at", db=True, timeout=600)
         total = 0
         for line in out.splitlines():
-            site, region, us, status = line.split("|")
+            site, region, us, status, since, carried = line.split("|")
+            # A run of missed slots carried on a row counts as one MISSED row per slot.
+            if since and carried and site in intervals:
+                for k in range(int(carried)):
+                    rows[(site, region)].append((int(since) + k * intervals[site], "MISSED"))
+                    total += 1
             rows[(site, region)].append((int(us), status))
             total += 1
         lost = dup = off_grid = expected = missed_rows = 0

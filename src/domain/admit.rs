@@ -88,6 +88,17 @@ impl Admission {
                 return Err(format!("`tls_not_after` {t} is outside 1950–9999"));
             }
         }
+        match (r.missed_since, r.missed_slots) {
+            (None, None) => {}
+            (Some(since), Some(n)) if n > 0 && since >= from && since < r.scheduled_at => {}
+            _ => {
+                return Err(
+                    "`missed_since` and `missed_slots` are not a run of slots before `scheduled_at` \
+                     (both or neither; at least one slot, since 2000-01-01)"
+                        .to_owned(),
+                );
+            }
+        }
         for (name, value) in [("site_id", Some(&r.site_id)), ("region", Some(&r.region))] {
             text(name, value.map(String::as_str), MAX_ID_BYTES)?;
         }
@@ -227,6 +238,26 @@ mod tests {
         let mut r = ok();
         r.status_code = Some(42);
         assert!(a.check(&r).unwrap_err().contains("status_code"));
+    }
+
+    #[test]
+    fn a_run_of_missed_slots_must_lie_before_its_record() {
+        let a = Admission::new(now(), Duration::from_secs(60));
+        let run = |since: Option<i64>, n: Option<u32>| {
+            let mut r = ok();
+            r.missed_since = since.map(|s| now() - chrono::Duration::seconds(s));
+            r.missed_slots = n;
+            a.check(&r)
+        };
+        assert!(run(Some(30), Some(30)).is_ok());
+        assert!(run(None, None).is_ok());
+        for (since, n) in
+            [(Some(30), None), (None, Some(3)), (Some(30), Some(0)), (Some(0), Some(1)), (Some(-5), Some(1))]
+        {
+            let why = run(since, n).unwrap_err();
+            assert!(why.contains("missed_since"), "{since:?} {n:?}: {why}");
+        }
+        assert!(run(Some(30 * 365 * 86_400), Some(1)).unwrap_err().contains("missed_since"), "before 2000");
     }
 
     #[test]

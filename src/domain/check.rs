@@ -126,6 +126,12 @@ pub struct CheckResult {
     /// A certificate expiring within this many days opens a CERT_EXPIRING incident (schema v4;
     /// 0: never; none: [`DEFAULT_CERT_WARN_DAYS`](super::DEFAULT_CERT_WARN_DAYS)).
     pub cert_warn_days: Option<u32>,
+    /// The site's slots missed just before this one, which have no record of their own (schema
+    /// v5): the first one's time and how many there were, from then up to this slot. Under
+    /// overload a producer carries its missed slots on the site's next record instead of one
+    /// MISSED record each. None: no slot missed since the previous record.
+    pub missed_since: Option<DateTime<Utc>>,
+    pub missed_slots: Option<u32>,
 }
 
 impl CheckResult {
@@ -168,7 +174,21 @@ impl CheckResult {
             quorum: None,
             degraded_above_ms: None,
             cert_warn_days: None,
+            missed_since: None,
+            missed_slots: None,
         }
+    }
+
+    /// The slots of the run of missed slots this record carries (schema v5), earliest first:
+    /// `missed_slots` of them from `missed_since`, one interval apart (the record's
+    /// `interval_ms`; without one, spread evenly up to this slot).
+    pub fn carried_slots(&self) -> Vec<DateTime<Utc>> {
+        let (Some(since), Some(n)) = (self.missed_since, self.missed_slots) else { return Vec::new() };
+        let step = match self.interval_ms {
+            Some(ms) if ms > 0 => chrono::Duration::milliseconds(i64::from(ms)),
+            _ => (self.scheduled_at - since) / i32::try_from(n).unwrap_or(i32::MAX).max(1),
+        };
+        (0..i32::try_from(n).unwrap_or(i32::MAX)).map_while(|k| since.checked_add_signed(step * k)).collect()
     }
 
     /// Marks the result failed with a kind and a short human message. Messages may quote what

@@ -10,6 +10,7 @@
 //! `once.rs` the `--once` round, `slot.rs` one slot's check and delivery.
 
 mod instruments;
+mod missed_run;
 mod once;
 mod progress;
 mod roster;

@@ -4,11 +4,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use tokio::sync::Semaphore;
 
 use super::ProducerOptions;
+use super::missed_run::RunCell;
 use crate::domain::Site;
 use crate::schedule::phase;
 
@@ -19,6 +20,11 @@ pub(super) struct Scheduled {
     pub(super) host: Arc<Semaphore>,
     /// A check of this site is under way (waiting for permits or checking; not delivering).
     pub(super) busy: AtomicBool,
+    /// Its run of missed slots waiting for its next record (kept across replacements).
+    pub(super) run: Arc<RunCell>,
+    /// Slots before this moment (µs) are a taken-over site's catch-up: each one missed is a
+    /// MISSED record of its own, which a record the previous owner published replaces downstream.
+    pub(super) catch_up_before: AtomicI64,
 }
 
 /// The sites a producer checks, each with its phase and its host's permit pool, in one shared
@@ -54,16 +60,21 @@ pub(super) struct Replacement {
 
 impl Roster {
     pub fn new(sites: Vec<Site>, opts: &ProducerOptions) -> Self {
+        let sites = sites.into_iter().map(|s| (s, Arc::default())).collect();
         Self::build(sites, opts.per_host_concurrency.max(1), HashMap::new())
     }
 
     /// The roster's sites in one allocation; a host's permit pool is taken from `hosts` when the
     /// host is there, so a pool's permits held by checks in flight keep counting.
-    fn build(sites: Vec<Site>, per_host: usize, hosts: HashMap<&str, Arc<Semaphore>>) -> Self {
+    fn build(
+        sites: Vec<(Site, Arc<RunCell>)>,
+        per_host: usize,
+        hosts: HashMap<&str, Arc<Semaphore>>,
+    ) -> Self {
         let mut fresh: HashMap<String, Arc<Semaphore>> = HashMap::new();
         let sites = sites
             .into_iter()
-            .map(|site| {
+            .map(|(site, run)| {
                 let name = site.url.host();
                 let host = match hosts.get(name) {
                     Some(pool) => pool.clone(),
@@ -72,7 +83,14 @@ impl Roster {
                         .or_insert_with(|| Arc::new(Semaphore::new(per_host)))
                         .clone(),
                 };
-                Scheduled { phase: phase(&site.id, site.interval), site, host, busy: AtomicBool::new(false) }
+                Scheduled {
+                    phase: phase(&site.id, site.interval),
+                    site,
+                    host,
+                    busy: AtomicBool::new(false),
+                    run,
+                    catch_up_before: AtomicI64::new(i64::MIN),
+                }
             })
             .collect::<Arc<[Scheduled]>>();
         metrics::gauge!(crate::metric::SITES_ASSIGNED).set(sites.len() as f64);
@@ -87,8 +105,8 @@ impl Roster {
         self.sites.is_empty()
     }
 
-    /// The roster for `sites`, which replace this one's: sites are matched by id, and hosts still
-    /// present keep their permit pool.
+    /// The roster for `sites`, which replace this one's: sites are matched by id, a kept site keeps
+    /// its run of missed slots, and hosts still present keep their permit pool.
     pub(super) fn replace(&self, sites: Vec<Site>) -> Replacement {
         let old: HashMap<&str, usize> =
             self.sites.iter().enumerate().map(|(i, e)| (e.site.id.as_str(), i)).collect();
@@ -116,6 +134,14 @@ impl Roster {
         changes.removed = seen.iter().filter(|kept| !**kept).count();
         drop(old);
         let hosts = self.sites.iter().map(|e| (e.site.url.host(), e.host.clone())).collect();
+        let sites = sites
+            .into_iter()
+            .zip(&previous)
+            .map(|(site, &i)| {
+                let run = if i == NEW { Arc::default() } else { self.sites[i as usize].run.clone() };
+                (site, run)
+            })
+            .collect();
         let roster = Self::build(sites, self.per_host, hosts);
         Replacement { roster, previous, changes }
     }

@@ -1,7 +1,7 @@
 //! One slot's work: a place in the in-flight window, the permits (global and per host), the
 //! check, and the publish retried until acknowledged or the grace period ends; a slot that
-//! cannot start becomes a MISSED record. [`Shared`] is what all slot tasks share, counters
-//! included.
+//! cannot start joins its site's run of missed slots (see `missed_run.rs`), which the site's next
+//! record carries. [`Shared`] is what all slot tasks share, counters included.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::instruments::Instruments;
+use super::missed_run::Run;
 use super::progress::Progress;
 use super::roster::Scheduled;
 use super::{ProducerOptions, ProducerReport};
@@ -32,12 +33,20 @@ pub(super) struct Place {
     _permit: OwnedSemaphorePermit,
     /// The slot it holds in the producer's [`Progress`], once the scheduler gave it one.
     slot: Option<(Arc<Progress>, i64)>,
+    /// The run of missed slots its record carries (held in the progress as well).
+    run: Option<Run>,
 }
 
 impl Place {
     fn new(permit: OwnedSemaphorePermit) -> Self {
         metrics::gauge!(crate::metric::RESULTS_IN_FLIGHT).increment(1.0);
-        Place { _permit: permit, slot: None }
+        Place { _permit: permit, slot: None, run: None }
+    }
+
+    /// This place's record carries `run`: its slots are let go with the record.
+    pub(super) fn carrying(mut self, run: Option<Run>) -> Self {
+        self.run = run;
+        self
     }
 
     /// This place is slot `slot`'s (µs): the producer's progress waits for it until it is let go.
@@ -54,6 +63,7 @@ impl Drop for Place {
         if let Some((progress, slot)) = self.slot.take() {
             progress.release(slot);
         }
+        drop(self.run.take());
     }
 }
 
@@ -147,13 +157,15 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
     }
 
     /// One scheduled slot: permits (until the next slot is due or the producer stops), check,
-    /// publish; or MISSED. `place` is this result's place in the in-flight window.
+    /// publish, carrying `run` (the site's slots missed before this one); or missed. `place` is
+    /// this result's place in the in-flight window.
     pub(super) async fn run_slot(
         &self,
         e: &Scheduled,
         slot: DateTime<Utc>,
         next: DateTime<Utc>,
         place: Place,
+        run: Option<Run>,
     ) {
         let got = tokio::select! {
             biased;
@@ -170,20 +182,42 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
                 let r = Box::pin(self.check_or_abandon(&e.site, slot)).await;
                 drop(p);
                 self.instruments.in_use(false);
-                r
+                r.map(|mut r| {
+                    if let Some(run) = &run {
+                        run.stamp(&mut r);
+                    }
+                    r
+                })
             }
-            Err(why) => Some(self.missed_result(&e.site, slot, why)),
+            Err(STOPPED) => Some(self.missed_result(&e.site, slot, STOPPED, run.as_ref())),
+            Err(why) => {
+                // Before the site is free: the scheduler's next slot of it sees this one in the run.
+                self.note_missed(&e.site, slot, why);
+                let run = Run::new(&self.progress, slot.timestamp_micros()).after(run);
+                let publish = e.run.add(run, e.site.interval);
+                e.busy.store(false, Ordering::Release);
+                if let Some(run) = publish {
+                    let r = self.run_record(&e.site, &run, why);
+                    self.publish_now(r).await;
+                    drop(run);
+                }
+                drop(place);
+                return;
+            }
         };
         // The site is free for its next slot once this one's check is over: delivery goes on
         // in the window, so a broker outage does not stop the checks (until the window is full).
         e.busy.store(false, Ordering::Release);
         let Some(result) = result else {
-            // Abandoned: never published, so never counted as done.
+            // Abandoned: never published, so never counted as done, nor the run it carried.
             self.progress.lose(slot.timestamp_micros());
+            if let Some(run) = run {
+                self.abandon_run(run);
+            }
             return;
         };
         self.publish_now(result).await;
-        drop(place);
+        drop((place, run));
     }
 
     /// `--once`: one check of a site (or a MISSED record if the producer stops before it could
@@ -202,7 +236,7 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
                 self.instruments.in_use(false);
                 r
             }
-            None => Some(self.missed_result(&e.site, self.clock.now(), STOPPED)),
+            None => Some(self.missed_result(&e.site, self.clock.now(), STOPPED, None)),
         };
         drop(round);
         let Some(result) = result else { return };
@@ -238,7 +272,7 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
         };
         match retry::until_stopped(&self.abandon, OnStop::CutAttempt, attempt, on_retry).await {
             Some(Ok(())) => {
-                self.published.fetch_add(1, Ordering::Relaxed);
+                self.published.fetch_add(slots_of(result), Ordering::Relaxed);
                 metrics::counter!(crate::metric::RESULTS_PUBLISHED, "status" => result.status.as_str())
                     .increment(1);
             }
@@ -248,10 +282,10 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
         }
     }
 
-    /// A result that will not be published: counted as failed.
+    /// A result that will not be published: counted as failed, with the run it carried.
     pub(super) fn give_up(&self, result: &CheckResult, why: &str) {
-        self.failed.fetch_add(1, Ordering::Relaxed);
-        self.progress.lose(result.scheduled_at.timestamp_micros());
+        self.failed.fetch_add(slots_of(result), Ordering::Relaxed);
+        self.progress.lose(result.missed_since.unwrap_or(result.scheduled_at).timestamp_micros());
         metrics::counter!(crate::metric::RESULTS_FAILED).increment(1);
         tracing::error!(site = %result.site_id, check_id = %result.check_id, error = why, "result not published before the grace period ended");
     }
@@ -262,14 +296,53 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
         metrics::counter!(crate::metric::ABANDONED_SLOTS).increment(n);
     }
 
-    pub(super) fn missed_result(&self, site: &Site, slot: DateTime<Utc>, why: &str) -> CheckResult {
-        self.missed.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(crate::metric::MISSED_SLOTS).increment(1);
-        let now = self.clock.now();
-        let mut r =
-            CheckResult::new(&site.id, site.url.as_str(), &self.opts.region, slot, now, CheckStatus::Missed);
+    /// A run's slots that end without a result (the grace period is over).
+    pub(super) fn abandon_run(&self, run: Run) {
+        self.progress.lose(run.first);
+        self.abandon_slots(u64::from(run.count));
+    }
+
+    /// The MISSED record of `slot`, which carries `run` (the site's slots missed before it).
+    pub(super) fn missed_result(
+        &self,
+        site: &Site,
+        slot: DateTime<Utc>,
+        why: &str,
+        run: Option<&Run>,
+    ) -> CheckResult {
+        self.note_missed(site, slot, why);
+        let mut r = self.missed_record(site, slot, why);
+        if let Some(run) = run {
+            run.stamp(&mut r);
+        }
+        r
+    }
+
+    /// The MISSED record of a run published on its own: its last slot, carrying the others.
+    pub(super) fn run_record(&self, site: &Site, run: &Run, why: &str) -> CheckResult {
+        let mut r = self.missed_record(site, at(run.last), why);
+        run.stamp_last(&mut r);
+        r
+    }
+
+    fn missed_record(&self, site: &Site, slot: DateTime<Utc>, why: &str) -> CheckResult {
+        let mut r = CheckResult::new(
+            &site.id,
+            site.url.as_str(),
+            &self.opts.region,
+            slot,
+            self.clock.now(),
+            CheckStatus::Missed,
+        );
         r.error = Some(why.to_owned());
         site.stamp(&mut r);
+        r
+    }
+
+    /// Counts and logs (at most every [`MISSED_LOG_EVERY`]) a slot that could not start.
+    pub(super) fn note_missed(&self, site: &Site, slot: DateTime<Utc>, why: &str) {
+        self.missed.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(crate::metric::MISSED_SLOTS).increment(1);
         tracing::debug!(site = %site.id, slot = %slot, reason = why, "missed slot");
         // One line per slot would be a flood when a producer falls behind or takes sites over.
         let mut said = self.missed_said.lock().unwrap_or_else(|e| e.into_inner());
@@ -278,7 +351,6 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
             tracing::warn!(site = %site.id, slot = %slot, reason = why, missed = said.1, "missed slots: this one and the others since the last such line (sitemon_missed_slots_total counts them all)");
             *said = (Some(std::time::Instant::now()), 0);
         }
-        r
     }
 
     /// The check, unless the grace period ends first: then the slot is abandoned (`None`).
@@ -303,6 +375,16 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
         self.instruments.checked(lag, &result);
         result
     }
+}
+
+/// The slots a record accounts for: its own and the run it carries.
+fn slots_of(r: &CheckResult) -> u64 {
+    1 + u64::from(r.missed_slots.unwrap_or(0))
+}
+
+/// A slot's time from its µs since the epoch.
+pub(super) fn at(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).expect("slots stay within chrono's range")
 }
 
 async fn permits(

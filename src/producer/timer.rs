@@ -1,16 +1,15 @@
 //! The continuous schedule: one timer heap of (next slot, site) pairs for the whole roster, slots
 //! taken as they fall due, a new site list swapped in between ticks, and at the stop the slots
-//! due by then drained as MISSED records.
+//! due by then drained as MISSED records, with the runs of missed slots still waiting.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use chrono::{DateTime, Utc};
-
+use super::missed_run::Run;
 use super::roster::{Carried, NEW, Replacement, Roster, Scheduled};
-use super::slot::{NOT_IN_TIME, STOPPED, Shared};
+use super::slot::{NOT_IN_TIME, STOPPED, Shared, at};
 use super::{NewList, Reloads, TAKEOVER_LOOKBACK};
 use crate::domain::micros;
 use crate::ports::{SiteProbe, StatusPublisher};
@@ -19,17 +18,15 @@ use crate::schedule::next_slot_after;
 /// Each site's next slot (µs since the epoch) by its index in the roster; one entry per site.
 type Heap = BinaryHeap<Reverse<(i64, usize)>>;
 
-fn at(us: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(us).expect("slots stay within chrono's range")
-}
-
 /// How often, at most, the scheduler looks whether checks carried across a reload are over.
 const PRUNE_EVERY_US: i64 = 1_000_000;
 
 /// One timer for all sites: a heap of (next slot, site) pairs, one slot taken at a time. A due
 /// slot takes a place in the in-flight window (waiting while it is full), then gets a task that
 /// waits for its permits until the site's next slot, checks and publishes; a slot whose site is
-/// still busy, or that the scheduler reaches only after the next one is due, is a MISSED record.
+/// still busy, or that the scheduler reaches only after the next one is due, is missed: it joins
+/// the site's run, which the site's next record carries (a taken-over site's catch-up slots are
+/// MISSED records of their own).
 /// A new site list from `reloads` replaces the roster once the slots due by then are taken (see
 /// [`replace`]). At shutdown, the slots due by then that no check took are drained as MISSED
 /// records.
@@ -78,20 +75,34 @@ pub(super) async fn schedule<P: SiteProbe, S: StatusPublisher>(
             // is still busy with the previous slot (in this roster or, across a reload, an
             // earlier one).
             if next <= now || carried.busy(i) || e.busy.swap(true, Ordering::AcqRel) {
-                let r = s.missed_result(&e.site, at(due), NOT_IN_TIME);
-                s.spawn_publish(r, place);
+                if due < e.catch_up_before.load(Ordering::Relaxed) {
+                    let r = s.missed_result(&e.site, at(due), NOT_IN_TIME, None);
+                    s.spawn_publish(r, place);
+                    continue;
+                }
+                s.note_missed(&e.site, at(due), NOT_IN_TIME);
+                let run = Run::new(&s.progress, due);
+                if let Some(run) = e.run.add(run, e.site.interval) {
+                    let r = s.run_record(&e.site, &run, NOT_IN_TIME);
+                    s.spawn_publish(r, place.carrying(Some(run)));
+                }
                 continue;
             }
+            // The slot carries the site's run of missed slots: every one of them is before it.
+            let run = e.run.take();
             let (s2, all) = (s.clone(), sites.clone());
             s.tracker.spawn(async move {
                 let e = &all[i];
-                s2.run_slot(e, at(due), at(next), place).await;
+                s2.run_slot(e, at(due), at(next), place, run).await;
             });
         }
         let mut applied = None;
         if let Some(list) = reload {
             // Every slot due by `now` is taken: the new roster starts from there.
-            (carried, applied) = replace(&mut roster, &mut heap, carried, list, now);
+            let left;
+            (carried, applied, left) = replace(&mut roster, &mut heap, carried, list, now);
+            // The runs of the sites that left are published now: no later record carries them.
+            flush_runs(s, &left, NOT_IN_TIME).await;
         }
         taken_until(s, &heap, now);
         // Told once the progress counts the new roster's slots (a taken-over site's overdue ones).
@@ -120,14 +131,15 @@ fn taken_until<P, S>(s: &Shared<P, S>, heap: &Heap, now: i64) {
 /// next slots are MISSED until it is over. An added site taken over from another producer starts
 /// at its first slot that producer did not publish (at most [`TAKEOVER_LOOKBACK`] ago): the
 /// slots before `now` then fall due at once, and those already followed by the next are MISSED.
-/// Returns the checks carried over, and `list.applied` for the caller to tell.
+/// A removed site's run of missed slots is closed. Returns the checks carried over,
+/// `list.applied` for the caller to tell, and the removed sites (to publish their runs).
 fn replace(
     roster: &mut Roster,
     heap: &mut Heap,
     carried: Carried,
     list: NewList,
     now: i64,
-) -> (Carried, Option<tokio::sync::oneshot::Sender<i64>>) {
+) -> (Carried, Option<tokio::sync::oneshot::Sender<i64>>, Vec<(Arc<[Scheduled]>, usize)>) {
     let NewList { sites, resume, applied } = list;
     let Replacement { roster: new, previous, changes } = roster.replace(sites);
     let oldest = now - micros(TAKEOVER_LOOKBACK);
@@ -146,7 +158,8 @@ fn replace(
                 next_of[i as usize]
             } else if let Some(&from) = resume.get(&e.site.id).filter(|_| i == NEW) {
                 // The first slot at or after `from`, kept within the lookback and not later than
-                // the usual start.
+                // the usual start; those before `now` are its catch-up.
+                e.catch_up_before.store(now, Ordering::Relaxed);
                 next_slot_after(at(from.clamp(oldest, now) - 1), e.site.interval, e.phase).timestamp_micros()
             } else {
                 next_slot_after(at(now), e.site.interval, e.phase).timestamp_micros()
@@ -155,6 +168,11 @@ fn replace(
         })
         .collect();
     let carried = carried.across(old, &previous);
+    let mut kept = vec![false; old.len()];
+    for &i in previous.iter().filter(|&&i| i != NEW) {
+        kept[i as usize] = true;
+    }
+    let left = (0..old.len()).filter(|&i| !kept[i]).map(|i| (old.clone(), i)).collect();
     tracing::info!(
         sites = new.len(),
         added = changes.added,
@@ -164,13 +182,46 @@ fn replace(
         "site list reloaded"
     );
     *roster = new;
-    (carried, applied)
+    (carried, applied, left)
+}
+
+/// Closes the run cell of each site of `sites` (a roster and an index) and publishes the run
+/// waiting there on a record of its own; once the grace period is over, what is left is counted
+/// as abandoned.
+async fn flush_runs<P: SiteProbe, S: StatusPublisher>(
+    s: &Arc<Shared<P, S>>,
+    sites: &[(Arc<[Scheduled]>, usize)],
+    why: &str,
+) {
+    for (roster, i) in sites {
+        let e = &roster[*i];
+        let Some(run) = e.run.close() else { continue };
+        match s.place(&s.abandon).await {
+            Some(place) => {
+                let r = s.run_record(&e.site, &run, why);
+                s.spawn_publish(r, place.carrying(Some(run)));
+            }
+            None => s.abandon_run(run),
+        }
+    }
 }
 
 /// After shutdown at `stopped`: every slot due by then that no check took becomes a MISSED
-/// record, each with its place in the in-flight window; if the grace period ends first, the
-/// slots still without a record are counted as abandoned.
+/// record, each with its place in the in-flight window and carrying its site's run; then the
+/// runs still waiting are published. If the grace period ends first, the slots still without a
+/// record are counted as abandoned.
 async fn drain<P: SiteProbe, S: StatusPublisher>(
+    s: &Arc<Shared<P, S>>,
+    sites: &Arc<[Scheduled]>,
+    heap: Heap,
+    stopped: i64,
+) {
+    drain_due(s, sites, heap, stopped).await;
+    let all: Vec<_> = (0..sites.len()).map(|i| (sites.clone(), i)).collect();
+    flush_runs(s, &all, STOPPED).await;
+}
+
+async fn drain_due<P: SiteProbe, S: StatusPublisher>(
     s: &Arc<Shared<P, S>>,
     sites: &[Scheduled],
     mut heap: Heap,
@@ -202,7 +253,8 @@ async fn drain<P: SiteProbe, S: StatusPublisher>(
         let e = &sites[i];
         heap.push(Reverse((due + micros(e.site.interval), i)));
         taken_until(s, &heap, stopped);
-        let r = s.missed_result(&e.site, at(due), STOPPED);
-        s.spawn_publish(r, place);
+        let run = e.run.take();
+        let r = s.missed_result(&e.site, at(due), STOPPED, run.as_ref());
+        s.spawn_publish(r, place.carrying(run));
     }
 }

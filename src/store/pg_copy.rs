@@ -9,9 +9,10 @@ use crate::domain::CheckResult;
 pub const COPY_HISTORY: &str = "COPY check_results (
     check_id, site_id, url, region, scheduled_at, started_at, status, failure_kind, error,
     status_code, http_version, remote_addr, dns_us, connect_us, tls_us, ttfb_us, total_us,
-    body_bytes, pattern, pattern_matched, tls_not_after) FROM STDIN (FORMAT binary)";
+    body_bytes, pattern, pattern_matched, tls_not_after, missed_since, missed_slots)
+    FROM STDIN (FORMAT binary)";
 
-const COLUMNS: i16 = 21;
+const COLUMNS: i16 = 23;
 
 /// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
 const PG_EPOCH_US: i64 = 946_684_800_000_000;
@@ -42,6 +43,8 @@ pub fn encode(results: &[&CheckResult]) -> Vec<u8> {
         b.text(r.pattern.as_deref());
         b.opt(r.pattern_matched.map(|m| [u8::from(m)]));
         b.time(r.tls_not_after);
+        b.time(r.missed_since);
+        b.opt(r.missed_slots.map(|n| i32::try_from(n).unwrap_or(i32::MAX).to_be_bytes()));
     }
     b.0.extend_from_slice(&(-1i16).to_be_bytes());
     b.0
@@ -92,7 +95,7 @@ mod tests {
         assert!(out.starts_with(b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0"));
         assert!(out.ends_with(&[0xff, 0xff]));
         // First tuple: column count, then the 16-byte uuid.
-        assert_eq!(&out[19..21], &21i16.to_be_bytes());
+        assert_eq!(&out[19..21], &23i16.to_be_bytes());
         assert_eq!(&out[21..25], &16i32.to_be_bytes());
         // scheduled_at at PostgreSQL's epoch encodes as zero microseconds.
         let epoch = [&8i32.to_be_bytes()[..], &[0u8; 8]].concat();

@@ -29,12 +29,12 @@ const INSERT_HISTORY: &str = r#"
 INSERT INTO check_results (
     check_id, site_id, url, region, scheduled_at, started_at, status, failure_kind, error,
     status_code, http_version, remote_addr, dns_us, connect_us, tls_us, ttfb_us, total_us,
-    body_bytes, pattern, pattern_matched, tls_not_after)
+    body_bytes, pattern, pattern_matched, tls_not_after, missed_since, missed_slots)
 SELECT * FROM UNNEST(
     $1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
     $7::text[], $8::text[], $9::text[], $10::int[], $11::text[], $12::text[], $13::bigint[],
     $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[], $18::bigint[], $19::text[],
-    $20::bool[], $21::timestamptz[])
+    $20::bool[], $21::timestamptz[], $22::timestamptz[], $23::int[])
 ON CONFLICT (scheduled_at, check_id) DO NOTHING
 RETURNING scheduled_at, check_id
 "#;
@@ -183,6 +183,8 @@ async fn append_history(tx: &mut PgConnection, rs: &[&CheckResult]) -> Result<Fr
         .bind(col(rs, |r| r.pattern.as_deref()))
         .bind(col(rs, |r| r.pattern_matched))
         .bind(col(rs, |r| r.tls_not_after))
+        .bind(col(rs, |r| r.missed_since))
+        .bind(col(rs, |r| r.missed_slots.map(|n| i32::try_from(n).unwrap_or(i32::MAX))))
         .fetch_all(&mut *tx)
         .await
         .map_err(classify)?;

@@ -7,7 +7,7 @@ use super::report::{ReportSql, report_source};
 const DAILY: &str = "SELECT (scheduled_at AT TIME ZONE 'UTC')::date AS day, \
      count(*) FILTER (WHERE status = 'SUCCESS') AS successes, \
      count(*) FILTER (WHERE status = 'FAILURE') AS failures, \
-     count(*) FILTER (WHERE status = 'MISSED') AS missed \
+     count(*) FILTER (WHERE status = 'MISSED') + coalesce(sum(missed_slots), 0) AS missed \
      FROM check_results WHERE site_id = $1 AND scheduled_at >= $2 AND scheduled_at < $3 \
      GROUP BY 1 ORDER BY 1";
 
@@ -24,7 +24,8 @@ const RESULTS: &str = "SELECT check_id::text AS check_id, site_id, url, region, 
      (extract(epoch FROM started_at) * 1000000)::bigint AS started_at, \
      status, failure_kind, error, status_code, http_version, remote_addr, dns_us, connect_us, \
      tls_us, ttfb_us, total_us, body_bytes, pattern, pattern_matched, \
-     (extract(epoch FROM tls_not_after) * 1000000)::bigint AS tls_not_after \
+     (extract(epoch FROM tls_not_after) * 1000000)::bigint AS tls_not_after, \
+     (extract(epoch FROM missed_since) * 1000000)::bigint AS missed_since, missed_slots \
      FROM check_results WHERE site_id = $1 AND scheduled_at >= $2 AND scheduled_at < $3 \
      AND ($4::timestamptz IS NULL OR (scheduled_at, check_id) > ($4, $5::uuid)) \
      ORDER BY scheduled_at, check_id LIMIT $6";

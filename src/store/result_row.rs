@@ -29,6 +29,8 @@ pub struct ResultRow {
     pattern: Option<String>,
     pattern_matched: Option<bool>,
     tls_not_after: Option<i64>,
+    missed_since: Option<i64>,
+    missed_slots: Option<i32>,
 }
 
 fn time(us: i64) -> DateTime<Utc> {
@@ -53,6 +55,8 @@ impl From<ResultRow> for CheckResult {
         c.pattern = r.pattern;
         c.pattern_matched = r.pattern_matched;
         c.tls_not_after = r.tls_not_after.map(time);
+        c.missed_since = r.missed_since.map(time);
+        c.missed_slots = r.missed_slots.and_then(|n| u32::try_from(n).ok());
         c
     }
 }

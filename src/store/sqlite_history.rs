@@ -12,8 +12,8 @@ use crate::ports::{DeadLetter, StoreError};
 
 const INSERT_HISTORY: &str = "INSERT INTO check_results (check_id, site_id, url, region, scheduled_at, \
     started_at, status, failure_kind, error, status_code, http_version, remote_addr, dns_us, connect_us, \
-    tls_us, ttfb_us, total_us, body_bytes, pattern, pattern_matched, tls_not_after) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+    tls_us, ttfb_us, total_us, body_bytes, pattern, pattern_matched, tls_not_after, missed_since, \
+    missed_slots) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
     ON CONFLICT (check_id, scheduled_at) DO NOTHING";
 
 /// Parameters: the row, then `whole` (does the batch's run continue the stored state?) and
@@ -71,6 +71,8 @@ impl HistoryTx for SqliteTx<'_> {
                 .bind(&r.pattern)
                 .bind(r.pattern_matched)
                 .bind(r.tls_not_after.map(us))
+                .bind(r.missed_since.map(us))
+                .bind(r.missed_slots)
                 .execute(&mut *self.0)
                 .await
                 .map_err(classify)?;

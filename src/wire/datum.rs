@@ -38,6 +38,8 @@ pub fn write(r: &CheckResult, out: &mut Vec<u8>) {
     }
     w.opt(r.degraded_above_ms, |w, n| w.long(i64::from(n)));
     w.opt(r.cert_warn_days, |w, n| w.long(i64::from(n)));
+    w.opt(r.missed_since, |w, t| w.long(t.timestamp_micros()));
+    w.opt(r.missed_slots, |w, n| w.long(i64::from(n)));
 }
 
 /// Reads one datum of the current schema from the front of `bytes`; returns it and what is left.
@@ -87,6 +89,8 @@ pub fn read(bytes: &[u8]) -> Result<(CheckResult, &[u8]), String> {
             .opt("degraded_above_ms", |r| unsigned("degraded_above_ms", r.long("degraded_above_ms")?))?,
         cert_warn_days: r
             .opt("cert_warn_days", |r| unsigned("cert_warn_days", r.int("cert_warn_days")?.into()))?,
+        missed_since: r.opt("missed_since", |r| r.time("missed_since"))?,
+        missed_slots: r.opt("missed_slots", |r| unsigned("missed_slots", r.int("missed_slots")?.into()))?,
     };
     Ok((result, r.rest))
 }
@@ -274,6 +278,11 @@ pub(crate) mod tests {
             ("quorum".into(), opt(r.quorum.map(|n| Value::Int(n as i32)))),
             ("degraded_above_ms".into(), opt(r.degraded_above_ms.map(|n| Value::Long(i64::from(n))))),
             ("cert_warn_days".into(), opt(r.cert_warn_days.map(|n| Value::Int(n as i32)))),
+            (
+                "missed_since".into(),
+                opt(r.missed_since.map(|t| Value::TimestampMicros(t.timestamp_micros()))),
+            ),
+            ("missed_slots".into(), opt(r.missed_slots.map(|n| Value::Int(n as i32)))),
         ])
     }
 
@@ -293,6 +302,7 @@ pub(crate) mod tests {
         full.interval_ms = Some(u32::MAX);
         (full.down_after, full.up_after, full.quorum) = (Some(3), Some(1), Some(2));
         (full.degraded_above_ms, full.cert_warn_days) = (Some(u32::MAX), Some(0));
+        (full.missed_since, full.missed_slots) = (Some(Utc.timestamp_micros(-7).unwrap()), Some(59));
         let mut failed = CheckResult::new("s", "http://x/", "", t, t, CheckStatus::Success);
         failed.fail(FailureKind::RedirectLimit, "x".repeat(300));
         let missed = CheckResult::new("m", "http://x/", "r", t, t, CheckStatus::Missed);

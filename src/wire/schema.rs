@@ -31,6 +31,7 @@ pub const PUBLISHED: &[Published] = &[
     Published { json: include_str!("../../schemas/check_result.v2.avsc"), legacy_fingerprint: None },
     Published { json: include_str!("../../schemas/check_result.v3.avsc"), legacy_fingerprint: None },
     Published { json: include_str!("../../schemas/check_result.v4.avsc"), legacy_fingerprint: None },
+    Published { json: include_str!("../../schemas/check_result.v5.avsc"), legacy_fingerprint: None },
 ];
 
 /// apache-avro 0.22's `fingerprint::<Rabin>()` of check_result.v1.avsc, as its headers carry it
@@ -117,14 +118,15 @@ mod tests {
     /// fastavro.schema.parse_schema(json.load(f))), "CRC-64-AVRO")`, which printed the same.
     /// (The `avro` 1.12.1 package from PyPI prints 153716d988e95858: its canonical form keeps
     /// `{"type":"long"}` for logical types, the same deviation as apache-avro's.)
-    /// check_result.v2.avsc's, v3's, v4's and incident_event.avsc's (every version) by
+    /// check_result.v2.avsc's, v3's, v4's, v5's and incident_event.avsc's (every version) by
     /// `scripts/avro-peer fingerprint` (Java Avro 1.12.1) only.
     const VECTORS: &[(&str, &str)] = &[
-        ("check_result.avsc", "5a9ce20cd3df3cd4"),
+        ("check_result.avsc", "851ce3e8d8000993"),
         ("check_result.v1.avsc", "0f0f00cca2393457"),
         ("check_result.v2.avsc", "9eecd66d233dd4d0"),
         ("check_result.v3.avsc", "eb22158291aa9b65"),
         ("check_result.v4.avsc", "5a9ce20cd3df3cd4"),
+        ("check_result.v5.avsc", "851ce3e8d8000993"),
         ("incident_event.avsc", "6aabb0a57f0aca68"),
         ("incident_event.v2.avsc", "d18058b9751a43bd"),
         ("incident_event.v1.avsc", "ef9c8c8bb25f50fe"),
@@ -148,7 +150,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("schemas/{file} has no test vector: compute one (see VECTORS)"));
             assert_eq!(hex(&canonical::fingerprint(&json).unwrap()), *want, "schemas/{file}");
         }
-        assert_eq!(hex(&CURRENT.fingerprint), "5a9ce20cd3df3cd4");
+        assert_eq!(hex(&CURRENT.fingerprint), "851ce3e8d8000993");
     }
 
     #[test]
@@ -172,7 +174,8 @@ mod tests {
             r#"{"name":"redirects","type":["null","int"]},{"name":"interval_ms","type":["null","long"]},"#,
             r#"{"name":"down_after","type":["null","int"]},{"name":"up_after","type":["null","int"]},"#,
             r#"{"name":"quorum","type":["null","int"]},{"name":"degraded_above_ms","type":["null","long"]},"#,
-            r#"{"name":"cert_warn_days","type":["null","int"]}]}"#,
+            r#"{"name":"cert_warn_days","type":["null","int"]},{"name":"missed_since","type":["null","long"]},"#,
+            r#"{"name":"missed_slots","type":["null","int"]}]}"#,
         );
         assert_eq!(canonical::parsing_canonical_form(CURRENT_SCHEMA_JSON).unwrap(), want);
     }

@@ -60,5 +60,7 @@ pub fn from_value(v: Value) -> Result<CheckResult, String> {
         quorum: f.opt_count("quorum")?,
         degraded_above_ms: f.opt_count("degraded_above_ms")?,
         cert_warn_days: f.opt_count("cert_warn_days")?,
+        missed_since: if f.has("missed_since") { f.opt_time("missed_since")? } else { None },
+        missed_slots: f.opt_count("missed_slots")?,
     })
 }

@@ -55,7 +55,7 @@ fn write(v: &V, out: &mut Vec<u8>) {
     }
 }
 
-const FIELDS: [&str; 29] = [
+const FIELDS: [&str; 31] = [
     "check_id",
     "site_id",
     "url",
@@ -85,6 +85,8 @@ const FIELDS: [&str; 29] = [
     "quorum",
     "degraded_above_ms",
     "cert_warn_days",
+    "missed_since",
+    "missed_slots",
 ];
 
 fn s(text: &str) -> V {
@@ -129,6 +131,8 @@ fn valid(site: &str, at_us: i64) -> Vec<V> {
         V::Null,
         some(V::Long(2_000)),
         some(V::Long(14)),
+        some(V::Long(at_us - 3_000_000)),
+        some(V::Long(3)),
     ]
 }
 
@@ -228,6 +232,16 @@ fn crafted(site: &str, now_us: i64) -> Vec<(String, Vec<V>, &'static str)> {
         some(V::Long(1 << 40)),
         "degraded_above_ms",
     );
+    case("negative missed_slots".into(), 67, "missed_slots", some(V::Long(-3)), "missed_slots");
+    case("a run of no missed slots".into(), 68, "missed_slots", some(V::Long(0)), "missed_slots");
+    case(
+        "a missed run after its record".into(),
+        69,
+        "missed_since",
+        some(V::Long(now_us + 60_000_000)),
+        "missed_since",
+    );
+    case("a missed run without its count".into(), 70, "missed_slots", V::Null, "missed_since");
     case("NUL in producer_version".into(), 61, "producer_version", some(s("a\0b")), "NUL");
     case("unknown status symbol".into(), 23, "status", V::Long(7), "status");
     case("unknown failure_kind symbol".into(), 24, "failure_kind", some(V::Long(99)), "failure_kind");

@@ -52,17 +52,26 @@ async fn apply(cfg: &str, list: &str, s: &Setup) {
     assert!(out.status.success(), "sites apply: {}", support::describe(&out));
 }
 
-/// Each site's stored rows: slot → status.
+/// Each site's stored rows: slot → status; the slots of a run of missed slots a row carries
+/// (1 s apart) as MISSED.
 async fn history(db: &str) -> BTreeMap<String, BTreeMap<DateTime<Utc>, String>> {
     let mut c = support::connect(db).await;
-    let all: Vec<(String, DateTime<Utc>, String)> =
-        sqlx::query_as("SELECT site_id, scheduled_at, status FROM check_results")
-            .fetch_all(&mut c)
-            .await
-            .unwrap();
+    type Row = (String, DateTime<Utc>, String, Option<DateTime<Utc>>, Option<i32>);
+    let all: Vec<Row> = sqlx::query_as(
+        "SELECT site_id, scheduled_at, status, missed_since, missed_slots FROM check_results",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
     let mut by_site: BTreeMap<String, BTreeMap<DateTime<Utc>, String>> = BTreeMap::new();
-    for (site, at, status) in all {
-        by_site.entry(site).or_default().insert(at, status);
+    for (site, at, status, since, n) in all {
+        let rows = by_site.entry(site).or_default();
+        if let (Some(since), Some(n)) = (since, n) {
+            for k in 0..n {
+                rows.entry(since + chrono::Duration::seconds(k.into())).or_insert_with(|| "MISSED".into());
+            }
+        }
+        rows.insert(at, status);
     }
     by_site
 }

@@ -147,6 +147,8 @@ pub(crate) fn samples(prefix: &str, now: DateTime<Utc>) -> Vec<CheckResult> {
     );
     timeout.fail(FailureKind::Timeout, "timed out after 5s");
     timeout.total_us = Some(5_000_123);
+    // The slots missed just before it (schema v5).
+    (timeout.missed_since, timeout.missed_slots) = (Some(at(25)), Some(5));
     let mut status = CheckResult::new(
         &format!("{prefix}-503"),
         "http://x/",
@@ -203,12 +205,14 @@ fn plain(r: &CheckResult) -> Value {
         "quorum": r.quorum,
         "degraded_above_ms": r.degraded_above_ms,
         "cert_warn_days": r.cert_warn_days,
+        "missed_since": r.missed_since.map(|t| t.timestamp_micros()),
+        "missed_slots": r.missed_slots,
     })
 }
 
 /// A result in Avro's JSON encoding (a union value is `{"branch": value}`), what the peer reads.
 pub(crate) fn avro_json(r: &CheckResult) -> String {
-    const UNIONS: [(&str, &str); 22] = [
+    const UNIONS: [(&str, &str); 24] = [
         ("failure_kind", "dev.sitemon.FailureKind"),
         ("error", "string"),
         ("status_code", "int"),
@@ -231,6 +235,8 @@ pub(crate) fn avro_json(r: &CheckResult) -> String {
         ("quorum", "int"),
         ("degraded_above_ms", "long"),
         ("cert_warn_days", "int"),
+        ("missed_since", "long"),
+        ("missed_slots", "int"),
     ];
     let mut v = plain(r);
     for (field, branch) in UNIONS {
@@ -275,6 +281,10 @@ pub(crate) fn from_row(row: &sqlx::postgres::PgRow) -> CheckResult {
         quorum: None,
         degraded_above_ms: None,
         cert_warn_days: None,
+        missed_since: row.get("missed_since"),
+        missed_slots: row
+            .get::<Option<i32>, _>("missed_slots")
+            .map(|n| u32::try_from(n).expect("stored count")),
     }
 }
 
@@ -332,10 +342,9 @@ async fn records_cross_between_sitemon_and_the_reference_implementation() {
     let legacy = CheckResult::new("legacy", "http://x/", "interop", now, now, CheckStatus::Success);
     let mut legacy_record = sitemon::wire::encode(&legacy);
     legacy_record[2..10].copy_from_slice(&LEGACY_V1);
-    // Those builds wrote schema v1, whose datum lacks the eight fields v2, v3 and v4 added (all
-    // null).
-    assert_eq!(legacy_record[legacy_record.len() - 8..], [0; 8]);
-    legacy_record.truncate(legacy_record.len() - 8);
+    // Those builds wrote schema v1, whose datum lacks the ten fields v2 to v5 added (all null).
+    assert_eq!(legacy_record[legacy_record.len() - 10..], [0; 10]);
+    legacy_record.truncate(legacy_record.len() - 10);
 
     // 2. Into one topic: the peer's records, the legacy one, and a `sitemon producer --once`
     //    round of two local sites; then `sitemon consumer` stores the topic.

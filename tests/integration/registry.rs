@@ -239,13 +239,14 @@ async fn an_incompatible_schema_stops_the_producer_before_any_check() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_registry_accepts_schema_v2_v3_and_v4_after_v1_as_backward_compatible() {
+async fn the_registry_accepts_schema_v2_to_v5_after_v1_as_backward_compatible() {
     let registry = Registry::start().await;
     let schemas = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
     let v1 = std::fs::read_to_string(schemas.join("check_result.v1.avsc")).unwrap();
     let v2 = std::fs::read_to_string(schemas.join("check_result.v2.avsc")).unwrap();
     let v3 = std::fs::read_to_string(schemas.join("check_result.v3.avsc")).unwrap();
     let v4 = std::fs::read_to_string(schemas.join("check_result.v4.avsc")).unwrap();
+    let v5 = std::fs::read_to_string(schemas.join("check_result.v5.avsc")).unwrap();
     let post = |schema: &str| {
         let body = json!({"schema": schema, "schemaType": "AVRO"}).to_string();
         let addr = registry.addr;
@@ -273,7 +274,10 @@ async fn the_registry_accepts_schema_v2_v3_and_v4_after_v1_as_backward_compatibl
     let (status, fourth) = post(&v4).await;
     assert_eq!(status, 200, "v4 adds optional fields with defaults: {fourth}");
     assert_ne!(third["id"], fourth["id"]);
-    assert_eq!(registry.versions("evolution-value").len(), 4);
+    let (status, fifth) = post(&v5).await;
+    assert_eq!(status, 200, "v5 adds optional fields with defaults: {fifth}");
+    assert_ne!(fourth["id"], fifth["id"]);
+    assert_eq!(registry.versions("evolution-value").len(), 5);
     // The stand-in's check is not vacuous: a field added without a default is refused.
     let strict = v2.replace(
         r#"{"name": "redirects", "type": ["null", "int"], "default": null,"#,
@@ -282,10 +286,10 @@ async fn the_registry_accepts_schema_v2_v3_and_v4_after_v1_as_backward_compatibl
     assert_ne!(strict, v2);
     let (status, refused) = post(&strict.replace("\"redirects\"", "\"hops\"")).await;
     assert_eq!((status, refused["error_code"].as_u64()), (409, Some(409)), "{refused}");
-    // And sitemon's current schema is v4.
+    // And sitemon's current schema is v5.
     assert_eq!(
         sitemon::wire::fingerprint(sitemon::wire::CURRENT_SCHEMA_JSON),
-        sitemon::wire::fingerprint(&v4)
+        sitemon::wire::fingerprint(&v5)
     );
 }
 

@@ -102,7 +102,7 @@ impl Running {
             .await
             .expect("the producer did not return after the stop")
             .unwrap();
-        let results = self.publisher.0.lock().unwrap().clone();
+        let results = self.publisher.slots();
         assert_eq!(report.slots, report.published + report.failed + report.abandoned, "{report:?}");
         assert_eq!(report.published as usize, results.len(), "{report:?}");
         let ids: HashSet<_> = results.iter().map(|r| r.check_id).collect();

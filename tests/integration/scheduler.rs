@@ -13,7 +13,7 @@ use sitemon::producer::{self, ProducerOptions};
 use sitemon::schedule::phase;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::collect::Collect;
+use crate::support::collect::{Collect, slots};
 
 /// Takes `busy` of (paused) time per check and remembers the peak concurrency.
 struct FakeProbe {
@@ -159,9 +159,23 @@ async fn slots_that_cannot_start_in_time_become_missed_records() {
     )
     .await;
     assert_eq!(peak, 1, "the global cap holds");
+    // A site's missed slots ride on its next record, not one record each.
+    let records = results.len();
+    assert!(results.iter().any(|r| r.missed_slots.is_some()), "no record carried a run");
+    let results = slots(&results);
     let missed = results.iter().filter(|r| r.status == CheckStatus::Missed).count();
     let checked = results.len() - missed;
     assert!(missed > 0 && checked > 0, "checked {checked}, missed {missed}");
+    assert_eq!(
+        records,
+        checked
+            + results
+                .iter()
+                .filter(|r| r.status == CheckStatus::Missed
+                    && r.error.as_deref() != Some("carried on a later record"))
+                .count()
+    );
+    assert!(records < results.len(), "{records} records for {} slots", results.len());
     // No silent gaps: every slot of every site, from its first to its last, has exactly one record.
     for (id, rs) in by_site(&results) {
         for pair in rs.windows(2) {
@@ -306,7 +320,7 @@ async fn stop_ends_permit_waits_and_hung_checks_within_grace() {
     assert_eq!(took, grace);
     accounted(&report);
     assert_eq!((report.abandoned, report.failed), (1, 0), "the hung check: {report:?}");
-    let results = publisher.0.lock().unwrap().clone();
+    let results = publisher.slots();
     let stopped = results
         .iter()
         .filter(|r| {
