@@ -71,5 +71,7 @@ pub(super) fn result_value(r: &CheckResult) -> serde_json::Value {
         "pattern": r.pattern,
         "pattern_matched": r.pattern_matched,
         "tls_not_after": r.tls_not_after.map(|t| t.to_rfc3339()),
+        "missed_since": r.missed_since.map(|t| t.to_rfc3339()),
+        "missed_slots": r.missed_slots,
     })
 }

@@ -43,7 +43,7 @@ pub enum ReportError {
 }
 
 /// The columns of the CSV export: those of `check_results`.
-pub const RESULT_COLUMNS: [&str; 21] = [
+pub const RESULT_COLUMNS: [&str; 23] = [
     "check_id",
     "site_id",
     "url",
@@ -65,6 +65,8 @@ pub const RESULT_COLUMNS: [&str; 21] = [
     "pattern",
     "pattern_matched",
     "tls_not_after",
+    "missed_since",
+    "missed_slots",
 ];
 
 /// The summary part of a report.
@@ -151,7 +153,7 @@ async fn each_result<S: ReportSource>(
     }
 }
 
-fn csv_row(r: &CheckResult) -> [String; 21] {
+fn csv_row(r: &CheckResult) -> [String; 23] {
     let opt = |v: Option<i64>| v.map_or(String::new(), |v| v.to_string());
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     [
@@ -176,6 +178,8 @@ fn csv_row(r: &CheckResult) -> [String; 21] {
         text(&r.pattern),
         r.pattern_matched.map_or(String::new(), |m| m.to_string()),
         r.tls_not_after.map_or(String::new(), |t| t.to_rfc3339()),
+        r.missed_since.map_or(String::new(), |t| t.to_rfc3339()),
+        r.missed_slots.map_or(String::new(), |n| n.to_string()),
     ]
 }
 

@@ -57,12 +57,11 @@ async fn apply(cfg: &str, list: &str, s: &Setup) {
 async fn history(db: &str) -> BTreeMap<String, BTreeMap<DateTime<Utc>, String>> {
     let mut c = support::connect(db).await;
     type Row = (String, DateTime<Utc>, String, Option<DateTime<Utc>>, Option<i32>);
-    let all: Vec<Row> = sqlx::query_as(
-        "SELECT site_id, scheduled_at, status, missed_since, missed_slots FROM check_results",
-    )
-    .fetch_all(&mut c)
-    .await
-    .unwrap();
+    let all: Vec<Row> =
+        sqlx::query_as("SELECT site_id, scheduled_at, status, missed_since, missed_slots FROM check_results")
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
     let mut by_site: BTreeMap<String, BTreeMap<DateTime<Utc>, String>> = BTreeMap::new();
     for (site, at, status, since, n) in all {
         let rows = by_site.entry(site).or_default();
