@@ -807,8 +807,13 @@ def b1_past_capacity_section(r, cmd):
              f"{fmt(x['success'], 0)} / {fmt(x.get('missed_slots', x['missed']), 0)} ({fmt(x['missed'], 0)}) / {fmt(x['failure'], 0)} / "
              f"{fmt(x['published'], 0)} / {fmt(x['lag_p99_ms'], 0)}",
              "offered " + f"{x['offered']:,}/s", "") for x in steps]
-    rows.append((f"B1 goodput at {twice['offered']:,} offered (≥ 2 × the best step's {best['offered']:,}) against the best step",
+    rows.append((f"B1 goodput at {twice['offered']:,} offered (2 × the best step's {best['offered']:,}, or the sweep's last) against the best step",
                  f"{fmt(twice['success'], 0)} vs {fmt(best['success'], 0)}", "goal ≥ 0.95 ×", f"{twice['success'] / max(best['success'], 1e-9):.2f}"))
+    past = [x for x in steps if x["offered"] > best["offered"]]
+    if past:
+        low = min(past, key=lambda x: x["success"])
+        rows.append((f"B1 lowest goodput past the best step ({low['offered']:,} offered) against the best step",
+                     f"{fmt(low['success'], 0)} vs {fmt(best['success'], 0)}", "goal ≥ 0.95 ×", f"{low['success'] / max(best['success'], 1e-9):.2f}"))
     return section("B1 past capacity", r, cmd, rows, [
         f"- Producer, consumer, Kafka, PostgreSQL and nginx on the same two cores, as in B1 and B3: N sites every second "
         "(a new connection per check, at most 256 at once), the consumer (batch 5000, 100 ms) storing into a fresh "
