@@ -15,6 +15,9 @@ use crate::domain::micros;
 use crate::ports::{SiteProbe, StatusPublisher};
 use crate::schedule::next_slot_after;
 
+/// A site of a roster: the roster and the site's index in it.
+type SiteOf = (Arc<[Scheduled]>, usize);
+
 /// Each site's next slot (µs since the epoch) by its index in the roster; one entry per site.
 type Heap = BinaryHeap<Reverse<(i64, usize)>>;
 
@@ -139,7 +142,7 @@ fn replace(
     carried: Carried,
     list: NewList,
     now: i64,
-) -> (Carried, Option<tokio::sync::oneshot::Sender<i64>>, Vec<(Arc<[Scheduled]>, usize)>) {
+) -> (Carried, Option<tokio::sync::oneshot::Sender<i64>>, Vec<SiteOf>) {
     let NewList { sites, resume, applied } = list;
     let Replacement { roster: new, previous, changes } = roster.replace(sites);
     let oldest = now - micros(TAKEOVER_LOOKBACK);
@@ -188,11 +191,7 @@ fn replace(
 /// Closes the run cell of each site of `sites` (a roster and an index) and publishes the run
 /// waiting there on a record of its own; once the grace period is over, what is left is counted
 /// as abandoned.
-async fn flush_runs<P: SiteProbe, S: StatusPublisher>(
-    s: &Arc<Shared<P, S>>,
-    sites: &[(Arc<[Scheduled]>, usize)],
-    why: &str,
-) {
+async fn flush_runs<P: SiteProbe, S: StatusPublisher>(s: &Arc<Shared<P, S>>, sites: &[SiteOf], why: &str) {
     for (roster, i) in sites {
         let e = &roster[*i];
         let Some(run) = e.run.close() else { continue };

@@ -74,7 +74,8 @@ async fn report_exports_csv_json_and_text_from_sqlite() {
     let count = |s: &str| rows.iter().filter(|r| &r[6] == s).count();
     // Four missed slots: three MISSED rows, one of them carrying the fourth.
     assert_eq!((count("SUCCESS"), count("FAILURE"), count("MISSED")), (22, 3, 3));
-    let carried: Vec<_> = rows.iter().filter(|r| !r[22].is_empty()).map(|r| (&r[4], &r[21], &r[22])).collect();
+    let carried: Vec<_> =
+        rows.iter().filter(|r| !r[22].is_empty()).map(|r| (&r[4], &r[21], &r[22])).collect();
     assert_eq!(carried, [("2026-02-01T00:45:30+00:00", "2026-02-01T00:30:30+00:00", "1")]);
     let mut times: Vec<&str> = rows.iter().map(|r| &r[4]).collect();
     let in_order = times.clone();
