@@ -90,11 +90,12 @@ impl Admission {
         }
         match (r.missed_since, r.missed_slots) {
             (None, None) => {}
-            (Some(since), Some(n)) if n > 0 && since >= from && since < r.scheduled_at => {}
+            (Some(since), Some(n))
+                if n > 0 && since >= from && since < r.scheduled_at && fits(since, n, r) => {}
             _ => {
                 return Err(
                     "`missed_since` and `missed_slots` are not a run of slots before `scheduled_at` \
-                     (both or neither; at least one slot, since 2000-01-01)"
+                     (both or neither; at least one slot, since 2000-01-01, one `interval_ms` apart)"
                         .to_owned(),
                 );
             }
@@ -143,6 +144,13 @@ impl Admission {
         }
         Ok(())
     }
+}
+
+/// `n` slots one interval apart from `since` end before the record's slot (a record without an
+/// interval says nothing about their spacing).
+fn fits(since: DateTime<Utc>, n: u32, r: &CheckResult) -> bool {
+    let span = i128::from((r.scheduled_at - since).num_microseconds().unwrap_or(i64::MAX));
+    r.interval_ms.is_none_or(|ms| i128::from(n - 1) * i128::from(ms) * 1000 < span)
 }
 
 fn text(name: &str, value: Option<&str>, max: usize) -> Result<(), String> {
@@ -258,6 +266,16 @@ mod tests {
             assert!(why.contains("missed_since"), "{since:?} {n:?}: {why}");
         }
         assert!(run(Some(30 * 365 * 86_400), Some(1)).unwrap_err().contains("missed_since"), "before 2000");
+        // With an interval, the run must fit before the record: 30 slots a second apart do, 31 not.
+        let spaced = |n: u32| {
+            let mut r = ok();
+            (r.missed_since, r.missed_slots, r.interval_ms) =
+                (Some(now() - chrono::Duration::seconds(30)), Some(n), Some(1000));
+            a.check(&r)
+        };
+        assert!(spaced(30).is_ok());
+        assert!(spaced(31).unwrap_err().contains("missed_slots"));
+        assert!(spaced(u32::MAX).is_err());
     }
 
     #[test]

@@ -179,18 +179,6 @@ impl CheckResult {
         }
     }
 
-    /// The slots of the run of missed slots this record carries (schema v5), earliest first:
-    /// `missed_slots` of them from `missed_since`, one interval apart (the record's
-    /// `interval_ms`; without one, spread evenly up to this slot).
-    pub fn carried_slots(&self) -> Vec<DateTime<Utc>> {
-        let (Some(since), Some(n)) = (self.missed_since, self.missed_slots) else { return Vec::new() };
-        let step = match self.interval_ms {
-            Some(ms) if ms > 0 => chrono::Duration::milliseconds(i64::from(ms)),
-            _ => (self.scheduled_at - since) / i32::try_from(n).unwrap_or(i32::MAX).max(1),
-        };
-        (0..i32::try_from(n).unwrap_or(i32::MAX)).map_while(|k| since.checked_add_signed(step * k)).collect()
-    }
-
     /// Marks the result failed with a kind and a short human message. Messages may quote what
     /// a server sent (a redirect's `Location`, a host name): they are cut to
     /// [`MAX_ERROR_BYTES`] and cleared of NUL characters, so every result the producer makes is

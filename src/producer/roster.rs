@@ -106,7 +106,8 @@ impl Roster {
     }
 
     /// The roster for `sites`, which replace this one's: sites are matched by id, a kept site keeps
-    /// its run of missed slots, and hosts still present keep their permit pool.
+    /// its run of missed slots (unless its interval changed), and hosts still present keep their
+    /// permit pool.
     pub(super) fn replace(&self, sites: Vec<Site>) -> Replacement {
         let old: HashMap<&str, usize> =
             self.sites.iter().enumerate().map(|(i, e)| (e.site.id.as_str(), i)).collect();
@@ -138,7 +139,11 @@ impl Roster {
             .into_iter()
             .zip(&previous)
             .map(|(site, &i)| {
-                let run = if i == NEW { Arc::default() } else { self.sites[i as usize].run.clone() };
+                // A run's slots are one interval apart: a site whose interval changes starts anew.
+                let run = match self.sites.get(i as usize) {
+                    Some(old) if old.site.interval == site.interval => old.run.clone(),
+                    _ => Arc::default(),
+                };
                 (site, run)
             })
             .collect();

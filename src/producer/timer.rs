@@ -134,7 +134,8 @@ fn taken_until<P, S>(s: &Shared<P, S>, heap: &Heap, now: i64) {
 /// next slots are MISSED until it is over. An added site taken over from another producer starts
 /// at its first slot that producer did not publish (at most [`TAKEOVER_LOOKBACK`] ago): the
 /// slots before `now` then fall due at once, and those already followed by the next are MISSED.
-/// A removed site's run of missed slots is closed. Returns the checks carried over,
+/// A removed site's run of missed slots is closed, as is that of a site whose interval changed.
+/// Returns the checks carried over,
 /// `list.applied` for the caller to tell, and the removed sites (to publish their runs).
 fn replace(
     roster: &mut Roster,
@@ -171,9 +172,10 @@ fn replace(
         })
         .collect();
     let carried = carried.across(old, &previous);
+    // Sites that left, and those whose interval changed: their runs are published now.
     let mut kept = vec![false; old.len()];
-    for &i in previous.iter().filter(|&&i| i != NEW) {
-        kept[i as usize] = true;
+    for (e, &i) in new.sites.iter().zip(&previous).filter(|(_, i)| **i != NEW) {
+        kept[i as usize] = Arc::ptr_eq(&old[i as usize].run, &e.run);
     }
     let left = (0..old.len()).filter(|&i| !kept[i]).map(|i| (old.clone(), i)).collect();
     tracing::info!(

@@ -102,6 +102,13 @@ impl Running {
             .await
             .expect("the producer did not return after the stop")
             .unwrap();
+        // Every record is one the consumer admits (a run of missed slots included).
+        let admission = sitemon::domain::Admission::new(Utc::now(), Duration::from_secs(86_400 * 3650));
+        for r in self.publisher.0.lock().unwrap().iter() {
+            if let Err(why) = admission.check(r) {
+                panic!("a record the consumer refuses ({why}): {r:?}");
+            }
+        }
         let results = self.publisher.slots();
         assert_eq!(report.slots, report.published + report.failed + report.abandoned, "{report:?}");
         assert_eq!(report.published as usize, results.len(), "{report:?}");
@@ -436,4 +443,33 @@ async fn an_invalid_list_keeps_the_running_one_and_counts_a_failure() {
     let c: Vec<_> = by_site["c"].iter().collect();
     assert_eq!(c[0].scheduled_at, c_first, "c starts only with the list that loaded");
     assert!(c.len() >= 6, "c: {} slots", c.len());
+}
+
+/// A run of missed slots is one interval apart: a reload that changes the site's interval
+/// publishes the run gathered on the old grid (a record the consumer admits) rather than carry it
+/// onto the new one, and no slot of either grid is left out.
+#[tokio::test(start_paused = true)]
+async fn a_run_of_missed_slots_is_published_when_its_sites_interval_changes() {
+    let (probe, mut started) = Recording::new(&[("t", Duration::from_millis(5_500))]);
+    let run =
+        start(sites("  - {name: t, url: 'http://t.test/', interval: 1s, timeout: 1s}\n"), probe.clone());
+    let first = started.nth("t", 1).await;
+    // Paused time: the first check runs 5.5 s, so the slots after it are missed meanwhile.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    run.reloads
+        .send(sites("  - {name: t, url: 'http://t.test/', interval: 10s, timeout: 1s}\n").into())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    // `stop` checks that the consumer admits every record.
+    let (report, by_site) = run.stop().await;
+    assert!(report.missed >= 3, "{report:?}");
+    let t = &by_site["t"];
+    let old: Vec<_> = t.iter().filter(|r| r.scheduled_at >= first && r.interval_ms == Some(1_000)).collect();
+    assert!(old.len() >= 4, "the 1 s grid: {old:#?}");
+    consecutive(&old, Duration::from_secs(1), "t on the 1 s grid");
+    assert!(old[1..].iter().all(|r| r.status == CheckStatus::Missed), "{old:#?}");
+    let new: Vec<_> = t.iter().filter(|r| r.interval_ms == Some(10_000)).collect();
+    assert!(new.len() >= 3, "the 10 s grid: {new:#?}");
+    consecutive(&new, Duration::from_secs(10), "t on the 10 s grid");
 }

@@ -17,15 +17,25 @@ impl Collect {
     }
 }
 
+/// The slots of the run of missed slots `r` carries, earliest first: `missed_slots` of them from
+/// `missed_since`, one interval (`interval_ms`) apart.
+fn carried_slots(r: &CheckResult) -> Vec<chrono::DateTime<chrono::Utc>> {
+    let (Some(since), Some(n), Some(ms)) = (r.missed_since, r.missed_slots, r.interval_ms) else {
+        return Vec::new();
+    };
+    (0..i64::from(n)).map(|k| since + chrono::Duration::milliseconds(k * i64::from(ms))).collect()
+}
+
 /// `records` with the runs they carry spread into one MISSED result per slot (see
 /// [`Collect::slots`]).
 pub fn slots(records: &[CheckResult]) -> Vec<CheckResult> {
     let mut all = Vec::with_capacity(records.len());
     for r in records {
-        for at in r.carried_slots() {
+        for at in carried_slots(r) {
             let mut m =
                 CheckResult::new(&r.site_id, &r.url, &r.region, at, r.started_at, CheckStatus::Missed);
             m.error = Some("carried on a later record".into());
+            m.interval_ms = r.interval_ms;
             all.push(m);
         }
         let mut r = r.clone();
