@@ -190,6 +190,10 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
                 })
             }
             Err(STOPPED) => Some(self.missed_result(&e.site, slot, STOPPED, run.as_ref())),
+            // A taken-over site's catch-up slot is a record of its own (see `timer.rs`).
+            Err(why) if slot.timestamp_micros() < e.catch_up_before.load(Ordering::Relaxed) => {
+                Some(self.missed_result(&e.site, slot, why, run.as_ref()))
+            }
             Err(why) => {
                 // Before the site is free: the scheduler's next slot of it sees this one in the run.
                 self.note_missed(&e.site, slot, why);

@@ -102,10 +102,10 @@ pub(super) async fn schedule<P: SiteProbe, S: StatusPublisher>(
         let mut applied = None;
         if let Some(list) = reload {
             // Every slot due by `now` is taken: the new roster starts from there.
-            let left;
-            (carried, applied, left) = replace(&mut roster, &mut heap, carried, list, now);
-            // The runs of the sites that left are published now: no later record carries them.
-            flush_runs(s, &left, NOT_IN_TIME).await;
+            let runs;
+            (carried, applied, runs) = replace(&mut roster, &mut heap, carried, list, now);
+            // Published beside the schedule (they hold the progress until acknowledged).
+            s.tracker.spawn(publish_runs(s.clone(), runs, NOT_IN_TIME));
         }
         taken_until(s, &heap, now);
         // Told once the progress counts the new roster's slots (a taken-over site's overdue ones).
@@ -134,8 +134,10 @@ fn taken_until<P, S>(s: &Shared<P, S>, heap: &Heap, now: i64) {
 /// next slots are MISSED until it is over. An added site taken over from another producer starts
 /// at its first slot that producer did not publish (at most [`TAKEOVER_LOOKBACK`] ago): the
 /// slots before `now` then fall due at once, and those already followed by the next are MISSED.
-/// A removed site's run of missed slots is closed, as is that of a site whose interval changed.
-/// Returns the checks carried over,
+/// Every run of missed slots waiting is taken to be published on its own: a removed site's (its
+/// cell closed, as is that of a site whose interval changed: no later record carries them), and a
+/// kept site's, so that a group member handing sites on is not held back by runs of sites it
+/// keeps. Returns the checks carried over,
 /// `list.applied` for the caller to tell, and the removed sites (to publish their runs).
 fn replace(
     roster: &mut Roster,
@@ -143,7 +145,7 @@ fn replace(
     carried: Carried,
     list: NewList,
     now: i64,
-) -> (Carried, Option<tokio::sync::oneshot::Sender<i64>>, Vec<SiteOf>) {
+) -> (Carried, Option<tokio::sync::oneshot::Sender<i64>>, Vec<(SiteOf, Run)>) {
     let NewList { sites, resume, applied } = list;
     let Replacement { roster: new, previous, changes } = roster.replace(sites);
     let oldest = now - micros(TAKEOVER_LOOKBACK);
@@ -177,7 +179,12 @@ fn replace(
     for (e, &i) in new.sites.iter().zip(&previous).filter(|(_, i)| **i != NEW) {
         kept[i as usize] = Arc::ptr_eq(&old[i as usize].run, &e.run);
     }
-    let left = (0..old.len()).filter(|&i| !kept[i]).map(|i| (old.clone(), i)).collect();
+    let left =
+        (0..old.len()).filter(|&i| !kept[i]).filter_map(|i| Some(((old.clone(), i), old[i].run.close()?)));
+    let mut runs: Vec<(SiteOf, Run)> = left.collect();
+    runs.extend(
+        (0..new.sites.len()).filter_map(|j| Some(((new.sites.clone(), j), new.sites[j].run.take()?))),
+    );
     tracing::info!(
         sites = new.len(),
         added = changes.added,
@@ -187,16 +194,18 @@ fn replace(
         "site list reloaded"
     );
     *roster = new;
-    (carried, applied, left)
+    (carried, applied, runs)
 }
 
-/// Closes the run cell of each site of `sites` (a roster and an index) and publishes the run
-/// waiting there on a record of its own; once the grace period is over, what is left is counted
-/// as abandoned.
-async fn flush_runs<P: SiteProbe, S: StatusPublisher>(s: &Arc<Shared<P, S>>, sites: &[SiteOf], why: &str) {
-    for (roster, i) in sites {
-        let e = &roster[*i];
-        let Some(run) = e.run.close() else { continue };
+/// Publishes each run on a record of its own (its site's, in a roster and at an index); once the
+/// grace period is over, what is left is counted as abandoned.
+async fn publish_runs<P: SiteProbe, S: StatusPublisher>(
+    s: Arc<Shared<P, S>>,
+    runs: Vec<(SiteOf, Run)>,
+    why: &'static str,
+) {
+    for ((roster, i), run) in runs {
+        let e = &roster[i];
         match s.place(&s.abandon).await {
             Some(place) => {
                 let r = s.run_record(&e.site, &run, why);
@@ -218,8 +227,8 @@ async fn drain<P: SiteProbe, S: StatusPublisher>(
     stopped: i64,
 ) {
     drain_due(s, sites, heap, stopped).await;
-    let all: Vec<_> = (0..sites.len()).map(|i| (sites.clone(), i)).collect();
-    flush_runs(s, &all, STOPPED).await;
+    let runs = (0..sites.len()).filter_map(|i| Some(((sites.clone(), i), sites[i].run.close()?))).collect();
+    publish_runs(s.clone(), runs, STOPPED).await;
 }
 
 async fn drain_due<P: SiteProbe, S: StatusPublisher>(

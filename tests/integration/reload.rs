@@ -473,3 +473,33 @@ async fn a_run_of_missed_slots_is_published_when_its_sites_interval_changes() {
     assert!(new.len() >= 3, "the 10 s grid: {new:#?}");
     consecutive(&new, Duration::from_secs(10), "t on the 10 s grid");
 }
+
+/// A new list publishes the runs of missed slots waiting, a kept site's too: a group member
+/// handing sites on waits for the checks in flight, not for the next record of every site it
+/// keeps (which an overloaded site gets only after its next check).
+#[tokio::test(start_paused = true)]
+async fn a_new_list_publishes_the_runs_waiting_so_the_progress_passes_it() {
+    let (probe, mut started) = Recording::new(&[("k", Duration::from_millis(5_500))]);
+    let two = "  - {name: k, url: 'http://k.test/', interval: 1s, timeout: 1s}\n\
+               \x20 - {name: r, url: 'http://r.test/', interval: 1s, timeout: 1s}\n";
+    let run = start(sites(two), probe.clone());
+    started.nth("k", 1).await;
+    // Paused time: k's first check runs 5.5 s; the slots meanwhile wait in its run.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let list = producer::NewList {
+        sites: sites("  - {name: k, url: 'http://k.test/', interval: 1s, timeout: 1s}\n"),
+        applied: Some(tx),
+        ..Default::default()
+    };
+    run.reloads.send(list).await.unwrap();
+    let applied = rx.await.unwrap();
+    // The check under way ends 2.5 s later; the run taken with the list is published at once.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let through = run.progress.checked_through().unwrap();
+    assert!(through >= applied, "the progress {through} is still before the list ({applied})");
+    let (report, by_site) = run.stop().await;
+    assert!(report.missed >= 3, "{report:?}");
+    let k: Vec<_> = by_site["k"].iter().collect();
+    consecutive(&k, Duration::from_secs(1), "k");
+}
