@@ -800,20 +800,22 @@ def b1_past_capacity():
 
 def b1_past_capacity_section(r, cmd):
     steps = r["steps"]
-    best = max(steps, key=lambda x: x["success"])
-    twice = min((x for x in steps if x["offered"] >= 2 * best["offered"]), key=lambda x: x["offered"], default=steps[-1])
+    # Capacity: the highest offered rate whose checks were all stored as successes (within 2 %).
+    met = [x for x in steps if x["success"] >= 0.98 * x["offered"]]
+    cap = max(met, key=lambda x: x["offered"]) if met else max(steps, key=lambda x: x["success"])
+    twice = min((x for x in steps if x["offered"] >= 2 * cap["offered"]), key=lambda x: x["offered"], default=steps[-1])
     rows = [(f"B1 end to end, {x['offered']:,} sites every 1 s: successful checks stored/s / missed slots recorded/s "
              f"(MISSED rows/s) / failed/s / records published/s / lag p99 (ms)",
              f"{fmt(x['success'], 0)} / {fmt(x.get('missed_slots', x['missed']), 0)} ({fmt(x['missed'], 0)}) / {fmt(x['failure'], 0)} / "
              f"{fmt(x['published'], 0)} / {fmt(x['lag_p99_ms'], 0)}",
              "offered " + f"{x['offered']:,}/s", "") for x in steps]
-    rows.append((f"B1 goodput at {twice['offered']:,} offered (2 × the best step's {best['offered']:,}, or the sweep's last) against the best step",
-                 f"{fmt(twice['success'], 0)} vs {fmt(best['success'], 0)}", "goal ≥ 0.95 ×", f"{twice['success'] / max(best['success'], 1e-9):.2f}"))
-    past = [x for x in steps if x["offered"] > best["offered"]]
+    rows.append((f"B1 goodput at {twice['offered']:,} offered (2 × the capacity of {cap['offered']:,}/s, the highest step met, or the sweep's last) against goodput at capacity",
+                 f"{fmt(twice['success'], 0)} vs {fmt(cap['success'], 0)}", "goal ≥ 0.95 ×", f"{twice['success'] / max(cap['success'], 1e-9):.2f}"))
+    past = [x for x in steps if x["offered"] > cap["offered"]]
     if past:
         low = min(past, key=lambda x: x["success"])
-        rows.append((f"B1 lowest goodput past the best step ({low['offered']:,} offered) against the best step",
-                     f"{fmt(low['success'], 0)} vs {fmt(best['success'], 0)}", "goal ≥ 0.95 ×", f"{low['success'] / max(best['success'], 1e-9):.2f}"))
+        rows.append((f"B1 lowest goodput past capacity ({low['offered']:,} offered) against goodput at capacity",
+                     f"{fmt(low['success'], 0)} vs {fmt(cap['success'], 0)}", "goal ≥ 0.95 ×", f"{low['success'] / max(cap['success'], 1e-9):.2f}"))
     return section("B1 past capacity", r, cmd, rows, [
         f"- Producer, consumer, Kafka, PostgreSQL and nginx on the same two cores, as in B1 and B3: N sites every second "
         "(a new connection per check, at most 256 at once), the consumer (batch 5000, 100 ms) storing into a fresh "
