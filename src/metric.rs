@@ -24,7 +24,7 @@ metrics_of! {
     counter RESULTS_FAILED = "sitemon_results_failed_total", "Results made but not acknowledged before the grace period ended.";
     counter ABANDONED_SLOTS = "sitemon_abandoned_slots_total", "Slots that ended without a result when the grace period ended.";
     gauge RESULTS_IN_FLIGHT = "sitemon_results_in_flight", "Results checked but not yet acknowledged.";
-    counter MISSED_SLOTS = "sitemon_missed_slots_total", "Slots that could not start in time (published as MISSED records).";
+    counter MISSED_SLOTS = "sitemon_missed_slots_total", "Slots that could not start in time (a MISSED record, or carried on the site's next record as a run).";
     histogram SCHEDULE_LAG = "sitemon_schedule_lag_seconds", "How late a check started after its slot, by region.";
     histogram CHECK_SECONDS = "sitemon_check_seconds", "How long a check took, start to end, by region and failure kind (NONE: up).";
     gauge SITES_ASSIGNED = "sitemon_sites_assigned", "Sites this producer checks (its share of the list).";
