@@ -131,7 +131,8 @@ fn valid(site: &str, at_us: i64) -> Vec<V> {
         V::Null,
         some(V::Long(2_000)),
         some(V::Long(14)),
-        some(V::Long(at_us - 3_000_000)),
+        // Three slots of the 60 s interval missed before it.
+        some(V::Long(at_us - 180_000_000)),
         some(V::Long(3)),
     ]
 }
@@ -242,6 +243,7 @@ fn crafted(site: &str, now_us: i64) -> Vec<(String, Vec<V>, &'static str)> {
         "missed_since",
     );
     case("a missed run without its count".into(), 70, "missed_slots", V::Null, "missed_since");
+    case("a missed run longer than its span".into(), 71, "missed_slots", some(V::Long(4)), "missed_slots");
     case("NUL in producer_version".into(), 61, "producer_version", some(s("a\0b")), "NUL");
     case("unknown status symbol".into(), 23, "status", V::Long(7), "status");
     case("unknown failure_kind symbol".into(), 24, "failure_kind", some(V::Long(99)), "failure_kind");
