@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use super::client::client_config;
 use super::redacted_log::RedactedLog;
 use super::setup_error::ClientSetupError;
-use super::site_share::{Part, Record, State, Taken, confirm, remove_revoked, send, take_record};
+use super::site_share::{Part, Record, State, Taken, confirm, remove_revoked, send, take_records};
 use super::sites_topic::FORMAT_HEADER;
 use crate::config::{Env, KafkaConfig};
 use crate::producer::{NewList, Progress};
@@ -149,6 +149,8 @@ impl GroupContext {
             }
         };
         let mut st = self.state();
+        st.epoch += 1;
+        let epoch = st.epoch;
         for &p in parts {
             // Unknown, the partition's end-of-partition event says when it is read.
             let (low, end) = match Instant::now() < deadline {
@@ -164,6 +166,7 @@ impl GroupContext {
                     applied: false,
                     end,
                     assigned_at: Instant::now(),
+                    epoch,
                 },
             );
         }
@@ -325,16 +328,34 @@ impl SiteGroup {
     }
 }
 
-/// One record of an assigned partition: its site's new definition, or a tombstone removing it.
-/// A definition with problems is logged (name and field, never a value) and the site's last good
-/// one kept.
-fn take(st: &mut State, m: &BorrowedMessage<'_>, env: Env) {
-    let format = m
-        .headers()
-        .and_then(|h| h.iter().find(|h| h.key == FORMAT_HEADER).map(|h| h.value.unwrap_or_default()));
-    let record =
-        Record { partition: m.partition(), offset: m.offset(), key: m.key(), format, value: m.payload() };
-    take_record(st, record, env);
+/// Records polled (each with the assignment epoch it was read in) and not taken yet.
+type Held<'c> = Vec<(u64, BorrowedMessage<'c>)>;
+
+/// Records read one after another without a wait are taken together, up to this many.
+const HOLD: usize = 4096;
+
+/// The records held, taken in order (see [`take_records`]): each its site's new definition, or a
+/// tombstone removing it. A definition with problems is logged (name and field, never a value)
+/// and the site's last good one kept.
+fn take(st: &mut State, held: &mut Held<'_>, env: Env) {
+    if held.is_empty() {
+        return;
+    }
+    let records: Vec<Record<'_>> = held
+        .iter()
+        .map(|(epoch, m)| Record {
+            epoch: *epoch,
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key(),
+            format: m
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == FORMAT_HEADER).map(|h| h.value.unwrap_or_default())),
+            value: m.payload(),
+        })
+        .collect();
+    take_records(st, &records, env);
+    held.clear();
 }
 
 impl Drop for SiteGroup {
@@ -352,10 +373,22 @@ fn follow(consumer: BaseConsumer<GroupContext>, stop: &AtomicBool) {
     let ctx = consumer.context();
     let mut last_commit = Instant::now();
     let mut last_error: Option<Instant> = None;
+    let mut held: Held<'_> = Vec::with_capacity(HOLD);
     while !stop.load(Ordering::Acquire) {
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Ok(m)) => take(&mut ctx.state(), &m, &env),
+        // Records already fetched are held (up to `HOLD`) and taken together.
+        let wait = if held.is_empty() { Duration::from_millis(100) } else { Duration::ZERO };
+        let polled = consumer.poll(wait);
+        if let Some(Ok(m)) = polled {
+            held.push((ctx.state().epoch, m));
+            if held.len() < HOLD {
+                continue;
+            }
+            take(&mut ctx.state(), &mut held, &env);
+            continue;
+        }
+        take(&mut ctx.state(), &mut held, &env);
+        match polled {
+            None | Some(Ok(_)) => {}
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 let mut st = ctx.state();
                 if let Some(part) = st.parts.get_mut(&p).filter(|part| !part.loaded) {

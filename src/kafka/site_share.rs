@@ -26,6 +26,8 @@ pub(super) struct Part {
     pub(super) end: i64,
     /// When it was assigned: unread for long, it no longer holds the others' sites back.
     pub(super) assigned_at: Instant,
+    /// The [`State::epoch`] of its assignment.
+    pub(super) epoch: u64,
 }
 
 /// A list sent to the producer whose effect it has not confirmed yet.
@@ -40,7 +42,10 @@ pub(super) struct State {
     pub(super) pending: Option<Pending>,
     /// A change the producer has not been sent yet.
     pub(super) dirty: bool,
-    pub(super) records: SiteRecords,
+    /// Counts the assignments: a record read before its partition's is not taken.
+    pub(super) epoch: u64,
+    /// One reader per thread reading records (see [`take_records`]).
+    pub(super) records: [SiteRecords; 2],
 }
 
 /// Forgets the revoked `parts`; returns those whose sites the producer has or was sent (the
@@ -125,6 +130,8 @@ pub(super) fn confirm(st: &mut State, wait: Duration) -> Taken {
 
 /// One record of the sites topic, as any client may have written it.
 pub(super) struct Record<'a> {
+    /// The [`State::epoch`] when it was read.
+    pub(super) epoch: u64,
     pub(super) partition: i32,
     pub(super) offset: i64,
     pub(super) key: Option<&'a [u8]>,
@@ -133,56 +140,114 @@ pub(super) struct Record<'a> {
     pub(super) value: Option<&'a [u8]>,
 }
 
-/// One record of an assigned partition (see `site_group::take`): its site's new definition, or a
-/// tombstone removing it. A definition with problems is logged (name and field, never a value)
-/// and the site's last good one kept.
-pub(super) fn take_record(st: &mut State, r: Record<'_>, env: Env) {
-    let State { parts, records, dirty, .. } = st;
-    let Some(part) = parts.get_mut(&r.partition) else { return };
-    if r.offset + 1 >= part.end && !part.loaded {
-        part.loaded = true;
-        *dirty = true;
-    }
+/// What one record says of its site, read apart from the state (so on any thread).
+pub(super) enum Said {
+    /// Nothing to take: no site name, a format this producer does not read, or a definition with
+    /// problems (logged; the site's last good definition stays).
+    Nothing,
+    /// A tombstone: the site leaves.
+    Removed,
+    /// The site's new definition.
+    Defined(Site),
+}
+
+/// Records read together on two threads from this many on (a partition read from its start).
+const READ_APART: usize = 256;
+
+/// Reads what `r` says of its site; its problems are logged (name and field, never a value).
+pub(super) fn read_record(records: &mut SiteRecords, r: &Record<'_>, env: Env) -> Said {
     let Some(name) = r.key.and_then(|k| std::str::from_utf8(k).ok()) else {
         tracing::error!(
             partition = r.partition,
             offset = r.offset,
             "sites topic: a record without a site name as its key; skipped"
         );
-        return;
+        return Said::Nothing;
     };
     if r.format.is_some_and(|f| f != FORMAT.as_bytes()) {
         tracing::error!(
             site = name,
             "sites topic: a record in a format this producer does not read; upgrade it (the site's last definition is kept)"
         );
-        return;
+        return Said::Nothing;
     }
-    match r.value {
-        None => {
-            part.sites.remove(name);
+    let Some(value) = r.value else { return Said::Removed };
+    match records.read(name, value, env) {
+        Ok(site) => Said::Defined(site),
+        Err(problems) => {
+            for p in problems {
+                tracing::error!(site = name, field = %p.path, problem = %p.message, "sites topic: a site definition with a problem; its last good definition is kept");
+            }
+            Said::Nothing
         }
-        Some(value) => match records.read(name, value, env) {
-            Ok(site) => {
-                part.sites.insert(name.to_owned(), site);
-            }
-            Err(problems) => {
-                for p in problems {
-                    tracing::error!(site = name, field = %p.path, problem = %p.message, "sites topic: a site definition with a problem; its last good definition is kept");
-                }
-                return;
-            }
-        },
+    }
+}
+
+/// Takes what record `r` said into its partition's sites. A record read before its partition
+/// was last assigned (`r.epoch`) belongs to an earlier assignment: the partition is read again
+/// from its start.
+fn apply(st: &mut State, r: &Record<'_>, said: Said) {
+    let State { parts, dirty, .. } = st;
+    let Some(part) = parts.get_mut(&r.partition).filter(|part| part.epoch <= r.epoch) else { return };
+    if r.offset + 1 >= part.end && !part.loaded {
+        part.loaded = true;
+        *dirty = true;
+    }
+    let name = || r.key.and_then(|k| std::str::from_utf8(k).ok()).unwrap_or_default();
+    match said {
+        Said::Nothing => return,
+        Said::Removed => {
+            part.sites.remove(name());
+        }
+        Said::Defined(site) => {
+            part.sites.insert(name().to_owned(), site);
+        }
     }
     *dirty |= part.loaded;
+}
+
+/// Records of assigned partitions, in the order read (see `site_group::take`): each its site's
+/// new definition, or a tombstone removing it. A definition with problems is logged (name and
+/// field, never a value) and the site's last good one kept. Many at once (a partition read from
+/// its start) are read on two threads, then taken in order.
+pub(super) fn take_records(st: &mut State, rs: &[Record<'_>], env: Env) {
+    let said: Vec<Said> = match rs.len() < READ_APART {
+        true => rs.iter().map(|r| read_record(&mut st.records[0], r, env)).collect(),
+        false => {
+            let (mine, theirs) = rs.split_at(rs.len() / 2);
+            let [own, other] = &mut st.records;
+            std::thread::scope(|s| {
+                let other = s.spawn(|| theirs.iter().map(|r| read_record(other, r, env)).collect::<Vec<_>>());
+                let mut said: Vec<Said> = mine.iter().map(|r| read_record(own, r, env)).collect();
+                said.extend(other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+                said
+            })
+        }
+    };
+    for (r, said) in rs.iter().zip(said) {
+        apply(st, r, said);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// One record (see [`take_records`]).
+    fn take_record(st: &mut State, r: Record<'_>, env: Env) {
+        take_records(st, &[r], env);
+    }
+
     fn part(loaded: bool, applied: bool) -> Part {
-        Part { sites: HashMap::new(), loaded, resume: None, applied, end: 0, assigned_at: Instant::now() }
+        Part {
+            sites: HashMap::new(),
+            loaded,
+            resume: None,
+            applied,
+            end: 0,
+            assigned_at: Instant::now(),
+            epoch: 0,
+        }
     }
 
     #[test]
@@ -209,7 +274,7 @@ mod tests {
         st.parts.insert(0, Part { end: 100, ..part(false, false) });
         let put =
             |st: &mut State, offset: i64, key: Option<&[u8]>, format: Option<&[u8]>, value: Option<&[u8]>| {
-                take_record(st, Record { partition: 0, offset, key, format, value }, &env)
+                take_record(st, Record { epoch: 0, partition: 0, offset, key, format, value }, &env)
             };
         let url = |st: &State| st.parts[&0].sites.get("a").map(|s| s.url.as_str().to_owned());
         put(
@@ -259,5 +324,85 @@ mod tests {
         st.pending = Some(Pending { applied, parts: vec![1] });
         drop(tx);
         assert!(matches!(confirm(&mut st, Duration::ZERO), Taken::Gone));
+    }
+
+    /// The sites of partition 0 as (name, url).
+    fn urls(st: &State) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> =
+            st.parts[&0].sites.iter().map(|(n, s)| (n.clone(), s.url.as_str().to_owned())).collect();
+        v.sort();
+        v
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// However the records of a partition are split into batches (one at a time, or read on
+        /// two threads), the sites it ends with are the same, and records read before the
+        /// partition's assignment are not taken.
+        #[test]
+        fn the_sites_do_not_depend_on_how_records_are_batched(
+            ops in proptest::collection::vec((0u8..12, 0u8..4), 1..700),
+            cuts in proptest::collection::vec(1usize..600, 0..6),
+            stale in 0usize..40,
+        ) {
+            let env = |_: &str| None;
+            let names: Vec<String> = (0..12).map(|i| format!("s{i}")).collect();
+            let values: Vec<Option<Vec<u8>>> = ops
+                .iter()
+                .enumerate()
+                .map(|(k, &(n, what))| match what {
+                    0 => None,
+                    1 => Some(b"{not json".to_vec()),
+                    _ => Some(format!(r#"{{"name":"s{n}","url":"http://h{}.test/{k}"}}"#, what).into_bytes()),
+                })
+                .collect();
+            let records = |epoch: u64| {
+                ops.iter()
+                    .zip(&values)
+                    .enumerate()
+                    .map(|(k, (&(n, _), v))| Record {
+                        epoch,
+                        partition: 0,
+                        offset: k as i64,
+                        key: Some(names[n as usize].as_bytes()),
+                        format: None,
+                        value: v.as_deref(),
+                    })
+                    .collect::<Vec<Record<'_>>>()
+            };
+            let fresh = || {
+                let mut st = State { epoch: 1, ..State::default() };
+                st.parts.insert(0, Part { end: ops.len() as i64, epoch: 1, ..part(false, false) });
+                st
+            };
+            let mut one_by_one = fresh();
+            for r in records(1) {
+                take_record(&mut one_by_one, r, &env);
+            }
+            let mut batched = fresh();
+            // Records read before the assignment (epoch 0) come first and are not taken.
+            let ghost = br#"{"name":"ghost","url":"http://ghost.test/"}"#;
+            let old: Vec<Record<'_>> = (0..stale)
+                .map(|k| Record {
+                    epoch: 0,
+                    partition: 0,
+                    offset: k as i64,
+                    key: Some(&b"ghost"[..]),
+                    format: None,
+                    value: Some(&ghost[..]),
+                })
+                .collect();
+            take_records(&mut batched, &old, &env);
+            let all = records(1);
+            let mut at = 0usize;
+            for cut in cuts.iter().chain(std::iter::once(&usize::MAX)) {
+                let to = at.saturating_add(*cut).min(all.len());
+                take_records(&mut batched, &all[at..to], &env);
+                at = to;
+            }
+            proptest::prop_assert!(!batched.parts[&0].sites.contains_key("ghost"));
+            proptest::prop_assert_eq!(urls(&batched), urls(&one_by_one));
+            proptest::prop_assert!(batched.parts[&0].loaded && one_by_one.parts[&0].loaded);
+        }
     }
 }
