@@ -10,6 +10,7 @@ mod redacted_log;
 mod security;
 mod setup_error;
 mod site_group;
+mod site_reader;
 mod site_share;
 mod sites_topic;
 

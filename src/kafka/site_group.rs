@@ -26,9 +26,10 @@ use tokio::sync::mpsc;
 use super::client::client_config;
 use super::redacted_log::RedactedLog;
 use super::setup_error::ClientSetupError;
-use super::site_share::{Part, Record, State, Taken, confirm, remove_revoked, send, take_records};
+use super::site_reader::{AHEAD, Readers};
+use super::site_share::{Part, Record, Sites, State, Taken, confirm, remove_revoked, send};
 use super::sites_topic::FORMAT_HEADER;
-use crate::config::{Env, KafkaConfig};
+use crate::config::KafkaConfig;
 use crate::producer::{NewList, Progress};
 
 /// The offset metadata a member commits with a partition: every slot of its sites before this
@@ -42,6 +43,8 @@ const TAKE_LIST: Duration = Duration::from_secs(10);
 const FINISH_CHECKS: Duration = Duration::from_secs(60);
 /// How long a partition that cannot be read to its end holds back the others' sites.
 const LOAD_WAIT: Duration = Duration::from_secs(30);
+/// While records keep coming, how often the member still sends the producer a list and commits.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
 /// How long broker requests made while a rebalance waits (committed offsets, watermarks) may take.
 const REQUEST: Duration = Duration::from_secs(10);
 
@@ -160,7 +163,7 @@ impl GroupContext {
             st.parts.insert(
                 p,
                 Part {
-                    sites: HashMap::new(),
+                    sites: Sites::default(),
                     loaded: end <= low,
                     resume: resume.get(&p).copied(),
                     applied: false,
@@ -328,34 +331,12 @@ impl SiteGroup {
     }
 }
 
-/// Records polled (each with the assignment epoch it was read in) and not taken yet.
-type Held<'c> = Vec<(u64, BorrowedMessage<'c>)>;
-
-/// Records read one after another without a wait are taken together, up to this many.
-const HOLD: usize = 4096;
-
-/// The records held, taken in order (see [`take_records`]): each its site's new definition, or a
-/// tombstone removing it. A definition with problems is logged (name and field, never a value)
-/// and the site's last good one kept.
-fn take(st: &mut State, held: &mut Held<'_>, env: Env) {
-    if held.is_empty() {
-        return;
-    }
-    let records: Vec<Record<'_>> = held
-        .iter()
-        .map(|(epoch, m)| Record {
-            epoch: *epoch,
-            partition: m.partition(),
-            offset: m.offset(),
-            key: m.key(),
-            format: m
-                .headers()
-                .and_then(|h| h.iter().find(|h| h.key == FORMAT_HEADER).map(|h| h.value.unwrap_or_default())),
-            value: m.payload(),
-        })
-        .collect();
-    take_records(st, &records, env);
-    held.clear();
+/// One record of an assigned partition, read when this member's assignments numbered `epoch`.
+fn record<'m>(m: &'m BorrowedMessage<'_>, epoch: u64) -> Record<'m> {
+    let format = m
+        .headers()
+        .and_then(|h| h.iter().find(|h| h.key == FORMAT_HEADER).map(|h| h.value.unwrap_or_default()));
+    Record { epoch, partition: m.partition(), offset: m.offset(), key: m.key(), format, value: m.payload() }
 }
 
 impl Drop for SiteGroup {
@@ -369,39 +350,41 @@ impl Drop for SiteGroup {
 /// The member's loop: records in, lists out, a commit a second; at the stop, the partitions given
 /// up (committing how far the producer got) and the group left.
 fn follow(consumer: BaseConsumer<GroupContext>, stop: &AtomicBool) {
-    let env = |name: &str| std::env::var(name).ok();
     let ctx = consumer.context();
     let mut last_commit = Instant::now();
     let mut last_error: Option<Instant> = None;
-    let mut held: Held<'_> = Vec::with_capacity(HOLD);
+    let mut last_look = Instant::now();
+    // Records are read (parsed, validated) on two threads of their own while this one polls;
+    // each site's new definition or tombstone is taken in the order read, a partition's end
+    // after its records. A definition with problems is logged (name and field, never a value)
+    // and the site's last good one kept.
+    let mut readers = Readers::start(|name| std::env::var(name).ok());
     while !stop.load(Ordering::Acquire) {
-        // Records already fetched are held (up to `HOLD`) and taken together.
-        let wait = if held.is_empty() { Duration::from_millis(100) } else { Duration::ZERO };
+        readers.take(&mut ctx.state(), AHEAD - 1);
+        let wait = match (readers.holds(), readers.is_idle()) {
+            (true, _) => Duration::ZERO,
+            (false, false) => Duration::from_millis(1),
+            (false, true) => Duration::from_millis(100),
+        };
         let polled = consumer.poll(wait);
-        if let Some(Ok(m)) = polled {
-            held.push((ctx.state().epoch, m));
-            if held.len() < HOLD {
-                continue;
-            }
-            take(&mut ctx.state(), &mut held, &env);
-            continue;
-        }
-        take(&mut ctx.state(), &mut held, &env);
+        let epoch = ctx.state().epoch;
         match polled {
-            None | Some(Ok(_)) => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                let mut st = ctx.state();
-                if let Some(part) = st.parts.get_mut(&p).filter(|part| !part.loaded) {
-                    part.loaded = true;
-                    st.dirty = true;
+            Some(Ok(m)) => {
+                readers.push(&record(&m, epoch));
+                if last_look.elapsed() < LOOK_EVERY {
+                    continue;
                 }
             }
+            None => readers.flush(),
+            Some(Err(KafkaError::PartitionEOF(p))) => readers.end(p, epoch),
             Some(Err(e)) if last_error.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) => {
                 tracing::warn!(error = %e, "sites topic: reading failed; librdkafka retries");
                 last_error = Some(Instant::now());
             }
             Some(Err(_)) => {}
         }
+        last_look = Instant::now();
+        readers.take(&mut ctx.state(), usize::MAX);
         let mut st = ctx.state();
         confirm(&mut st, Duration::ZERO);
         let ready = st.parts.values().all(|p| p.loaded || p.assigned_at.elapsed() > LOAD_WAIT);
