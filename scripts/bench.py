@@ -28,6 +28,7 @@ BENCHMARKS.md; BENCH_ONLY=b1, b1max, b1rss, b2, b2x2 (two consumers), b3 print t
 BENCH_ONLY=b4prof profiles the producer's HTTPS checks with perf (prints, writes nothing).
 """
 import csv
+import datetime
 import json
 import os
 import re
@@ -921,6 +922,7 @@ def b7_takeover():
         survivors = [m for m in members if m[0] is not victim]
         m0 = [metrics(a) for _, a in survivors]
         killed_at = time.time()
+        log(f"b7: SIGKILL of producer 1 at {datetime.datetime.fromtimestamp(killed_at, datetime.timezone.utc):%H:%M:%S.%f}")
         victim.kill()
         victim.wait()
         moved = wait_shares(survivors, n, 60)
@@ -937,9 +939,11 @@ def b7_takeover():
         f"WHERE status = 'SUCCESS' AND scheduled_at > to_timestamp({killed_at}) GROUP BY site_id) t", db)) - killed_at
     a, b = killed_at - 10, killed_at + 20
     window = f"scheduled_at >= to_timestamp({a}) AND scheduled_at < to_timestamp({b})"
-    # A row accounts for its slot and for the run of missed slots it carries.
-    rows = int(psql(f"SELECT count(*) + coalesce(sum(missed_slots), 0) FROM check_results WHERE {window}", db))
-    missed = int(psql(f"SELECT count(*) FILTER (WHERE status = 'MISSED') + coalesce(sum(missed_slots), 0) "
+    # A row accounts for its slot and for the slots of the run of missed slots it carries that
+    # fall in the window (a second apart from `missed_since`; a run may begin before it).
+    in_window = f"greatest(0, missed_slots - greatest(0, ceil(extract(epoch FROM (to_timestamp({a}) - missed_since)))::int))"
+    rows = int(psql(f"SELECT count(*) + coalesce(sum({in_window}), 0) FROM check_results WHERE {window}", db))
+    missed = int(psql(f"SELECT count(*) FILTER (WHERE status = 'MISSED') + coalesce(sum({in_window}), 0) "
                       f"FROM check_results WHERE {window}", db))
     victims = int(psql(f"SELECT count(DISTINCT site_id) FROM check_results WHERE (status = 'MISSED' OR missed_slots > 0) AND {window}", db))
     return {"sites": n, "takeover_s": takeover, "moved_s": moved, "missed_rows": missed, "missed_made": made,

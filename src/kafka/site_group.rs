@@ -43,6 +43,8 @@ const TAKE_LIST: Duration = Duration::from_secs(10);
 const FINISH_CHECKS: Duration = Duration::from_secs(60);
 /// How long a partition that cannot be read to its end holds back the others' sites.
 const LOAD_WAIT: Duration = Duration::from_secs(30);
+/// A list of this many sites taken, the memory freed on the way is handed back to the system.
+const TRIM_FROM: usize = 10_000;
 /// While records keep coming, how often the member still sends the producer a list and commits.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
 /// How long broker requests made while a rebalance waits (committed offsets, watermarks) may take.
@@ -299,8 +301,18 @@ impl SiteGroup {
             ("group.protocol", "classic"),
             ("client.id", client.as_str()),
         ];
-        // A full fetch queue pauses fetching 1 s by default: most of a large share's load.
-        let mut config = client_config(kafka, &[("fetch.queue.backoff.ms", "10")]);
+        // Defaults `kafka.properties` may override. A full fetch queue pauses fetching 1 s by
+        // default: most of a large share's load. A broker answers a connection's requests in
+        // order, so the member's idle fetch (held up to `fetch.wait.max.ms`, 500 ms by default)
+        // delays the requests a new assignment makes and the first fetch of its partitions: a
+        // takeover would wait for it twice. A heartbeat a second (3 s by default) has a member
+        // learn within a second that the group lost one.
+        let defaults = [
+            ("fetch.queue.backoff.ms", "10"),
+            ("fetch.wait.max.ms", "100"),
+            ("heartbeat.interval.ms", "1000"),
+        ];
+        let mut config = client_config(kafka, &defaults);
         // `kafka.properties` apply to every client; the group's own settings are what sharing
         // rests on (one `group.instance.id` for all producers would have them fence each other).
         for (key, value) in own {
@@ -386,7 +398,13 @@ fn follow(consumer: BaseConsumer<GroupContext>, stop: &AtomicBool) {
         last_look = Instant::now();
         readers.take(&mut ctx.state(), usize::MAX);
         let mut st = ctx.state();
-        confirm(&mut st, Duration::ZERO);
+        if let Taken::At(_) = confirm(&mut st, Duration::ZERO)
+            && st.parts.values().map(|p| p.sites.len()).sum::<usize>() >= TRIM_FROM
+        {
+            // The reading threads' buffers and the list's trees are freed by now: their pages
+            // go back to the system rather than stay in each thread's heap as RSS.
+            crate::config::release_parse_memory();
+        }
         let ready = st.parts.values().all(|p| p.loaded || p.assigned_at.elapsed() > LOAD_WAIT);
         if st.dirty && st.pending.is_none() && ready && !send(&mut st, &ctx.to) {
             // The producer is gone: nothing more to hand it.
