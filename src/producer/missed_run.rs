@@ -6,6 +6,8 @@
 //! the stop.
 
 use std::sync::{Arc, Mutex};
+
+use once_cell::race::OnceBox;
 use std::time::Duration;
 
 use super::progress::Progress;
@@ -117,6 +119,50 @@ impl RunCell {
     }
 }
 
+/// A site's [`RunCell`], made when first needed (one word until then): most sites never miss a
+/// slot, and a cell for each of a million would cost 80 MB. A site kept across a replacement shares its cell with its
+/// entry in the new roster when it has one or a check of it is under way (that check may still
+/// add to it, see [`SiteRun::share`]).
+#[derive(Default)]
+pub(super) struct SiteRun(OnceBox<Arc<RunCell>>);
+
+impl SiteRun {
+    fn cell(&self) -> &Arc<RunCell> {
+        self.0.get_or_init(|| Box::new(Arc::default()))
+    }
+
+    /// See [`RunCell::take`].
+    pub(super) fn take(&self) -> Option<Run> {
+        self.0.get()?.take()
+    }
+
+    /// See [`RunCell::add`].
+    pub(super) fn add(&self, run: Run, interval: Duration) -> Option<Run> {
+        self.cell().add(run, interval)
+    }
+
+    /// See [`RunCell::close`]. With a check of the site under way (`in_flight`: it may still add
+    /// a missed slot, which must then be published at once) the cell is made closed if need be.
+    pub(super) fn close(&self, in_flight: bool) -> Option<Run> {
+        match in_flight {
+            true => self.cell().close(),
+            false => self.0.get()?.close(),
+        }
+    }
+
+    /// The run of the site's entry in a new roster: this one's cell when there is one, or when a
+    /// check of the site is under way (`in_flight`, read after that check's last `add` could have
+    /// made it: the check clears its site's `busy` with `Release` once it has added), so that
+    /// whatever that check adds reaches the new entry; otherwise a cell of its own, made when needed.
+    pub(super) fn share(&self, in_flight: bool) -> SiteRun {
+        match (self.0.get(), in_flight) {
+            (Some(cell), _) => SiteRun(OnceBox::with_value(Box::new(cell.clone()))),
+            (None, true) => SiteRun(OnceBox::with_value(Box::new(self.cell().clone()))),
+            (None, false) => SiteRun::default(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +227,35 @@ mod tests {
         assert_eq!(cell.close().map(|r| r.count), Some(1));
         assert!(cell.add(Run::new(&p, 31 * S), second).is_some());
         assert_eq!(p.checked_through(), Some(1_000 * S), "every run let go");
+    }
+
+    #[test]
+    fn a_sites_cell_is_made_when_needed_and_reaches_the_next_roster_while_a_check_is_under_way() {
+        let p = Arc::new(Progress::default());
+        p.untaken_from(1_000 * S);
+        let second = Duration::from_secs(1);
+        // Nothing missed, nothing under way: no cell, and the next roster's entry starts anew.
+        let quiet = SiteRun::default();
+        let next = quiet.share(false);
+        assert!(
+            quiet.0.get().is_none() && next.0.get().is_none(),
+            "no cell made for a site that never missed"
+        );
+        // A check under way at the replacement adds its missed slot to the old entry afterwards:
+        // the new entry's next record carries it.
+        let busy = SiteRun::default();
+        let next = busy.share(true);
+        assert!(busy.add(Run::new(&p, 100 * S), second).is_none());
+        assert_eq!(next.take().map(|r| (r.first, r.count)), Some((100 * S, 1)));
+        // A cell made before is shared whether or not a check is under way.
+        let missed = SiteRun::default();
+        assert!(missed.add(Run::new(&p, 200 * S), second).is_none());
+        let next = missed.share(false);
+        assert_eq!(next.take().map(|r| r.first), Some(200 * S));
+        // A site that leaves with a check under way: what that check adds is published at once.
+        let leaving = SiteRun::default();
+        assert!(leaving.close(true).is_none());
+        assert!(leaving.add(Run::new(&p, 300 * S), second).is_some(), "published at once, not left waiting");
+        assert!(SiteRun::default().close(false).is_none());
     }
 }

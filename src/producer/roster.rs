@@ -4,12 +4,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use tokio::sync::Semaphore;
 
 use super::ProducerOptions;
-use super::missed_run::RunCell;
+use super::missed_run::SiteRun;
 use crate::domain::Site;
 use crate::schedule::phase;
 
@@ -21,10 +21,25 @@ pub(super) struct Scheduled {
     /// A check of this site is under way (waiting for permits or checking; not delivering).
     pub(super) busy: AtomicBool,
     /// Its run of missed slots waiting for its next record (kept across replacements).
-    pub(super) run: Arc<RunCell>,
-    /// Slots before this moment (µs) are a taken-over site's catch-up: each one missed is a
-    /// MISSED record of its own, which a record the previous owner published replaces downstream.
-    pub(super) catch_up_before: AtomicI64,
+    pub(super) run: SiteRun,
+    /// Slots before this second (since the epoch; 0: none) are a taken-over site's catch-up: each
+    /// one missed is a MISSED record of its own, which a record the previous owner published
+    /// replaces downstream. Whole seconds, rounded up, keep the entry small: a slot just after
+    /// the takeover counted as catch-up is still recorded, only as a record of its own.
+    catch_up_before: AtomicU32,
+}
+
+impl Scheduled {
+    /// Whether `slot` (µs since the epoch) is one of the site's catch-up slots.
+    pub(super) fn is_catch_up(&self, slot: i64) -> bool {
+        slot < i64::from(self.catch_up_before.load(Ordering::Relaxed)) * 1_000_000
+    }
+
+    /// Slots before `now` (µs since the epoch) are the site's catch-up.
+    pub(super) fn catch_up_until(&self, now: i64) {
+        let second = u32::try_from(u64::try_from(now).unwrap_or(0).div_ceil(1_000_000)).unwrap_or(u32::MAX);
+        self.catch_up_before.store(second, Ordering::Relaxed);
+    }
 }
 
 /// The sites a producer checks, each with its phase and its host's permit pool, in one shared
@@ -60,17 +75,13 @@ pub(super) struct Replacement {
 
 impl Roster {
     pub fn new(sites: Vec<Site>, opts: &ProducerOptions) -> Self {
-        let sites = sites.into_iter().map(|s| (s, Arc::default())).collect();
+        let sites = sites.into_iter().map(|s| (s, SiteRun::default())).collect();
         Self::build(sites, opts.per_host_concurrency.max(1), HashMap::new())
     }
 
     /// The roster's sites in one allocation; a host's permit pool is taken from `hosts` when the
     /// host is there, so a pool's permits held by checks in flight keep counting.
-    fn build(
-        sites: Vec<(Site, Arc<RunCell>)>,
-        per_host: usize,
-        hosts: HashMap<&str, Arc<Semaphore>>,
-    ) -> Self {
+    fn build(sites: Vec<(Site, SiteRun)>, per_host: usize, hosts: HashMap<&str, Arc<Semaphore>>) -> Self {
         let mut fresh: HashMap<String, Arc<Semaphore>> = HashMap::new();
         let sites = sites
             .into_iter()
@@ -89,7 +100,7 @@ impl Roster {
                     host,
                     busy: AtomicBool::new(false),
                     run,
-                    catch_up_before: AtomicI64::new(i64::MIN),
+                    catch_up_before: AtomicU32::new(0),
                 }
             })
             .collect::<Arc<[Scheduled]>>();
@@ -141,8 +152,10 @@ impl Roster {
             .map(|(site, &i)| {
                 // A run's slots are one interval apart: a site whose interval changes starts anew.
                 let run = match self.sites.get(i as usize) {
-                    Some(old) if old.site.interval == site.interval => old.run.clone(),
-                    _ => Arc::default(),
+                    Some(old) if old.site.interval == site.interval => {
+                        old.run.share(old.busy.load(Ordering::Acquire))
+                    }
+                    _ => SiteRun::default(),
                 };
                 (site, run)
             })
@@ -260,5 +273,21 @@ mod tests {
         first.sites[1].busy.store(false, Ordering::Release);
         assert!(!carried.busy(0), "the check is over");
         assert!(carried.is_empty(), "the earlier rosters are let go");
+    }
+
+    #[test]
+    fn an_entry_stays_small_and_its_catch_up_takes_every_slot_before_the_takeover() {
+        // A million sites: each byte here is a megabyte of the producer's RSS.
+        assert!(std::mem::size_of::<Scheduled>() <= 112, "{}", std::mem::size_of::<Scheduled>());
+        let roster = Roster::new(sites("sites:\n  - {name: a, url: 'http://one.test/'}\n"), &opts());
+        let e = &roster.sites[0];
+        let now = 1_700_000_000_250_000;
+        assert!(!e.is_catch_up(now - 10_000_000), "not taken over: no catch-up");
+        e.catch_up_until(now);
+        assert!(
+            e.is_catch_up(now - 1) && e.is_catch_up(now - 3_600_000_000),
+            "every slot before the takeover"
+        );
+        assert!(!e.is_catch_up(now + 1_000_000), "a slot a second later is the site's own");
     }
 }

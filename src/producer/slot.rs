@@ -191,7 +191,7 @@ impl<P: SiteProbe, S: StatusPublisher> Shared<P, S> {
             }
             Err(STOPPED) => Some(self.missed_result(&e.site, slot, STOPPED, run.as_ref())),
             // A taken-over site's catch-up slot is a record of its own (see `timer.rs`).
-            Err(why) if slot.timestamp_micros() < e.catch_up_before.load(Ordering::Relaxed) => {
+            Err(why) if e.is_catch_up(slot.timestamp_micros()) => {
                 Some(self.missed_result(&e.site, slot, why, run.as_ref()))
             }
             Err(why) => {

@@ -78,7 +78,7 @@ pub(super) async fn schedule<P: SiteProbe, S: StatusPublisher>(
             // is still busy with the previous slot (in this roster or, across a reload, an
             // earlier one).
             if next <= now || carried.busy(i) || e.busy.swap(true, Ordering::AcqRel) {
-                if due < e.catch_up_before.load(Ordering::Relaxed) {
+                if e.is_catch_up(due) {
                     let r = s.missed_result(&e.site, at(due), NOT_IN_TIME, None);
                     s.spawn_publish(r, place);
                     continue;
@@ -165,7 +165,7 @@ fn replace(
             } else if let Some(&from) = resume.get(&e.site.id).filter(|_| i == NEW) {
                 // The first slot at or after `from`, kept within the lookback and not later than
                 // the usual start; those before `now` are its catch-up.
-                e.catch_up_before.store(now, Ordering::Relaxed);
+                e.catch_up_until(now);
                 next_slot_after(at(from.clamp(oldest, now) - 1), e.site.interval, e.phase).timestamp_micros()
             } else {
                 next_slot_after(at(now), e.site.interval, e.phase).timestamp_micros()
@@ -177,10 +177,11 @@ fn replace(
     // Sites that left, and those whose interval changed: their runs are published now.
     let mut kept = vec![false; old.len()];
     for (e, &i) in new.sites.iter().zip(&previous).filter(|(_, i)| **i != NEW) {
-        kept[i as usize] = Arc::ptr_eq(&old[i as usize].run, &e.run);
+        // As `Roster::replace` shares the run of a site kept with its interval.
+        kept[i as usize] = old[i as usize].site.interval == e.site.interval;
     }
-    let left =
-        (0..old.len()).filter(|&i| !kept[i]).filter_map(|i| Some(((old.clone(), i), old[i].run.close()?)));
+    let close = |e: &Scheduled| e.run.close(e.busy.load(Ordering::Acquire));
+    let left = (0..old.len()).filter(|&i| !kept[i]).filter_map(|i| Some(((old.clone(), i), close(&old[i])?)));
     let mut runs: Vec<(SiteOf, Run)> = left.collect();
     runs.extend(
         (0..new.sites.len()).filter_map(|j| Some(((new.sites.clone(), j), new.sites[j].run.take()?))),
@@ -227,7 +228,8 @@ async fn drain<P: SiteProbe, S: StatusPublisher>(
     stopped: i64,
 ) {
     drain_due(s, sites, heap, stopped).await;
-    let runs = (0..sites.len()).filter_map(|i| Some(((sites.clone(), i), sites[i].run.close()?))).collect();
+    let close = |e: &Scheduled| e.run.close(e.busy.load(Ordering::Acquire));
+    let runs = (0..sites.len()).filter_map(|i| Some(((sites.clone(), i), close(&sites[i])?))).collect();
     publish_runs(s.clone(), runs, STOPPED).await;
 }
 
